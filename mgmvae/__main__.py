@@ -1,0 +1,3 @@
+from mgmvae.cli import main
+
+raise SystemExit(main())

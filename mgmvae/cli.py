@@ -1,0 +1,97 @@
+"""``python -m mgmvae <stage>``: one subcommand per pipeline stage.
+
+Each Snakemake rule runs exactly one of these with explicit inputs and outputs, so a stage runs
+the same by hand, on a laptop, a GPU box or a SLURM node. Paths default to the study layout
+(mgmvae/paths.py), so ``python -m mgmvae train --model mvae --dataset digits_street`` works alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from mgmvae import paths
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", nargs="+", default=None, metavar="YAML",
+                        help="config files, merged in order (default: config.yaml)")
+    parser.add_argument("--preset", default=None, help="a preset name from workflow/presets (e.g. quick)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mgmvae", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="stage", required=True)
+
+    p = sub.add_parser("prepare", help="build a paired dataset")
+    _common(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", type=Path)
+
+    p = sub.add_parser("classifier", help="train the digit classifier of one modality")
+    _common(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--modality", required=True)
+    p.add_argument("--data", type=Path)
+    p.add_argument("--out", type=Path)
+
+    p = sub.add_parser("train", help="train one model on one dataset with one seed")
+    _common(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", type=Path)
+    p.add_argument("--out", type=Path, help="final model file (default: the run folder's model.pt)")
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run: Tables 1–3 metrics and clustering")
+    _common(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", type=Path)
+    p.add_argument("--model-file", type=Path)
+    p.add_argument("--classifiers", type=Path, nargs="*", help="classifier files, one per modality")
+    p.add_argument("--out", type=Path)
+
+    p = sub.add_parser("aggregate", help="tables from the per-run metrics")
+    _common(p)
+    p.add_argument("--metrics", type=Path, nargs="+", required=True)
+    p.add_argument("--outdir", type=Path)
+    return parser
+
+
+def load_stage_config(args: argparse.Namespace) -> dict:
+    from mgmvae.config import DEFAULT_CONFIG, ROOT, load_config
+
+    files = list(args.config or [DEFAULT_CONFIG])
+    if args.preset:
+        files.append(ROOT / "workflow" / "presets" / f"{args.preset}.yaml")
+    return load_config(*files)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from mgmvae import stages
+    from mgmvae.config import ConfigError
+    from mgmvae.data.paired import DataError
+
+    try:
+        config = load_stage_config(args)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        getattr(stages, args.stage)(config, args)
+    except (ConfigError, DataError, stages.StageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,232 @@
+"""Posteriors, priors, likelihoods and KL terms: one implementation shared by every model.
+
+Conventions: every distribution is diagonal over the last dimension; ``log_prob`` and ``kl`` sum
+over that dimension (and over pixels for likelihoods) and keep the batch dimensions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LOG_2PI = math.log(2.0 * math.pi)
+LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0  # keeps exp(logvar) finite in float32 and bf16
+
+
+# --------------------------------------------------------------------------- posteriors
+@dataclass
+class DiagGaussian:
+    mu: Tensor
+    logvar: Tensor
+
+    @property
+    def var(self) -> Tensor:
+        return self.logvar.exp()
+
+    @property
+    def std(self) -> Tensor:
+        return (0.5 * self.logvar).exp()
+
+    @property
+    def mean(self) -> Tensor:
+        return self.mu
+
+    def rsample(self, n: int | None = None) -> Tensor:
+        shape = self.mu.shape if n is None else (n, *self.mu.shape)
+        return self.mu + self.std * torch.randn(shape, device=self.mu.device, dtype=self.mu.dtype)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return -0.5 * (LOG_2PI + self.logvar + (z - self.mu).pow(2) / self.var).sum(-1)
+
+    def kl(self, other: "DiagGaussian") -> Tensor:
+        """KL(self || other) in closed form."""
+        return 0.5 * (
+            other.logvar - self.logvar + (self.var + (self.mu - other.mu).pow(2)) / other.var - 1.0
+        ).sum(-1)
+
+    def kl_standard_normal(self) -> Tensor:
+        """KL(self || N(0, I)) in closed form."""
+        return 0.5 * (self.var + self.mu.pow(2) - 1.0 - self.logvar).sum(-1)
+
+    def detach(self) -> "DiagGaussian":
+        return DiagGaussian(self.mu.detach(), self.logvar.detach())
+
+
+@dataclass
+class DiagLaplace:
+    """Laplace posterior/prior as MMVAE uses; ``scale`` is the Laplace scale b."""
+
+    loc: Tensor
+    scale: Tensor
+
+    @property
+    def mean(self) -> Tensor:
+        return self.loc
+
+    def rsample(self, n: int | None = None) -> Tensor:
+        shape = self.loc.shape if n is None else (n, *self.loc.shape)
+        u = torch.rand(shape, device=self.loc.device, dtype=self.loc.dtype) - 0.5
+        u = u.clamp(-0.5 + 1e-6, 0.5 - 1e-6)
+        return self.loc - self.scale * u.sign() * torch.log1p(-2.0 * u.abs())
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return (-math.log(2.0) - self.scale.log() - (z - self.loc).abs() / self.scale).sum(-1)
+
+    def detach(self) -> "DiagLaplace":
+        return DiagLaplace(self.loc.detach(), self.scale.detach())
+
+
+def posterior(family: str, loc: Tensor, raw_scale: Tensor) -> DiagGaussian | DiagLaplace:
+    """Build a posterior from an encoder head. ``raw_scale`` is a log-variance for Gaussians;
+    for Laplace, MMVAE's parameterisation softmax(raw)·D + eps is used for the scale."""
+    if family == "gaussian":
+        return DiagGaussian(loc, raw_scale.clamp(LOGVAR_MIN, LOGVAR_MAX))
+    if family == "laplace":
+        return DiagLaplace(loc, F.softmax(raw_scale, dim=-1) * raw_scale.shape[-1] + 1e-6)
+    raise ValueError(f"unknown posterior family {family!r}; use 'gaussian' or 'laplace'")
+
+
+def standard_prior(family: str, like: Tensor) -> DiagGaussian | DiagLaplace:
+    zeros = torch.zeros_like(like)
+    if family == "gaussian":
+        return DiagGaussian(zeros, zeros)
+    # MMVAE's Laplace prior: loc 0, scale softmax(0)·D = 1 per dimension.
+    return DiagLaplace(zeros, torch.ones_like(like))
+
+
+def product_of_experts(experts: Sequence[DiagGaussian], prior_expert: bool = True) -> DiagGaussian:
+    """Product of diagonal Gaussian experts, optionally with an N(0, I) prior expert (MVAE).
+
+    precision = Σ 1/σ²_i (+1 for the prior);  μ = Σ μ_i/σ²_i / precision.
+    A missing modality is simply not in ``experts``.
+    """
+    if not experts:
+        raise ValueError("product_of_experts needs at least one expert")
+    precisions = [(-e.logvar).exp() for e in experts]
+    total = torch.stack(precisions).sum(0)
+    weighted = torch.stack([e.mu * p for e, p in zip(experts, precisions)]).sum(0)
+    if prior_expert:
+        total = total + 1.0  # N(0, I): precision 1, mean 0
+    return DiagGaussian(weighted / total, -total.log())
+
+
+def wasserstein_barycenter(experts: Sequence[DiagGaussian], weights: Sequence[float] | None = None) -> DiagGaussian:
+    """2-Wasserstein barycenter of diagonal Gaussians: μ* = Σ λ μ, σ* = Σ λ σ (REFERENCES §3)."""
+    if weights is None:
+        weights = [1.0 / len(experts)] * len(experts)
+    mu = sum(w * e.mu for w, e in zip(weights, experts))
+    std = sum(w * e.std for w, e in zip(weights, experts))
+    return DiagGaussian(mu, 2.0 * std.log())
+
+
+def log_mean_exp(x: Tensor, dim: int = 0) -> Tensor:
+    """log (1/n) Σ_i exp(x_i) along ``dim``, computed stably."""
+    return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
+
+
+@dataclass
+class MixtureOfExperts:
+    """Uniform mixture (1/M) Σ_m q_m of diagonal experts (MMVAE, Shi et al. 2019)."""
+
+    experts: Sequence[DiagGaussian | DiagLaplace]
+
+    @property
+    def mean(self) -> Tensor:
+        return torch.stack([q.mean for q in self.experts]).mean(0)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log q_mix(z) = log mean_m q_m(z); z: [..., B, D] -> [..., B]."""
+        return log_mean_exp(torch.stack([q.log_prob(z) for q in self.experts]), dim=0)
+
+    def rsample_stratified(self, n: int = 1) -> Tensor:
+        """n reparameterised draws from each expert in turn: [M, n, B, D]."""
+        return torch.stack([q.rsample(n) for q in self.experts])
+
+    def detach(self) -> "MixtureOfExperts":
+        return MixtureOfExperts([q.detach() for q in self.experts])
+
+
+# ------------------------------------------------------------------ mixture prior (VaDE)
+class GaussianMixturePrior(nn.Module):
+    """p(c) = Cat(softmax(logits)),  p(z | c=k) = N(μ_k, diag σ²_k), all learnable."""
+
+    def __init__(self, n_components: int, dim: int):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(n_components))
+        self.means = nn.Parameter(torch.randn(n_components, dim))
+        self.logvars = nn.Parameter(torch.zeros(n_components, dim))
+
+    @property
+    def n_components(self) -> int:
+        return self.logits.shape[0]
+
+    def log_weights(self) -> Tensor:
+        return F.log_softmax(self.logits, dim=-1)
+
+    def component_log_density(self, z: Tensor) -> Tensor:
+        """log N(z; μ_k, σ²_k) for each component: [..., D] -> [..., K]."""
+        logvars = self.logvars.clamp(LOGVAR_MIN, LOGVAR_MAX)
+        diff = z.unsqueeze(-2) - self.means
+        return -0.5 * (LOG_2PI + logvars + diff.pow(2) / logvars.exp()).sum(-1)
+
+    def responsibilities(self, z: Tensor) -> Tensor:
+        """q(c | z) by Bayes' rule under the mixture: softmax_k(log π_k + log N(z; μ_k, σ²_k))."""
+        return F.softmax(self.log_weights() + self.component_log_density(z), dim=-1)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return torch.logsumexp(self.log_weights() + self.component_log_density(z), dim=-1)
+
+    def component_kl(self, q: DiagGaussian) -> Tensor:
+        """KL(q(z) || p(z | c=k)) for every k in closed form: [B, D] -> [B, K]."""
+        logvars = self.logvars.clamp(LOGVAR_MIN, LOGVAR_MAX)
+        mu, logvar = q.mu.unsqueeze(-2), q.logvar.unsqueeze(-2)
+        return 0.5 * (
+            logvars - logvar + (logvar.exp() + (mu - self.means).pow(2)) / logvars.exp() - 1.0
+        ).sum(-1)
+
+    def mixture_kl(self, q: DiagGaussian, gamma: Tensor) -> Tensor:
+        """The λ1 term of Eq. 6: KL(q(c|z) || p(c)) + Σ_c q(c|z) KL(q(z) || p(z|c)), per sample."""
+        categorical = (gamma * (gamma.clamp_min(1e-12).log() - self.log_weights())).sum(-1)
+        return categorical + (gamma * self.component_kl(q)).sum(-1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Draw (z, c) from the mixture."""
+        c = torch.multinomial(self.log_weights().exp(), n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.means.shape[1], device=self.means.device, generator=generator)
+        std = (0.5 * self.logvars.clamp(LOGVAR_MIN, LOGVAR_MAX)).exp()
+        return self.means[c] + std[c] * eps, c
+
+
+# ------------------------------------------------------------------------- likelihoods
+class Likelihood:
+    """p(x | decoder output). The decoder emits logits; the mean image is their sigmoid.
+
+    - ``laplace``/``gaussian``: location = sigmoid(logits), fixed scale (MMVAE: Laplace, 0.75);
+    - ``bernoulli``: binary cross-entropy on intensities in [0, 1] (DMVAE's choice).
+    """
+
+    FAMILIES = ("laplace", "gaussian", "bernoulli")
+
+    def __init__(self, family: str = "laplace", scale: float = 0.75):
+        if family not in self.FAMILIES:
+            raise ValueError(f"unknown likelihood {family!r}; choose one of {self.FAMILIES}")
+        self.family, self.scale = family, float(scale)
+
+    @staticmethod
+    def mean(logits: Tensor) -> Tensor:
+        return torch.sigmoid(logits)
+
+    def log_prob(self, logits: Tensor, x: Tensor) -> Tensor:
+        """log p(x | logits) summed over all pixels: [..., C, H, W] -> [...]."""
+        if self.family == "bernoulli":
+            ll = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+        elif self.family == "laplace":
+            ll = -(torch.sigmoid(logits) - x).abs() / self.scale - math.log(2.0 * self.scale)
+        else:
+            ll = -0.5 * ((torch.sigmoid(logits) - x) / self.scale).pow(2) - math.log(self.scale) - 0.5 * LOG_2PI
+        return ll.flatten(-3).sum(-1)

@@ -1,0 +1,30 @@
+"""Evaluation: pure metrics over tensors/callables, and one orchestrator calling the model interface."""
+
+from mgmvae.evaluation.classifiers import (
+    DigitClassifier,
+    digit_classifier,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+from mgmvae.evaluation.clustering import clustering_scores, hungarian_accuracy, kmeans_assignments
+from mgmvae.evaluation.coherence import cross_generation_accuracy
+from mgmvae.evaluation.probe import linear_probe
+from mgmvae.evaluation.retrieval import top1_retrieval, topk_indices
+from mgmvae.evaluation.run import evaluate_model
+
+__all__ = [
+    "DigitClassifier",
+    "clustering_scores",
+    "cross_generation_accuracy",
+    "digit_classifier",
+    "evaluate_model",
+    "hungarian_accuracy",
+    "kmeans_assignments",
+    "linear_probe",
+    "load_classifier",
+    "save_classifier",
+    "top1_retrieval",
+    "topk_indices",
+    "train_classifier",
+]

@@ -1,0 +1,159 @@
+"""Pretrained digit classifiers used to score cross-modal generation (Table 1).
+
+The architectures are MMVAE's (Shi et al. 2019; REFERENCES §3): the same small CNN for both digit
+modalities, differing only in the input channels and hence in the flattened size (320 for
+1x28x28, 500 for 3x32x32). Classifiers take float images in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from mgmvae.io import load_torch, save_torch
+
+# input shape -> size of the flattened conv features feeding the first FC layer
+SUPPORTED_SHAPES: dict[tuple[int, int, int], int] = {(1, 28, 28): 320, (3, 32, 32): 500}
+
+
+class DigitClassifier(nn.Module):
+    """Conv(C->10,k5)-maxpool-ReLU-Conv(10->20,k5)-Dropout2d-maxpool-ReLU-FC(F->50)-ReLU-dropout-FC(50->10)."""
+
+    def __init__(self, shape: Sequence[int]):
+        super().__init__()
+        self.shape = _check_shape(shape)
+        self.conv1 = nn.Conv2d(self.shape[0], 10, kernel_size=5)
+        self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
+        self.conv2_drop = nn.Dropout2d()
+        self.fc1 = nn.Linear(SUPPORTED_SHAPES[self.shape], 50)
+        self.fc2 = nn.Linear(50, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(F.max_pool2d(self.conv1(x), 2))
+        x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
+        x = F.relu(self.fc1(x.flatten(1)))
+        x = F.dropout(x, training=self.training)
+        return self.fc2(x)
+
+
+def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    if shape not in SUPPORTED_SHAPES:
+        raise ValueError(
+            f"no digit classifier for input shape {shape}: supported shapes are "
+            f"{sorted(SUPPORTED_SHAPES)} (MNIST-like 1x28x28, SVHN-like 3x32x32)"
+        )
+    return shape
+
+
+def digit_classifier(shape: Sequence[int]) -> DigitClassifier:
+    """The MMVAE digit classifier for images of ``shape`` = (C, H, W)."""
+    return DigitClassifier(shape)
+
+
+def _as_float(x: Tensor) -> Tensor:
+    """uint8 images -> float in [0, 1]; float images pass through."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+@torch.no_grad()
+def predict(net: nn.Module, images: Tensor, batch_size: int = 1024) -> Tensor:
+    """Predicted class per image (uint8 or float [0,1] images), computed in batches on net's device."""
+    net.eval()
+    device = next(net.parameters()).device
+    out = [
+        net(_as_float(images[s : s + batch_size].to(device))).argmax(1)
+        for s in range(0, len(images), batch_size)
+    ]
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=device)
+
+
+def accuracy(net: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 1024) -> float:
+    pred = predict(net, images, batch_size)
+    return (pred == labels.to(pred.device)).float().mean().item()
+
+
+def train_classifier(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    *,
+    epochs: int = 30,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> tuple[DigitClassifier, dict]:
+    """Train the digit classifier with Adam (MMVAE: 30 epochs, lr 1e-3, batch 256).
+
+    Images stay uint8 on the device and each batch is gathered and converted there, so an epoch
+    has no per-sample Python. Seeded: ``torch.manual_seed`` fixes the initialisation and dropout,
+    a separate ``torch.Generator`` the shuffling order.
+    """
+    if train_x.dtype != torch.uint8 or test_x.dtype != torch.uint8:
+        raise TypeError("train_classifier expects uint8 images [N, C, H, W]")
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    net = digit_classifier(train_x.shape[1:]).to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    shuffle = torch.Generator().manual_seed(seed)
+    train_x, test_x = train_x.to(device), test_x.to(device)
+    train_y, test_y = train_y.to(device).long(), test_y.to(device).long()
+
+    n = len(train_x)
+    per_epoch: list[dict] = []
+    bar = tqdm(total=epochs * math.ceil(n / batch_size), desc="digit classifier", disable=not progress)
+    for epoch in range(1, epochs + 1):
+        net.train()
+        order = torch.randperm(n, generator=shuffle).to(device)
+        loss_sum = torch.zeros((), device=device)  # summed on device: no sync per step
+        for s in range(0, n, batch_size):
+            idx = order[s : s + batch_size]
+            loss = F.cross_entropy(net(train_x[idx].float().div_(255.0)), train_y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(idx)
+            bar.update()
+        record = {"epoch": epoch, "loss": loss_sum.item() / n, "test_accuracy": accuracy(net, test_x, test_y)}
+        per_epoch.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.4f}", test_acc=f"{record['test_accuracy']:.4f}")
+        if on_epoch is not None:
+            on_epoch(epoch, record)
+    bar.close()
+
+    metrics = {
+        "test_accuracy": per_epoch[-1]["test_accuracy"] if per_epoch else accuracy(net, test_x, test_y),
+        "train_accuracy": accuracy(net, train_x, train_y),
+        "epochs": epochs,
+        "per_epoch": per_epoch,
+        "seed": seed,
+        "n_train": n,
+        "n_test": len(test_x),
+    }
+    net.eval()
+    return net, metrics
+
+
+def save_classifier(net: nn.Module, shape: Sequence[int], metrics: dict, path: str | Path) -> None:
+    """Store state_dict + input shape + metrics (plain types only, so loadable with weights_only)."""
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    save_torch({"state_dict": state, "shape": list(_check_shape(shape)), "metrics": metrics}, path)
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> DigitClassifier:
+    """Rebuild a saved classifier in eval mode on ``device``; its metrics are at ``net.metrics``."""
+    raw = load_torch(path)
+    net = digit_classifier(raw["shape"])
+    net.load_state_dict(raw["state_dict"])
+    net.metrics = raw.get("metrics", {})
+    return net.to(device).eval()

@@ -1,0 +1,85 @@
+"""Encoders and decoders per modality shape, shared by every model (REFERENCES §3, MMVAE's nets).
+
+- 1×28×28 (MNIST, hand digits): MLP 784→400, ReLU, heads 400→L; decoder L→400, ReLU, 400→784.
+- 3×32×32 (SVHN, street digits, CD, CB): Conv(3→32→64→128, k4 s2 p1) with ReLU, heads on the
+  128×4×4 map (a k4 conv head on a 4×4 map is a linear layer on its 2,048 values); the decoder
+  mirrors it with transposed convolutions.
+Decoders return logits; the likelihood turns them into a mean image (sigmoid).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+Shape = tuple[int, int, int]
+MLP_SHAPE: Shape = (1, 28, 28)
+CNN_SHAPE: Shape = (3, 32, 32)
+
+
+class EncoderOutput(NamedTuple):
+    shared_loc: Tensor
+    shared_scale: Tensor  # log-variance (Gaussian) or raw scale (Laplace), see distributions.posterior
+    private_loc: Tensor | None
+    private_scale: Tensor | None
+
+
+def _body(shape: Shape) -> tuple[nn.Module, int]:
+    if tuple(shape) == MLP_SHAPE:
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 400), nn.ReLU()), 400
+    if tuple(shape) == CNN_SHAPE:
+        return nn.Sequential(
+            nn.Conv2d(3, 32, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(64, 128, 4, 2, 1), nn.ReLU(),
+            nn.Flatten(),
+        ), 128 * 4 * 4
+    raise ValueError(
+        f"no network for images of shape {tuple(shape)}; supported: {MLP_SHAPE} (MLP) and {CNN_SHAPE} (CNN)"
+    )
+
+
+class Encoder(nn.Module):
+    """x -> parameters of q(z_shared | x) and, if ``private_dim`` > 0, of q(h_private | x)."""
+
+    def __init__(self, shape: Shape, shared_dim: int, private_dim: int = 0):
+        super().__init__()
+        self.body, features = _body(shape)
+        self.shared_dim, self.private_dim = shared_dim, private_dim
+        self.head = nn.Linear(features, 2 * (shared_dim + private_dim))
+
+    def forward(self, x: Tensor) -> EncoderOutput:
+        params = self.head(self.body(x))
+        s, p = self.shared_dim, self.private_dim
+        shared_loc, shared_scale = params[:, :s], params[:, s:2 * s]
+        if p == 0:
+            return EncoderOutput(shared_loc, shared_scale, None, None)
+        private = params[:, 2 * s:]
+        return EncoderOutput(shared_loc, shared_scale, private[:, :p], private[:, p:])
+
+
+class Decoder(nn.Module):
+    """latent [..., L] -> logits [..., C, H, W]."""
+
+    def __init__(self, shape: Shape, latent_dim: int):
+        super().__init__()
+        self.shape = tuple(shape)
+        if self.shape == MLP_SHAPE:
+            self.net = nn.Sequential(nn.Linear(latent_dim, 400), nn.ReLU(), nn.Linear(400, 784))
+        elif self.shape == CNN_SHAPE:
+            self.net = nn.Sequential(
+                nn.Linear(latent_dim, 128 * 4 * 4), nn.ReLU(),  # = ConvTranspose(L→128, k4) on 1×1
+                nn.Unflatten(-1, (128, 4, 4)),
+                nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(),
+                nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
+                nn.ConvTranspose2d(32, 3, 4, 2, 1),
+            )
+        else:
+            _body(shape)  # raises the helpful error
+
+    def forward(self, latent: Tensor) -> Tensor:
+        lead = latent.shape[:-1]
+        out = self.net(latent.reshape(-1, latent.shape[-1]))
+        return out.reshape(*lead, *self.shape)

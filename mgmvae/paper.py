@@ -1,0 +1,67 @@
+"""The MGMVAE paper's reported numbers (percent), to print beside ours.
+
+Source: Chen et al., "Multimodal Gaussian Mixture Variational Autoencoder with Consistency
+Regularizations", AAAI 2026 (shared/seeds/001_2b371d8f25ac0130.txt; REFERENCES.md §1):
+Table 1 (cross-modal generation accuracy, MNIST-SVHN), Table 2 (linear-probe accuracy on the
+shared latent, MNIST-SVHN), Table 3 (cross-modal retrieval top-1, MNIST-CDCB). The paper copies
+the baseline rows from elsewhere; they disagree with those papers' own figures (REFERENCES §1).
+"""
+
+from __future__ import annotations
+
+# Row order as in the paper; models the paper does not list come before MGMVAE.
+MODEL_ORDER = ["mvae", "mmvae_plus", "mmvae", "cmmd", "mwbvae", "dmvae", "oshima2024", "cddn", "iie", "mgmvae"]
+
+DISPLAY_NAMES = {
+    "mvae": "MVAE",
+    "mmvae": "MMVAE",
+    "mmvae_plus": "MMVAE+",
+    "cmmd": "CMMD",
+    "mwbvae": "MWB-VAE",
+    "dmvae": "DMVAE",
+    "mgmvae": "MGMVAE",
+    "oshima2024": "Oshima et al. 2024",
+    "cddn": "CdDN",
+    "iie": "IIE",
+}
+
+# Table 1: cross-modal generation accuracy (%) on MNIST-SVHN.
+TABLE1 = {
+    "mvae": {"MNIST->SVHN": 31.8, "SVHN->MNIST": 57.1},
+    "mmvae_plus": {"MNIST->SVHN": 69.0, "SVHN->MNIST": 62.0},
+    "mmvae": {"MNIST->SVHN": 80.0, "SVHN->MNIST": 70.0},
+    "cmmd": {"MNIST->SVHN": 75.0, "SVHN->MNIST": 66.0},
+    "mwbvae": {"MNIST->SVHN": 82.0, "SVHN->MNIST": 36.0},
+    "dmvae": {"MNIST->SVHN": 91.6, "SVHN->MNIST": 76.4},
+    "mgmvae": {"MNIST->SVHN": 95.4, "SVHN->MNIST": 86.7},
+}
+
+# Table 2: accuracy (%) of a linear classifier (20 -> 10) on the shared latent, MNIST-SVHN.
+TABLE2 = {
+    "mvae": {"MNIST": 79.80, "SVHN": 65.10},
+    "mmvae": {"MNIST": 91.30, "SVHN": 68.00},
+    "dmvae": {"MNIST": 95.00, "SVHN": 79.90},
+    "mwbvae": {"MNIST": 97.00, "SVHN": 83.00},
+    "oshima2024": {"MNIST": 98.15, "SVHN": 78.50},
+    "mgmvae": {"MNIST": 98.62, "SVHN": 86.79},
+}
+
+# Table 3: cross-modal retrieval top-1 accuracy (%) on MNIST-CDCB.
+TABLE3 = {
+    "cddn": {"CD->CB": 99.6, "CB->CD": 99.6},
+    "iie": {"CD->CB": 99.7, "CB->CD": 99.7},
+    "mgmvae": {"CD->CB": 99.9, "CB->CD": 99.9},
+}
+
+TABLES = {"table1": TABLE1, "table2": TABLE2, "table3": TABLE3}
+# The paper's columns in order: position 0 is our m0->m1 (or probe on m0), position 1 the reverse.
+COLUMNS = {
+    "table1": ["MNIST->SVHN", "SVHN->MNIST"],
+    "table2": ["MNIST", "SVHN"],
+    "table3": ["CD->CB", "CB->CD"],
+}
+DECIMALS = {"table1": 1, "table2": 2, "table3": 1}  # as printed in the paper
+
+
+def display_name(model: str) -> str:
+    return DISPLAY_NAMES.get(model, model)

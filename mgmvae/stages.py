@@ -1,0 +1,174 @@
+"""The pipeline stages behind ``python -m mgmvae <stage>``: each reads explicit inputs, writes
+its outputs atomically and logs one MLflow run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Mapping
+
+from mgmvae import paths
+from mgmvae.config import ConfigError, config_hash, run_settings, studied_datasets, validate_models
+from mgmvae.io import load_torch, save_json, save_torch
+
+
+class StageError(RuntimeError):
+    """A stage that cannot finish; the message says why and what to do."""
+
+
+def _dataset_spec(config: Mapping, dataset: str) -> dict:
+    if dataset not in config["datasets"]:
+        raise ConfigError(f"unknown dataset {dataset!r}; defined under 'datasets': {sorted(config['datasets'])}")
+    return config["datasets"][dataset]
+
+
+def _device(config: Mapping):
+    from mgmvae.train import resolve_device
+
+    return resolve_device(config["device"])
+
+
+def _tracked(config: Mapping, args: argparse.Namespace, stage: str, name: str, tags: dict, params: dict):
+    from mgmvae.tracking import tracked_run
+
+    return tracked_run(config, stage, name, tags, params, enabled=not args.no_mlflow)
+
+
+# ------------------------------------------------------------------------- prepare
+def prepare(config: Mapping, args: argparse.Namespace) -> None:
+    from mgmvae.data import build_dataset
+
+    spec = _dataset_spec(config, args.dataset)
+    out = args.out or paths.data_file(config, args.dataset)
+    params = {**spec, "data_seed": config["data_seed"], "data_dir": config["data_dir"]}
+    with _tracked(config, args, "prepare", f"prepare/{args.dataset}", {"dataset": args.dataset}, params) as run:
+        data = build_dataset(args.dataset, spec, config["data_dir"], config["download"], config["data_seed"])
+        data.save(out)
+        sizes = {f"pairs_{s}": data.num_pairs(s) for s in ("train", "test")}
+        sizes.update({f"images_{m}_{s}": len(data.images[m][s]) for m in data.modalities for s in ("train", "test")})
+        run.log_metrics(sizes)
+    print(f"wrote {out}: {sizes}")
+
+
+# ---------------------------------------------------------------------- classifier
+def classifier(config: Mapping, args: argparse.Namespace) -> None:
+    from mgmvae.data.paired import PairedData
+    from mgmvae.evaluation.classifiers import save_classifier, train_classifier
+
+    _dataset_spec(config, args.dataset)
+    data = PairedData.load(args.data or paths.data_file(config, args.dataset))
+    if args.modality not in data.modalities:
+        raise ConfigError(f"dataset {args.dataset!r} has modalities {data.modalities}, not {args.modality!r}")
+    out = args.out or paths.classifier_file(config, args.dataset, args.modality)
+    cfg = config["classifier"]
+    tags = {"dataset": args.dataset, "modality": args.modality, "seed": cfg["seed"]}
+    with _tracked(config, args, "classifier", f"classifier/{args.dataset}/{args.modality}", tags, cfg) as run:
+        m = args.modality
+        net, metrics = train_classifier(
+            data.images[m]["train"], data.labels[m]["train"], data.images[m]["test"], data.labels[m]["test"],
+            epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], seed=cfg["seed"],
+            device=_device(config), progress=not args.no_progress,
+            on_epoch=lambda epoch, values: run.log_metrics(values, step=epoch),
+        )
+        run.log_metrics({"test_accuracy": metrics["test_accuracy"], "train_accuracy": metrics["train_accuracy"]})
+        if metrics["test_accuracy"] < cfg["min_accuracy"]:
+            raise StageError(
+                f"the {m} classifier of {args.dataset} reaches {metrics['test_accuracy']:.3f} test accuracy, "
+                f"under classifier.min_accuracy = {cfg['min_accuracy']}: its coherence scores would not be "
+                f"trustworthy. Train longer (classifier.epochs) or check the data."
+            )
+        save_classifier(net, data.shape(m), metrics, out)
+        save_json(metrics, Path(out).with_suffix(".json"))
+    print(f"wrote {out}: test accuracy {metrics['test_accuracy']:.4f}")
+
+
+# --------------------------------------------------------------------------- train
+def run_tags(args: argparse.Namespace, settings: Mapping) -> dict:
+    return {"dataset": args.dataset, "model": args.model, "seed": args.seed, "config_hash": config_hash(settings)}
+
+
+def train(config: Mapping, args: argparse.Namespace) -> None:
+    from mgmvae.base import build_model
+    from mgmvae.data.paired import PairedData
+    from mgmvae.train import seed_everything, train_model
+
+    _dataset_spec(config, args.dataset)
+    validate_models({**config, "models": [args.model]})
+    settings = run_settings(config, args.dataset, args.model)
+    out = Path(args.out or paths.run_dir(config, args.dataset, args.model, args.seed) / "model.pt")
+    device = _device(config)
+    data = PairedData.load(args.data or paths.data_file(config, args.dataset), device=device)
+    tags = run_tags(args, settings)
+    name = f"train/{args.dataset}/{args.model}/seed{args.seed}"
+    with _tracked(config, args, "train", name, tags, {**settings, "device": str(device)}) as run:
+        seed_everything(args.seed)
+        model = build_model(args.model, data.shapes, settings).to(device)
+        history = train_model(
+            model, data, settings, seed=args.seed, checkpoint=out.with_name("checkpoint.pt"),
+            config_hash=tags["config_hash"], progress=not args.no_progress,
+            on_epoch=lambda epoch, values: run.log_metrics(values, step=epoch),
+        )
+        save_json(history, out.with_name("history.json"))
+        save_torch({"model": args.model, "dataset": args.dataset, "seed": args.seed,
+                    "shapes": {m: list(s) for m, s in data.shapes.items()}, "settings": settings,
+                    "config_hash": tags["config_hash"], "history": history,
+                    "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, out)
+        run.log_artifact(out.with_name("history.json"))
+    print(f"wrote {out}: final loss {history[-1]['loss']:.4f}" if history else f"wrote {out}")
+
+
+def load_trained(path: Path, device):
+    from mgmvae.base import build_model
+
+    if not Path(path).exists():
+        raise StageError(f"model file {path} does not exist: run the 'train' stage first")
+    saved = load_torch(path, map_location="cpu")
+    model = build_model(saved["model"], {m: tuple(s) for m, s in saved["shapes"].items()}, saved["settings"])
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval(), saved
+
+
+# ------------------------------------------------------------------------ evaluate
+def evaluate(config: Mapping, args: argparse.Namespace) -> None:
+    from mgmvae.data.paired import PairedData
+    from mgmvae.evaluation.classifiers import load_classifier
+    from mgmvae.evaluation.run import evaluate_model
+    from mgmvae.train import seed_everything
+
+    _dataset_spec(config, args.dataset)
+    device = _device(config)
+    run = paths.run_dir(config, args.dataset, args.model, args.seed)
+    model, saved = load_trained(args.model_file or run / "model.pt", device)
+    data = PairedData.load(args.data or paths.data_file(config, args.dataset), device=device)
+    files = args.classifiers or [paths.classifier_file(config, args.dataset, m) for m in data.modalities]
+    classifiers = {}
+    for path in files:
+        if not Path(path).exists():
+            raise StageError(f"classifier {path} does not exist: run the 'classifier' stage first")
+        classifiers[Path(path).stem] = load_classifier(path, device)
+    out = args.out or run / "metrics.json"
+    tags = {"dataset": args.dataset, "model": args.model, "seed": args.seed, "config_hash": saved["config_hash"]}
+    name = f"evaluate/{args.dataset}/{args.model}/seed{args.seed}"
+    with _tracked(config, args, "evaluate", name, tags, config["evaluation"]) as tracker:
+        seed_everything(args.seed)
+        metrics = evaluate_model(model, data, classifiers, config["evaluation"], seed=args.seed)
+        record = {"study": config["study"], "dataset": args.dataset, "model": args.model, "seed": args.seed,
+                  "modalities": list(data.modalities), "config_hash": saved["config_hash"], "metrics": metrics}
+        save_json(record, out)
+        tracker.log_metrics(metrics)
+        tracker.log_artifact(out)
+    print(f"wrote {out}")
+
+
+# ----------------------------------------------------------------------- aggregate
+def aggregate(config: Mapping, args: argparse.Namespace) -> None:
+    from mgmvae.tables import build_tables, load_run_metrics
+
+    outdir = args.outdir or paths.tables_dir(config)
+    with _tracked(config, args, "aggregate", "aggregate", {"datasets": ",".join(studied_datasets(config))},
+                  {"tables": config["tables"], "models": config["models"], "seeds": config["seeds"]}) as run:
+        frame = load_run_metrics(args.metrics)
+        written = build_tables(frame, config["tables"], outdir)
+        for path in written or sorted(Path(outdir).glob("*")):
+            run.log_artifact(path, "tables")
+    print(f"wrote tables under {outdir}")

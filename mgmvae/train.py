@@ -1,0 +1,147 @@
+"""The one training loop every model uses.
+
+Data stay on the training device as uint8; a batch is an index gather plus a float conversion.
+Loss terms are accumulated on the device and read back once per ``log_every`` steps (progress
+bar) and once per epoch (metrics): no host sync every step. A checkpoint is written atomically
+after every epoch (model, optimiser, RNG states, history, config hash), and a rerun resumes from it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mgmvae.data.paired import PairedData
+from mgmvae.io import load_torch, save_torch
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or inf; the last good checkpoint is kept."""
+
+
+class CheckpointMismatchError(ValueError):
+    pass
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device: auto or cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    # Data order depends on (seed, epoch) only, so a resumed run sees the same batches.
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+
+
+def make_optimizer(model: torch.nn.Module, settings: Mapping[str, Any]) -> torch.optim.Optimizer:
+    opt = settings["optimizer"]
+    return torch.optim.Adam(model.parameters(), lr=opt["lr"], amsgrad=opt.get("amsgrad", False))
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+             "numpy_pos": int(np.random.get_state()[2])}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def load_checkpoint(path: Path, config_hash: str, device: torch.device) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    state = load_torch(path, map_location=device)
+    if state.get("config_hash") != config_hash:
+        raise CheckpointMismatchError(
+            f"checkpoint {path} was written for another configuration (hash {state.get('config_hash')}, "
+            f"this run {config_hash}); delete it to start this run afresh"
+        )
+    return state
+
+
+def train_model(
+    model: torch.nn.Module,
+    data: PairedData,
+    settings: Mapping[str, Any],
+    *,
+    seed: int,
+    checkpoint: Path | None = None,
+    config_hash: str = "",
+    on_epoch: EpochCallback | None = None,
+    progress: bool = True,
+) -> list[dict[str, float]]:
+    """Train ``model`` on ``data``'s train pairs; return per-epoch mean loss terms."""
+    device = data.device
+    model.to(device)
+    optimizer = make_optimizer(model, settings)
+    history: list[dict[str, float]] = []
+    start = 0
+    state = load_checkpoint(checkpoint, config_hash, device) if checkpoint else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"], device)
+        history, start = list(state["history"]), int(state["epoch"])
+
+    n, batch_size = data.num_pairs("train"), int(settings["batch_size"])
+    steps = max(1, n // batch_size)  # the last partial batch is dropped: every step sees a full batch
+    log_every = int(settings.get("log_every", 50))
+    epochs = int(settings["epochs"])
+    bar = tqdm(total=(epochs - start) * steps, desc=f"train {getattr(model, 'name', '')}",
+               unit="step", disable=not progress, mininterval=2.0, dynamic_ncols=True)
+    for epoch in range(start, epochs):
+        model.train()
+        model.on_epoch_start(epoch, data)
+        order = torch.randperm(n, generator=epoch_generator(seed, epoch, device), device=device)
+        order = order[: steps * batch_size] if n >= batch_size else order
+        keys, sums = None, None
+        for step, index in enumerate(order.split(batch_size)):
+            terms = model.loss(data.batch("train", index))
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            values = torch.stack([v.detach().float() for v in terms.values()])
+            keys, sums = list(terms), values if sums is None else sums + values
+            if (step + 1) % log_every == 0:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{values[0].item():.4g}", refresh=False)
+            bar.update()
+        metrics = dict(zip(keys, (sums / steps).tolist()))
+        bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+        if bad:
+            raise NonFiniteLossError(
+                f"loss term(s) {bad} became non-finite in epoch {epoch + 1}; the last good checkpoint "
+                f"(after epoch {epoch}) is kept. Lower the learning rate or check the input data."
+            )
+        metrics["epoch"] = epoch + 1
+        history.append(metrics)
+        if checkpoint:
+            save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "rng": _rng_state(device), "history": history, "epoch": epoch + 1,
+                        "config_hash": config_hash}, checkpoint)
+        if on_epoch:
+            on_epoch(epoch + 1, metrics)
+    bar.close()
+    return history

@@ -1,0 +1,88 @@
+"""The whole DAG end to end on the tiny CI preset, as Snakemake runs it, plus its refusals."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mgmvae.config import ROOT
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def snakemake(workdir, *args, timeout=900):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    return subprocess.run(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args],
+        capture_output=True, text=True, env=env, timeout=timeout,
+    )
+
+
+@pytest.mark.slow
+def test_ci_preset_end_to_end(tmp_path):
+    """≥ 4 concurrent jobs log to MLflow's default store (sqlite:///mlflow.db in the workdir)."""
+    result = snakemake(tmp_path, "--cores", "4", "--configfile", str(ROOT / "workflow/presets/ci.yaml"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    tables = tmp_path / "results" / "ci" / "tables"
+    for name in ("table1", "table2", "table3", "clustering"):
+        assert (tables / f"{name}.md").read_text().strip(), name
+        frame = pd.read_csv(tables / f"{name}.csv")
+        assert "mvae" in set(frame["model"]), name
+    metrics = json.loads((tmp_path / "results/ci/runs/digits_street/mvae/seed0/metrics.json").read_text())
+    assert set(metrics["metrics"]) == {"cross_generation", "probe", "retrieval_top1", "clustering"}
+    assert not list(tmp_path.rglob("*.tmp")), "temporary files left behind"
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("mgmvae-benchmark").experiment_id])
+    stages = sorted(r.data.tags["stage"] for r in runs)
+    # 2 datasets: prepare ×2, classifier ×4 (2 modalities each), train ×2, evaluate ×2, aggregate ×1
+    assert stages == ["aggregate"] + ["classifier"] * 4 + ["evaluate"] * 2 + ["prepare"] * 2 + ["train"] * 2
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for run in runs:
+        assert {"study", "stage", "git_commit"} <= set(run.data.tags)
+        if run.data.tags["stage"] == "train":
+            assert {"dataset", "model", "seed", "config_hash"} <= set(run.data.tags)
+            assert client.get_metric_history(run.info.run_id, "loss"), "no per-epoch loss"
+        if run.data.tags["stage"] == "evaluate":
+            assert "probe.joint" in run.data.metrics
+
+    # Nothing to do on a second run: outputs are complete and up to date.
+    again = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "workflow/presets/ci.yaml"))
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_paper_setting_dry_run_lists_the_paper_dag(tmp_path):
+    result = snakemake(tmp_path, "-n")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert "results/paper/data/mnist_svhn.pt" in out and "results/paper/data/mnist_cdcb.pt" in out
+    assert "results/paper/runs/mnist_svhn/mvae/seed2/model.pt" in out
+
+
+def test_paper_setting_offline_stops_at_once_naming_the_files(tmp_path):
+    result = snakemake(tmp_path, "--cores", "1", "--config", "download=False", timeout=120)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "train-images-idx3-ubyte.gz" in out and "train_32x32.mat" in out
+    assert "download: true" in out  # says how to provide them
+    assert not (tmp_path / "results" / "paper" / "data").exists()
+
+
+def test_bad_config_stops_before_any_job_naming_the_key(tmp_path):
+    result = snakemake(tmp_path, "-n", "--config", "seeds=[]")
+    assert result.returncode != 0
+    assert "config key 'seeds'" in result.stdout + result.stderr
+
+
+def test_lint_is_clean():
+    result = subprocess.run([SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    assert result.returncode == 0 and "Lints for" not in result.stdout + result.stderr, result.stdout[-2000:]

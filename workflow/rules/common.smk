@@ -1,0 +1,75 @@
+# Helpers shared by the rules: config validation, the study layout, the resolved settings.
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, workflow.basedir)  # the rules import mgmvae from this checkout
+
+from snakemake.exceptions import WorkflowError
+
+from mgmvae import paths
+from mgmvae.config import ConfigError, run_settings, studied_datasets, validate, validate_models
+from mgmvae.data.preflight import check_raw_data
+
+# Stop before any job if the config is wrong, naming the key.
+try:
+    validate(config)
+    validate_models(config)
+except (ConfigError, ValueError) as error:
+    raise WorkflowError(str(error)) from None
+
+
+onstart:
+    # Only when jobs are about to run (not for -n or --lint): raw data present or downloadable.
+    check_raw_data(config)
+
+STUDY = str(paths.study_dir(config))
+DATASETS = studied_datasets(config)
+MODELS = list(config["models"])
+SEEDS = list(config["seeds"])
+CONDA_ENV = "../envs/mgmvae.yaml"
+# `python` from PATH: the venv's, or the conda env's under --use-conda. PYTHONPATH lets the
+# rules import this checkout's mgmvae from any working directory (snakemake -d).
+MGMVAE = f'PYTHONPATH="{workflow.basedir}${{PYTHONPATH:+:$PYTHONPATH}}" python -m mgmvae'
+
+
+def _write_study_config():
+    """The merged config every job reads; rewritten only when it changes (mtimes stay put)."""
+    target = Path(STUDY) / "config.yaml"
+    text = yaml.safe_dump(dict(config), sort_keys=True)
+    if not target.exists() or target.read_text() != text:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".yaml.tmp")
+        tmp.write_text(text)
+        tmp.replace(target)
+    return str(target)
+
+
+STUDY_CONFIG = _write_study_config()
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    model="[a-z0-9_]+",
+    seed=r"\d+",
+    modality="[a-z0-9_]+",
+
+
+def modalities_of(dataset):
+    return paths.modalities(config, dataset)
+
+
+def settings_json(wildcards):
+    """The resolved training settings: a change reruns exactly the affected runs."""
+    return json.dumps(run_settings(config, wildcards.dataset, wildcards.model), sort_keys=True)
+
+
+def run_path(dataset, model, seed, name):
+    return f"{STUDY}/runs/{dataset}/{model}/seed{seed}/{name}"
+
+
+def all_metrics():
+    return [run_path(d, m, s, "metrics.json") for d in DATASETS for m in MODELS for s in SEEDS]

@@ -1,0 +1,23 @@
+TABLES = ["table1", "table2", "table3", "clustering"]
+
+
+rule tables:
+    input:
+        all_metrics(),
+    output:
+        expand(f"{STUDY}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md"]),
+    params:
+        cli=MGMVAE,
+        outdir=lambda w, output: os.path.dirname(output[0]),
+        config=STUDY_CONFIG,
+        tables=json.dumps(config["tables"], sort_keys=True),
+    log:
+        f"{STUDY}/logs/tables.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    conda:
+        CONDA_ENV
+    shell:
+        "{params.cli} aggregate --config {params.config} --metrics {input} --outdir {params.outdir} > {log} 2>&1"
