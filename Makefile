@@ -6,7 +6,7 @@ CORES  ?= 2
 # Rules run `python -m mgmvae`: the venv's python must come first on PATH (as `source .venv/bin/activate`).
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env quick test test-fast paper ablation bench report clean
+.PHONY: env quick test test-fast paper ablation clean
 
 # The environment: torch first (its CPU or CUDA build, as pip finds it), then the project with
 # every other pin. `pip install torch==2.13.0` on these machines takes the local CPU wheel.
@@ -19,9 +19,11 @@ $(BIN)/.installed: pyproject.toml
 
 env: $(BIN)/.installed
 
-# Offline, CPU, embedded digits data: datasets -> classifiers -> training -> evaluation -> tables.
+# Offline, CPU, embedded digits data: datasets -> classifiers -> training -> evaluation ->
+# tables and figures, then the self-contained report.
 quick: env
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/presets/quick.yaml
+	$(BIN)/snakemake --cores 1 --configfile workflow/presets/quick.yaml --report results/quick/report.html
 
 # Unit tests plus the whole DAG end to end on the tiny CI preset.
 test: env
@@ -34,8 +36,8 @@ test-fast: env
 paper: env
 	$(BIN)/snakemake --cores $(CORES)
 
-report: env
-	$(BIN)/snakemake --cores $(CORES) --configfile workflow/presets/quick.yaml --report results/quick/report.html
+ablation: env
+	$(BIN)/snakemake ablation --cores $(CORES) --configfile workflow/presets/ablation_quick.yaml
 
 clean:
 	rm -rf results/quick results/ci .snakemake

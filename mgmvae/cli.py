@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", type=Path)
     p.add_argument("--out", type=Path, help="final model file (default: the run folder's model.pt)")
+    p.add_argument("--variant", default=None,
+                   help="an ablation variant (config ablation.variants): its overrides on top, its own run folder")
 
     p = sub.add_parser("evaluate", help="evaluate a trained run: Tables 1–3 metrics and clustering")
     _common(p)
@@ -57,10 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-file", type=Path)
     p.add_argument("--classifiers", type=Path, nargs="*", help="classifier files, one per modality")
     p.add_argument("--out", type=Path)
+    p.add_argument("--variant", default=None, help="the ablation variant of the run (its folder and tags)")
 
     p = sub.add_parser("aggregate", help="tables from the per-run metrics")
     _common(p)
     p.add_argument("--metrics", type=Path, nargs="+", required=True)
+    p.add_argument("--outdir", type=Path)
+
+    p = sub.add_parser("ablation", help="the ablation table and plots from the ablation runs' metrics")
+    _common(p)
+    p.add_argument("--metrics", type=Path, nargs="+", required=True)
+    p.add_argument("--outdir", type=Path)
+
+    p = sub.add_parser("figures", help="figures: cross-generation, translation, retrieval, t-SNE, curves, bars")
+    _common(p)
+    p.add_argument("--data", type=Path, nargs="*", help="dataset files, named <dataset>.pt")
+    p.add_argument("--model-files", type=Path, nargs="*", help="trained model files (one seed; default: the first)")
+    p.add_argument("--metrics", type=Path, nargs="*", help="per-run metrics of every seed (for the bar charts)")
+    p.add_argument("--seed", type=int, default=None, help="the seed whose models are shown (default: the first)")
+    p.add_argument("--tsne-points", type=int, default=2000, help="test pairs in the t-SNE (seeded subsample)")
     p.add_argument("--outdir", type=Path)
     return parser
 
@@ -79,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mgmvae import stages
     from mgmvae.config import ConfigError
     from mgmvae.data.paired import DataError
+    from mgmvae.tracking import TrackingError
 
     try:
         config = load_stage_config(args)
@@ -87,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             torch.set_num_threads(args.threads)
         getattr(stages, args.stage)(config, args)
-    except (ConfigError, DataError, stages.StageError) as error:
+    except (ConfigError, DataError, stages.StageError, TrackingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

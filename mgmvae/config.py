@@ -2,7 +2,8 @@
 
 The schema (workflow/schemas/config.schema.yaml) types and ranges every key; ``validate`` adds
 the cross-key checks. ``run_settings`` resolves what one training run uses:
-``settings`` ← ``dataset_settings[d]`` ← ``model_settings[m]`` ← ``model_settings[m].by_dataset[d]``.
+``settings`` ← ``dataset_settings[d]`` ← ``model_settings[m]`` ← ``model_settings[m].by_dataset[d]``
+← ``ablation.variants[v]`` (an ablation variant's overrides, only for ``variant=v``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,30 @@ def validate(config: Mapping) -> None:
         section = config["settings"] if where == "settings" else config["dataset_settings"][where.split(".", 1)[1]]
         if "by_dataset" in section:
             raise ConfigError(f"config key '{where}.by_dataset': only allowed under model_settings.<model>")
+    validate_ablation(config)
+
+
+def validate_ablation(config: Mapping) -> None:
+    """Cross-key checks of the optional ``ablation`` section (the schema types it)."""
+    ablation = config.get("ablation")
+    if not ablation:
+        return
+    studied = studied_datasets(config)
+    for dataset in ablation.get("datasets") or []:
+        if dataset not in studied:
+            raise ConfigError(
+                f"config key 'ablation.datasets': dataset {dataset!r} is not one this study builds "
+                f"(the datasets its tables read: {studied})"
+            )
+    for name in ablation.get("select") or []:
+        if name not in ablation["variants"]:
+            raise ConfigError(
+                f"config key 'ablation.select': no variant {name!r} under 'ablation.variants' "
+                f"(declared: {list(ablation['variants'])})"
+            )
+    for name, overrides in ablation["variants"].items():
+        if "by_dataset" in overrides:
+            raise ConfigError(f"config key 'ablation.variants.{name}.by_dataset': only allowed under model_settings.<model>")
 
 
 def validate_models(config: Mapping) -> None:
@@ -91,6 +116,18 @@ def validate_models(config: Mapping) -> None:
                 cls.resolve_params(run_settings(config, dataset, name).get("params", {}))
             except ValueError as error:
                 raise ConfigError(f"config key 'model_settings.{name}.params': {error}") from None
+    ablation = config.get("ablation")
+    if ablation:
+        try:
+            cls = get_model_class(ablation["model"])
+        except ValueError as error:
+            raise ConfigError(f"config key 'ablation.model': {error}") from None
+        for variant in ablation["variants"]:
+            for dataset in ablation_datasets(config):
+                try:
+                    cls.resolve_params(run_settings(config, dataset, ablation["model"], variant).get("params", {}))
+                except ValueError as error:
+                    raise ConfigError(f"config key 'ablation.variants.{variant}.params': {error}") from None
 
 
 def studied_datasets(config: Mapping) -> list[str]:
@@ -98,15 +135,52 @@ def studied_datasets(config: Mapping) -> list[str]:
     return list(dict.fromkeys(config["tables"].values()))
 
 
-def run_settings(config: Mapping, dataset: str, model: str) -> dict:
-    """Everything one (dataset, model) training run uses, resolved from the layers."""
+def run_settings(config: Mapping, dataset: str, model: str, variant: str | None = None) -> dict:
+    """Everything one (dataset, model) training run uses, resolved from the layers; with
+    ``variant``, that ablation variant's overrides (``ablation.variants[variant]``) on top."""
     model_layer = dict(config["model_settings"].get(model, {}))
     by_dataset = model_layer.pop("by_dataset", {}) or {}
+    layers = [config["dataset_settings"].get(dataset, {}), model_layer, by_dataset.get(dataset, {})]
+    if variant is not None:
+        layers.append(variant_overrides(config, variant))
     resolved = config["settings"]
-    for layer in (config["dataset_settings"].get(dataset, {}), model_layer, by_dataset.get(dataset, {})):
+    for layer in layers:
         resolved = deep_merge(resolved, layer)
     resolved["params"] = resolved.get("params", {})
     return resolved
+
+
+def variant_overrides(config: Mapping, variant: str) -> dict:
+    """The overrides of one ablation variant; ConfigError naming the declared ones if unknown."""
+    variants = (config.get("ablation") or {}).get("variants") or {}
+    if variant not in variants:
+        raise ConfigError(f"unknown ablation variant {variant!r}; declared under 'ablation.variants': {list(variants)}")
+    return dict(variants[variant] or {})
+
+
+def ablation_datasets(config: Mapping) -> list[str]:
+    """The datasets an ablation study runs on: ``ablation.datasets``, or (null) the study's own."""
+    return list((config.get("ablation") or {}).get("datasets") or studied_datasets(config))
+
+
+def ablation_seeds(config: Mapping) -> list[int]:
+    """The seeds of an ablation study: ``ablation.seeds``, or (null) the study's ``seeds``."""
+    return list((config.get("ablation") or {}).get("seeds") or config["seeds"])
+
+
+def ablation_variants(config: Mapping) -> list[str]:
+    """The variants an ablation study runs, in declaration order: ``ablation.select`` if given,
+    else every variant declared under ``ablation.variants``."""
+    ablation = config.get("ablation") or {}
+    declared = list(ablation.get("variants") or {})
+    selected = ablation.get("select")
+    return [v for v in declared if v in selected] if selected else declared
+
+
+def settings_hash(settings: Mapping, variant: str | None = None) -> str:
+    """A run's ``config_hash``: its resolved settings, plus its variant name for ablation runs
+    (so two variants are told apart even where a sweep value equals the default)."""
+    return config_hash(settings if variant is None else {"variant": variant, "settings": settings})
 
 
 def config_hash(obj: Any) -> str:

@@ -124,6 +124,24 @@ def wasserstein_barycenter(experts: Sequence[DiagGaussian], weights: Sequence[fl
     return DiagGaussian(mu, 2.0 * std.log())
 
 
+def w2_squared(p: DiagGaussian, q: DiagGaussian) -> Tensor:
+    """Squared 2-Wasserstein distance of diagonal Gaussians: ||μ1−μ2||² + ||σ1−σ2||² (summed
+    over the last dimension, batch dimensions kept)."""
+    return (p.mu - q.mu).pow(2).sum(-1) + (p.std - q.std).pow(2).sum(-1)
+
+
+def w2_distance(p: DiagGaussian, q: DiagGaussian) -> Tensor:
+    """2-Wasserstein distance of diagonal Gaussians: sqrt(w2_squared)."""
+    return w2_squared(p, q).sqrt()
+
+
+def nonempty_subsets(names: Sequence[str]) -> list[list[str]]:
+    """All 2^M − 1 non-empty subsets of ``names``, by size then in the given order (MoPoE)."""
+    from itertools import combinations
+
+    return [list(s) for k in range(1, len(names) + 1) for s in combinations(names, k)]
+
+
 def log_mean_exp(x: Tensor, dim: int = 0) -> Tensor:
     """log (1/n) Σ_i exp(x_i) along ``dim``, computed stably."""
     return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])

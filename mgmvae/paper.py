@@ -65,3 +65,16 @@ DECIMALS = {"table1": 1, "table2": 2, "table3": 1}  # as printed in the paper
 
 def display_name(model: str) -> str:
     return DISPLAY_NAMES.get(model, model)
+
+
+def model_order(models) -> list[str]:
+    """``models`` in the paper's row order; models the paper does not list (sorted) go before MGMVAE."""
+    models = set(models)
+    known = [m for m in MODEL_ORDER if m in models]
+    unknown = sorted(models - set(known))
+    return [m for m in known if m != "mgmvae"] + unknown + (["mgmvae"] if "mgmvae" in known else [])
+
+
+def paper_value(table: str, model: str, column: str) -> float | None:
+    """The paper's number (percent) for ``model`` in ``column`` of ``table``, or None where it has none."""
+    return TABLES[table].get(model, {}).get(column)

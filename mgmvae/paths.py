@@ -6,6 +6,8 @@ results/<study>/
   classifiers/<dataset>/<modality>.pt  digit classifier (+ .json with its test accuracy)
   runs/<dataset>/<model>/seed<k>/      model.pt, checkpoint.pt, history.json, metrics.json
   tables/                              table1–3 and clustering as .csv and .md
+  ablation/<dataset>/<variant>/seed<k>/  an ablation run (model.pt, checkpoint.pt, history.json, metrics.json)
+  ablation/                            ablation_table.{csv,md}, ablation_plot_<dataset>.{png,pdf}
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ def run_dir(config: Mapping, dataset: str, model: str, seed: int) -> Path:
 
 def tables_dir(config: Mapping) -> Path:
     return study_dir(config) / "tables"
+
+
+def ablation_dir(config: Mapping) -> Path:
+    return study_dir(config) / "ablation"
+
+
+def ablation_run_dir(config: Mapping, dataset: str, variant: str, seed: int) -> Path:
+    return ablation_dir(config) / dataset / variant / f"seed{seed}"
 
 
 # Modality names per dataset source (fixed by the builders in mgmvae/data).

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Mapping
 
 from mgmvae import paths
-from mgmvae.config import ConfigError, config_hash, run_settings, studied_datasets, validate_models
+from mgmvae.config import ConfigError, run_settings, settings_hash, studied_datasets, validate_models
 from mgmvae.io import load_torch, save_json, save_torch
 
 
@@ -84,7 +84,24 @@ def classifier(config: Mapping, args: argparse.Namespace) -> None:
 
 # --------------------------------------------------------------------------- train
 def run_tags(args: argparse.Namespace, settings: Mapping) -> dict:
-    return {"dataset": args.dataset, "model": args.model, "seed": args.seed, "config_hash": config_hash(settings)}
+    variant = getattr(args, "variant", None)
+    tags = {"dataset": args.dataset, "model": args.model, "seed": args.seed,
+            "config_hash": settings_hash(settings, variant)}
+    return tags if variant is None else {**tags, "variant": variant}
+
+
+def _run_dir(config: Mapping, args: argparse.Namespace) -> Path:
+    """The run folder: runs/<dataset>/<model>/seed<k>, or ablation/<dataset>/<variant>/seed<k>."""
+    variant = getattr(args, "variant", None)
+    if variant is None:
+        return paths.run_dir(config, args.dataset, args.model, args.seed)
+    return paths.ablation_run_dir(config, args.dataset, variant, args.seed)
+
+
+def _run_name(stage: str, args: argparse.Namespace) -> str:
+    variant = getattr(args, "variant", None)
+    middle = args.model if variant is None else f"{args.model}/{variant}"
+    return f"{stage}/{args.dataset}/{middle}/seed{args.seed}"
 
 
 def train(config: Mapping, args: argparse.Namespace) -> None:
@@ -94,12 +111,12 @@ def train(config: Mapping, args: argparse.Namespace) -> None:
 
     _dataset_spec(config, args.dataset)
     validate_models({**config, "models": [args.model]})
-    settings = run_settings(config, args.dataset, args.model)
-    out = Path(args.out or paths.run_dir(config, args.dataset, args.model, args.seed) / "model.pt")
+    settings = run_settings(config, args.dataset, args.model, args.variant)
+    out = Path(args.out or _run_dir(config, args) / "model.pt")
     device = _device(config)
     data = PairedData.load(args.data or paths.data_file(config, args.dataset), device=device)
     tags = run_tags(args, settings)
-    name = f"train/{args.dataset}/{args.model}/seed{args.seed}"
+    name = _run_name("train", args)
     with _tracked(config, args, "train", name, tags, {**settings, "device": str(device)}) as run:
         seed_everything(args.seed)
         model = build_model(args.model, data.shapes, settings).to(device)
@@ -109,7 +126,7 @@ def train(config: Mapping, args: argparse.Namespace) -> None:
             on_epoch=lambda epoch, values: run.log_metrics(values, step=epoch),
         )
         save_json(history, out.with_name("history.json"))
-        save_torch({"model": args.model, "dataset": args.dataset, "seed": args.seed,
+        save_torch({"model": args.model, "dataset": args.dataset, "seed": args.seed, "variant": args.variant,
                     "shapes": {m: list(s) for m, s in data.shapes.items()}, "settings": settings,
                     "config_hash": tags["config_hash"], "history": history,
                     "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, out)
@@ -137,7 +154,7 @@ def evaluate(config: Mapping, args: argparse.Namespace) -> None:
 
     _dataset_spec(config, args.dataset)
     device = _device(config)
-    run = paths.run_dir(config, args.dataset, args.model, args.seed)
+    run = _run_dir(config, args)
     model, saved = load_trained(args.model_file or run / "model.pt", device)
     data = PairedData.load(args.data or paths.data_file(config, args.dataset), device=device)
     files = args.classifiers or [paths.classifier_file(config, args.dataset, m) for m in data.modalities]
@@ -148,12 +165,16 @@ def evaluate(config: Mapping, args: argparse.Namespace) -> None:
         classifiers[Path(path).stem] = load_classifier(path, device)
     out = args.out or run / "metrics.json"
     tags = {"dataset": args.dataset, "model": args.model, "seed": args.seed, "config_hash": saved["config_hash"]}
-    name = f"evaluate/{args.dataset}/{args.model}/seed{args.seed}"
+    if args.variant is not None:
+        tags["variant"] = args.variant
+    name = _run_name("evaluate", args)
     with _tracked(config, args, "evaluate", name, tags, config["evaluation"]) as tracker:
         seed_everything(args.seed)
         metrics = evaluate_model(model, data, classifiers, config["evaluation"], seed=args.seed)
         record = {"study": config["study"], "dataset": args.dataset, "model": args.model, "seed": args.seed,
                   "modalities": list(data.modalities), "config_hash": saved["config_hash"], "metrics": metrics}
+        if args.variant is not None:
+            record["variant"] = args.variant
         save_json(record, out)
         tracker.log_metrics(metrics)
         tracker.log_artifact(out)
@@ -172,3 +193,61 @@ def aggregate(config: Mapping, args: argparse.Namespace) -> None:
         for path in written or sorted(Path(outdir).glob("*")):
             run.log_artifact(path, "tables")
     print(f"wrote tables under {outdir}")
+
+
+# ------------------------------------------------------------------------ ablation
+def ablation(config: Mapping, args: argparse.Namespace) -> None:
+    """The ablation table (csv, md) and one plot per dataset from the ablation runs' metrics."""
+    from mgmvae.ablation import write_ablation
+    from mgmvae.config import ablation_datasets, ablation_seeds, ablation_variants
+
+    study = config.get("ablation")
+    if not study:
+        raise ConfigError("the config has no 'ablation' section: nothing to aggregate")
+    outdir = Path(args.outdir or paths.ablation_dir(config))
+    tags = {"model": study["model"], "datasets": ",".join(ablation_datasets(config))}
+    params = {"model": study["model"], "datasets": ablation_datasets(config), "seeds": ablation_seeds(config),
+              "variants": ablation_variants(config)}
+    with _tracked(config, args, "ablation", "ablation", tags, params) as run:
+        written = write_ablation(args.metrics, config, outdir)
+        for path in written:
+            run.log_artifact(path, "ablation")
+    print(f"wrote {len(written)} files under {outdir}")
+
+
+# ------------------------------------------------------------------------- figures
+def figures(config: Mapping, args: argparse.Namespace) -> None:
+    """The paper's Figures 3–7 and more (mgmvae/figures.py) from the first seed's models, the
+    histories in their model files, and the per-run metrics of every seed."""
+    from mgmvae.data.paired import PairedData
+    from mgmvae.figures import figure_specs, render_all
+    from mgmvae.tables import load_run_metrics
+
+    seed = int(config["seeds"][0] if args.seed is None else args.seed)
+    device = _device(config)
+    outdir = Path(args.outdir or paths.study_dir(config) / "figures")
+    model_files = args.model_files or [paths.run_dir(config, d, m, seed) / "model.pt"
+                                       for d in studied_datasets(config) for m in config["models"]]
+    models, histories = {}, {}
+    for path in model_files:
+        model, saved = load_trained(path, device)
+        models.setdefault(saved["dataset"], {})[saved["model"]] = model
+        histories.setdefault(saved["dataset"], {})[saved["model"]] = saved.get("history") or []
+    data_files = {Path(p).stem: Path(p) for p in args.data or []}
+    datasets = {d: PairedData.load(data_files.get(d, paths.data_file(config, d))) for d in models}
+    metric_files = args.metrics or sorted(paths.study_dir(config).glob("runs/*/*/seed*/metrics.json"))
+    if not metric_files:
+        raise StageError(f"no per-run metrics under {paths.study_dir(config) / 'runs'}: run the 'evaluate' stage first")
+    specs = figure_specs({d: data.modalities for d, data in datasets.items()}, {d: list(models[d]) for d in datasets})
+    params = {"models": sorted({m for ms in models.values() for m in ms}), "seed": seed, "tsne_points": args.tsne_points}
+    with _tracked(config, args, "figures", "figures", {"datasets": ",".join(datasets), "seed": seed}, params) as run:
+        written = render_all(datasets, models, histories, load_run_metrics(metric_files), config["tables"], outdir,
+                             study=config["study"], seed=seed, tsne_points=args.tsne_points,
+                             n_clusters=int(config["evaluation"]["n_clusters"]),
+                             batch_size=int(config["evaluation"]["batch_size"]))
+        missing = [s["stem"] for s in specs if not (outdir / f"{s['stem']}.png").exists()]
+        if missing:
+            raise StageError(f"figures not written: {missing}")
+        for path in written:
+            run.log_artifact(path, str(Path("figures") / path.relative_to(outdir).parent))
+    print(f"wrote {len(written)} figure files under {outdir}")

@@ -8,6 +8,10 @@ Several Snakemake jobs write one SQLite store at once, and SQLite answers "datab
 under contention. Writes here are rare (params once, metrics once per epoch), so every call to a
 SQLite store takes an exclusive ``flock`` on ``<db>.lock`` first; HTTP stores need no lock. Calls
 are retried with back-off on transient errors either way.
+
+An http(s) store (``mlflow server``, for jobs on other nodes) is probed once when a job starts:
+if it does not answer within ``PROBE_TIMEOUT`` seconds the job stops at once, naming the URI,
+instead of retrying for minutes.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any, Callable, Iterator, Mapping
 from mgmvae.config import ROOT
 
 RETRIES = 8
+PROBE_TIMEOUT = 5.0  # seconds to wait for an http(s) tracking server before refusing to start
 
 
 def git_commit() -> str:
@@ -45,6 +50,28 @@ class TrackingError(RuntimeError):
     pass
 
 
+def check_reachable(uri: str, timeout: float = PROBE_TIMEOUT) -> None:
+    """Raise TrackingError at once if an http(s) tracking URI does not answer; other URIs pass.
+    Any HTTP answer (even an error status) counts: the server is there."""
+    if not uri.lower().startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise TrackingError(
+            f"the MLflow tracking server {uri} does not answer ({reason}; timeout {timeout:g} s). "
+            f"Start it (e.g. `mlflow server --backend-store-uri sqlite:///mlflow.db --host 0.0.0.0 "
+            f"--port 5000` on a host the jobs can reach) or point MLFLOW_TRACKING_URI (or "
+            f"mlflow.tracking_uri) at a running one; --no-mlflow runs a stage without tracking."
+        ) from None
+
+
 class Tracker:
     """A thin, lock-safe wrapper round ``MlflowClient`` for one run."""
 
@@ -56,6 +83,7 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = resolve_tracking_uri(tracking_uri)
+        check_reachable(self.uri)
         self.lock_path = self._lock_path(self.uri)
         # Creating the client creates (migrates) a new SQLite schema: under the lock too.
         self.client = self._call(lambda: _client(MlflowClient, self.uri))

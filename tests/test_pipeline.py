@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from mgmvae.config import ROOT
 
+MODELS = yaml.safe_load((ROOT / "workflow/presets/ci.yaml").read_text())["models"]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
@@ -34,8 +36,12 @@ def test_ci_preset_end_to_end(tmp_path):
     tables = tmp_path / "results" / "ci" / "tables"
     for name in ("table1", "table2", "table3", "clustering"):
         assert (tables / f"{name}.md").read_text().strip(), name
+        assert "\\toprule" in (tables / f"{name}.tex").read_text(), name
         frame = pd.read_csv(tables / f"{name}.csv")
-        assert "mvae" in set(frame["model"]), name
+        assert set(MODELS) <= set(frame["model"]), name
+    figures = sorted((tmp_path / "results" / "ci" / "figures").rglob("*.png"))
+    assert figures and all(p.stat().st_size > 1000 for p in figures)
+    assert {p.parent.name for p in figures} >= {"cross_generation", "translation", "retrieval", "tsne", "curves", "bars"}
     metrics = json.loads((tmp_path / "results/ci/runs/digits_street/mvae/seed0/metrics.json").read_text())
     assert set(metrics["metrics"]) == {"cross_generation", "probe", "retrieval_top1", "clustering"}
     assert not list(tmp_path.rglob("*.tmp")), "temporary files left behind"
@@ -43,8 +49,9 @@ def test_ci_preset_end_to_end(tmp_path):
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("mgmvae-benchmark").experiment_id])
     stages = sorted(r.data.tags["stage"] for r in runs)
-    # 2 datasets: prepare ×2, classifier ×4 (2 modalities each), train ×2, evaluate ×2, aggregate ×1
-    assert stages == ["aggregate"] + ["classifier"] * 4 + ["evaluate"] * 2 + ["prepare"] * 2 + ["train"] * 2
+    n = 2 * len(MODELS)  # 2 datasets × models
+    # prepare ×2, classifier ×4 (2 modalities each), train and evaluate per run, aggregate, figures
+    assert stages == ["aggregate"] + ["classifier"] * 4 + ["evaluate"] * n + ["figures"] + ["prepare"] * 2 + ["train"] * n
     assert all(r.info.status == "FINISHED" for r in runs)
     for run in runs:
         assert {"study", "stage", "git_commit"} <= set(run.data.tags)

@@ -5,7 +5,11 @@ rule tables:
     input:
         all_metrics(),
     output:
-        expand(f"{STUDY}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md"]),
+        expand(f"{STUDY}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
+        [
+            report(f"{STUDY}/tables/{t}.html", caption=f"../report/{t}.rst", category="Tables", labels={"table": t})
+            for t in TABLES
+        ],
     params:
         cli=MGMVAE,
         outdir=lambda w, output: os.path.dirname(output[0]),

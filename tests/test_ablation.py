@@ -1,0 +1,211 @@
+"""The ablation study: variants resolved in mgmvae.config, the aggregation, and a tiny local run."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mgmvae import paths
+from mgmvae.config import (ROOT, ConfigError, ablation_datasets, ablation_seeds, ablation_variants, load_config,
+                           run_settings, settings_hash, validate_models)
+
+ABLATION_QUICK = ROOT / "workflow" / "presets" / "ablation_quick.yaml"
+ABLATION_CI = ROOT / "workflow" / "presets" / "ablation_ci.yaml"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+# ------------------------------------------------------------------ config
+def test_paper_ablation_declares_every_variant():
+    config = load_config()
+    validate_models(config)
+    variants = ablation_variants(config)
+    assert config["ablation"]["model"] == "mgmvae"
+    assert {"full", "no_center", "no_alignment", "no_center_no_alignment", "gaussian_prior",
+            "random_negatives", "tau_0.5", "tau_0.7", "tau_0.8", "tau_0.9", "k5", "k10", "k20"} <= set(variants)
+    assert len([v for v in variants if v.startswith("margin_")]) >= 3
+    assert len([v for v in variants if v.startswith("lambda3_")]) >= 3
+    assert ablation_datasets(config) == ["mnist_svhn", "mnist_cdcb"]  # null: the study's datasets
+    assert ablation_seeds(config) == [0, 1, 2]
+
+
+def test_presets_are_valid_and_quick_runs_every_variant():
+    paper = ablation_variants(load_config())
+    quick = load_config(ROOT / "config.yaml", ABLATION_QUICK)
+    validate_models(quick)
+    assert ablation_variants(quick) == paper
+    assert ablation_datasets(quick) == ["digits_street", "digits_cdcb"] and quick["device"] == "cpu"
+    tiny = load_config(ROOT / "config.yaml", ABLATION_CI)
+    validate_models(tiny)
+    assert ablation_variants(tiny) == ["full", "no_center", "gaussian_prior"]  # declaration order
+    assert tiny["device"] == "cpu"  # no GPU request on the CPU-only test cluster
+
+
+def test_variant_overrides_go_on_top_of_the_resolved_settings():
+    config = load_config()
+    base = run_settings(config, "mnist_cdcb", "mgmvae")
+    assert base["params"]["margin"] == 2.0  # by_dataset layer
+    assert run_settings(config, "mnist_cdcb", "mgmvae", "margin_1.0")["params"]["margin"] == 1.0
+    no_center = run_settings(config, "mnist_cdcb", "mgmvae", "no_center")
+    assert no_center["params"]["beta"] == 0.0
+    assert {k: v for k, v in no_center["params"].items() if k != "beta"} == {k: v for k, v in base["params"].items() if k != "beta"}
+    assert run_settings(config, "mnist_svhn", "mgmvae", "gaussian_prior")["params"]["use_mixture_prior"] is False
+    assert run_settings(config, "mnist_svhn", "mgmvae", "random_negatives")["params"]["semi_hard_from_epoch"] >= 10**6
+    assert run_settings(config, "mnist_svhn", "mgmvae", "k20")["params"]["n_components"] == 20
+    assert run_settings(config, "mnist_svhn", "mgmvae", "full") == run_settings(config, "mnist_svhn", "mgmvae")
+    with pytest.raises(ConfigError, match="unknown ablation variant 'nope'"):
+        run_settings(config, "mnist_svhn", "mgmvae", "nope")
+
+
+def test_config_hash_differs_per_variant():
+    config = load_config()
+    hashes = {settings_hash(run_settings(config, "mnist_svhn", "mgmvae", v), v) for v in ablation_variants(config)}
+    assert len(hashes) == len(ablation_variants(config))  # even tau_0.8 (= the paper's τ) vs full
+    assert settings_hash(run_settings(config, "mnist_svhn", "mgmvae")) not in hashes
+
+
+def test_ablation_paths():
+    config = load_config()
+    assert paths.ablation_run_dir(config, "mnist_svhn", "tau_0.5", 2) == Path("results/paper/ablation/mnist_svhn/tau_0.5/seed2")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"ablation": {"variants": {"../up": {}}}}, "config key 'ablation.variants'"),
+        ({"ablation": {"variants": {"a/b": {}}}}, "config key 'ablation.variants'"),
+        ({"ablation": {"variants": {"x": {"epochz": 1}}}}, "config key 'ablation.variants.x'"),
+        ({"ablation": {"unknown": 1}}, "config key 'ablation'"),
+        ({"ablation": {"seeds": [-1]}}, "config key 'ablation.seeds'"),
+        ({"ablation": {"datasets": ["digits_cdcb"]}}, "ablation.datasets.*digits_cdcb.*not one this study builds"),
+        ({"ablation": {"select": ["full", "nope"]}}, "ablation.select.*no variant 'nope'"),
+        ({"ablation": {"variants": {"x": {"by_dataset": {}}}}}, "ablation.variants.x.by_dataset"),
+    ],
+)
+def test_bad_ablation_config_names_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=override)
+
+
+def test_unknown_variant_param_is_refused():
+    config = load_config(overrides={"ablation": {"variants": {"typo": {"params": {"betta": 0}}}}})
+    with pytest.raises(ConfigError, match="ablation.variants.typo.params.*betta"):
+        validate_models(config)
+
+
+# ------------------------------------------------------------- aggregation
+def _record(dataset, variant, seed, value):
+    return {"study": "t", "dataset": dataset, "model": "mgmvae", "variant": variant, "seed": seed,
+            "modalities": ["a", "b"], "config_hash": "x",
+            "metrics": {"cross_generation": {"a->b": value, "b->a": value},
+                        "probe": {"a": value, "b": value, "joint": value},
+                        "retrieval_top1": {"a->b": value, "b->a": value},
+                        "clustering": {"accuracy": value, "nmi": value, "ari": value, "k": 10, "method": "mixture"}}}
+
+
+def test_write_ablation_table_and_plots(tmp_path):
+    from mgmvae.ablation import write_ablation
+
+    config = load_config()
+    files = []
+    for variant, value in (("full", 0.8), ("no_center", 0.6), ("tau_0.5", 0.7)):
+        for seed in (0, 1):
+            path = tmp_path / "runs" / f"{variant}-{seed}.json"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps(_record("mnist_svhn", variant, seed, value + 0.01 * seed)))
+            files.append(path)
+    written = write_ablation(files, config, tmp_path / "out")
+    names = sorted(p.name for p in written)
+    assert names == ["ablation_plot_mnist_svhn.pdf", "ablation_plot_mnist_svhn.png", "ablation_table.csv", "ablation_table.md"]
+    assert all(p.stat().st_size > 0 for p in written)
+    table = pd.read_csv(tmp_path / "out" / "ablation_table.csv")
+    assert list(dict.fromkeys(table["variant"])) == ["full", "no_center", "tau_0.5"]  # file order
+    row = table[(table.variant == "no_center") & (table.metric == "probe") & (table.key == "joint")].iloc[0]
+    assert row["mean"] == pytest.approx(0.605) and row["n_seeds"] == 2
+    assert row["delta_vs_full"] == pytest.approx(-0.2)
+    md = (tmp_path / "out" / "ablation_table.md").read_text()
+    assert "| no_center | beta=0.0 | 2 |" in md and "| full | - | 2 |" in md
+
+
+# -------------------------------------------------------------- local run
+def snakemake(workdir, *args, timeout=900):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    return subprocess.run([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_default_target_has_no_ablation_and_ablation_target_lists_every_variant(tmp_path):
+    default = snakemake(tmp_path, "-n", "--configfile", str(ABLATION_QUICK), timeout=300)
+    assert default.returncode == 0, default.stderr[-3000:]
+    assert "ablation" not in default.stdout.replace("ablation_quick", "")
+    target = snakemake(tmp_path, "-n", "ablation", "--configfile", str(ABLATION_QUICK), timeout=300)
+    assert target.returncode == 0, target.stderr[-3000:]
+    for variant in ablation_variants(load_config()):
+        for dataset in ("digits_street", "digits_cdcb"):
+            assert f"results/ablation_quick/ablation/{dataset}/{variant}/seed0/metrics.json" in target.stdout
+    assert "train_ablation" in target.stdout and "evaluate_ablation" in target.stdout
+
+
+def check_ablation_outputs(workdir: Path, study: str, variants, dataset: str = "digits_street") -> None:
+    out = workdir / "results" / study / "ablation"
+    for name in ("ablation_table.csv", "ablation_table.md", f"ablation_plot_{dataset}.png", f"ablation_plot_{dataset}.pdf"):
+        assert (out / name).stat().st_size > 0, name
+    for variant in variants:
+        run = out / dataset / variant / "seed0"
+        for name in ("model.pt", "history.json", "metrics.json"):
+            assert (run / name).stat().st_size > 0, run / name
+        record = json.loads((run / "metrics.json").read_text())
+        assert record["variant"] == variant and record["model"] == "mgmvae"
+        assert set(record["metrics"]) == {"cross_generation", "probe", "retrieval_top1", "clustering"}
+    table = pd.read_csv(out / "ablation_table.csv")
+    assert list(dict.fromkeys(table["variant"])) == list(variants)
+    md = (out / "ablation_table.md").read_text()
+    assert all(f"| {v} |" in md for v in variants)
+    assert not list(workdir.rglob("*.tmp")), "temporary files left behind"
+
+
+def check_mlflow_runs(client, study: str, variants) -> None:
+    runs = client.search_runs([client.get_experiment_by_name("mgmvae-benchmark").experiment_id])
+    runs = [r for r in runs if r.data.tags.get("study") == study]
+    stages = sorted(r.data.tags["stage"] for r in runs)
+    n = len(variants)
+    assert stages == ["ablation"] + ["classifier"] * 2 + ["evaluate"] * n + ["prepare"] + ["train"] * n
+    assert all(r.info.status == "FINISHED" for r in runs), [(r.info.run_name, r.info.status) for r in runs]
+    hashes = {}
+    for run in runs:
+        tags = run.data.tags
+        assert {"study", "stage", "git_commit"} <= set(tags)
+        if tags["stage"] in ("train", "evaluate"):
+            assert {"dataset", "model", "seed", "config_hash", "variant"} <= set(tags)
+            assert tags["model"] == "mgmvae" and tags["variant"] in variants
+            hashes.setdefault(tags["variant"], set()).add(tags["config_hash"])
+        if tags["stage"] == "train":
+            assert client.get_metric_history(run.info.run_id, "loss"), "no per-epoch loss"
+        if tags["stage"] == "evaluate":
+            assert "probe.joint" in run.data.metrics
+        if tags["stage"] == "ablation":
+            logged = {a.path for a in client.list_artifacts(run.info.run_id, "ablation")}
+            assert "ablation/ablation_table.csv" in logged, logged
+    assert sorted(hashes) == sorted(variants)
+    assert all(len(h) == 1 for h in hashes.values())  # train and evaluate agree
+    assert len({next(iter(h)) for h in hashes.values()}) == n  # one config_hash per variant
+
+
+@pytest.mark.slow
+def test_tiny_ablation_runs_locally(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    start = time.monotonic()
+    result = snakemake(tmp_path, "ablation", "--cores", "2", "--configfile", str(ABLATION_CI))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    print(f"local tiny ablation: {time.monotonic() - start:.0f} s")
+    variants = ["full", "no_center", "gaussian_prior"]
+    check_ablation_outputs(tmp_path, "ablation_ci", variants)
+    check_mlflow_runs(MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"), "ablation_ci", variants)
+    again = snakemake(tmp_path, "-n", "ablation", "--configfile", str(ABLATION_CI))
+    assert "Nothing to be done" in again.stdout + again.stderr
