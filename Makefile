@@ -6,7 +6,7 @@ CORES  ?= 2
 # Rules run `python -m mgmvae`: the venv's python must come first on PATH (as `source .venv/bin/activate`).
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env quick test test-fast paper ablation clean
+.PHONY: env quick test test-fast paper ablation bench bench-env clean
 
 # The environment: torch first (its CPU or CUDA build, as pip finds it), then the project with
 # every other pin. `pip install torch==2.13.0` on these machines takes the local CPU wheel.
@@ -38,6 +38,25 @@ paper: env
 
 ablation: env
 	$(BIN)/snakemake ablation --cores $(CORES) --configfile workflow/presets/ablation_quick.yaml
+
+# Speed: training pairs/s per model (real loop vs bare forward+backward), peak memory, MultiVae
+# side by side (if `make bench-env` was run), 2 concurrent trainings, the quick preset's wall time.
+# -> results/bench/summary.json and a table. `make bench BENCH_ARGS=` skips the (minutes-long) quick preset.
+BENCH_ARGS ?= --quick --concurrent 2
+bench: env
+	$(BIN)/python -m mgmvae.bench $(BENCH_ARGS)
+
+# MultiVae (PyPI `multivae`, Apache-2.0) in its own venv, so it cannot move the project's torch pin.
+BENCH_VENV ?= .venv-bench
+bench-env: $(BENCH_VENV)/.installed
+$(BENCH_VENV)/.installed:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet torch==2.13.0
+	printf 'torch==2.13.0\ntorchvision==0.28.0\n' > $(BENCH_VENV)/constraints.txt
+	$(BENCH_VENV)/bin/pip install --quiet -c $(BENCH_VENV)/constraints.txt multivae
+	$(BENCH_VENV)/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $@
 
 clean:
 	rm -rf results/quick results/ci .snakemake

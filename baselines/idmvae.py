@@ -32,7 +32,10 @@ regularisers. Ours, written from the paper's description and the released object
    default, ``diffusion_stop_grad``; the released PolyMNIST script trains with it off) with the
    noise-prediction loss mean‖ε − ε_θ(√ᾱ_t z_0 + √(1−ᾱ_t) ε, t)‖². ``sample(n)`` draws z by
    ancestral sampling through all T steps (posterior variance β̃_t), w from N(0, I).
-   The code also fits a diffusion prior to each private latent; we do not (open point).
+   The code also fits a diffusion prior to each private latent; we do not (open point). Its DDPM
+   module predicts x_0 (sigmoid schedule, SNR-weighted); we predict ε on the linear schedule.
+``center`` applies to the gen-aug InfoNCE too. ``generate`` decodes the target with w at the
+prior mean (0); the code's cross-generation samples w from the private diffusion prior.
 Defaults from the released PolyMNIST script (paper App. B.1): β = 2.5, K = 1, cross-MI scale 80,
 gen-aug scale 20 with "CL", diffusion weight 1, temperature 1 (its ``ContrastiveLoss(tau=1)``);
 T = 200, the DDPM module's default (the model class passes 1000 with 100 DDIM sampling steps; we

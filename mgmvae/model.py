@@ -25,7 +25,9 @@ Per pair (x, y) with shared/private unimodal posteriors q(z_x|x), q(h_x|x), q(z_
 Choices where the paper is silent are documented in ``default_params`` and in the methods. Among them:
 warm-up epochs before the k-means fit (``mixture_init_epoch``) use KL(q(z_s)||N(0,I)) in place of the
 λ1 term and no center loss; the ablation ``use_mixture_prior: False`` does the same throughout
-(and ``cluster`` returns None). Log-likelihoods are multiplied by ``recon_scale``.
+(and ``cluster`` returns None). Log-likelihoods are multiplied by ``recon_scale``. With
+``extra_recon`` (default on) the ELBO also gets cross-reconstructions log p(m | z_o, h_m ~ N(0,I)) and,
+with ``unimodal_recon``, unimodal ones log p(m | z_m, h_m) (see ``cross_reconstruction``).
 """
 
 from __future__ import annotations
@@ -103,7 +105,11 @@ class MGMVAE(MultimodalVAE):
         "n_components": 10,     # paper silent; 10 digit classes
         "semi_hard_from_epoch": 5,  # paper silent ("as training progresses"); a quarter of its 20-epoch MNIST-SVHN run
         "mixture_init": "kmeans",   # paper silent; VaDE-style: k-means on embeddings ("random": N(0,1) means)
-        "mixture_init_epoch": 1,    # epoch at whose start k-means runs; earlier epochs are warm-up
+        # Epoch at whose start k-means runs; earlier epochs are warm-up. 2, not 1: fitted after one
+        # epoch (digits_street, recon_scale 0.1) the center loss pulled everything onto 2 of the 10
+        # components and cross-generation fell to 0.24/0.21; fitted after two, 9 stay active and it
+        # reaches 0.49/0.44 at 3 epochs (0.69/0.76 at 4).
+        "mixture_init_epoch": 2,
         "mixture_init_samples": 5000,  # train pairs embedded for the k-means fit (seeded subsample)
         "center_on": "mean",    # z_x, z_y in Eq. 9: unimodal posterior "mean" or a "sample"
         "use_mixture_prior": True,  # ablation: False = N(0,I) prior on z_s, no center loss, no clusters
@@ -114,12 +120,13 @@ class MGMVAE(MultimodalVAE):
         "unimodal_recon": True,  # with extra_recon, also log p(m | z_m, h_m) from m's own unimodal posterior (MVAE's unimodal ELBO terms)
         "cross_private": "prior",  # the target's private latent in that term: "prior" N(0,I) (MMVAE+) or "own" posterior sample
         # Paper silent on the likelihood's normalisation. A factor on every log-likelihood term;
-        # "per_pixel" = 1 / largest pixel count (per-pixel means under auto weights). 1.0 (summed,
-        # the usual VAE ELBO): the paper's λ1 = λ2 = 0.01 only leave the latents informative against a
-        # summed likelihood. Measured: per_pixel (digits_cdcb) and 0.1 (digits_street) both collapse
-        # (a unimodal posterior at the prior, partner distance = non-partner distance, align stuck at
-        # 2α, everything at chance); with 1.0 the triplet is weak early on but alignment does start.
-        "recon_scale": 1.0,
+        # "per_pixel" = 1 / largest pixel count (per-pixel means under auto weights). Measured with
+        # Bernoulli likelihoods, 3–4 epochs, lr 1e-3: per_pixel collapses (unimodal shared means
+        # identical, align stuck at 2α, everything at chance: reconstruction cannot pay for the KL and
+        # center terms); 1.0 (summed) leaves γ·L_align ~1000× weaker than reconstruction, so the
+        # unimodal means align late (digits_street cross-generation 0.31/0.27 at 3 epochs); 0.1 puts
+        # β, γ = 1 within an order of magnitude of reconstruction: digits_street 0.69/0.76 at 4 epochs.
+        "recon_scale": 0.1,
     }
 
     def __init__(self, shapes, settings):
@@ -278,8 +285,8 @@ class MGMVAE(MultimodalVAE):
         it the decoders read the digit from the private latent and cross-generation stays at chance.
         ``unimodal_recon`` (paper silent) also adds, for each m, log p(m | z_m, h_m) with z_m from m's
         own unimodal posterior (with the prior expert) and h_m its own posterior sample: MVAE's
-        unimodal ELBO terms. Without them one modality's shared posterior goes broad (variance 3–5
-        on digits_street/digits_cdcb with summed likelihoods) and adds nothing to the product.
+        unimodal ELBO terms. Without them one modality's shared posterior went broad (variance 2.8 on
+        digits_cdcb, 5 on digits_street, summed likelihoods) and added nothing to the product.
         """
         present = list(encoded)
         if len(present) < 2 and not self.params["unimodal_recon"]:

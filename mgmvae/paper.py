@@ -23,6 +23,8 @@ DISPLAY_NAMES = {
     "oshima2024": "Oshima et al. 2024",
     "cddn": "CdDN",
     "iie": "IIE",
+    "mopoe": "MoPoE",
+    "idmvae": "IDMVAE",
 }
 
 # Table 1: cross-modal generation accuracy (%) on MNIST-SVHN.

@@ -209,3 +209,22 @@ def test_tiny_ablation_runs_locally(tmp_path):
     check_mlflow_runs(MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"), "ablation_ci", variants)
     again = snakemake(tmp_path, "-n", "ablation", "--configfile", str(ABLATION_CI))
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_unreachable_tracking_server_is_refused_fast(tmp_path):
+    """A job whose http tracking server does not answer stops at once, naming the URI."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", PYTHONPATH=str(ROOT))
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "mgmvae", "prepare", "--preset", "ablation_ci",
+                             "--dataset", "digits_street", "--out", str(tmp_path / "d.pt")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"http://127.0.0.1:{port}" in result.stderr and "MLFLOW_TRACKING_URI" in result.stderr
+    assert time.monotonic() - start < 60  # imports included; MLflow's own retries would take minutes
+    assert not (tmp_path / "d.pt").exists()

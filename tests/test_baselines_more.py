@@ -14,7 +14,6 @@ from mgmvae.contrastive import info_nce
 from mgmvae.distributions import (
     DiagGaussian,
     nonempty_subsets,
-    product_of_experts,
     w2_distance,
     w2_squared,
     wasserstein_barycenter,

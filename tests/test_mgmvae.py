@@ -189,9 +189,17 @@ def test_loss_terms_and_total_eq13():
     assert expected <= set(t) and all(v.dim() == 0 and torch.isfinite(v) for v in t.values())
     p = model.params
     elbo = t["recon_a"] + t["recon_b"] - p["lambda1"] * t["kl_mixture"] - p["lambda2"] * t["kl_private"] \
-        - p["lambda3"] * t["kl_unimodal_shared"]
+        - p["lambda3"] * t["kl_unimodal_shared"] + t.get("recon_cross", 0.0)  # extra_recon (default on)
     assert t["elbo"].item() == pytest.approx(elbo.item(), rel=1e-5)
     assert t["loss"].item() == pytest.approx((-t["elbo"] + t["center"] + t["align"]).item(), rel=1e-5)
+    # Eq. 6 exactly (no extra reconstructions): no cross term, same identity
+    model = make({"mixture_init": "random", "extra_recon": False})
+    torch.manual_seed(1)
+    t = model.loss(batch)
+    assert "recon_cross" not in t
+    elbo = t["recon_a"] + t["recon_b"] - p["lambda1"] * t["kl_mixture"] - p["lambda2"] * t["kl_private"] \
+        - p["lambda3"] * t["kl_unimodal_shared"]
+    assert t["elbo"].item() == pytest.approx(elbo.item(), rel=1e-5)
 
 
 def test_gradients_reach_mixture_and_centers():

@@ -1,0 +1,173 @@
+"""MultiVae side by side: its MVAE / MMVAE trained by its own trainer, on our networks and data.
+
+Run under the separate benchmark virtualenv (``make bench-env``), never the project's:
+
+    .venv-bench/bin/python bench/multivae_side.py --model mmvae --pairs 20000 --out mv.json
+
+MultiVae (PyPI ``multivae``, Apache-2.0) is used as installed; nothing of it is copied here.
+What is matched to ``python -m mgmvae.bench`` (which calls this script):
+
+- networks: ``mgmvae.nets.Encoder``/``Decoder`` (MMVAE's MNIST MLP 784-400-L and SVHN CNN),
+  wrapped as MultiVae's ``BaseEncoder``/``BaseDecoder``; the decoder returns the sigmoid mean
+  (our likelihood takes the sigmoid of the logits inside ``log_prob``: the same arithmetic);
+- latent 20, Gaussian posteriors (``normal``), Laplace likelihood with scale 0.75, likelihood
+  weights MNIST 3·32·32/784 ≈ 3.92 and SVHN 1 (its ``rescale_factors``);
+- objectives: MVAE joint + unimodal ELBOs (``use_subsampling``, k=0, no KL warm-up, as ours);
+  MMVAE DReG "looser" with K from config.yaml's mnist_svhn setting (10) and a learned prior;
+- Adam, lr 1e-4, batch 128, last partial batch dropped, the same synthetic uint8 images
+  (``mgmvae.bench.synthetic_arrays``) given to MultiVae as float32 in [0, 1], the form its
+  datasets hold.
+
+Timing: epochs 2..N of its ``BaseTrainer.train`` (epoch 1 is warm-up), from its
+``on_train_step_begin`` callback to ``on_epoch_end``: the epoch's data loading, steps, per-step
+``.item()`` and progress bar, the end-of-epoch model copy. Setup, sanity checks and the final
+model save are excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # mgmvae.nets, mgmvae.compat and mgmvae.bench need only torch
+
+import torch  # noqa: E402
+
+from mgmvae.bench import SHAPES, synthetic_arrays  # noqa: E402
+from mgmvae.compat import import_torchvision  # noqa: E402
+from mgmvae.nets import Decoder, Encoder  # noqa: E402
+
+import_torchvision()  # MultiVae's trainer imports torchvision; same CPU-wheel workaround as ours
+
+from pythae.models.base.base_utils import ModelOutput  # noqa: E402
+from multivae.models import MMVAE, MMVAEConfig, MVAE, MVAEConfig  # noqa: E402
+from multivae.models.nn.base_architectures import BaseDecoder, BaseEncoder  # noqa: E402
+from multivae.data.datasets.base import MultimodalBaseDataset  # noqa: E402
+from multivae.trainers import BaseTrainer, BaseTrainerConfig  # noqa: E402
+from multivae.trainers.base.callbacks import TrainingCallback  # noqa: E402
+
+LATENT = 20
+
+
+class OurEncoder(BaseEncoder):
+    """mgmvae.nets.Encoder (shared latent only) in MultiVae's encoder interface."""
+
+    def __init__(self, shape, latent_dim: int):
+        BaseEncoder.__init__(self)
+        self.latent_dim = latent_dim
+        self.net = Encoder(shape, latent_dim, 0)
+
+    def forward(self, x):
+        out = self.net(x)
+        return ModelOutput(embedding=out.shared_loc, log_covariance=out.shared_scale)
+
+
+class OurDecoder(BaseDecoder):
+    """mgmvae.nets.Decoder in MultiVae's decoder interface (returns the mean image)."""
+
+    def __init__(self, shape, latent_dim: int):
+        BaseDecoder.__init__(self)
+        self.net = Decoder(shape, latent_dim)
+
+    def forward(self, z):
+        return ModelOutput(reconstruction=torch.sigmoid(self.net(z)))
+
+
+class EpochTimer(TrainingCallback):
+    def __init__(self):
+        self.starts, self.ends = [], []
+
+    def on_train_step_begin(self, training_config, **kwargs):
+        self._sync()
+        self.starts.append(time.perf_counter())
+
+    def on_epoch_end(self, training_config, **kwargs):
+        self._sync()
+        self.ends.append(time.perf_counter())
+
+    @staticmethod
+    def _sync():
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+
+def build(model: str, k: int):
+    weights = {m: math.prod(SHAPES["svhn"]) / math.prod(s) for m, s in SHAPES.items()}
+    common = dict(n_modalities=2, latent_dim=LATENT, input_dims={m: tuple(s) for m, s in SHAPES.items()},
+                  uses_likelihood_rescaling=True, rescale_factors=weights,
+                  decoders_dist={m: "laplace" for m in SHAPES},
+                  decoder_dist_params={m: {"scale": 0.75} for m in SHAPES})
+    if model == "mvae":
+        config, cls = MVAEConfig(**common, use_subsampling=True, k=0, warmup=0, beta=1.0), MVAE
+    elif model == "mmvae":
+        config, cls = MMVAEConfig(**common, K=k, prior_and_posterior_dist="normal", learn_prior=True,
+                                  loss="dreg_looser"), MMVAE
+    else:
+        raise SystemExit(f"multivae_side: model {model!r} not supported (mvae, mmvae)")
+    encoders = {m: OurEncoder(s, LATENT) for m, s in SHAPES.items()}
+    decoders = {m: OurDecoder(s, LATENT) for m, s in SHAPES.items()}
+    return cls(config, encoders=encoders, decoders=decoders)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, choices=("mvae", "mmvae"))
+    p.add_argument("--pairs", type=int, default=20_000)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--k", type=int, default=10, help="MMVAE importance samples (config.yaml mnist_svhn: 10)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    if args.epochs < 2:
+        raise SystemExit("--epochs must be >= 2: the first epoch is warm-up")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.getLogger("multivae").setLevel(logging.WARNING)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("multivae") or name.startswith("pythae"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    torch.manual_seed(args.seed)
+    arrays = synthetic_arrays(args.pairs, args.seed)
+    dataset = MultimodalBaseDataset(data={m: x.float().div_(255.0) for m, x in arrays.items()},
+                                    labels=torch.arange(args.pairs) % 10)
+    model = build(args.model, args.k)
+    no_cuda = args.device == "cpu" or not torch.cuda.is_available()
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory(prefix="multivae-bench-") as out_dir:
+        config = BaseTrainerConfig(output_dir=out_dir, per_device_train_batch_size=args.batch_size,
+                                   num_epochs=args.epochs, learning_rate=1e-4, optimizer_cls="Adam",
+                                   steps_saving=None, steps_predict=None, drop_last=True, no_cuda=no_cuda,
+                                   seed=args.seed)
+        trainer = BaseTrainer(model=model, train_dataset=dataset, training_config=config, callbacks=[timer])
+        t = time.perf_counter()
+        trainer.train()
+        wall = time.perf_counter() - t
+    steps = args.pairs // args.batch_size
+    seconds = sum(e - s for s, e in zip(timer.starts[1:], timer.ends[1:]))
+    from importlib.metadata import version
+
+    result = {
+        "status": "ok", "model": args.model, "multivae": version("multivae"),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(trainer.device),
+        "pairs": args.pairs, "batch_size": args.batch_size, "epochs": args.epochs,
+        "timed_epochs": len(timer.ends) - 1, "steps_per_epoch": steps,
+        "pairs_per_s": (len(timer.ends) - 1) * steps * args.batch_size / seconds,
+        "seconds": seconds, "train_wall_s": wall, "k": args.k if args.model == "mmvae" else None,
+    }
+    Path(args.out).write_text(json.dumps(result))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

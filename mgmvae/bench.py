@@ -1,0 +1,452 @@
+"""Speed benchmark: ``python -m mgmvae.bench`` (``make bench``) -> results/bench/summary.json + a table.
+
+Per model, on synthetic MNIST-SVHN-shaped uint8 pairs (1×28×28 + 3×32×32, held in memory, on the
+device) at the paper's batch size (128) and the paper's per-model settings (config.yaml, dataset
+``mnist_svhn``; e.g. MMVAE = DReG with K=10):
+
+- ``loop``:  training pairs/s of the real loop, :func:`mgmvae.train.train_model`. The first epoch
+  is warm-up; the rate is taken over epochs 2..N, timed from the end of the model's
+  ``on_epoch_start`` hook (one-off work such as MGMVAE's k-means initialisation is excluded) to the
+  epoch callback. No checkpoint is written (one per epoch: amortised over 8,750 steps an epoch in
+  the paper setting, it would be over-weighted 50× on a 20k-pair epoch).
+- ``bare``:  forward + backward + optimizer step of the same model's ``loss`` on pre-made float
+  batches in a tight loop: the ceiling for the loop. ``loop / bare`` is the loop's efficiency.
+- ``peak memory``: CPU: peak RSS of the worker process (``ru_maxrss``) and its growth over the
+  RSS after the data were built; GPU: ``torch.cuda.max_memory_allocated``.
+- ``multivae``: MultiVae's own trainer on the same networks (mgmvae.nets wrapped as its
+  BaseEncoder/BaseDecoder), data, batch size and objective (MVAE, MMVAE), run by
+  ``bench/multivae_side.py`` under the separate ``.venv-bench`` (``make bench-env``) so it can
+  never change this project's pinned torch. Missing venv: recorded as not installed.
+- ``--concurrent N``: N trainings of one model at once (N processes, threads split between them):
+  total pairs/s against one training alone.
+- ``--quick``: wall time of ``snakemake --cores 2 --configfile workflow/presets/quick.yaml`` in a
+  fresh temporary working folder (minutes on CPU).
+
+Each measurement runs in its own worker process (``--worker``), so peak memory and thread
+settings are per model. GPU options (``--compile``, ``--bf16``) wrap the model's ``loss`` in
+``torch.compile`` / bf16 autocast for the loop and bare rates alike; on CPU they are accepted,
+recorded and ignored. CUDA graphs are not implemented.
+
+Only torch and the standard library are imported at module level: ``bench/multivae_side.py``
+imports :func:`synthetic_arrays` from here under the other virtualenv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+MULTIVAE_PYTHON = REPO / ".venv-bench" / "bin" / "python"
+MULTIVAE_SCRIPT = REPO / "bench" / "multivae_side.py"
+MULTIVAE_MODELS = ("mvae", "mmvae")  # the models run side by side with MultiVae
+SHAPES = {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}
+GPU_ONLY = ("compile", "bf16")
+
+
+# ----------------------------------------------------------------------------- data
+def synthetic_arrays(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """MNIST-SVHN-shaped uint8 images, ``n`` of each (pair i = image i of each modality)."""
+    g = torch.Generator().manual_seed(seed)
+    return {m: torch.randint(0, 256, (n, *s), generator=g, dtype=torch.uint8) for m, s in SHAPES.items()}
+
+
+def synthetic_data(n_train: int, n_test: int = 256, seed: int = 0, device: str | torch.device = "cpu"):
+    """An in-memory :class:`PairedData` (images uint8, labels 0..9, identity pairing)."""
+    from mgmvae.data.paired import PairedData
+
+    train, test = synthetic_arrays(n_train, seed), synthetic_arrays(n_test, seed + 1)
+    images = {m: {"train": train[m], "test": test[m]} for m in SHAPES}
+    labels = {m: {"train": torch.arange(n_train) % 10, "test": torch.arange(n_test) % 10} for m in SHAPES}
+    pairs = {"train": torch.arange(n_train).repeat(2, 1).T.contiguous(),
+             "test": torch.arange(n_test).repeat(2, 1).T.contiguous()}
+    data = PairedData(name="synthetic_mnist_svhn", modalities=list(SHAPES), images=images,
+                      labels=labels, pairs=pairs, meta={"synthetic": True})
+    return data if str(device) == "cpu" else data.to(device)
+
+
+# -------------------------------------------------------------------------- helpers
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rss_mb() -> float | None:
+    """Current resident set size of this process in MiB (psutil if installed, else /proc)."""
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except ImportError:
+        try:
+            pages = int(Path("/proc/self/statm").read_text().split()[1])
+            return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    info = {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def model_settings(model: str, batch_size: int, epochs: int, log_every: int | None = None) -> dict:
+    """The paper's resolved settings for ``model`` on MNIST-SVHN, with the bench's epochs/batch."""
+    from mgmvae.config import load_config, run_settings
+
+    settings = run_settings(load_config(REPO / "config.yaml"), "mnist_svhn", model)
+    settings.update(epochs=int(epochs), batch_size=int(batch_size))
+    if log_every is not None:
+        settings["log_every"] = int(log_every)
+    return settings
+
+
+def apply_gpu_options(model: torch.nn.Module, device: torch.device, compile: bool, bf16: bool) -> list[str]:
+    """Wrap ``model.loss`` in bf16 autocast and/or torch.compile (GPU only); return what is on."""
+    if device.type != "cuda":
+        return []
+    on, loss = [], model.loss
+    if bf16:
+        inner = loss
+
+        def loss(batch, _inner=inner):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return _inner(batch)
+
+        on.append("bf16")
+    if compile:
+        loss = torch.compile(loss)
+        on.append("compile")
+    model.loss = loss
+    return on
+
+
+# --------------------------------------------------------------------------- worker
+def measure_model(name: str, *, pairs: int, batch_size: int, epochs: int, bare_steps: int | None,
+                  device: str, threads: int, seed: int = 0, compile: bool = False, bf16: bool = False,
+                  log_every: int | None = None, skip_bare: bool = False) -> dict[str, Any]:
+    """Loop rate, bare rate and peak memory of one model (meant to run in a fresh process)."""
+    from mgmvae.base import build_model
+    from mgmvae.train import make_optimizer, resolve_device, seed_everything, train_model
+
+    torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    if epochs < 2:
+        raise ValueError("--epochs must be >= 2: the first epoch is warm-up")
+    seed_everything(seed)
+    data = synthetic_data(pairs, seed=seed, device=dev)
+    settings = model_settings(name, batch_size, epochs, log_every)
+    rss_base = _rss_mb()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+    model = build_model(name, data.shapes, settings).to(dev)
+    gpu_on = apply_gpu_options(model, dev, compile, bf16)
+    steps = max(1, pairs // batch_size)
+    starts: dict[int, float] = {}
+    ends: dict[int, float] = {}
+    hook = model.on_epoch_start
+
+    def timed_epoch_start(epoch, data, split="train"):
+        hook(epoch, data, split)
+        _sync(dev)
+        starts[epoch + 1] = time.perf_counter()
+
+    def on_epoch(epoch, metrics):
+        _sync(dev)
+        ends[epoch] = time.perf_counter()
+
+    model.on_epoch_start = timed_epoch_start
+    wall0 = time.time()
+    t0 = time.perf_counter()
+    train_model(model, data, settings, seed=seed, on_epoch=on_epoch, progress=False)
+    total = time.perf_counter() - t0
+    timed = [e for e in range(2, epochs + 1)]
+    seconds = sum(ends[e] - starts[e] for e in timed)
+    window = (wall0 + (starts[2] - t0), wall0 + (ends[epochs] - t0))
+    loop_pairs = len(timed) * steps * batch_size
+    result: dict[str, Any] = {
+        "model": name, "device": str(dev), "threads": torch.get_num_threads(), "batch_size": batch_size,
+        "pairs": pairs, "epochs": epochs, "steps_per_epoch": steps, "timed_epochs": len(timed),
+        "loop_pairs_per_s": loop_pairs / seconds, "loop_seconds": seconds, "train_wall_s": total,
+        "warmup_epoch_s": ends[1] - starts[1], "window": window, "gpu_options_on": gpu_on,
+        "params": settings.get("params", {}),
+    }
+
+    if not skip_bare:
+        # The ceiling: same model (in the state of the last loop epoch), pre-made float batches.
+        optimizer = make_optimizer(model, settings)
+        g = torch.Generator(device=dev).manual_seed(seed)
+        batches = [data.batch("train", torch.randint(0, pairs, (batch_size,), generator=g, device=dev))
+                   for _ in range(4)]
+        model.train()
+
+        def step(batch):
+            terms = model.loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+
+        for i in range(3):  # warm-up
+            step(batches[i % len(batches)])
+        n_bare = bare_steps or steps
+        _sync(dev)
+        t = time.perf_counter()
+        for i in range(n_bare):
+            step(batches[i % len(batches)])
+        _sync(dev)
+        bare_s = time.perf_counter() - t
+        result.update(bare_pairs_per_s=n_bare * batch_size / bare_s, bare_steps=n_bare, bare_seconds=bare_s)
+        result["loop_over_bare"] = result["loop_pairs_per_s"] / result["bare_pairs_per_s"]
+
+    if dev.type == "cuda":
+        result["peak_memory_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+        result["peak_memory_kind"] = "torch.cuda.max_memory_allocated"
+    else:
+        peak = _peak_rss_mb()
+        result["peak_memory_mb"] = peak
+        result["peak_memory_kind"] = "peak RSS of the worker process (ru_maxrss)"
+        result["rss_after_data_mb"] = rss_base
+        result["peak_growth_mb"] = None if rss_base is None else peak - rss_base
+    return result
+
+
+# ------------------------------------------------------------------- orchestration
+def _worker_cmd(args: argparse.Namespace, model: str, threads: int, out: Path, skip_bare: bool = False) -> list[str]:
+    cmd = [sys.executable, "-m", "mgmvae.bench", "--worker", "--models", model, "--pairs", str(args.pairs),
+           "--batch-size", str(args.batch_size), "--epochs", str(args.epochs), "--device", args.device,
+           "--threads", str(threads), "--seed", str(args.seed), "--worker-out", str(out)]
+    if args.bare_steps:
+        cmd += ["--bare-steps", str(args.bare_steps)]
+    if args.log_every:
+        cmd += ["--log-every", str(args.log_every)]
+    cmd += ["--compile"] * args.compile + ["--bf16"] * args.bf16 + ["--skip-bare"] * skip_bare
+    return cmd
+
+
+def _run_json(cmd: list[str], out: Path, timeout: float | None = None) -> dict[str, Any]:
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 or not out.exists():
+        tail = (proc.stderr or proc.stdout)[-2000:]
+        return {"error": f"exit {proc.returncode}: {tail.strip()}"}
+    return json.loads(out.read_text())
+
+
+def run_multivae(model: str, args: argparse.Namespace, threads: int, tmp: Path) -> dict[str, Any]:
+    if not MULTIVAE_PYTHON.exists():
+        return {"status": "not installed", "hint": "make bench-env creates .venv-bench with multivae"}
+    out = tmp / f"multivae_{model}.json"
+    cmd = [str(MULTIVAE_PYTHON), str(MULTIVAE_SCRIPT), "--model", model, "--pairs", str(args.pairs),
+           "--batch-size", str(args.batch_size), "--epochs", str(args.multivae_epochs),
+           "--threads", str(threads), "--seed", str(args.seed), "--device", args.device, "--out", str(out)]
+    result = _run_json(cmd, out)
+    result.setdefault("status", "error" if "error" in result else "ok")
+    return result
+
+
+def run_concurrent(model: str, n: int, args: argparse.Namespace, tmp: Path, single: dict | None) -> dict[str, Any]:
+    """N trainings of ``model`` at once; total throughput over the span of their timed windows."""
+    from mgmvae.train import resolve_device
+
+    on_gpu = resolve_device(args.device).type == "cuda"
+    total_threads = args.threads or torch.get_num_threads()
+    threads = total_threads if on_gpu else max(1, total_threads // n)  # CPU: the cores are split
+    if not single or not single.get("loop_pairs_per_s"):  # one training alone, as the reference
+        out = tmp / f"concurrent_{model}_single.json"
+        got = _run_json(_worker_cmd(args, model, total_threads, out, skip_bare=True), out)
+        single = got["results"][0] if "results" in got else None
+    outs = [tmp / f"concurrent_{model}_{i}.json" for i in range(n)]
+    procs = [subprocess.Popen(_worker_cmd(args, model, threads, out, skip_bare=True), cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for out in outs]
+    errors = [p.communicate()[1] for p in procs]
+    runs = []
+    for p, out, err in zip(procs, outs, errors):
+        if p.returncode != 0 or not out.exists():
+            return {"n": n, "error": f"a worker failed: {err[-1500:]}"}
+        runs.append(json.loads(out.read_text())["results"][0])
+    span = max(r["window"][1] for r in runs) - min(r["window"][0] for r in runs)
+    total_pairs = sum(r["loop_pairs_per_s"] * r["loop_seconds"] for r in runs)
+    result = {"n": n, "threads_each": threads, "per_run_pairs_per_s": [r["loop_pairs_per_s"] for r in runs],
+              "sum_pairs_per_s": sum(r["loop_pairs_per_s"] for r in runs),
+              "total_pairs_per_s": total_pairs / span, "peak_memory_mb_each": [r["peak_memory_mb"] for r in runs]}
+    if single and single.get("loop_pairs_per_s"):
+        result["scaling_vs_one"] = result["total_pairs_per_s"] / single["loop_pairs_per_s"]
+        result["efficiency"] = result["scaling_vs_one"] / n  # 1.0 = linear
+    return result
+
+
+def run_quick_preset(cores: int, tmp: Path, timeout: float | None = None) -> dict[str, Any]:
+    snakemake = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
+    work = tmp / "quick"
+    work.mkdir()
+    cmd = [snakemake, "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", str(cores),
+           "--configfile", str(REPO / "workflow/presets/quick.yaml")]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=timeout)
+    wall = time.perf_counter() - t
+    out = {"command": f"snakemake --cores {cores} --configfile workflow/presets/quick.yaml (fresh -d folder)",
+           "wall_s": wall, "cores": cores, "status": "ok" if proc.returncode == 0 else "error"}
+    if proc.returncode != 0:
+        out["error"] = (proc.stderr or proc.stdout)[-2000:]
+    return out
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    rows = [("model", "loop pairs/s", "bare pairs/s", "loop/bare", "MultiVae pairs/s", "ours/MultiVae",
+             "peak MiB", "threads")]
+    fmt = lambda v, p=0: "-" if v is None else f"{v:,.{p}f}"  # noqa: E731
+    for name, r in summary["models"].items():
+        if "error" in r:
+            rows.append((name, "error", "", "", "", "", "", ""))
+            continue
+        mv = r.get("multivae") or {}
+        rows.append((name, fmt(r.get("loop_pairs_per_s")), fmt(r.get("bare_pairs_per_s")),
+                     fmt(r.get("loop_over_bare"), 2), fmt(mv.get("pairs_per_s")) if mv.get("status") == "ok"
+                     else ("n/a" if not mv else mv.get("status", "-")),
+                     fmt(r.get("ours_over_multivae"), 2), fmt(r.get("peak_memory_mb")), str(r.get("threads", ""))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    m, c = summary["machine"], summary["config"]
+    head = (f"device {summary['device']} | {m['cpu']} | {m['logical_cores']} logical cores | torch {m['torch']} | "
+            f"batch {c['batch_size']}, {c['pairs']:,} synthetic pairs, epochs 2..{c['epochs']} timed | "
+            f"load avg (1 min) at start {m['load_average_1m']}")
+    tail = []
+    for name, con in summary.get("concurrent", {}).items():
+        if "error" in con:
+            tail.append(f"concurrent {name} x{con['n']}: error")
+        else:
+            tail.append(f"concurrent {name} x{con['n']} ({con['threads_each']} threads each): total "
+                        f"{con['total_pairs_per_s']:,.0f} pairs/s = {con.get('scaling_vs_one', float('nan')):.2f}x one "
+                        f"training (efficiency {con.get('efficiency', float('nan')):.2f})")
+    q = summary.get("quick_preset")
+    if q:
+        tail.append(f"quick preset: {q['wall_s']:.0f} s wall ({q['status']}; {q['command']})")
+    tail.append(f"GPU options: {summary['gpu_options']['note']}")
+    return "\n".join([head, *lines, *tail])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mgmvae.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=None, help="default: every registered model")
+    p.add_argument("--pairs", type=int, default=20_000, help="synthetic training pairs (default 20,000)")
+    p.add_argument("--batch-size", type=int, default=128, help="default 128 (the paper's)")
+    p.add_argument("--epochs", type=int, default=3, help="loop epochs; epoch 1 is warm-up (default 3)")
+    p.add_argument("--bare-steps", type=int, default=None, help="timed bare steps (default: one epoch's)")
+    p.add_argument("--log-every", type=int, default=None, help="override settings.log_every")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="GPU option: torch.compile the loss")
+    p.add_argument("--bf16", action="store_true", help="GPU option: bf16 autocast for the loss")
+    p.add_argument("--concurrent", type=int, default=0, metavar="N", help="also run N trainings at once")
+    p.add_argument("--concurrent-models", nargs="+", default=["mvae"], help="models for --concurrent (default mvae)")
+    p.add_argument("--multivae", choices=("auto", "off"), default="auto",
+                   help="auto: run MultiVae side by side if .venv-bench exists")
+    p.add_argument("--multivae-epochs", type=int, default=2, help="MultiVae epochs; epoch 1 is warm-up (default 2)")
+    p.add_argument("--quick", action="store_true", help="also time the quick preset (minutes)")
+    p.add_argument("--out", default=str(REPO / "results" / "bench" / "summary.json"))
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--skip-bare", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.worker:
+        threads = args.threads or torch.get_num_threads()
+        results = [measure_model(m, pairs=args.pairs, batch_size=args.batch_size, epochs=args.epochs,
+                                 bare_steps=args.bare_steps, device=args.device, threads=threads,
+                                 seed=args.seed, compile=args.compile, bf16=args.bf16,
+                                 log_every=args.log_every, skip_bare=args.skip_bare) for m in args.models]
+        Path(args.worker_out).write_text(json.dumps({"results": results}))
+        return 0
+
+    from mgmvae.base import model_names
+    from mgmvae.io import save_json
+    from mgmvae.train import resolve_device
+
+    names = model_names()
+    models = args.models or names
+    unknown = sorted(set(models) - set(names))
+    if unknown:
+        p.error(f"unknown model(s) {unknown}; available: {', '.join(names)}")
+    device = resolve_device(args.device)
+    threads = args.threads or torch.get_num_threads()
+    gpu_note = ("on CPU: --compile/--bf16 are GPU options, accepted and ignored; CUDA graphs not implemented"
+                if device.type != "cuda" else
+                f"compile={'on' if args.compile else 'off'}, bf16={'on' if args.bf16 else 'off'} "
+                "(both off unless asked); CUDA graphs not implemented")
+    summary: dict[str, Any] = {
+        "command": "python -m mgmvae.bench " + " ".join(sys.argv[1:] if argv is None else argv),
+        "device": str(device), "machine": machine_info(device),
+        "config": {"pairs": args.pairs, "batch_size": args.batch_size, "epochs": args.epochs,
+                   "timed_epochs": f"2..{args.epochs}", "threads": threads, "data": "synthetic uint8 "
+                   "MNIST-SVHN-shaped (1x28x28 + 3x32x32), resident on the device",
+                   "settings": "config.yaml resolved for dataset mnist_svhn (paper setting)"},
+        "gpu_options": {"compile": args.compile, "bf16": args.bf16, "cuda_graphs": "not implemented",
+                        "note": gpu_note},
+        "models": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="mgmvae-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        for name in models:
+            print(f"[bench] {name}: loop + bare ...", file=sys.stderr, flush=True)
+            out = tmp / f"{name}.json"
+            got = _run_json(_worker_cmd(args, name, threads, out), out)
+            result = got["results"][0] if "results" in got else got
+            if args.multivae != "off" and name in MULTIVAE_MODELS and "error" not in result:
+                print(f"[bench] {name}: MultiVae side by side ...", file=sys.stderr, flush=True)
+                mv = run_multivae(name, args, threads, tmp)
+                result["multivae"] = mv
+                if mv.get("status") == "ok":
+                    result["ours_over_multivae"] = result["loop_pairs_per_s"] / mv["pairs_per_s"]
+            summary["models"][name] = result
+        if args.concurrent > 1:
+            summary["concurrent"] = {}
+            for name in args.concurrent_models:
+                print(f"[bench] {name}: {args.concurrent} trainings at once ...", file=sys.stderr, flush=True)
+                summary["concurrent"][name] = run_concurrent(name, args.concurrent, args, tmp,
+                                                             summary["models"].get(name))
+        if args.quick:
+            print("[bench] quick preset (snakemake) ...", file=sys.stderr, flush=True)
+            summary["quick_preset"] = run_quick_preset(2, tmp)
+    summary["table"] = format_table(summary)
+    save_json(summary, args.out)
+    print(summary["table"])
+    print(f"\nwritten: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

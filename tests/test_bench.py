@@ -1,0 +1,50 @@
+"""Smoke test of the speed benchmark on tiny sizes: it runs and writes the summary's keys.
+No timing assertions (rates depend on the machine and its load)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from mgmvae import bench
+
+
+def test_synthetic_data_shapes():
+    data = bench.synthetic_data(64, n_test=16)
+    assert data.shapes == {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}
+    assert data.images["svhn"]["train"].dtype == torch.uint8
+    assert data.num_pairs("train") == 64 and data.num_pairs("test") == 16
+
+
+def test_bench_writes_summary(tmp_path, capsys):
+    out = tmp_path / "summary.json"
+    code = bench.main(["--models", "mvae", "--pairs", "256", "--batch-size", "64", "--epochs", "2",
+                       "--bare-steps", "2", "--threads", "1", "--device", "cpu", "--multivae", "off",
+                       "--concurrent", "2", "--out", str(out)])
+    assert code == 0
+    summary = json.loads(out.read_text())
+    assert {"command", "device", "machine", "config", "gpu_options", "models", "concurrent", "table"} <= set(summary)
+    assert {"cpu", "logical_cores", "torch"} <= set(summary["machine"])
+    r = summary["models"]["mvae"]
+    assert "error" not in r, r.get("error")
+    for key in ("loop_pairs_per_s", "bare_pairs_per_s", "loop_over_bare", "peak_memory_mb", "threads",
+                "steps_per_epoch", "timed_epochs"):
+        assert key in r and r[key] is not None, key
+    assert r["threads"] == 1 and r["steps_per_epoch"] == 4 and r["timed_epochs"] == 1
+    con = summary["concurrent"]["mvae"]
+    assert "error" not in con, con.get("error")
+    assert con["n"] == 2 and len(con["per_run_pairs_per_s"]) == 2 and "total_pairs_per_s" in con
+    assert "loop pairs/s" in capsys.readouterr().out
+
+
+def test_multivae_missing_is_recorded(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "MULTIVAE_PYTHON", tmp_path / "no-such-venv" / "python")
+    args = type("A", (), {})()
+    assert bench.run_multivae("mvae", args, 1, tmp_path)["status"] == "not installed"
+
+
+def test_gpu_options_are_ignored_on_cpu():
+    model = torch.nn.Linear(2, 2)
+    model.loss = lambda batch: {"loss": torch.zeros(())}
+    assert bench.apply_gpu_options(model, torch.device("cpu"), compile=True, bf16=True) == []
