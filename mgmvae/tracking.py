@@ -1,6 +1,6 @@
 """MLflow wiring: one run per pipeline job, tagged so that any run can be traced to its inputs.
 
-Tags: study, dataset, model, seed, stage, git_commit, config_hash. The store is
+Tags: study, dataset, model, seed, stage, git_commit, config_hash (+ variant for ablation runs). The store is
 ``mlflow.tracking_uri`` from the config, else ``$MLFLOW_TRACKING_URI``, else MLflow's default
 (``sqlite:///mlflow.db`` in the working directory, artifacts under ``./mlruns``).
 

@@ -67,3 +67,15 @@ def test_layers_resolve_in_order():
 def test_missing_config_file_is_reported(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_published_study_uses_each_baselines_own_settings():
+    config = load_config(ROOT / "config.yaml", ROOT / "workflow" / "presets" / "published.yaml")
+    validate_models(config)
+    assert config["study"] == "published"
+    mmvae = run_settings(config, "mnist_svhn", "mmvae")
+    assert mmvae["posterior"] == "laplace" and mmvae["params"]["k"] == 30 and mmvae["optimizer"]["amsgrad"]
+    dmvae = run_settings(config, "mnist_svhn", "dmvae")
+    assert (dmvae["shared_dim"], dmvae["batch_size"], dmvae["likelihood_weights"]["mnist"]) == (10, 100, 50.0)
+    # MGMVAE keeps its paper settings: identical to the paper study's
+    assert run_settings(config, "mnist_svhn", "mgmvae") == run_settings(load_config(), "mnist_svhn", "mgmvae")
