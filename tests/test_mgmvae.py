@@ -17,15 +17,6 @@ from mgmvae.train import train_model
 from tests.conftest import TOY_SETTINGS, synthetic_paired
 
 
-@pytest.fixture(autouse=True)
-def float32_default():
-    # Another test module may switch the default dtype at import; the nets here expect float32.
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float32)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def make(params=None, seed=0):
     torch.manual_seed(seed)
     return build_model("mgmvae", {"a": (1, 28, 28), "b": (3, 32, 32)}, {**TOY_SETTINGS, "params": params or {}})
