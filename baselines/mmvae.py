@@ -31,6 +31,14 @@ from mgmvae.distributions import MixtureOfExperts, log_mean_exp, posterior, stan
 OBJECTIVES = ("elbo", "iwae", "dreg")
 
 
+def check_importance_params(name: str, params: dict) -> None:
+    """The objective and sample count shared by the importance-weighted models."""
+    if params["objective"] not in OBJECTIVES:
+        raise ValueError(f"{name} objective {params['objective']!r}: choose one of {OBJECTIVES}")
+    if int(params["k"]) < 1:
+        raise ValueError(f"{name} k must be >= 1, got {params['k']}")
+
+
 @register("mmvae")
 class MMVAE(MultimodalVAE):
     # MMVAE's MNIST-SVHN command: --obj dreg --K 30 --learn-prior --looser (REFERENCES §3)
@@ -38,10 +46,7 @@ class MMVAE(MultimodalVAE):
 
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)
-        if self.params["objective"] not in OBJECTIVES:
-            raise ValueError(f"mmvae objective {self.params['objective']!r}: choose one of {OBJECTIVES}")
-        if int(self.params["k"]) < 1:
-            raise ValueError(f"mmvae k must be >= 1, got {self.params['k']}")
+        check_importance_params(self.name, self.params)
         raw = torch.zeros(self.shared_dim)  # logvar 0 (Gaussian) / softmax(0)·D = 1 (Laplace)
         if self.params["learn_prior"]:
             self.prior_raw = nn.Parameter(raw)

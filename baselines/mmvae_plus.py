@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from mgmvae.base import Batch, MultimodalVAE, register
 from mgmvae.distributions import DiagGaussian, MixtureOfExperts, log_mean_exp
 
-OBJECTIVES = ("elbo", "iwae", "dreg")
+from baselines.mmvae import check_importance_params
 
 
 def dreg_value(lw: Tensor, latents: list[Tensor], bound: Tensor) -> Tensor:
@@ -55,10 +55,7 @@ class MMVAEPlus(MultimodalVAE):
 
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)
-        if self.params["objective"] not in OBJECTIVES:
-            raise ValueError(f"{self.name} objective {self.params['objective']!r}: choose one of {OBJECTIVES}")
-        if int(self.params["k"]) < 1:
-            raise ValueError(f"{self.name} k must be >= 1, got {self.params['k']}")
+        check_importance_params(self.name, self.params)
         if self.private_dim < 1:
             raise ValueError(f"{self.name} needs private_dim >= 1")
         self.aux_logvar = nn.ParameterDict({m: nn.Parameter(torch.zeros(self.private_dim)) for m in self.modalities})
