@@ -31,4 +31,4 @@ rule all:
     default_target: True
     input:
         rules.tables.output,
-        rules.figures.output,
+        rules.figures.input,

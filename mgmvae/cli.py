@@ -8,6 +8,7 @@ the same by hand, on a laptop, a GPU box or a SLURM node. Paths default to the s
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -77,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-files", type=Path, nargs="*", help="trained model files (one seed; default: the first)")
     p.add_argument("--metrics", type=Path, nargs="*", help="per-run metrics of every seed (for the bar charts)")
     p.add_argument("--seed", type=int, default=None, help="the seed whose models are shown (default: the first)")
-    p.add_argument("--tsne-points", type=int, default=2000, help="test pairs in the t-SNE (seeded subsample)")
+    p.add_argument("--tsne-points", type=int, default=None,
+                   help="test pairs in the t-SNE (seeded subsample; default: config figures.tsne_points)")
+    p.add_argument("--part", choices=("all", "datasets", "bars"), default="all",
+                   help="datasets: the figures of the given models' datasets; bars: the bar charts of "
+                        "Tables 1-3 only (needs --metrics, no models); all: both (default)")
     p.add_argument("--outdir", type=Path)
     return parser
 
@@ -89,6 +94,9 @@ def load_stage_config(args: argparse.Namespace) -> dict:
     if args.preset:
         files.append(ROOT / "workflow" / "presets" / f"{args.preset}.yaml")
     return load_config(*files)
+
+
+OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # EFBIG: a file-size limit (ulimit -f)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,6 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DataError, stages.StageError, TrackingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if error.errno not in OUT_OF_SPACE:
+            raise
+        # Every output is written to a temporary file and renamed (mgmvae.io), so nothing partial is left.
+        print(f"error: out of disk space ({error.strerror}) while writing {error.filename or 'an output'}; "
+              "no partial output was kept. Free space (or point results_dir/data_dir elsewhere) and rerun: "
+              "finished stages and the last training checkpoint are reused.", file=sys.stderr)
+        return 3
     return 0
 
 

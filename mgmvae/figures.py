@@ -42,9 +42,10 @@ KINDS = {
 
 # ------------------------------------------------------------------ naming
 def figure_specs(dataset_modalities: Mapping[str, Sequence[str]],
-                 models: Sequence[str] | Mapping[str, Sequence[str]]) -> list[dict]:
+                 models: Sequence[str] | Mapping[str, Sequence[str]], bars: bool = True) -> list[dict]:
     """Every figure the ``figures`` stage writes, in a fixed order; ``models`` are the same for
-    every dataset or given per dataset ({dataset: models}).
+    every dataset or given per dataset ({dataset: models}). ``bars``: include the bar charts of
+    Tables 1–3 (they read every dataset's metrics; the pipeline draws them in a job of their own).
 
     Each is {"kind", "dataset", "model", "direction", "source", "target", "stem"}; the files are ``<stem>.png`` and
     ``<stem>.pdf`` under the figures folder (``stem`` has a sub-folder per kind). ``model`` and
@@ -70,7 +71,7 @@ def figure_specs(dataset_modalities: Mapping[str, Sequence[str]],
         add("tsne", d, "all", d)
         for m in models:
             add("curves", d, m, f"{d}_{m}")
-    for table in ("table1", "table2", "table3"):
+    for table in ("table1", "table2", "table3") if bars else ():
         add("bars", "—", "all", table)
     return specs
 
@@ -444,9 +445,14 @@ def ablation_plot(frame, out: str | Path, title: str = "Ablation") -> list[Path]
         raise ValueError(f"ablation_plot needs columns variant, metric, value, seed; missing {sorted(missing)}")
     plt = _plt()
     metrics = list(dict.fromkeys(frame["metric"]))
-    fig, axes = plt.subplots(1, max(1, len(metrics)), figsize=(max(4.0, 0.9 * frame["variant"].nunique() + 1.5) * max(1, len(metrics)), 3.8),
-                             squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    # Panels wrap onto rows so that a study with many variants stays within a page's width (~16 in).
+    panel_width = max(3.5, 0.4 * frame["variant"].nunique() + 1.5)
+    ncols = max(1, min(len(metrics), int(16 // panel_width)))
+    nrows = max(1, math.ceil(len(metrics) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_width * ncols, 3.8 * nrows), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.axis("off")
+    for ax, metric in zip(axes.flat, metrics):
         sub = frame[frame["metric"] == metric]
         rows = []
         for variant in dict.fromkeys(sub["variant"]):
@@ -469,12 +475,13 @@ def ablation_plot(frame, out: str | Path, title: str = "Ablation") -> list[Path]
 def render_all(datasets: Mapping[str, object], models: Mapping[str, Mapping[str, object]],
                histories: Mapping[str, Mapping[str, list]], metrics, table_datasets: Mapping[str, str],
                outdir: str | Path, study: str | None = None, seed: int = 0, tsne_points: int = 2000,
-               n_clusters: int = 10, batch_size: int = 512) -> list[Path]:
+               n_clusters: int = 10, batch_size: int = 512, bars: bool = True) -> list[Path]:
     """Every figure of ``figure_specs``: ``datasets`` {name: PairedData}, ``models`` {dataset:
     {model: model}}, ``histories`` {dataset: {model: history}}, ``metrics`` the long frame of
     ``load_run_metrics``. Returns the written paths (PNG and PDF)."""
     outdir = Path(outdir)
-    specs = figure_specs({d: data.modalities for d, data in datasets.items()}, {d: list(models[d]) for d in datasets})
+    specs = figure_specs({d: data.modalities for d, data in datasets.items()}, {d: list(models[d]) for d in datasets},
+                         bars=bars)
     written = []
     for spec in specs:
         kind, d, m, out = spec["kind"], spec["dataset"], spec["model"], outdir / spec["stem"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -23,13 +24,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as error:  # name the output, not its temporary file
+        raise OSError(error.errno, error.strerror, str(path)) from error
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    # Serialise in memory, then write with Python's file API: a failed write (a full disk) raises
+    # OSError with its errno, where torch's own writer raises a bare RuntimeError.
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:

@@ -170,7 +170,8 @@ def evaluate(config: Mapping, args: argparse.Namespace) -> None:
     name = _run_name("evaluate", args)
     with _tracked(config, args, "evaluate", name, tags, config["evaluation"]) as tracker:
         seed_everything(args.seed)
-        metrics = evaluate_model(model, data, classifiers, config["evaluation"], seed=args.seed)
+        settings = {**config["evaluation"], "progress": not args.no_progress}
+        metrics = evaluate_model(model, data, classifiers, settings, seed=args.seed)
         record = {"study": config["study"], "dataset": args.dataset, "model": args.model, "seed": args.seed,
                   "modalities": list(data.modalities), "config_hash": saved["config_hash"], "metrics": metrics}
         if args.variant is not None:
@@ -218,16 +219,20 @@ def ablation(config: Mapping, args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------- figures
 def figures(config: Mapping, args: argparse.Namespace) -> None:
     """The paper's Figures 3–7 and more (mgmvae/figures.py) from the first seed's models, the
-    histories in their model files, and the per-run metrics of every seed."""
+    histories in their model files, and the per-run metrics of every seed. ``--part datasets``
+    draws only the given models' datasets' figures, ``--part bars`` only the bar charts, so the
+    pipeline draws each dataset in a job of its own."""
     from mgmvae.data.paired import PairedData
     from mgmvae.figures import figure_specs, render_all
     from mgmvae.tables import load_run_metrics
 
+    part = getattr(args, "part", "all")
     seed = int(config["seeds"][0] if args.seed is None else args.seed)
+    tsne_points = int(args.tsne_points or config.get("figures", {}).get("tsne_points", 2000))
     device = _device(config)
     outdir = Path(args.outdir or paths.study_dir(config) / "figures")
-    model_files = args.model_files or [paths.run_dir(config, d, m, seed) / "model.pt"
-                                       for d in studied_datasets(config) for m in config["models"]]
+    model_files = [] if part == "bars" else args.model_files or [
+        paths.run_dir(config, d, m, seed) / "model.pt" for d in studied_datasets(config) for m in config["models"]]
     models, histories = {}, {}
     for path in model_files:
         model, saved = load_trained(path, device)
@@ -236,15 +241,20 @@ def figures(config: Mapping, args: argparse.Namespace) -> None:
     data_files = {Path(p).stem: Path(p) for p in args.data or []}
     datasets = {d: PairedData.load(data_files.get(d, paths.data_file(config, d))) for d in models}
     metric_files = args.metrics or sorted(paths.study_dir(config).glob("runs/*/*/seed*/metrics.json"))
-    if not metric_files:
+    bars = part in ("all", "bars")
+    if bars and not metric_files:
         raise StageError(f"no per-run metrics under {paths.study_dir(config) / 'runs'}: run the 'evaluate' stage first")
-    specs = figure_specs({d: data.modalities for d, data in datasets.items()}, {d: list(models[d]) for d in datasets})
-    params = {"models": sorted({m for ms in models.values() for m in ms}), "seed": seed, "tsne_points": args.tsne_points}
-    with _tracked(config, args, "figures", "figures", {"datasets": ",".join(datasets), "seed": seed}, params) as run:
-        written = render_all(datasets, models, histories, load_run_metrics(metric_files), config["tables"], outdir,
-                             study=config["study"], seed=seed, tsne_points=args.tsne_points,
+    specs = figure_specs({d: data.modalities for d, data in datasets.items()}, {d: list(models[d]) for d in datasets},
+                         bars=bars)
+    params = {"models": sorted({m for ms in models.values() for m in ms}), "seed": seed, "tsne_points": tsne_points,
+              "part": part}
+    name = "figures" if part == "all" else f"figures/{part if part == 'bars' else ','.join(datasets)}"
+    with _tracked(config, args, "figures", name, {"datasets": ",".join(datasets), "seed": seed}, params) as run:
+        metrics = load_run_metrics(metric_files) if bars else None
+        written = render_all(datasets, models, histories, metrics, config["tables"], outdir,
+                             study=config["study"], seed=seed, tsne_points=tsne_points,
                              n_clusters=int(config["evaluation"]["n_clusters"]),
-                             batch_size=int(config["evaluation"]["batch_size"]))
+                             batch_size=int(config["evaluation"]["batch_size"]), bars=bars)
         missing = [s["stem"] for s in specs if not (outdir / f"{s['stem']}.png").exists()]
         if missing:
             raise StageError(f"figures not written: {missing}")

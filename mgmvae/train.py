@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -43,6 +44,10 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    # cuDNN: no autotuning by timing, deterministic convolution algorithms. Remaining GPU
+    # nondeterminism (atomic adds) is within tests/test_train.py's GPU_TOLERANCE.
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
@@ -105,6 +110,7 @@ def train_model(
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"], device)
         history, start = list(state["history"]), int(state["epoch"])
+        print(f"resuming from {checkpoint} after epoch {start}", file=sys.stderr, flush=True)
 
     n, batch_size = data.num_pairs("train"), int(settings["batch_size"])
     steps = max(1, n // batch_size)  # the last partial batch is dropped: every step sees a full batch

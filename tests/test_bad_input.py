@@ -100,3 +100,28 @@ def test_bad_preset_file_is_refused(tmp_path):
 def test_cli_help_runs():
     out = subprocess.run([sys.executable, "-m", "mgmvae", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and "prepare" in out.stdout and "evaluate" in out.stdout
+
+
+def test_full_disk_stops_cleanly_and_leaves_nothing_half_written(tmp_path):
+    """A real process whose writes fail part-way (RLIMIT_FSIZE: every write past 64 kB fails, as on
+    a full disk) exits with a message naming the problem and leaves no partial or temporary file."""
+    import resource
+
+    from tests.conftest import synthetic_paired
+
+    data = tmp_path / "toy.pt"
+    synthetic_paired().save(data)
+    run = tmp_path / "run"
+    limit = 64 * 1024  # the toy MVAE checkpoint is ~4 MB
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "mgmvae", "train", "--dataset", "mnist_svhn", "--model", "mvae", "--data", str(data),
+         "--out", str(run / "model.pt"), "--threads", "1", "--no-mlflow", "--no-progress"],
+        capture_output=True, text=True, cwd=ROOT, preexec_fn=limit_file_size, timeout=300)
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "out of disk space" in result.stderr and "checkpoint.pt" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in run.iterdir()) == [], "a partial or temporary file was left behind"

@@ -51,7 +51,8 @@ def test_ci_preset_end_to_end(tmp_path):
     stages = sorted(r.data.tags["stage"] for r in runs)
     n = 2 * len(MODELS)  # 2 datasets × models
     # prepare ×2, classifier ×4 (2 modalities each), train and evaluate per run, aggregate, figures
-    assert stages == ["aggregate"] + ["classifier"] * 4 + ["evaluate"] * n + ["figures"] + ["prepare"] * 2 + ["train"] * n
+    # per dataset and for the bar charts
+    assert stages == ["aggregate"] + ["classifier"] * 4 + ["evaluate"] * n + ["figures"] * 3 + ["prepare"] * 2 + ["train"] * n
     assert all(r.info.status == "FINISHED" for r in runs)
     for run in runs:
         assert {"study", "stage", "git_commit"} <= set(run.data.tags)

@@ -63,3 +63,59 @@ def test_sigkill_mid_epoch_then_rerun_matches_uninterrupted(tmp_path, model):
     assert a["history"] == b["history"]
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
+
+
+@pytest.mark.slow
+def test_snakemake_rerun_incomplete_resumes_a_killed_training_job(tmp_path):
+    """The whole Snakemake process group is SIGKILLed (a node lost mid-epoch); ``snakemake
+    --rerun-incomplete`` resumes the job from its checkpoint and ends bitwise where an uninterrupted
+    run ends (mixture parameters and centers included: MGMVAE fits its mixture at epoch 2)."""
+    from tests.test_pipeline import SNAKEMAKE, snakemake
+
+    config = load_config(ROOT / "config.yaml", ROOT / "workflow/presets/ci.yaml", overrides={
+        "models": ["mgmvae"],
+        "dataset_settings": {"digits_street": {"epochs": 4, "batch_size": 64}},
+        "model_settings": {"mgmvae": {"params": {"mixture_init_epoch": 1, "semi_hard_from_epoch": 2}}},
+    })
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    target = "results/ci/runs/digits_street/mgmvae/seed0/model.pt"  # relative to the workdir, as rules write it
+    run, data = tmp_path / target.removesuffix("/model.pt"), tmp_path / "results/ci/data/digits_street.pt"
+    # targets before --configfile, which takes every argument after it
+    prepared = snakemake(tmp_path, str(data.relative_to(tmp_path)), "--cores", "1", "--configfile", str(config_file))
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PATH"] = f"{os.path.dirname(sys.executable)}:{env['PATH']}"
+    proc = subprocess.Popen(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), target, "--cores", "1",
+         "--configfile", str(config_file)],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, checkpoint = time.time() + 300, run / "checkpoint.pt"
+    # Kill inside epoch 3, after the mixture was fitted (epoch 2) and saved with the checkpoint.
+    while not (checkpoint.exists() and load_torch(checkpoint)["epoch"] >= 2):
+        assert proc.poll() is None and time.time() < deadline, "the job ended before its second checkpoint"
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = load_torch(checkpoint)["epoch"]
+    assert 2 <= killed_at < 4 and not (run / "model.pt").exists()
+    assert bool(load_torch(checkpoint)["model"]["mixture_ready"]), "the checkpoint must carry the fitted mixture"
+
+    # A killed Snakemake leaves its lock: the documented recovery is --unlock, then --rerun-incomplete.
+    assert snakemake(tmp_path, "--unlock", "--configfile", str(config_file)).returncode == 0
+    result = snakemake(tmp_path, target, "--cores", "1", "--rerun-incomplete", "--configfile", str(config_file))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    log = (tmp_path / "results/ci/logs/train/digits_street/mgmvae/seed0.log").read_text()
+    assert f"resuming from {(run / 'checkpoint.pt').relative_to(tmp_path)} after epoch {killed_at}" in log
+
+    reference = tmp_path / "reference" / "model.pt"
+    subprocess.run([sys.executable, "-m", "mgmvae", "train", "--config", str(config_file), "--dataset", "digits_street",
+                    "--model", "mgmvae", "--seed", "0", "--data", str(data), "--out", str(reference),
+                    "--threads", "1", "--no-mlflow", "--no-progress"],
+                   check=True, env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    a, b = load_torch(reference), load_torch(run / "model.pt")
+    assert a["history"] == b["history"]
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key

@@ -78,3 +78,55 @@ def test_missing_modality_inference(toy_data):
     assert model.generate({"b": batch["b"]}, "b", "a").shape == (4, 1, 28, 28)
     terms = model.loss({"a": batch["a"], "b": None})
     assert torch.isfinite(terms["loss"])
+
+
+# GPU kernels (cuBLAS split-K, atomics in convolution backward) may add in a different order run to
+# run: there the same config and seed must agree to this tolerance, not bitwise.
+GPU_TOLERANCE = {"loss_rtol": 1e-3, "metric_atol": 0.02}
+
+
+def _train_and_evaluate(data, device):
+    from mgmvae.evaluation.classifiers import digit_classifier
+    from mgmvae.evaluation.run import evaluate_model
+
+    data = data.to(device)
+    settings = {**TOY_SETTINGS, "likelihood": {"family": "bernoulli", "scale": 0.75}, "epochs": 3,
+                "params": {"mixture_init_epoch": 1, "semi_hard_from_epoch": 2, "mixture_init_samples": 64}}
+    seed_everything(0)
+    model = build_model("mgmvae", data.shapes, settings).to(device)
+    history = train_model(model, data, settings, seed=0, progress=False)
+    torch.manual_seed(1)  # untrained but seeded classifiers: enough to compare two runs
+    classifiers = {m: digit_classifier(data.shape(m)).to(device).eval() for m in data.modalities}
+    metrics = evaluate_model(model, data, classifiers, {"batch_size": 16, "probe_max_train": 64, "max_cluster": 32,
+                                                        "progress": False}, seed=0)
+    return history, metrics, model.state_dict()
+
+
+def _flat(metrics, prefix=""):
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        elif isinstance(value, float):
+            yield f"{prefix}{key}", value
+
+
+@pytest.mark.parametrize("device", [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                  reason="needs a CUDA device (GPU determinism is checked where one is)")),
+])
+def test_same_config_and_seed_give_the_same_metrics(toy_data, device):
+    """Training (mixture fit and semi-hard mining included) and evaluation, twice: bitwise equal on
+    CPU, within GPU_TOLERANCE on a GPU."""
+    (h1, m1, s1), (h2, m2, s2) = _train_and_evaluate(toy_data, device), _train_and_evaluate(toy_data, device)
+    if device == "cpu":
+        assert h1 == h2 and m1 == m2
+        assert all(torch.equal(s1[k], s2[k]) for k in s1)
+        return
+    for e1, e2 in zip(h1, h2):
+        for key in e1:
+            assert e2[key] == pytest.approx(e1[key], rel=GPU_TOLERANCE["loss_rtol"], abs=1e-6), key
+    flat1, flat2 = dict(_flat(m1)), dict(_flat(m2))
+    assert flat1.keys() == flat2.keys()
+    for key in flat1:
+        assert abs(flat1[key] - flat2[key]) <= GPU_TOLERANCE["metric_atol"], key

@@ -1,25 +1,22 @@
 # Figures (mgmvae/figures.py): the paper's Figures 3–7 for every model (cross-generation grids,
 # translation grids, retrieval panels), a t-SNE of the shared latent, training curves and bar charts
 # of Tables 1–3 with seed intervals; PNG and PDF under results/<study>/figures/<kind>/. The models of
-# the first seed are shown; the bar charts read the per-run metrics of every seed. The PNGs go into
+# the first seed are shown; the bar charts read the per-run metrics of every seed. One job per
+# dataset plus one for the bar charts, so they draw in parallel. The PNGs go into
 # `snakemake --report report.html`, each with its caption from workflow/report/<kind>.rst.
 from mgmvae import paper as _paper
 from mgmvae.figures import KINDS as FIGURE_KINDS
 from mgmvae.figures import figure_specs
 
-FIGURES = figure_specs({d: modalities_of(d) for d in DATASETS}, MODELS)
 FIGURES_SEED = SEEDS[0]
 
 
-rule figures:
-    input:
-        data=expand(f"{STUDY}/data/{{dataset}}.pt", dataset=DATASETS),
-        models=[run_path(d, m, FIGURES_SEED, "model.pt") for d in DATASETS for m in MODELS],
-        metrics=all_metrics(),
-    output:
-        png=[
-            report(
-                f"{STUDY}/figures/{spec['stem']}.png",
+def figure_pngs(specs):
+    """(PNG path, arguments of its `report` flag: caption and labels) per figure."""
+    return [
+        (
+            f"{STUDY}/figures/{spec['stem']}.png",
+            dict(
                 caption=f"../report/{spec['kind']}.rst",
                 category="Figures",
                 subcategory=FIGURE_KINDS[spec["kind"]],
@@ -28,26 +25,79 @@ rule figures:
                     "model": _paper.display_name(spec["model"]),
                     "direction": spec["direction"],
                 },
-            )
-            for spec in FIGURES
-        ],
-        pdf=[f"{STUDY}/figures/{spec['stem']}.pdf" for spec in FIGURES],
+            ),
+        )
+        for spec in specs
+    ]
+
+
+def figure_pdfs(specs):
+    return [f"{STUDY}/figures/{spec['stem']}.pdf" for spec in specs]
+
+
+FIGURE_SPECS = {d: figure_specs({d: modalities_of(d)}, MODELS, bars=False) for d in DATASETS}
+FIGURE_SPECS["bars"] = figure_specs({}, MODELS, bars=True)
+ALL_FIGURES = [
+    f"{STUDY}/figures/{spec['stem']}.{ext}" for specs in FIGURE_SPECS.values() for spec in specs for ext in ("png", "pdf")
+]
+FIGURE_PARAMS = dict(
+    cli=MGMVAE,
+    config=STUDY_CONFIG,
+    outdir=f"{STUDY}/figures",
+    seed=FIGURES_SEED,
+    evaluation=json.dumps(config["evaluation"], sort_keys=True),
+    figures=json.dumps(config.get("figures", {}), sort_keys=True),
+    tables=json.dumps(config["tables"], sort_keys=True),
+)
+
+
+for _dataset in DATASETS:
+
+    rule:
+        name: f"figures_{_dataset}"
+        input:
+            data=f"{STUDY}/data/{_dataset}.pt",
+            models=[run_path(_dataset, m, FIGURES_SEED, "model.pt") for m in MODELS],
+        output:
+            png=[report(png, **flag) for png, flag in figure_pngs(FIGURE_SPECS[_dataset])],
+            pdf=figure_pdfs(FIGURE_SPECS[_dataset]),
+        params:
+            **FIGURE_PARAMS,
+        log:
+            f"{STUDY}/logs/figures/{_dataset}.log",
+        threads: 1
+        resources:
+            mem_mb=8000,
+            runtime=60,
+        conda:
+            CONDA_ENV
+        shell:
+            "{params.cli} figures --part datasets --config {params.config} --data {input.data} "
+            "--model-files {input.models} --seed {params.seed} --outdir {params.outdir} --threads {threads} "
+            "--no-progress > {log} 2>&1"
+
+
+rule figures_bars:
+    input:
+        metrics=all_metrics(),
+    output:
+        png=[report(png, **flag) for png, flag in figure_pngs(FIGURE_SPECS["bars"])],
+        pdf=figure_pdfs(FIGURE_SPECS["bars"]),
     params:
-        cli=MGMVAE,
-        config=STUDY_CONFIG,
-        outdir=lambda w, output: os.path.dirname(os.path.dirname(output.png[0])),  # <study>/figures
-        seed=FIGURES_SEED,
-        evaluation=json.dumps(config["evaluation"], sort_keys=True),
-        tables=json.dumps(config["tables"], sort_keys=True),
+        **FIGURE_PARAMS,
     log:
-        f"{STUDY}/logs/figures.log",
+        f"{STUDY}/logs/figures/bars.log",
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=4000,
+        runtime=10,
     conda:
         CONDA_ENV
     shell:
-        "{params.cli} figures --config {params.config} --data {input.data} --model-files {input.models} "
-        "--metrics {input.metrics} --seed {params.seed} --outdir {params.outdir} --threads {threads} "
-        "--no-progress > {log} 2>&1"
+        "{params.cli} figures --part bars --config {params.config} --metrics {input.metrics} "
+        "--seed {params.seed} --outdir {params.outdir} --threads {threads} --no-progress > {log} 2>&1"
+
+
+rule figures:
+    input:
+        ALL_FIGURES,
