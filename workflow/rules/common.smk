@@ -10,9 +10,11 @@ sys.path.insert(0, workflow.basedir)  # the rules import mgmvae from this checko
 
 from snakemake.exceptions import WorkflowError
 
+from mgmvae import paper as _paper
 from mgmvae import paths
 from mgmvae.config import ConfigError, run_settings, studied_datasets, validate, validate_models
 from mgmvae.data.preflight import check_raw_data
+from mgmvae.figures import KINDS as FIGURE_KINDS
 
 # Stop before any job if the config is wrong, naming the key.
 try:
@@ -73,3 +75,28 @@ def run_path(dataset, model, seed, name):
 
 def all_metrics():
     return [run_path(d, m, s, "metrics.json") for d in DATASETS for m in MODELS for s in SEEDS]
+
+
+# ------------------------------------------------------------------ figures
+def figure_pngs(specs):
+    """(PNG path, arguments of its `report` flag: caption and labels) per figure."""
+    return [
+        (
+            f"{STUDY}/figures/{spec['stem']}.png",
+            dict(
+                caption=f"../report/{spec['kind']}.rst",
+                category="Figures",
+                subcategory=FIGURE_KINDS[spec["kind"]],
+                labels={
+                    "dataset": spec["dataset"],
+                    "model": _paper.display_name(spec["model"]),
+                    "direction": spec["direction"],
+                },
+            ),
+        )
+        for spec in specs
+    ]
+
+
+def figure_pdfs(specs):
+    return [f"{STUDY}/figures/{spec['stem']}.pdf" for spec in specs]

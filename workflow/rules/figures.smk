@@ -4,35 +4,9 @@
 # the first seed are shown; the bar charts read the per-run metrics of every seed. One job per
 # dataset plus one for the bar charts, so they draw in parallel. The PNGs go into
 # `snakemake --report report.html`, each with its caption from workflow/report/<kind>.rst.
-from mgmvae import paper as _paper
-from mgmvae.figures import KINDS as FIGURE_KINDS
 from mgmvae.figures import figure_specs
 
 FIGURES_SEED = SEEDS[0]
-
-
-def figure_pngs(specs):
-    """(PNG path, arguments of its `report` flag: caption and labels) per figure."""
-    return [
-        (
-            f"{STUDY}/figures/{spec['stem']}.png",
-            dict(
-                caption=f"../report/{spec['kind']}.rst",
-                category="Figures",
-                subcategory=FIGURE_KINDS[spec["kind"]],
-                labels={
-                    "dataset": spec["dataset"],
-                    "model": _paper.display_name(spec["model"]),
-                    "direction": spec["direction"],
-                },
-            ),
-        )
-        for spec in specs
-    ]
-
-
-def figure_pdfs(specs):
-    return [f"{STUDY}/figures/{spec['stem']}.pdf" for spec in specs]
 
 
 FIGURE_SPECS = {d: figure_specs({d: modalities_of(d)}, MODELS, bars=False) for d in DATASETS}
@@ -43,7 +17,7 @@ ALL_FIGURES = [
 FIGURE_PARAMS = dict(
     cli=MGMVAE,
     config=STUDY_CONFIG,
-    outdir=f"{STUDY}/figures",
+    outdir=lambda w, output: os.path.dirname(os.path.dirname(output.png[0])),  # <study>/figures
     seed=FIGURES_SEED,
     evaluation=json.dumps(config["evaluation"], sort_keys=True),
     figures=json.dumps(config.get("figures", {}), sort_keys=True),
