@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--metrics", type=Path, nargs="+", required=True)
     p.add_argument("--outdir", type=Path)
+    p.add_argument("--figures", type=Path, nargs="*", default=[],
+                   help="figure files to attach to the aggregation run in MLflow (beside the tables)")
 
     p = sub.add_parser("ablation", help="the ablation table and plots from the ablation runs' metrics")
     _common(p)

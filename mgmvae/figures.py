@@ -191,7 +191,9 @@ def _batch(data, idx: Tensor, device) -> dict[str, Tensor]:
 
 
 def _caption(fig, text: str) -> None:
-    fig.suptitle(text, fontsize=9)
+    # 0.1 inch below the top edge whatever the figure's height (the default, 2% of it, is
+    # 0.7 inch on a tall t-SNE column and lets tight_layout run the panels into the caption).
+    fig.suptitle(text, fontsize=9, y=1 - 0.1 / fig.get_figheight(), va="top")
 
 
 # --------------------------------------------------- paper-style figures
@@ -373,11 +375,16 @@ def training_curves(history: Sequence[Mapping[str, float]], out: str | Path, tit
     return save_figure(fig, out)
 
 
+# One tab10 colour per model, the same in every figure: the models run here, then the paper-only
+# rows (no bars of their own, but ablation plots and user models may use the rest).
+COLOUR_ORDER = ["mvae", "mmvae_plus", "mmvae", "mwbvae", "dmvae", "idmvae", "mopoe", "cmmd", "oshima2024", "mgmvae"]
+
+
 def _colour(model: str | None, fallback: int):
-    """One colour per model across figures (its place in the paper's row order), else by position."""
+    """The model's fixed colour (``COLOUR_ORDER``, by id or display name), else by position."""
     cmap = _plt().get_cmap("tab10")
-    names = {paper.display_name(m): i for i, m in enumerate(paper.MODEL_ORDER)}
-    index = paper.MODEL_ORDER.index(model) if model in paper.MODEL_ORDER else names.get(model, fallback)
+    names = {paper.display_name(m): i for i, m in enumerate(COLOUR_ORDER)}
+    index = COLOUR_ORDER.index(model) if model in COLOUR_ORDER else names.get(model, fallback)
     return cmap(index % 10)
 
 

@@ -193,6 +193,9 @@ def aggregate(config: Mapping, args: argparse.Namespace) -> None:
         written = build_tables(frame, config["tables"], outdir)
         for path in written or sorted(Path(outdir).glob("*")):
             run.log_artifact(path, "tables")
+        # The aggregation run holds every table and figure of the study: figures/<kind>/<file>.
+        for path in getattr(args, "figures", None) or []:
+            run.log_artifact(path, f"figures/{Path(path).parent.name}")
     print(f"wrote tables under {outdir}")
 
 

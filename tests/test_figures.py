@@ -105,3 +105,13 @@ def test_figures_stage_writes_every_figure(data, models, tmp_path):
     for spec in specs:
         png = tmp_path / "figures" / f"{spec['stem']}.png"
         assert_images([png, png.with_suffix(".pdf")])
+
+
+def test_every_model_has_a_colour_of_its_own():
+    """Bars, dots and curves of different models must never share a colour."""
+    import baselines  # noqa: F401  (registers the baselines)
+    from mgmvae.base import model_names
+
+    names = model_names()
+    assert len({F._colour(m, i) for i, m in enumerate(names)}) == len(names)
+    assert F._colour("mgmvae", 0) == F._colour("MGMVAE", 3)  # by id or by display name

@@ -62,6 +62,15 @@ def test_ci_preset_end_to_end(tmp_path):
         if run.data.tags["stage"] == "evaluate":
             assert "probe.joint" in run.data.metrics
 
+    # The aggregation run holds every table and every figure.
+    aggregate = next(r for r in runs if r.data.tags["stage"] == "aggregate")
+    tables_logged = {Path(a.path).name for a in client.list_artifacts(aggregate.info.run_id, "tables")}
+    assert {"table1.tex", "table3.md", "clustering.csv"} <= tables_logged
+    for kind in ("cross_generation", "translation", "retrieval", "tsne", "curves", "bars"):
+        logged = {Path(a.path).name for a in client.list_artifacts(aggregate.info.run_id, f"figures/{kind}")}
+        on_disk = {p.name for p in (tmp_path / "results/ci/figures" / kind).iterdir()}
+        assert logged == on_disk and logged, kind
+
     # Nothing to do on a second run: outputs are complete and up to date.
     again = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "workflow/presets/ci.yaml"))
     assert "Nothing to be done" in again.stdout + again.stderr

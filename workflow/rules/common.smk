@@ -15,6 +15,7 @@ from mgmvae import paths
 from mgmvae.config import ConfigError, run_settings, studied_datasets, validate, validate_models
 from mgmvae.data.preflight import check_raw_data
 from mgmvae.figures import KINDS as FIGURE_KINDS
+from mgmvae.figures import figure_specs
 
 # Stop before any job if the config is wrong, naming the key.
 try:
@@ -100,3 +101,10 @@ def figure_pngs(specs):
 
 def figure_pdfs(specs):
     return [f"{STUDY}/figures/{spec['stem']}.pdf" for spec in specs]
+
+
+FIGURE_SPECS = {d: figure_specs({d: modalities_of(d)}, MODELS, bars=False) for d in DATASETS}
+FIGURE_SPECS["bars"] = figure_specs({}, MODELS, bars=True)
+ALL_FIGURES = [
+    f"{STUDY}/figures/{spec['stem']}.{ext}" for specs in FIGURE_SPECS.values() for spec in specs for ext in ("png", "pdf")
+]

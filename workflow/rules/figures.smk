@@ -4,16 +4,9 @@
 # the first seed are shown; the bar charts read the per-run metrics of every seed. One job per
 # dataset plus one for the bar charts, so they draw in parallel. The PNGs go into
 # `snakemake --report report.html`, each with its caption from workflow/report/<kind>.rst.
-from mgmvae.figures import figure_specs
-
 FIGURES_SEED = SEEDS[0]
 
 
-FIGURE_SPECS = {d: figure_specs({d: modalities_of(d)}, MODELS, bars=False) for d in DATASETS}
-FIGURE_SPECS["bars"] = figure_specs({}, MODELS, bars=True)
-ALL_FIGURES = [
-    f"{STUDY}/figures/{spec['stem']}.{ext}" for specs in FIGURE_SPECS.values() for spec in specs for ext in ("png", "pdf")
-]
 FIGURE_PARAMS = dict(
     cli=MGMVAE,
     config=STUDY_CONFIG,

@@ -3,7 +3,8 @@ TABLES = ["table1", "table2", "table3", "clustering"]
 
 rule tables:
     input:
-        all_metrics(),
+        metrics=all_metrics(),
+        figures=ALL_FIGURES,  # attached to the aggregation run in MLflow, beside the tables
     output:
         expand(f"{STUDY}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
         [
@@ -24,4 +25,5 @@ rule tables:
     conda:
         CONDA_ENV
     shell:
-        "{params.cli} aggregate --config {params.config} --metrics {input} --outdir {params.outdir} > {log} 2>&1"
+        "{params.cli} aggregate --config {params.config} --metrics {input.metrics} --figures {input.figures} "
+        "--outdir {params.outdir} > {log} 2>&1"
