@@ -24,8 +24,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except OSError as error:  # name the output, not its temporary file
-        raise OSError(error.errno, error.strerror, str(path)) from error
+    except OSError as error:
+        if error.errno is None or error.filename not in (None, str(tmp)):
+            raise  # not a write error of this file: keep its own message
+        raise OSError(error.errno, error.strerror, str(path)) from error  # name the output, not its temp file
     finally:
         tmp.unlink(missing_ok=True)
 
