@@ -5,6 +5,10 @@
   128×4×4 map (a k4 conv head on a 4×4 map is a linear layer on its 2,048 values); the decoder
   mirrors it with transposed convolutions.
 Decoders return logits; the likelihood turns them into a mean image (sigmoid).
+
+On a CPU the convolutional nets run in chunks of ``CPU_CHUNK`` rows: one call on 1,024 or 2,560
+rows (evaluation batches, MMVAE's K samples per modality) falls out of cache and measured 1.6-1.8x
+slower than the same rows 128 at a time (torch 2.13, 1 thread); the per-row cost is flat up to 128.
 """
 
 from __future__ import annotations
@@ -15,8 +19,16 @@ import torch
 from torch import Tensor, nn
 
 Shape = tuple[int, int, int]
+CPU_CHUNK = 128
 MLP_SHAPE: Shape = (1, 28, 28)
 CNN_SHAPE: Shape = (3, 32, 32)
+
+
+def run_chunked(net: nn.Module, x: Tensor, chunk: int = CPU_CHUNK) -> Tensor:
+    """``net(x)``, a chunk of rows at a time on a CPU (same values; gradients flow through)."""
+    if x.device.type != "cpu" or len(x) <= chunk:
+        return net(x)
+    return torch.cat([net(part) for part in x.split(chunk)])
 
 
 class EncoderOutput(NamedTuple):
@@ -49,9 +61,10 @@ class Encoder(nn.Module):
         self.body, features = _body(shape)
         self.shared_dim, self.private_dim = shared_dim, private_dim
         self.head = nn.Linear(features, 2 * (shared_dim + private_dim))
+        self.chunked = tuple(shape) == CNN_SHAPE
 
     def forward(self, x: Tensor) -> EncoderOutput:
-        params = self.head(self.body(x))
+        params = self.head(run_chunked(self.body, x) if self.chunked else self.body(x))
         s, p = self.shared_dim, self.private_dim
         shared_loc, shared_scale = params[:, :s], params[:, s:2 * s]
         if p == 0:
@@ -81,5 +94,6 @@ class Decoder(nn.Module):
 
     def forward(self, latent: Tensor) -> Tensor:
         lead = latent.shape[:-1]
-        out = self.net(latent.reshape(-1, latent.shape[-1]))
+        flat = latent.reshape(-1, latent.shape[-1])
+        out = run_chunked(self.net, flat) if self.shape == CNN_SHAPE else self.net(flat)
         return out.reshape(*lead, *self.shape)
