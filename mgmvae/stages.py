@@ -243,8 +243,8 @@ def figures(config: Mapping, args: argparse.Namespace) -> None:
         histories.setdefault(saved["dataset"], {})[saved["model"]] = saved.get("history") or []
     data_files = {Path(p).stem: Path(p) for p in args.data or []}
     datasets = {d: PairedData.load(data_files.get(d, paths.data_file(config, d))) for d in models}
-    metric_files = args.metrics or sorted(paths.study_dir(config).glob("runs/*/*/seed*/metrics.json"))
     bars = part in ("all", "bars")
+    metric_files = (args.metrics or sorted(paths.study_dir(config).glob("runs/*/*/seed*/metrics.json"))) if bars else []
     if bars and not metric_files:
         raise StageError(f"no per-run metrics under {paths.study_dir(config) / 'runs'}: run the 'evaluate' stage first")
     specs = figure_specs({d: data.modalities for d, data in datasets.items()}, {d: list(models[d]) for d in datasets},

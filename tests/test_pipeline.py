@@ -18,12 +18,17 @@ MODELS = yaml.safe_load((ROOT / "workflow/presets/ci.yaml").read_text())["models
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
-def snakemake(workdir, *args, timeout=900):
+def snakemake_env() -> dict:
+    """No MLFLOW_* from the caller (runs go to the workdir's store); this venv's tools first on PATH."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    return env
+
+
+def snakemake(workdir, *args, timeout=900):
     return subprocess.run(
         [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args],
-        capture_output=True, text=True, env=env, timeout=timeout,
+        capture_output=True, text=True, env=snakemake_env(), timeout=timeout,
     )
 
 

@@ -70,7 +70,7 @@ def test_snakemake_rerun_incomplete_resumes_a_killed_training_job(tmp_path):
     """The whole Snakemake process group is SIGKILLed (a node lost mid-epoch); ``snakemake
     --rerun-incomplete`` resumes the job from its checkpoint and ends bitwise where an uninterrupted
     run ends (mixture parameters and centers included: MGMVAE fits its mixture at epoch 2)."""
-    from tests.test_pipeline import SNAKEMAKE, snakemake
+    from tests.test_pipeline import SNAKEMAKE, snakemake, snakemake_env
 
     config = load_config(ROOT / "config.yaml", ROOT / "workflow/presets/ci.yaml", overrides={
         "models": ["mgmvae"],
@@ -85,8 +85,7 @@ def test_snakemake_rerun_incomplete_resumes_a_killed_training_job(tmp_path):
     prepared = snakemake(tmp_path, str(data.relative_to(tmp_path)), "--cores", "1", "--configfile", str(config_file))
     assert prepared.returncode == 0, prepared.stderr[-2000:]
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PATH"] = f"{os.path.dirname(sys.executable)}:{env['PATH']}"
+    env = snakemake_env()
     proc = subprocess.Popen(
         [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), target, "--cores", "1",
          "--configfile", str(config_file)],
