@@ -40,9 +40,10 @@ ablation: env
 	$(BIN)/snakemake ablation --cores $(CORES) --configfile workflow/presets/ablation_quick.yaml
 
 # Speed: training pairs/s per model (real loop vs bare forward+backward), peak memory, MultiVae
-# side by side (if `make bench-env` was run), 2 concurrent trainings, the quick preset's wall time.
-# -> results/bench/summary.json and a table. `make bench BENCH_ARGS=` skips the (minutes-long) quick preset.
-BENCH_ARGS ?= --quick --concurrent 2
+# side by side (if `make bench-env` was run), float32 and bfloat16 networks, 2 concurrent trainings,
+# the quick preset's wall time. -> results/bench/summary.json and a table.
+# `make bench BENCH_ARGS=` measures float32 alone and skips the (minutes-long) quick preset.
+BENCH_ARGS ?= --precision float32 bfloat16 --quick --concurrent 2
 bench: env
 	$(BIN)/python -m mgmvae.bench $(BENCH_ARGS)
 

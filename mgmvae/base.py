@@ -20,7 +20,7 @@ from mgmvae.distributions import (
     product_of_experts,
     standard_prior,
 )
-from mgmvae.nets import Decoder, Encoder, Shape
+from mgmvae.nets import Decoder, Encoder, Shape, compute_dtype
 
 Batch = Mapping[str, Tensor | None]
 MODELS: dict[str, type["MultimodalVAE"]] = {}
@@ -88,9 +88,11 @@ class MultimodalVAE(nn.Module):
         self.shared_dim = int(settings["shared_dim"])
         self.private_dim = int(settings["private_dim"]) if self.uses_private else 0
         self.posterior_family = settings.get("posterior", "gaussian")
-        self.encoders = nn.ModuleDict({m: Encoder(s, self.shared_dim, self.private_dim) for m, s in shapes.items()})
+        dtype = compute_dtype(settings.get("precision", "float32"))
+        self.encoders = nn.ModuleDict(
+            {m: Encoder(s, self.shared_dim, self.private_dim, dtype) for m, s in shapes.items()})
         latent = self.shared_dim + self.private_dim
-        self.decoders = nn.ModuleDict({m: Decoder(s, latent) for m, s in shapes.items()})
+        self.decoders = nn.ModuleDict({m: Decoder(s, latent, dtype) for m, s in shapes.items()})
         lik = settings.get("likelihood", {"family": "laplace", "scale": 0.75})
         self.likelihood = Likelihood(lik["family"], lik.get("scale", 0.75))
         self.weights = likelihood_weights(self.shapes, settings.get("likelihood_weights", "auto"))

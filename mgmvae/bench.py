@@ -23,9 +23,12 @@ device) at the paper's batch size (128) and the paper's per-model settings (conf
   fresh temporary working folder (minutes on CPU).
 
 Each measurement runs in its own worker process (``--worker``), so peak memory and thread
-settings are per model. GPU options (``--compile``, ``--bf16``) wrap the model's ``loss`` in
-``torch.compile`` / bf16 autocast for the loop and bare rates alike; on CPU they are accepted,
-recorded and ignored. CUDA graphs are not implemented.
+settings are per model. ``--precision float32 bfloat16`` measures each model at each network
+precision (config ``settings.precision``: bf16 autocast on the encoders/decoders only, float32
+likelihoods and optimiser; on CPU and GPU alike); MultiVae runs once, in float32, and every row's
+ratio is against it. ``--compile`` (GPU only; accepted, recorded and ignored on CPU) wraps the
+model's ``loss`` in ``torch.compile`` for the loop and bare rates alike. CUDA graphs are not
+implemented.
 
 Only torch and the standard library are imported at module level: ``bench/multivae_side.py``
 imports :func:`synthetic_arrays` from here under the other virtualenv.
@@ -53,7 +56,6 @@ MULTIVAE_PYTHON = REPO / ".venv-bench" / "bin" / "python"
 MULTIVAE_SCRIPT = REPO / "bench" / "multivae_side.py"
 MULTIVAE_MODELS = ("mvae", "mmvae")  # the models run side by side with MultiVae
 SHAPES = {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}
-GPU_ONLY = ("compile", "bf16")
 
 
 # ----------------------------------------------------------------------------- data
@@ -121,41 +123,33 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def model_settings(model: str, batch_size: int, epochs: int, log_every: int | None = None) -> dict:
+def model_settings(model: str, batch_size: int, epochs: int, log_every: int | None = None,
+                   precision: str | None = None) -> dict:
     """The paper's resolved settings for ``model`` on MNIST-SVHN, with the bench's epochs/batch."""
     from mgmvae.config import load_config, run_settings
 
     settings = run_settings(load_config(REPO / "config.yaml"), "mnist_svhn", model)
     settings.update(epochs=int(epochs), batch_size=int(batch_size))
+    if precision is not None:
+        settings["precision"] = precision
     if log_every is not None:
         settings["log_every"] = int(log_every)
     return settings
 
 
-def apply_gpu_options(model: torch.nn.Module, device: torch.device, compile: bool, bf16: bool) -> list[str]:
-    """Wrap ``model.loss`` in bf16 autocast and/or torch.compile (GPU only); return what is on."""
-    if device.type != "cuda":
+def apply_gpu_options(model: torch.nn.Module, device: torch.device, compile: bool) -> list[str]:
+    """Wrap ``model.loss`` in torch.compile (GPU only); return what is on."""
+    if device.type != "cuda" or not compile:
         return []
-    on, loss = [], model.loss
-    if bf16:
-        inner = loss
-
-        def loss(batch, _inner=inner):
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                return _inner(batch)
-
-        on.append("bf16")
-    if compile:
-        loss = torch.compile(loss)
-        on.append("compile")
-    model.loss = loss
-    return on
+    model.loss = torch.compile(model.loss)
+    return ["compile"]
 
 
 # --------------------------------------------------------------------------- worker
 def measure_model(name: str, *, pairs: int, batch_size: int, epochs: int, bare_steps: int | None,
-                  device: str, threads: int, seed: int = 0, compile: bool = False, bf16: bool = False,
-                  log_every: int | None = None, skip_bare: bool = False) -> dict[str, Any]:
+                  device: str, threads: int, seed: int = 0, compile: bool = False,
+                  precision: str = "float32", log_every: int | None = None,
+                  skip_bare: bool = False) -> dict[str, Any]:
     """Loop rate, bare rate and peak memory of one model (meant to run in a fresh process)."""
     from mgmvae.base import build_model
     from mgmvae.train import make_optimizer, resolve_device, seed_everything, train_model
@@ -166,13 +160,13 @@ def measure_model(name: str, *, pairs: int, batch_size: int, epochs: int, bare_s
         raise ValueError("--epochs must be >= 2: the first epoch is warm-up")
     seed_everything(seed)
     data = synthetic_data(pairs, seed=seed, device=dev)
-    settings = model_settings(name, batch_size, epochs, log_every)
+    settings = model_settings(name, batch_size, epochs, log_every, precision)
     rss_base = _rss_mb()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 
     model = build_model(name, data.shapes, settings).to(dev)
-    gpu_on = apply_gpu_options(model, dev, compile, bf16)
+    gpu_on = apply_gpu_options(model, dev, compile)
     steps = max(1, pairs // batch_size)
     starts: dict[int, float] = {}
     ends: dict[int, float] = {}
@@ -197,7 +191,7 @@ def measure_model(name: str, *, pairs: int, batch_size: int, epochs: int, bare_s
     window = (wall0 + (starts[2] - t0), wall0 + (ends[epochs] - t0))
     loop_pairs = len(timed) * steps * batch_size
     result: dict[str, Any] = {
-        "model": name, "device": str(dev), "threads": torch.get_num_threads(), "batch_size": batch_size,
+        "model": name, "precision": settings["precision"], "device": str(dev), "threads": torch.get_num_threads(), "batch_size": batch_size,
         "pairs": pairs, "epochs": epochs, "steps_per_epoch": steps, "timed_epochs": len(timed),
         "loop_pairs_per_s": loop_pairs / seconds, "loop_seconds": seconds, "train_wall_s": total,
         "warmup_epoch_s": ends[1] - starts[1], "window": window, "gpu_options_on": gpu_on,
@@ -243,15 +237,17 @@ def measure_model(name: str, *, pairs: int, batch_size: int, epochs: int, bare_s
 
 
 # ------------------------------------------------------------------- orchestration
-def _worker_cmd(args: argparse.Namespace, model: str, threads: int, out: Path, skip_bare: bool = False) -> list[str]:
-    cmd = [sys.executable, "-m", "mgmvae.bench", "--worker", "--models", model, "--pairs", str(args.pairs),
+def _worker_cmd(args: argparse.Namespace, model: str, threads: int, out: Path, skip_bare: bool = False,
+                precision: str = "float32") -> list[str]:
+    cmd = [sys.executable, "-m", "mgmvae.bench", "--worker", "--models", model, "--precision", precision,
+           "--pairs", str(args.pairs),
            "--batch-size", str(args.batch_size), "--epochs", str(args.epochs), "--device", args.device,
            "--threads", str(threads), "--seed", str(args.seed), "--worker-out", str(out)]
     if args.bare_steps:
         cmd += ["--bare-steps", str(args.bare_steps)]
     if args.log_every:
         cmd += ["--log-every", str(args.log_every)]
-    cmd += ["--compile"] * args.compile + ["--bf16"] * args.bf16 + ["--skip-bare"] * skip_bare
+    cmd += ["--compile"] * args.compile + ["--skip-bare"] * skip_bare
     return cmd
 
 
@@ -324,15 +320,15 @@ def run_quick_preset(cores: int, tmp: Path, timeout: float | None = None) -> dic
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    rows = [("model", "loop pairs/s", "bare pairs/s", "loop/bare", "MultiVae pairs/s", "ours/MultiVae",
+    rows = [("model", "precision", "loop pairs/s", "bare pairs/s", "loop/bare", "MultiVae pairs/s", "ours/MultiVae",
              "peak MiB", "threads")]
     fmt = lambda v, p=0: "-" if v is None else f"{v:,.{p}f}"  # noqa: E731
     for name, r in summary["models"].items():
         if "error" in r:
-            rows.append((name, "error", "", "", "", "", "", ""))
+            rows.append((name, "", "error", "", "", "", "", "", ""))
             continue
         mv = r.get("multivae") or {}
-        rows.append((name, fmt(r.get("loop_pairs_per_s")), fmt(r.get("bare_pairs_per_s")),
+        rows.append((r["model"], r["precision"], fmt(r.get("loop_pairs_per_s")), fmt(r.get("bare_pairs_per_s")),
                      fmt(r.get("loop_over_bare"), 2), fmt(mv.get("pairs_per_s")) if mv.get("status") == "ok"
                      else ("n/a" if not mv else mv.get("status", "-")),
                      fmt(r.get("ours_over_multivae"), 2), fmt(r.get("peak_memory_mb")), str(r.get("threads", ""))))
@@ -370,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="GPU option: torch.compile the loss")
-    p.add_argument("--bf16", action="store_true", help="GPU option: bf16 autocast for the loss")
+    p.add_argument("--precision", nargs="+", default=["float32"], choices=("float32", "bfloat16"),
+                   help="network precision(s) to measure, each model at each (default float32)")
     p.add_argument("--concurrent", type=int, default=0, metavar="N", help="also run N trainings at once")
     p.add_argument("--concurrent-models", nargs="+", default=["mvae"], help="models for --concurrent (default mvae)")
     p.add_argument("--multivae", choices=("auto", "off"), default="auto",
@@ -387,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         threads = args.threads or torch.get_num_threads()
         results = [measure_model(m, pairs=args.pairs, batch_size=args.batch_size, epochs=args.epochs,
                                  bare_steps=args.bare_steps, device=args.device, threads=threads,
-                                 seed=args.seed, compile=args.compile, bf16=args.bf16,
+                                 seed=args.seed, compile=args.compile, precision=args.precision[0],
                                  log_every=args.log_every, skip_bare=args.skip_bare) for m in args.models]
         Path(args.worker_out).write_text(json.dumps({"results": results}))
         return 0
@@ -403,10 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown model(s) {unknown}; available: {', '.join(names)}")
     device = resolve_device(args.device)
     threads = args.threads or torch.get_num_threads()
-    gpu_note = ("on CPU: --compile/--bf16 are GPU options, accepted and ignored; CUDA graphs not implemented"
+    gpu_note = ("on CPU: --compile is a GPU option, accepted and ignored; CUDA graphs not implemented"
                 if device.type != "cuda" else
-                f"compile={'on' if args.compile else 'off'}, bf16={'on' if args.bf16 else 'off'} "
-                "(both off unless asked); CUDA graphs not implemented")
+                f"compile={'on' if args.compile else 'off'} (off unless asked); CUDA graphs not implemented")
     summary: dict[str, Any] = {
         "command": "python -m mgmvae.bench " + " ".join(sys.argv[1:] if argv is None else argv),
         "device": str(device), "machine": machine_info(device),
@@ -414,24 +410,29 @@ def main(argv: list[str] | None = None) -> int:
                    "timed_epochs": f"2..{args.epochs}", "threads": threads, "data": "synthetic uint8 "
                    "MNIST-SVHN-shaped (1x28x28 + 3x32x32), resident on the device",
                    "settings": "config.yaml resolved for dataset mnist_svhn (paper setting)"},
-        "gpu_options": {"compile": args.compile, "bf16": args.bf16, "cuda_graphs": "not implemented",
+        "precisions": args.precision,
+        "gpu_options": {"compile": args.compile, "cuda_graphs": "not implemented",
                         "note": gpu_note},
         "models": {},
     }
     with tempfile.TemporaryDirectory(prefix="mgmvae-bench-") as tmpdir:
         tmp = Path(tmpdir)
         for name in models:
-            print(f"[bench] {name}: loop + bare ...", file=sys.stderr, flush=True)
-            out = tmp / f"{name}.json"
-            got = _run_json(_worker_cmd(args, name, threads, out), out)
-            result = got["results"][0] if "results" in got else got
-            if args.multivae != "off" and name in MULTIVAE_MODELS and "error" not in result:
-                print(f"[bench] {name}: MultiVae side by side ...", file=sys.stderr, flush=True)
-                mv = run_multivae(name, args, threads, tmp)
-                result["multivae"] = mv
-                if mv.get("status") == "ok":
-                    result["ours_over_multivae"] = result["loop_pairs_per_s"] / mv["pairs_per_s"]
-            summary["models"][name] = result
+            multivae = None
+            for precision in args.precision:
+                key = name if precision == "float32" else f"{name} ({precision})"
+                print(f"[bench] {key}: loop + bare ...", file=sys.stderr, flush=True)
+                out = tmp / f"{name}_{precision}.json"
+                got = _run_json(_worker_cmd(args, name, threads, out, precision=precision), out)
+                result = got["results"][0] if "results" in got else {"model": name, "precision": precision, **got}
+                if args.multivae != "off" and name in MULTIVAE_MODELS and "error" not in result:
+                    if multivae is None:  # once per model, float32: MultiVae's own setting
+                        print(f"[bench] {name}: MultiVae side by side ...", file=sys.stderr, flush=True)
+                        multivae = run_multivae(name, args, threads, tmp)
+                    result["multivae"] = multivae
+                    if multivae.get("status") == "ok":
+                        result["ours_over_multivae"] = result["loop_pairs_per_s"] / multivae["pairs_per_s"]
+                summary["models"][key] = result
         if args.concurrent > 1:
             summary["concurrent"] = {}
             for name in args.concurrent_models:

@@ -9,6 +9,11 @@ Decoders return logits; the likelihood turns them into a mean image (sigmoid).
 On a CPU the convolutional nets run in chunks of ``CPU_CHUNK`` rows: one call on 1,024 or 2,560
 rows (evaluation batches, MMVAE's K samples per modality) falls out of cache and measured 1.6-1.8x
 slower than the same rows 128 at a time (torch 2.13, 1 thread); the per-row cost is flat up to 128.
+
+``precision: bfloat16`` (config ``settings``) runs the nets' matrix work under bf16 autocast and
+hands float32 back: likelihoods, KL terms and the optimiser always see float32 (a bf16 sum over
+3,072 pixels would lose the loss's low digits). Measured on 2 AVX512-BF16 EPYC cores, the
+MNIST-SVHN nets' forward+backward ran about 1.6x faster; the default stays float32 (paper silent).
 """
 
 from __future__ import annotations
@@ -22,6 +27,24 @@ Shape = tuple[int, int, int]
 CPU_CHUNK = 128
 MLP_SHAPE: Shape = (1, 28, 28)
 CNN_SHAPE: Shape = (3, 32, 32)
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def compute_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a ``precision`` setting, with an error naming the choices."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+def run_in(dtype: torch.dtype, net, x: Tensor) -> Tensor:
+    """``net(x)``; for a lower ``dtype`` under autocast, its output handed back as float32.
+    (float32 runs as is, so a model moved to float64 for a gradient check stays float64.)"""
+    if dtype == torch.float32:
+        return net(x)
+    with torch.autocast(x.device.type, dtype=dtype):
+        out = net(x)
+    return out.float()
 
 
 def run_chunked(net: nn.Module, x: Tensor, chunk: int = CPU_CHUNK) -> Tensor:
@@ -56,15 +79,17 @@ def _body(shape: Shape) -> tuple[nn.Module, int]:
 class Encoder(nn.Module):
     """x -> parameters of q(z_shared | x) and, if ``private_dim`` > 0, of q(h_private | x)."""
 
-    def __init__(self, shape: Shape, shared_dim: int, private_dim: int = 0):
+    def __init__(self, shape: Shape, shared_dim: int, private_dim: int = 0, dtype: torch.dtype = torch.float32):
         super().__init__()
+        self.dtype = dtype
         self.body, features = _body(shape)
         self.shared_dim, self.private_dim = shared_dim, private_dim
         self.head = nn.Linear(features, 2 * (shared_dim + private_dim))
         self.chunked = tuple(shape) == CNN_SHAPE
 
     def forward(self, x: Tensor) -> EncoderOutput:
-        params = self.head(run_chunked(self.body, x) if self.chunked else self.body(x))
+        body = (lambda v: run_chunked(self.body, v)) if self.chunked else self.body
+        params = run_in(self.dtype, lambda v: self.head(body(v)), x)
         s, p = self.shared_dim, self.private_dim
         shared_loc, shared_scale = params[:, :s], params[:, s:2 * s]
         if p == 0:
@@ -76,9 +101,9 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """latent [..., L] -> logits [..., C, H, W]."""
 
-    def __init__(self, shape: Shape, latent_dim: int):
+    def __init__(self, shape: Shape, latent_dim: int, dtype: torch.dtype = torch.float32):
         super().__init__()
-        self.shape = tuple(shape)
+        self.shape, self.dtype = tuple(shape), dtype
         if self.shape == MLP_SHAPE:
             self.net = nn.Sequential(nn.Linear(latent_dim, 400), nn.ReLU(), nn.Linear(400, 784))
         elif self.shape == CNN_SHAPE:
@@ -95,5 +120,5 @@ class Decoder(nn.Module):
     def forward(self, latent: Tensor) -> Tensor:
         lead = latent.shape[:-1]
         flat = latent.reshape(-1, latent.shape[-1])
-        out = run_chunked(self.net, flat) if self.shape == CNN_SHAPE else self.net(flat)
-        return out.reshape(*lead, *self.shape)
+        net = (lambda v: run_chunked(self.net, v)) if self.shape == CNN_SHAPE else self.net
+        return run_in(self.dtype, net, flat).reshape(*lead, *self.shape)

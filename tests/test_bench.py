@@ -21,7 +21,7 @@ def test_bench_writes_summary(tmp_path, capsys):
     out = tmp_path / "summary.json"
     code = bench.main(["--models", "mvae", "--pairs", "256", "--batch-size", "64", "--epochs", "2",
                        "--bare-steps", "2", "--threads", "1", "--device", "cpu", "--multivae", "off",
-                       "--concurrent", "2", "--out", str(out)])
+                       "--concurrent", "2", "--precision", "float32", "bfloat16", "--out", str(out)])
     assert code == 0
     summary = json.loads(out.read_text())
     assert {"command", "device", "machine", "config", "gpu_options", "models", "concurrent", "table"} <= set(summary)
@@ -32,6 +32,10 @@ def test_bench_writes_summary(tmp_path, capsys):
                 "steps_per_epoch", "timed_epochs"):
         assert key in r and r[key] is not None, key
     assert r["threads"] == 1 and r["steps_per_epoch"] == 4 and r["timed_epochs"] == 1
+    assert r["precision"] == "float32"
+    low = summary["models"]["mvae (bfloat16)"]
+    assert "error" not in low, low.get("error")
+    assert low["precision"] == "bfloat16" and low["loop_pairs_per_s"] > 0
     con = summary["concurrent"]["mvae"]
     assert "error" not in con, con.get("error")
     assert con["n"] == 2 and len(con["per_run_pairs_per_s"]) == 2 and "total_pairs_per_s" in con
@@ -47,4 +51,4 @@ def test_multivae_missing_is_recorded(tmp_path, monkeypatch):
 def test_gpu_options_are_ignored_on_cpu():
     model = torch.nn.Linear(2, 2)
     model.loss = lambda batch: {"loss": torch.zeros(())}
-    assert bench.apply_gpu_options(model, torch.device("cpu"), compile=True, bf16=True) == []
+    assert bench.apply_gpu_options(model, torch.device("cpu"), compile=True) == []

@@ -36,6 +36,7 @@ def test_presets_point_tables_at_embedded_data():
         ({"settings": {"batch_size": "64"}}, "settings.batch_size"),
         ({"classifier": {"min_accuracy": 1.5}}, "classifier.min_accuracy"),
         ({"device": "gpu"}, "device"),
+        ({"settings": {"precision": "float16"}}, "settings.precision"),
         ({"seeds": []}, "seeds"),
         ({"tables": {"table3": "nope"}}, "tables.table3"),
         ({"datasets": {"mnist_svhn": {"source": "mnist_svhn", "pairings": 0}}}, "datasets.mnist_svhn.pairings"),
