@@ -6,7 +6,7 @@ CORES  ?= 2
 # Rules run `python -m mgmvae`: the venv's python must come first on PATH (as `source .venv/bin/activate`).
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env quick test test-fast paper ablation bench bench-env clean
+.PHONY: env quick test test-fast lint format paper ablation bench bench-env clean
 
 # The environment: torch first (its CPU or CUDA build, as pip finds it), then the project with
 # every other pin. `pip install torch==2.13.0` on these machines takes the local CPU wheel.
@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,lint]'
 	touch $@
 
 env: $(BIN)/.installed
@@ -31,6 +31,19 @@ test: env
 
 test-fast: env
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Lint, format, Snakefile style and types (settings in pyproject.toml); seconds, run by .ci/run.
+lint: env
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint --cores 1 > /dev/null
+
+# Apply the formatters and the safe lint fixes.
+format: env
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt Snakefile workflow/rules
 
 # The paper setting (real MNIST/SVHN via torchvision; a GPU if present).
 paper: env

@@ -1,5 +1,11 @@
 """Baseline models. Importing this package registers each of them in ``mgmvae.base.MODELS``."""
 
-from baselines import mvae  # noqa: F401
-from baselines import mmvae, dmvae  # noqa: F401
-from baselines import mopoe, mwbvae, mmvae_plus, idmvae  # noqa: F401
+from baselines import (  # noqa: F401  # noqa: F401
+    dmvae,
+    idmvae,
+    mmvae,
+    mmvae_plus,
+    mopoe,
+    mvae,  # noqa: F401
+    mwbvae,
+)

@@ -63,7 +63,7 @@ class DMVAE(MultimodalVAE):
             decoded = [(t, s) for t, s in sources if t != "poe" or self.params["poe_reconstruction"]]
             zs = torch.stack([z[s] for _, s in decoded])  # one decoder call for all terms
             recon = self.log_likelihood(m, batch[m], zs, h.expand(len(decoded), *h.shape))
-            recon = dict(zip([t for t, _ in decoded], recon.unbind(0)))
+            recon = dict(zip([t for t, _ in decoded], recon.unbind(0), strict=True))
             for term, s in sources:
                 rec = recon.get(term, torch.zeros_like(kl_h))  # the code's zeroed PoE reconstruction
                 total = total + (rec - beta_s * kl_shared[s] - beta_p * kl_h).mean()

@@ -105,8 +105,10 @@ class Denoiser(nn.Module):
         super().__init__()
         self.time_dim = time_dim
         self.net = nn.Sequential(
-            nn.Linear(dim + time_dim, hidden), nn.SiLU(),
-            nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(dim + time_dim, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
             nn.Linear(hidden, dim),
         )
 
@@ -194,10 +196,12 @@ class IDMVAE(MMVAEPlus):
         total = 0.0
         for m, (q_z, q_w) in encoded.items():
             z, w = q_z.rsample(), q_w.rsample()
-            latents = torch.stack([
-                torch.cat([z, w.roll(1, dims=0)], -1),  # other sample's style: keep content
-                torch.cat([z.roll(1, dims=0), w], -1),  # other sample's content: keep style
-            ])
+            latents = torch.stack(
+                [
+                    torch.cat([z, w.roll(1, dims=0)], -1),  # other sample's style: keep content
+                    torch.cat([z.roll(1, dims=0), w], -1),  # other sample's content: keep style
+                ]
+            )
             images = self.likelihood.mean(self.decoders[m](latents))  # [2, B, C, H, W]
             out = self.encoders[m](images.flatten(0, 1))
             b = z.shape[0]
@@ -219,8 +223,12 @@ class IDMVAE(MMVAEPlus):
         cross_mi = self.cross_mi_loss(encoded)
         gen_aug = self.gen_aug_loss(encoded) if float(p["gen_aug_weight"]) > 0 else cross_mi.new_zeros(())
         diff = self.diffusion_prior_loss(encoded) if float(p["diffusion_weight"]) > 0 else cross_mi.new_zeros(())
-        loss = (-value + float(p["cross_mi_weight"]) * cross_mi + float(p["gen_aug_weight"]) * gen_aug
-                + float(p["diffusion_weight"]) * diff)
+        loss = (
+            -value
+            + float(p["cross_mi_weight"]) * cross_mi
+            + float(p["gen_aug_weight"]) * gen_aug
+            + float(p["diffusion_weight"]) * diff
+        )
         return {"loss": loss, **terms, "cross_mi": cross_mi, "gen_aug": gen_aug, "diffusion": diff}
 
     # ------------------------------------------------------------ evaluation

@@ -30,10 +30,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from baselines.mmvae import check_importance_params
 from mgmvae.base import Batch, MultimodalVAE, register
 from mgmvae.distributions import DiagGaussian, MixtureOfExperts, log_mean_exp
-
-from baselines.mmvae import check_importance_params
 
 
 def dreg_value(lw: Tensor, latents: list[Tensor], bound: Tensor) -> Tensor:
@@ -76,16 +75,18 @@ class MMVAEPlus(MultimodalVAE):
         q_density = q_z.detach() if dreg else q_z
         recon = {}
         for d in present:
-            h = torch.stack([
-                w[i] if m == d else self.auxiliary_prior(d, w[i]).rsample()  # rsample of shape like w[i]
-                for i, m in enumerate(present)
-            ])
+            h = torch.stack(
+                [
+                    w[i] if m == d else self.auxiliary_prior(d, w[i]).rsample()  # rsample of shape like w[i]
+                    for i, m in enumerate(present)
+                ]
+            )
             recon[d] = self.log_likelihood(d, batch[d], z, h)  # [M, K, B]
         log_pz = self.prior(z).log_prob(z)
         log_pw = DiagGaussian(torch.zeros_like(w), torch.zeros_like(w)).log_prob(w)
-        log_qw = torch.stack([
-            (encoded[m][1].detach() if dreg else encoded[m][1]).log_prob(w[i]) for i, m in enumerate(present)
-        ])
+        log_qw = torch.stack(
+            [(encoded[m][1].detach() if dreg else encoded[m][1]).log_prob(w[i]) for i, m in enumerate(present)]
+        )
         kl_z = q_density.log_prob(z) - log_pz  # single-sample log q/p, [M, K, B]
         kl_w = log_qw - log_pw
         beta = float(self.params["beta"])

@@ -27,7 +27,7 @@ Choices (ours where the paper leaves room):
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -77,6 +77,6 @@ class MoPoE(MultimodalVAE):
         value = sum(r.mean() for r in recon.values()) - beta * kl.mean()
         terms = {f"recon_{m}": r.mean() for m, r in recon.items()}
         terms["kl"] = kl.mean()
-        for s, k in zip(subsets, kl):
+        for s, k in zip(subsets, kl, strict=True):
             terms[f"kl_{'_'.join(s)}"] = k.mean()  # MLflow-safe key
         return {"loss": -value, **terms}

@@ -28,7 +28,7 @@ this is our reading of the formulation. Choices:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from baselines.mopoe import MoPoE
 from mgmvae.base import register

@@ -46,12 +46,12 @@ from mgmvae.nets import Decoder, Encoder  # noqa: E402
 
 import_torchvision()  # MultiVae's trainer imports torchvision; same CPU-wheel workaround as ours
 
-from pythae.models.base.base_utils import ModelOutput  # noqa: E402
-from multivae.models import MMVAE, MMVAEConfig, MVAE, MVAEConfig  # noqa: E402
-from multivae.models.nn.base_architectures import BaseDecoder, BaseEncoder  # noqa: E402
 from multivae.data.datasets.base import MultimodalBaseDataset  # noqa: E402
+from multivae.models import MMVAE, MVAE, MMVAEConfig, MVAEConfig  # noqa: E402
+from multivae.models.nn.base_architectures import BaseDecoder, BaseEncoder  # noqa: E402
 from multivae.trainers import BaseTrainer, BaseTrainerConfig  # noqa: E402
 from multivae.trainers.base.callbacks import TrainingCallback  # noqa: E402
+from pythae.models.base.base_utils import ModelOutput  # noqa: E402
 
 LATENT = 20
 
@@ -100,15 +100,22 @@ class EpochTimer(TrainingCallback):
 
 def build(model: str, k: int):
     weights = {m: math.prod(SHAPES["svhn"]) / math.prod(s) for m, s in SHAPES.items()}
-    common = dict(n_modalities=2, latent_dim=LATENT, input_dims={m: tuple(s) for m, s in SHAPES.items()},
-                  uses_likelihood_rescaling=True, rescale_factors=weights,
-                  decoders_dist={m: "laplace" for m in SHAPES},
-                  decoder_dist_params={m: {"scale": 0.75} for m in SHAPES})
+    common = dict(
+        n_modalities=2,
+        latent_dim=LATENT,
+        input_dims={m: tuple(s) for m, s in SHAPES.items()},
+        uses_likelihood_rescaling=True,
+        rescale_factors=weights,
+        decoders_dist={m: "laplace" for m in SHAPES},
+        decoder_dist_params={m: {"scale": 0.75} for m in SHAPES},
+    )
     if model == "mvae":
         config, cls = MVAEConfig(**common, use_subsampling=True, k=0, warmup=0, beta=1.0), MVAE
     elif model == "mmvae":
-        config, cls = MMVAEConfig(**common, K=k, prior_and_posterior_dist="normal", learn_prior=True,
-                                  loss="dreg_looser"), MMVAE
+        config, cls = (
+            MMVAEConfig(**common, K=k, prior_and_posterior_dist="normal", learn_prior=True, loss="dreg_looser"),
+            MMVAE,
+        )
     else:
         raise SystemExit(f"multivae_side: model {model!r} not supported (mvae, mmvae)")
     encoders = {m: OurEncoder(s, LATENT) for m, s in SHAPES.items()}
@@ -138,31 +145,49 @@ def main() -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     torch.manual_seed(args.seed)
     arrays = synthetic_arrays(args.pairs, args.seed)
-    dataset = MultimodalBaseDataset(data={m: x.float().div_(255.0) for m, x in arrays.items()},
-                                    labels=torch.arange(args.pairs) % 10)
+    dataset = MultimodalBaseDataset(
+        data={m: x.float().div_(255.0) for m, x in arrays.items()}, labels=torch.arange(args.pairs) % 10
+    )
     model = build(args.model, args.k)
     no_cuda = args.device == "cpu" or not torch.cuda.is_available()
     timer = EpochTimer()
     with tempfile.TemporaryDirectory(prefix="multivae-bench-") as out_dir:
-        config = BaseTrainerConfig(output_dir=out_dir, per_device_train_batch_size=args.batch_size,
-                                   num_epochs=args.epochs, learning_rate=1e-4, optimizer_cls="Adam",
-                                   steps_saving=None, steps_predict=None, drop_last=True, no_cuda=no_cuda,
-                                   seed=args.seed)
+        config = BaseTrainerConfig(
+            output_dir=out_dir,
+            per_device_train_batch_size=args.batch_size,
+            num_epochs=args.epochs,
+            learning_rate=1e-4,
+            optimizer_cls="Adam",
+            steps_saving=None,
+            steps_predict=None,
+            drop_last=True,
+            no_cuda=no_cuda,
+            seed=args.seed,
+        )
         trainer = BaseTrainer(model=model, train_dataset=dataset, training_config=config, callbacks=[timer])
         t = time.perf_counter()
         trainer.train()
         wall = time.perf_counter() - t
     steps = args.pairs // args.batch_size
-    seconds = sum(e - s for s, e in zip(timer.starts[1:], timer.ends[1:]))
+    seconds = sum(e - s for s, e in zip(timer.starts[1:], timer.ends[1:], strict=True))
     from importlib.metadata import version
 
     result = {
-        "status": "ok", "model": args.model, "multivae": version("multivae"),
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(trainer.device),
-        "pairs": args.pairs, "batch_size": args.batch_size, "epochs": args.epochs,
-        "timed_epochs": len(timer.ends) - 1, "steps_per_epoch": steps,
+        "status": "ok",
+        "model": args.model,
+        "multivae": version("multivae"),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(trainer.device),
+        "pairs": args.pairs,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "timed_epochs": len(timer.ends) - 1,
+        "steps_per_epoch": steps,
         "pairs_per_s": (len(timer.ends) - 1) * steps * args.batch_size / seconds,
-        "seconds": seconds, "train_wall_s": wall, "k": args.k if args.model == "mmvae" else None,
+        "seconds": seconds,
+        "train_wall_s": wall,
+        "k": args.k if args.model == "mmvae" else None,
     }
     Path(args.out).write_text(json.dumps(result))
     print(json.dumps(result))

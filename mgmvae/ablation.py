@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -27,8 +28,12 @@ from mgmvae.io import save_text
 REFERENCE = "full"
 COLUMNS = ["dataset", "variant", "seed", "metric", "key", "value"]
 METRIC_ORDER = ("cross_generation", "probe", "retrieval_top1", "clustering")
-METRIC_NAMES = {"cross_generation": "coherence", "probe": "probe", "retrieval_top1": "retrieval top-1",
-                "clustering": "clustering"}
+METRIC_NAMES = {
+    "cross_generation": "coherence",
+    "probe": "probe",
+    "retrieval_top1": "retrieval top-1",
+    "clustering": "clustering",
+}
 
 
 def load_ablation_metrics(files: Iterable[str | Path]) -> pd.DataFrame:
@@ -65,7 +70,7 @@ def _order(frame: pd.DataFrame, variants: list[str]) -> list[str]:
 
 
 def _metric_keys(frame: pd.DataFrame) -> list[tuple[str, str]]:
-    pairs = list(dict.fromkeys(zip(frame["metric"], frame["key"])))
+    pairs = list(dict.fromkeys(zip(frame["metric"], frame["key"], strict=True)))
     rank = {m: i for i, m in enumerate(METRIC_ORDER)}
     return sorted(pairs, key=lambda p: (rank.get(p[0], len(rank)), pairs.index(p)))
 
@@ -74,14 +79,18 @@ def summary(frame: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
     """Mean, std (ddof=1) and seed count per (dataset, variant, metric, key), and the difference
     of the mean to the reference variant ``full`` of the same dataset (NaN without one)."""
     grouped = frame.groupby(["dataset", "variant", "metric", "key"], sort=False)["value"]
-    out = grouped.agg(mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else math.nan,
-                      n_seeds="count").reset_index()
+    out = grouped.agg(
+        mean="mean", std=lambda v: v.std(ddof=1) if len(v) > 1 else math.nan, n_seeds="count"
+    ).reset_index()
     ref = out[out["variant"] == REFERENCE].set_index(["dataset", "metric", "key"])["mean"]
-    out["delta_vs_full"] = [ref.get((d, m, k), math.nan) for d, m, k in zip(out["dataset"], out["metric"], out["key"])]
+    out["delta_vs_full"] = [
+        ref.get((d, m, k), math.nan) for d, m, k in zip(out["dataset"], out["metric"], out["key"], strict=True)
+    ]
     out["delta_vs_full"] = out["mean"] - out["delta_vs_full"]
     order = {v: i for i, v in enumerate(_order(frame, variants))}
-    return out.sort_values(["dataset", "variant"], key=lambda s: s.map(order) if s.name == "variant" else s,
-                           kind="stable").reset_index(drop=True)
+    return out.sort_values(
+        ["dataset", "variant"], key=lambda s: s.map(order) if s.name == "variant" else s, kind="stable"
+    ).reset_index(drop=True)
 
 
 def _cell(mean: float, std: float) -> str:
@@ -92,14 +101,23 @@ def _cell(mean: float, std: float) -> str:
 
 def markdown(stats: pd.DataFrame, frame: pd.DataFrame, config: Mapping, variants: list[str]) -> str:
     model = config["ablation"]["model"]
-    lines = [f"Ablation of {model} (study {config['study']}): mean ± std over seeds, in %. "
-             f"Each variant applies its overrides on top of the model's resolved settings.", ""]
+    lines = [
+        f"Ablation of {model} (study {config['study']}): mean ± std over seeds, in %. "
+        f"Each variant applies its overrides on top of the model's resolved settings.",
+        "",
+    ]
     for dataset in dict.fromkeys(stats["dataset"]):
         sub = stats[stats["dataset"] == dataset]
         keys = _metric_keys(frame[frame["dataset"] == dataset])
-        header = ["variant", "overrides", "seeds"] + [f"{METRIC_NAMES.get(m, m)} {k}".replace("->", "→") for m, k in keys]
-        lines += [f"### {dataset}", "", "| " + " | ".join(header) + " |",
-                  "|" + "|".join(["---"] * 3 + ["---:"] * len(keys)) + "|"]
+        header = ["variant", "overrides", "seeds"] + [
+            f"{METRIC_NAMES.get(m, m)} {k}".replace("->", "→") for m, k in keys
+        ]
+        lines += [
+            f"### {dataset}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] * 3 + ["---:"] * len(keys)) + "|",
+        ]
         for variant in _order(frame[frame["dataset"] == dataset], variants):
             rows = sub[sub["variant"] == variant].set_index(["metric", "key"])
             try:
@@ -116,10 +134,12 @@ def markdown(stats: pd.DataFrame, frame: pd.DataFrame, config: Mapping, variants
 def headline(frame: pd.DataFrame) -> pd.DataFrame:
     """Per run: coherence and retrieval averaged over both directions, the joint probe and the
     clustering accuracy (in %): the ``variant, metric, value, seed`` frame of the plots."""
-    picks = [("coherence (mean of directions)", frame["metric"] == "cross_generation"),
-             ("linear probe (joint)", (frame["metric"] == "probe") & (frame["key"] == "joint")),
-             ("retrieval top-1 (mean of directions)", frame["metric"] == "retrieval_top1"),
-             ("clustering accuracy", (frame["metric"] == "clustering") & (frame["key"] == "accuracy"))]
+    picks = [
+        ("coherence (mean of directions)", frame["metric"] == "cross_generation"),
+        ("linear probe (joint)", (frame["metric"] == "probe") & (frame["key"] == "joint")),
+        ("retrieval top-1 (mean of directions)", frame["metric"] == "retrieval_top1"),
+        ("clustering accuracy", (frame["metric"] == "clustering") & (frame["key"] == "accuracy")),
+    ]
     parts = []
     for name, mask in picks:
         sub = frame[mask].groupby(["dataset", "variant", "seed"], sort=False)["value"].mean().reset_index()

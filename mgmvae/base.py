@@ -8,7 +8,8 @@ modality is ``None`` or absent.
 from __future__ import annotations
 
 import importlib
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +24,7 @@ from mgmvae.distributions import (
 from mgmvae.nets import Decoder, Encoder, Shape, compute_dtype
 
 Batch = Mapping[str, Tensor | None]
-MODELS: dict[str, type["MultimodalVAE"]] = {}
+MODELS: dict[str, type[MultimodalVAE]] = {}
 # Modules whose import registers models; looked up lazily so baselines/ can import mgmvae.
 _MODEL_MODULES = ("mgmvae.model", "baselines")
 
@@ -43,14 +44,14 @@ def model_names() -> list[str]:
     return sorted(MODELS)
 
 
-def get_model_class(name: str) -> type["MultimodalVAE"]:
+def get_model_class(name: str) -> type[MultimodalVAE]:
     names = model_names()
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; available models: {', '.join(names)}")
     return MODELS[name]
 
 
-def build_model(name: str, shapes: Mapping[str, Shape], settings: Mapping[str, Any]) -> "MultimodalVAE":
+def build_model(name: str, shapes: Mapping[str, Shape], settings: Mapping[str, Any]) -> MultimodalVAE:
     return get_model_class(name)(dict(shapes), settings)
 
 
@@ -90,7 +91,8 @@ class MultimodalVAE(nn.Module):
         self.posterior_family = settings.get("posterior", "gaussian")
         dtype = compute_dtype(settings.get("precision", "float32"))
         self.encoders = nn.ModuleDict(
-            {m: Encoder(s, self.shared_dim, self.private_dim, dtype) for m, s in shapes.items()})
+            {m: Encoder(s, self.shared_dim, self.private_dim, dtype) for m, s in shapes.items()}
+        )
         latent = self.shared_dim + self.private_dim
         self.decoders = nn.ModuleDict({m: Decoder(s, latent, dtype) for m, s in shapes.items()})
         lik = settings.get("likelihood", {"family": "laplace", "scale": 0.75})
@@ -102,8 +104,7 @@ class MultimodalVAE(nn.Module):
         unknown = sorted(set(given) - set(cls.default_params))
         if unknown:
             raise ValueError(
-                f"model {cls.name!r} has no parameter(s) {unknown}; "
-                f"its parameters are {sorted(cls.default_params)}"
+                f"model {cls.name!r} has no parameter(s) {unknown}; its parameters are {sorted(cls.default_params)}"
             )
         return {**cls.default_params, **given}
 

@@ -72,10 +72,18 @@ def synthetic_data(n_train: int, n_test: int = 256, seed: int = 0, device: str |
     train, test = synthetic_arrays(n_train, seed), synthetic_arrays(n_test, seed + 1)
     images = {m: {"train": train[m], "test": test[m]} for m in SHAPES}
     labels = {m: {"train": torch.arange(n_train) % 10, "test": torch.arange(n_test) % 10} for m in SHAPES}
-    pairs = {"train": torch.arange(n_train).repeat(2, 1).T.contiguous(),
-             "test": torch.arange(n_test).repeat(2, 1).T.contiguous()}
-    data = PairedData(name="synthetic_mnist_svhn", modalities=list(SHAPES), images=images,
-                      labels=labels, pairs=pairs, meta={"synthetic": True})
+    pairs = {
+        "train": torch.arange(n_train).repeat(2, 1).T.contiguous(),
+        "test": torch.arange(n_test).repeat(2, 1).T.contiguous(),
+    }
+    data = PairedData(
+        name="synthetic_mnist_svhn",
+        modalities=list(SHAPES),
+        images=images,
+        labels=labels,
+        pairs=pairs,
+        meta={"synthetic": True},
+    )
     return data if str(device) == "cpu" else data.to(device)
 
 
@@ -115,16 +123,22 @@ def cpu_model() -> str:
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
-    info = {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    info = {
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
 
-def model_settings(model: str, batch_size: int, epochs: int, log_every: int | None = None,
-                   precision: str | None = None) -> dict:
+def model_settings(
+    model: str, batch_size: int, epochs: int, log_every: int | None = None, precision: str | None = None
+) -> dict:
     """The paper's resolved settings for ``model`` on MNIST-SVHN, with the bench's epochs/batch."""
     from mgmvae.config import load_config, run_settings
 
@@ -146,10 +160,21 @@ def apply_gpu_options(model: torch.nn.Module, device: torch.device, compile: boo
 
 
 # --------------------------------------------------------------------------- worker
-def measure_model(name: str, *, pairs: int, batch_size: int, epochs: int, bare_steps: int | None,
-                  device: str, threads: int, seed: int = 0, compile: bool = False,
-                  precision: str = "float32", log_every: int | None = None,
-                  skip_bare: bool = False) -> dict[str, Any]:
+def measure_model(
+    name: str,
+    *,
+    pairs: int,
+    batch_size: int,
+    epochs: int,
+    bare_steps: int | None,
+    device: str,
+    threads: int,
+    seed: int = 0,
+    compile: bool = False,
+    precision: str = "float32",
+    log_every: int | None = None,
+    skip_bare: bool = False,
+) -> dict[str, Any]:
     """Loop rate, bare rate and peak memory of one model (meant to run in a fresh process)."""
     from mgmvae.base import build_model
     from mgmvae.train import make_optimizer, resolve_device, seed_everything, train_model
@@ -191,10 +216,21 @@ def measure_model(name: str, *, pairs: int, batch_size: int, epochs: int, bare_s
     window = (wall0 + (starts[2] - t0), wall0 + (ends[epochs] - t0))
     loop_pairs = len(timed) * steps * batch_size
     result: dict[str, Any] = {
-        "model": name, "precision": settings["precision"], "device": str(dev), "threads": torch.get_num_threads(), "batch_size": batch_size,
-        "pairs": pairs, "epochs": epochs, "steps_per_epoch": steps, "timed_epochs": len(timed),
-        "loop_pairs_per_s": loop_pairs / seconds, "loop_seconds": seconds, "train_wall_s": total,
-        "warmup_epoch_s": ends[1] - starts[1], "window": window, "gpu_options_on": gpu_on,
+        "model": name,
+        "precision": settings["precision"],
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "batch_size": batch_size,
+        "pairs": pairs,
+        "epochs": epochs,
+        "steps_per_epoch": steps,
+        "timed_epochs": len(timed),
+        "loop_pairs_per_s": loop_pairs / seconds,
+        "loop_seconds": seconds,
+        "train_wall_s": total,
+        "warmup_epoch_s": ends[1] - starts[1],
+        "window": window,
+        "gpu_options_on": gpu_on,
         "params": settings.get("params", {}),
     }
 
@@ -202,8 +238,9 @@ def measure_model(name: str, *, pairs: int, batch_size: int, epochs: int, bare_s
         # The ceiling: same model (in the state of the last loop epoch), pre-made float batches.
         optimizer = make_optimizer(model, settings)
         g = torch.Generator(device=dev).manual_seed(seed)
-        batches = [data.batch("train", torch.randint(0, pairs, (batch_size,), generator=g, device=dev))
-                   for _ in range(4)]
+        batches = [
+            data.batch("train", torch.randint(0, pairs, (batch_size,), generator=g, device=dev)) for _ in range(4)
+        ]
         model.train()
 
         def step(batch):
@@ -237,12 +274,33 @@ def measure_model(name: str, *, pairs: int, batch_size: int, epochs: int, bare_s
 
 
 # ------------------------------------------------------------------- orchestration
-def _worker_cmd(args: argparse.Namespace, model: str, threads: int, out: Path, skip_bare: bool = False,
-                precision: str = "float32") -> list[str]:
-    cmd = [sys.executable, "-m", "mgmvae.bench", "--worker", "--models", model, "--precision", precision,
-           "--pairs", str(args.pairs),
-           "--batch-size", str(args.batch_size), "--epochs", str(args.epochs), "--device", args.device,
-           "--threads", str(threads), "--seed", str(args.seed), "--worker-out", str(out)]
+def _worker_cmd(
+    args: argparse.Namespace, model: str, threads: int, out: Path, skip_bare: bool = False, precision: str = "float32"
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "mgmvae.bench",
+        "--worker",
+        "--models",
+        model,
+        "--precision",
+        precision,
+        "--pairs",
+        str(args.pairs),
+        "--batch-size",
+        str(args.batch_size),
+        "--epochs",
+        str(args.epochs),
+        "--device",
+        args.device,
+        "--threads",
+        str(threads),
+        "--seed",
+        str(args.seed),
+        "--worker-out",
+        str(out),
+    ]
     if args.bare_steps:
         cmd += ["--bare-steps", str(args.bare_steps)]
     if args.log_every:
@@ -263,9 +321,26 @@ def run_multivae(model: str, args: argparse.Namespace, threads: int, tmp: Path) 
     if not MULTIVAE_PYTHON.exists():
         return {"status": "not installed", "hint": "make bench-env creates .venv-bench with multivae"}
     out = tmp / f"multivae_{model}.json"
-    cmd = [str(MULTIVAE_PYTHON), str(MULTIVAE_SCRIPT), "--model", model, "--pairs", str(args.pairs),
-           "--batch-size", str(args.batch_size), "--epochs", str(args.multivae_epochs),
-           "--threads", str(threads), "--seed", str(args.seed), "--device", args.device, "--out", str(out)]
+    cmd = [
+        str(MULTIVAE_PYTHON),
+        str(MULTIVAE_SCRIPT),
+        "--model",
+        model,
+        "--pairs",
+        str(args.pairs),
+        "--batch-size",
+        str(args.batch_size),
+        "--epochs",
+        str(args.multivae_epochs),
+        "--threads",
+        str(threads),
+        "--seed",
+        str(args.seed),
+        "--device",
+        args.device,
+        "--out",
+        str(out),
+    ]
     result = _run_json(cmd, out)
     result.setdefault("status", "error" if "error" in result else "ok")
     return result
@@ -283,19 +358,32 @@ def run_concurrent(model: str, n: int, args: argparse.Namespace, tmp: Path, sing
         got = _run_json(_worker_cmd(args, model, total_threads, out, skip_bare=True), out)
         single = got["results"][0] if "results" in got else None
     outs = [tmp / f"concurrent_{model}_{i}.json" for i in range(n)]
-    procs = [subprocess.Popen(_worker_cmd(args, model, threads, out, skip_bare=True), cwd=REPO,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for out in outs]
+    procs = [
+        subprocess.Popen(
+            _worker_cmd(args, model, threads, out, skip_bare=True),
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for out in outs
+    ]
     errors = [p.communicate()[1] for p in procs]
     runs = []
-    for p, out, err in zip(procs, outs, errors):
+    for p, out, err in zip(procs, outs, errors, strict=True):
         if p.returncode != 0 or not out.exists():
             return {"n": n, "error": f"a worker failed: {err[-1500:]}"}
         runs.append(json.loads(out.read_text())["results"][0])
     span = max(r["window"][1] for r in runs) - min(r["window"][0] for r in runs)
     total_pairs = sum(r["loop_pairs_per_s"] * r["loop_seconds"] for r in runs)
-    result = {"n": n, "threads_each": threads, "per_run_pairs_per_s": [r["loop_pairs_per_s"] for r in runs],
-              "sum_pairs_per_s": sum(r["loop_pairs_per_s"] for r in runs),
-              "total_pairs_per_s": total_pairs / span, "peak_memory_mb_each": [r["peak_memory_mb"] for r in runs]}
+    result = {
+        "n": n,
+        "threads_each": threads,
+        "per_run_pairs_per_s": [r["loop_pairs_per_s"] for r in runs],
+        "sum_pairs_per_s": sum(r["loop_pairs_per_s"] for r in runs),
+        "total_pairs_per_s": total_pairs / span,
+        "peak_memory_mb_each": [r["peak_memory_mb"] for r in runs],
+    }
     if single and single.get("loop_pairs_per_s"):
         result["scaling_vs_one"] = result["total_pairs_per_s"] / single["loop_pairs_per_s"]
         result["efficiency"] = result["scaling_vs_one"] / n  # 1.0 = linear
@@ -306,47 +394,89 @@ def run_quick_preset(cores: int, tmp: Path, timeout: float | None = None) -> dic
     snakemake = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
     work = tmp / "quick"
     work.mkdir()
-    cmd = [snakemake, "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", str(cores),
-           "--configfile", str(REPO / "workflow/presets/quick.yaml")]
+    cmd = [
+        snakemake,
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(work),
+        "--cores",
+        str(cores),
+        "--configfile",
+        str(REPO / "workflow/presets/quick.yaml"),
+    ]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env, timeout=timeout)
     wall = time.perf_counter() - t
-    out = {"command": f"snakemake --cores {cores} --configfile workflow/presets/quick.yaml (fresh -d folder)",
-           "wall_s": wall, "cores": cores, "status": "ok" if proc.returncode == 0 else "error"}
+    out = {
+        "command": f"snakemake --cores {cores} --configfile workflow/presets/quick.yaml (fresh -d folder)",
+        "wall_s": wall,
+        "cores": cores,
+        "status": "ok" if proc.returncode == 0 else "error",
+    }
     if proc.returncode != 0:
         out["error"] = (proc.stderr or proc.stdout)[-2000:]
     return out
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    rows = [("model", "precision", "loop pairs/s", "bare pairs/s", "loop/bare", "MultiVae pairs/s", "ours/MultiVae",
-             "peak MiB", "threads")]
+    rows = [
+        (
+            "model",
+            "precision",
+            "loop pairs/s",
+            "bare pairs/s",
+            "loop/bare",
+            "MultiVae pairs/s",
+            "ours/MultiVae",
+            "peak MiB",
+            "threads",
+        )
+    ]
     fmt = lambda v, p=0: "-" if v is None else f"{v:,.{p}f}"  # noqa: E731
     for name, r in summary["models"].items():
         if "error" in r:
             rows.append((name, "", "error", "", "", "", "", "", ""))
             continue
         mv = r.get("multivae") or {}
-        rows.append((r["model"], r["precision"], fmt(r.get("loop_pairs_per_s")), fmt(r.get("bare_pairs_per_s")),
-                     fmt(r.get("loop_over_bare"), 2), fmt(mv.get("pairs_per_s")) if mv.get("status") == "ok"
-                     else ("n/a" if not mv else mv.get("status", "-")),
-                     fmt(r.get("ours_over_multivae"), 2), fmt(r.get("peak_memory_mb")), str(r.get("threads", ""))))
+        rows.append(
+            (
+                r["model"],
+                r["precision"],
+                fmt(r.get("loop_pairs_per_s")),
+                fmt(r.get("bare_pairs_per_s")),
+                fmt(r.get("loop_over_bare"), 2),
+                fmt(mv.get("pairs_per_s"))
+                if mv.get("status") == "ok"
+                else ("n/a" if not mv else mv.get("status", "-")),
+                fmt(r.get("ours_over_multivae"), 2),
+                fmt(r.get("peak_memory_mb")),
+                str(r.get("threads", "")),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
+    lines = [
+        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     m, c = summary["machine"], summary["config"]
-    head = (f"device {summary['device']} | {m['cpu']} | {m['logical_cores']} logical cores | torch {m['torch']} | "
-            f"batch {c['batch_size']}, {c['pairs']:,} synthetic pairs, epochs 2..{c['epochs']} timed | "
-            f"load avg (1 min) at start {m['load_average_1m']}")
+    head = (
+        f"device {summary['device']} | {m['cpu']} | {m['logical_cores']} logical cores | torch {m['torch']} | "
+        f"batch {c['batch_size']}, {c['pairs']:,} synthetic pairs, epochs 2..{c['epochs']} timed | "
+        f"load avg (1 min) at start {m['load_average_1m']}"
+    )
     tail = []
     for name, con in summary.get("concurrent", {}).items():
         if "error" in con:
             tail.append(f"concurrent {name} x{con['n']}: error")
         else:
-            tail.append(f"concurrent {name} x{con['n']} ({con['threads_each']} threads each): total "
-                        f"{con['total_pairs_per_s']:,.0f} pairs/s = {con.get('scaling_vs_one', float('nan')):.2f}x one "
-                        f"training (efficiency {con.get('efficiency', float('nan')):.2f})")
+            tail.append(
+                f"concurrent {name} x{con['n']} ({con['threads_each']} threads each): total "
+                f"{con['total_pairs_per_s']:,.0f} pairs/s = {con.get('scaling_vs_one', float('nan')):.2f}x one "
+                f"training (efficiency {con.get('efficiency', float('nan')):.2f})"
+            )
     q = summary.get("quick_preset")
     if q:
         tail.append(f"quick preset: {q['wall_s']:.0f} s wall ({q['status']}; {q['command']})")
@@ -366,12 +496,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads per process (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="GPU option: torch.compile the loss")
-    p.add_argument("--precision", nargs="+", default=["float32"], choices=("float32", "bfloat16"),
-                   help="network precision(s) to measure, each model at each (default float32)")
+    p.add_argument(
+        "--precision",
+        nargs="+",
+        default=["float32"],
+        choices=("float32", "bfloat16"),
+        help="network precision(s) to measure, each model at each (default float32)",
+    )
     p.add_argument("--concurrent", type=int, default=0, metavar="N", help="also run N trainings at once")
     p.add_argument("--concurrent-models", nargs="+", default=["mvae"], help="models for --concurrent (default mvae)")
-    p.add_argument("--multivae", choices=("auto", "off"), default="auto",
-                   help="auto: run MultiVae side by side if .venv-bench exists")
+    p.add_argument(
+        "--multivae",
+        choices=("auto", "off"),
+        default="auto",
+        help="auto: run MultiVae side by side if .venv-bench exists",
+    )
     p.add_argument("--multivae-epochs", type=int, default=2, help="MultiVae epochs; epoch 1 is warm-up (default 2)")
     p.add_argument("--quick", action="store_true", help="also time the quick preset (minutes)")
     p.add_argument("--out", default=str(REPO / "results" / "bench" / "summary.json"))
@@ -382,10 +521,23 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.worker:
         threads = args.threads or torch.get_num_threads()
-        results = [measure_model(m, pairs=args.pairs, batch_size=args.batch_size, epochs=args.epochs,
-                                 bare_steps=args.bare_steps, device=args.device, threads=threads,
-                                 seed=args.seed, compile=args.compile, precision=args.precision[0],
-                                 log_every=args.log_every, skip_bare=args.skip_bare) for m in args.models]
+        results = [
+            measure_model(
+                m,
+                pairs=args.pairs,
+                batch_size=args.batch_size,
+                epochs=args.epochs,
+                bare_steps=args.bare_steps,
+                device=args.device,
+                threads=threads,
+                seed=args.seed,
+                compile=args.compile,
+                precision=args.precision[0],
+                log_every=args.log_every,
+                skip_bare=args.skip_bare,
+            )
+            for m in args.models
+        ]
         Path(args.worker_out).write_text(json.dumps({"results": results}))
         return 0
 
@@ -400,19 +552,26 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown model(s) {unknown}; available: {', '.join(names)}")
     device = resolve_device(args.device)
     threads = args.threads or torch.get_num_threads()
-    gpu_note = ("on CPU: --compile is a GPU option, accepted and ignored; CUDA graphs not implemented"
-                if device.type != "cuda" else
-                f"compile={'on' if args.compile else 'off'} (off unless asked); CUDA graphs not implemented")
+    gpu_note = (
+        "on CPU: --compile is a GPU option, accepted and ignored; CUDA graphs not implemented"
+        if device.type != "cuda"
+        else f"compile={'on' if args.compile else 'off'} (off unless asked); CUDA graphs not implemented"
+    )
     summary: dict[str, Any] = {
         "command": "python -m mgmvae.bench " + " ".join(sys.argv[1:] if argv is None else argv),
-        "device": str(device), "machine": machine_info(device),
-        "config": {"pairs": args.pairs, "batch_size": args.batch_size, "epochs": args.epochs,
-                   "timed_epochs": f"2..{args.epochs}", "threads": threads, "data": "synthetic uint8 "
-                   "MNIST-SVHN-shaped (1x28x28 + 3x32x32), resident on the device",
-                   "settings": "config.yaml resolved for dataset mnist_svhn (paper setting)"},
+        "device": str(device),
+        "machine": machine_info(device),
+        "config": {
+            "pairs": args.pairs,
+            "batch_size": args.batch_size,
+            "epochs": args.epochs,
+            "timed_epochs": f"2..{args.epochs}",
+            "threads": threads,
+            "data": "synthetic uint8 MNIST-SVHN-shaped (1x28x28 + 3x32x32), resident on the device",
+            "settings": "config.yaml resolved for dataset mnist_svhn (paper setting)",
+        },
         "precisions": args.precision,
-        "gpu_options": {"compile": args.compile, "cuda_graphs": "not implemented",
-                        "note": gpu_note},
+        "gpu_options": {"compile": args.compile, "cuda_graphs": "not implemented", "note": gpu_note},
         "models": {},
     }
     with tempfile.TemporaryDirectory(prefix="mgmvae-bench-") as tmpdir:
@@ -437,8 +596,9 @@ def main(argv: list[str] | None = None) -> int:
             summary["concurrent"] = {}
             for name in args.concurrent_models:
                 print(f"[bench] {name}: {args.concurrent} trainings at once ...", file=sys.stderr, flush=True)
-                summary["concurrent"][name] = run_concurrent(name, args.concurrent, args, tmp,
-                                                             summary["models"].get(name))
+                summary["concurrent"][name] = run_concurrent(
+                    name, args.concurrent, args, tmp, summary["models"].get(name)
+                )
         if args.quick:
             print("[bench] quick preset (snakemake) ...", file=sys.stderr, flush=True)
             summary["quick_preset"] = run_quick_preset(2, tmp)

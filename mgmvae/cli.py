@@ -10,15 +10,14 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
-
-from mgmvae import paths
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", nargs="+", default=None, metavar="YAML",
-                        help="config files, merged in order (default: config.yaml)")
+    parser.add_argument(
+        "--config", nargs="+", default=None, metavar="YAML", help="config files, merged in order (default: config.yaml)"
+    )
     parser.add_argument("--preset", default=None, help="a preset name from workflow/presets (e.g. quick)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
@@ -48,8 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", type=Path)
     p.add_argument("--out", type=Path, help="final model file (default: the run folder's model.pt)")
-    p.add_argument("--variant", default=None,
-                   help="an ablation variant (config ablation.variants): its overrides on top, its own run folder")
+    p.add_argument(
+        "--variant",
+        default=None,
+        help="an ablation variant (config ablation.variants): its overrides on top, its own run folder",
+    )
 
     p = sub.add_parser("evaluate", help="evaluate a trained run: Tables 1–3 metrics and clustering")
     _common(p)
@@ -66,8 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--metrics", type=Path, nargs="+", required=True)
     p.add_argument("--outdir", type=Path)
-    p.add_argument("--figures", type=Path, nargs="*", default=[],
-                   help="figure files to attach to the aggregation run in MLflow (beside the tables)")
+    p.add_argument(
+        "--figures",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="figure files to attach to the aggregation run in MLflow (beside the tables)",
+    )
 
     p = sub.add_parser("ablation", help="the ablation table and plots from the ablation runs' metrics")
     _common(p)
@@ -80,11 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-files", type=Path, nargs="*", help="trained model files (one seed; default: the first)")
     p.add_argument("--metrics", type=Path, nargs="*", help="per-run metrics of every seed (for the bar charts)")
     p.add_argument("--seed", type=int, default=None, help="the seed whose models are shown (default: the first)")
-    p.add_argument("--tsne-points", type=int, default=None,
-                   help="test pairs in the t-SNE (seeded subsample; default: config figures.tsne_points)")
-    p.add_argument("--part", choices=("all", "datasets", "bars"), default="all",
-                   help="datasets: the figures of the given models' datasets; bars: the bar charts of "
-                        "Tables 1-3 only (needs --metrics, no models); all: both (default)")
+    p.add_argument(
+        "--tsne-points",
+        type=int,
+        default=None,
+        help="test pairs in the t-SNE (seeded subsample; default: config figures.tsne_points)",
+    )
+    p.add_argument(
+        "--part",
+        choices=("all", "datasets", "bars"),
+        default="all",
+        help="datasets: the figures of the given models' datasets; bars: the bar charts of "
+        "Tables 1-3 only (needs --metrics, no models); all: both (default)",
+    )
     p.add_argument("--outdir", type=Path)
     return parser
 
@@ -122,9 +137,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if error.errno not in OUT_OF_SPACE:
             raise
         # Every output is written to a temporary file and renamed (mgmvae.io), so nothing partial is left.
-        print(f"error: out of disk space ({error.strerror}) while writing {error.filename or 'an output'}; "
-              "no partial output was kept. Free space (or point results_dir/data_dir elsewhere) and rerun: "
-              "finished stages and the last training checkpoint are reused.", file=sys.stderr)
+        print(
+            f"error: out of disk space ({error.strerror}) while writing {error.filename or 'an output'}; "
+            "no partial output was kept. Free space (or point results_dir/data_dir elsewhere) and rerun: "
+            "finished stages and the last training checkpoint are reused.",
+            file=sys.stderr,
+        )
         return 3
     return 0
 

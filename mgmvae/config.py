@@ -11,8 +11,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -99,7 +100,9 @@ def validate_ablation(config: Mapping) -> None:
             )
     for name, overrides in ablation["variants"].items():
         if "by_dataset" in overrides:
-            raise ConfigError(f"config key 'ablation.variants.{name}.by_dataset': only allowed under model_settings.<model>")
+            raise ConfigError(
+                f"config key 'ablation.variants.{name}.by_dataset': only allowed under model_settings.<model>"
+            )
 
 
 def validate_models(config: Mapping) -> None:

@@ -34,4 +34,3 @@ def info_nce(a: Tensor, b: Tensor, temperature: float = 0.1, center: bool = Fals
     logits = similarity_logits(a, b, temperature)
     target = torch.arange(logits.shape[0], device=logits.device)
     return F.cross_entropy(logits, target)
-

@@ -7,8 +7,8 @@ over that dimension (and over pixels for likelihoods) and keep the batch dimensi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,17 +43,15 @@ class DiagGaussian:
     def log_prob(self, z: Tensor) -> Tensor:
         return -0.5 * (LOG_2PI + self.logvar + (z - self.mu).pow(2) / self.var).sum(-1)
 
-    def kl(self, other: "DiagGaussian") -> Tensor:
+    def kl(self, other: DiagGaussian) -> Tensor:
         """KL(self || other) in closed form."""
-        return 0.5 * (
-            other.logvar - self.logvar + (self.var + (self.mu - other.mu).pow(2)) / other.var - 1.0
-        ).sum(-1)
+        return 0.5 * (other.logvar - self.logvar + (self.var + (self.mu - other.mu).pow(2)) / other.var - 1.0).sum(-1)
 
     def kl_standard_normal(self) -> Tensor:
         """KL(self || N(0, I)) in closed form."""
         return 0.5 * (self.var + self.mu.pow(2) - 1.0 - self.logvar).sum(-1)
 
-    def detach(self) -> "DiagGaussian":
+    def detach(self) -> DiagGaussian:
         return DiagGaussian(self.mu.detach(), self.logvar.detach())
 
 
@@ -77,7 +75,7 @@ class DiagLaplace:
     def log_prob(self, z: Tensor) -> Tensor:
         return (-math.log(2.0) - self.scale.log() - (z - self.loc).abs() / self.scale).sum(-1)
 
-    def detach(self) -> "DiagLaplace":
+    def detach(self) -> DiagLaplace:
         return DiagLaplace(self.loc.detach(), self.scale.detach())
 
 
@@ -109,7 +107,7 @@ def product_of_experts(experts: Sequence[DiagGaussian], prior_expert: bool = Tru
         raise ValueError("product_of_experts needs at least one expert")
     precisions = [(-e.logvar).exp() for e in experts]
     total = torch.stack(precisions).sum(0)
-    weighted = torch.stack([e.mu * p for e, p in zip(experts, precisions)]).sum(0)
+    weighted = torch.stack([e.mu * p for e, p in zip(experts, precisions, strict=True)]).sum(0)
     if prior_expert:
         total = total + 1.0  # N(0, I): precision 1, mean 0
     return DiagGaussian(weighted / total, -total.log())
@@ -119,8 +117,8 @@ def wasserstein_barycenter(experts: Sequence[DiagGaussian], weights: Sequence[fl
     """2-Wasserstein barycenter of diagonal Gaussians: μ* = Σ λ μ, σ* = Σ λ σ (REFERENCES §3)."""
     if weights is None:
         weights = [1.0 / len(experts)] * len(experts)
-    mu = sum(w * e.mu for w, e in zip(weights, experts))
-    std = sum(w * e.std for w, e in zip(weights, experts))
+    mu = sum(w * e.mu for w, e in zip(weights, experts, strict=True))
+    std = sum(w * e.std for w, e in zip(weights, experts, strict=True))
     return DiagGaussian(mu, 2.0 * std.log())
 
 
@@ -165,7 +163,7 @@ class MixtureOfExperts:
         """n reparameterised draws from each expert in turn: [M, n, B, D]."""
         return torch.stack([q.rsample(n) for q in self.experts])
 
-    def detach(self) -> "MixtureOfExperts":
+    def detach(self) -> MixtureOfExperts:
         return MixtureOfExperts([q.detach() for q in self.experts])
 
 
@@ -203,9 +201,7 @@ class GaussianMixturePrior(nn.Module):
         """KL(q(z) || p(z | c=k)) for every k in closed form: [B, D] -> [B, K]."""
         logvars = self.logvars.clamp(LOGVAR_MIN, LOGVAR_MAX)
         mu, logvar = q.mu.unsqueeze(-2), q.logvar.unsqueeze(-2)
-        return 0.5 * (
-            logvars - logvar + (logvar.exp() + (mu - self.means).pow(2)) / logvars.exp() - 1.0
-        ).sum(-1)
+        return 0.5 * (logvars - logvar + (logvar.exp() + (mu - self.means).pow(2)) / logvars.exp() - 1.0).sum(-1)
 
     def mixture_kl(self, q: DiagGaussian, gamma: Tensor) -> Tensor:
         """The λ1 term of Eq. 6: KL(q(c|z) || p(c)) + Σ_c q(c|z) KL(q(z) || p(z|c)), per sample."""

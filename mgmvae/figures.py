@@ -15,8 +15,8 @@ a ``PairedData``'s test split.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -41,8 +41,11 @@ KINDS = {
 
 
 # ------------------------------------------------------------------ naming
-def figure_specs(dataset_modalities: Mapping[str, Sequence[str]],
-                 models: Sequence[str] | Mapping[str, Sequence[str]], bars: bool = True) -> list[dict]:
+def figure_specs(
+    dataset_modalities: Mapping[str, Sequence[str]],
+    models: Sequence[str] | Mapping[str, Sequence[str]],
+    bars: bool = True,
+) -> list[dict]:
     """Every figure the ``figures`` stage writes, in a fixed order; ``models`` are the same for
     every dataset or given per dataset ({dataset: models}). ``bars``: include the bar charts of
     Tables 1–3 (they read every dataset's metrics; the pipeline draws them in a job of their own).
@@ -52,12 +55,23 @@ def figure_specs(dataset_modalities: Mapping[str, Sequence[str]],
     ``direction`` are "all" / "—" where a figure covers every model / no direction.
     """
     specs = []
-    per_dataset = {d: paper.model_order(models[d] if isinstance(models, Mapping) else models) for d in dataset_modalities}
+    per_dataset = {
+        d: paper.model_order(models[d] if isinstance(models, Mapping) else models) for d in dataset_modalities
+    }
 
     def add(kind, dataset, model, stem, source=None, target=None):
         direction = f"{source} → {target}" if source else "—"
-        specs.append({"kind": kind, "dataset": dataset, "model": model, "direction": direction,
-                      "source": source, "target": target, "stem": f"{kind}/{stem}"})
+        specs.append(
+            {
+                "kind": kind,
+                "dataset": dataset,
+                "model": model,
+                "direction": direction,
+                "source": source,
+                "target": target,
+                "stem": f"{kind}/{stem}",
+            }
+        )
 
     for d, (m0, m1) in dataset_modalities.items():
         models = per_dataset[d]
@@ -134,8 +148,12 @@ def _rgb(x: Tensor) -> np.ndarray:
     return x.permute(1, 2, 0).numpy()
 
 
-def _mosaic(cells: Sequence[Sequence[Tensor | None]], frames: Sequence[Sequence[str | None]] | None = None,
-            border: int = 4, gap: int = 3) -> tuple[np.ndarray, int]:
+def _mosaic(
+    cells: Sequence[Sequence[Tensor | None]],
+    frames: Sequence[Sequence[str | None]] | None = None,
+    border: int = 4,
+    gap: int = 3,
+) -> tuple[np.ndarray, int]:
     """Images laid out on a white canvas, one slot per cell (centred, coloured frame optional).
     Returns the canvas and the slot pitch in pixels."""
     from matplotlib.colors import to_rgb
@@ -152,17 +170,24 @@ def _mosaic(cells: Sequence[Sequence[Tensor | None]], frames: Sequence[Sequence[
             y0, x0 = i * pitch, j * pitch
             frame = frames[i][j] if frames is not None else None
             if frame is not None:  # a coloured ring, then a white one, so it stands out on any background
-                canvas[y0:y0 + slot, x0:x0 + slot] = to_rgb(frame)
-                canvas[y0 + border - 1:y0 + slot - border + 1, x0 + border - 1:x0 + slot - border + 1] = 1.0
+                canvas[y0 : y0 + slot, x0 : x0 + slot] = to_rgb(frame)
+                canvas[y0 + border - 1 : y0 + slot - border + 1, x0 + border - 1 : x0 + slot - border + 1] = 1.0
             img = _rgb(cell)
             h, w = img.shape[:2]
             oy, ox = y0 + border + (size - h) // 2, x0 + border + (size - w) // 2
-            canvas[oy:oy + h, ox:ox + w] = img
+            canvas[oy : oy + h, ox : ox + w] = img
     return canvas, pitch
 
 
-def _grid_figure(cells, row_labels: Sequence[str], col_labels: Sequence[str], title: str,
-                 frames=None, groups: Sequence[tuple[int, int, str]] = (), inch: float = 0.62):
+def _grid_figure(
+    cells,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    title: str,
+    frames=None,
+    groups: Sequence[tuple[int, int, str]] = (),
+    inch: float = 0.62,
+):
     """One axes showing the mosaic; row labels left, column labels on top, ``groups`` as
     (first column, last column, text) headers above the column labels."""
     plt = _plt()
@@ -179,8 +204,17 @@ def _grid_figure(cells, row_labels: Sequence[str], col_labels: Sequence[str], ti
         spine.set_visible(False)
     for first, last, text in groups:
         x = (centres(ncols)[first] + centres(ncols)[last]) / 2
-        ax.annotate(text, xy=(x, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 24), textcoords="offset points",
-                    ha="center", va="bottom", fontsize=8, fontweight="bold")
+        ax.annotate(
+            text,
+            xy=(x, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(0, 24),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            fontweight="bold",
+        )
     # the title sits above the column labels (and the group headers)
     ax.set_title(title, fontsize=9, pad=18 if groups else 6)
     return fig
@@ -198,8 +232,9 @@ def _caption(fig, text: str) -> None:
 
 # --------------------------------------------------- paper-style figures
 @torch.no_grad()
-def cross_generation_grid(data, models: Mapping[str, object], source: str, target: str, out: str | Path,
-                          n: int = 10, title: str | None = None) -> list[Path]:
+def cross_generation_grid(
+    data, models: Mapping[str, object], source: str, target: str, out: str | Path, n: int = 10, title: str | None = None
+) -> list[Path]:
     """Row 0: ``n`` fixed source test images (one per class); then one row per model: its
     ``target`` generation from each source image alone."""
     idx = example_pairs(data, n)
@@ -211,14 +246,24 @@ def cross_generation_grid(data, models: Mapping[str, object], source: str, targe
         model = models[name]
         cells.append(list(model.generate({source: src.to(_device_of(model))}, source, target)))
     rows = [f"source ({source})"] + [f"{_name(name)} → {target}" for name in names]
-    fig = _grid_figure(cells, rows, [f"label {y}" for y in labels],
-                       title or f"{data.name}: cross-generation {source} → {target}")
+    fig = _grid_figure(
+        cells, rows, [f"label {y}" for y in labels], title or f"{data.name}: cross-generation {source} → {target}"
+    )
     return save_figure(fig, out)
 
 
 @torch.no_grad()
-def translation_grid(data, model, source: str, target: str, out: str | Path, n_content: int = 6, n_style: int = 6,
-                     model_name: str | None = None, title: str | None = None) -> list[Path]:
+def translation_grid(
+    data,
+    model,
+    source: str,
+    target: str,
+    out: str | Path,
+    n_content: int = 6,
+    n_style: int = 6,
+    model_name: str | None = None,
+    title: str | None = None,
+) -> list[Path]:
     """Cell (i, j): content of source image i (left column) in the style of target image j (top row).
 
     Models without private latents have no style to take: ``translate`` falls back to ``generate``,
@@ -232,21 +277,39 @@ def translation_grid(data, model, source: str, target: str, out: str | Path, n_c
     content = data.batch("test", c_idx.to(data.device))[source].to(device)
     style = data.batch("test", s_idx.to(data.device))[target].to(device)
     nc, ns = len(content), len(style)
-    grid = model.translate({source: content.repeat_interleave(ns, 0)}, {target: style.repeat(nc, 1, 1, 1)}, source, target)
-    cells = [[None] + list(style)] + [[content[i]] + list(grid[i * ns:(i + 1) * ns]) for i in range(nc)]
+    grid = model.translate(
+        {source: content.repeat_interleave(ns, 0)}, {target: style.repeat(nc, 1, 1, 1)}, source, target
+    )
+    cells = [[None] + list(style)] + [[content[i]] + list(grid[i * ns : (i + 1) * ns]) for i in range(nc)]
     name = _name(model_name or getattr(model, "name", "model"))
-    note = "" if getattr(model, "private_dim", 0) else "\n(no private latent: falls back to cross-generation; style ignored)"
+    note = (
+        ""
+        if getattr(model, "private_dim", 0)
+        else "\n(no private latent: falls back to cross-generation; style ignored)"
+    )
     c_lab = data.pair_labels("test", c_idx.to(data.device)).tolist()
     s_lab = data.pair_labels("test", s_idx.to(data.device)).tolist()
-    fig = _grid_figure(cells, [f"style ({target}) →"] + [f"content {i + 1} (label {c_lab[i]})" for i in range(nc)],
-                       [f"content\n({source})"] + [f"style {j + 1}\n(label {s_lab[j]})" for j in range(ns)],
-                       title or f"{data.name}, {name}: {source} content × {target} style{note}")
+    fig = _grid_figure(
+        cells,
+        [f"style ({target}) →"] + [f"content {i + 1} (label {c_lab[i]})" for i in range(nc)],
+        [f"content\n({source})"] + [f"style {j + 1}\n(label {s_lab[j]})" for j in range(ns)],
+        title or f"{data.name}, {name}: {source} content × {target} style{note}",
+    )
     return save_figure(fig, out)
 
 
 @torch.no_grad()
-def retrieval_panel(data, models: Mapping[str, object], source: str, target: str, out: str | Path,
-                    n_queries: int = 6, k: int = 3, batch_size: int = 512, title: str | None = None) -> list[Path]:
+def retrieval_panel(
+    data,
+    models: Mapping[str, object],
+    source: str,
+    target: str,
+    out: str | Path,
+    n_queries: int = 6,
+    k: int = 3,
+    batch_size: int = 512,
+    title: str | None = None,
+) -> list[Path]:
     """Per query row: the query (``source``), its true partner (``target``), then each model's top-k
     from the ``target`` test gallery by Euclidean distance in the shared latent; green frame =
     same label as the query, red = another label."""
@@ -280,9 +343,14 @@ def retrieval_panel(data, models: Mapping[str, object], source: str, target: str
                 frames[-1].append(CORRECT if int(g_labels[gi]) == int(q_labels[i]) else WRONG)
     cols = [f"query\n({source})", f"partner\n({target})"] + [f"top-{r + 1}" for _ in names for r in range(k)]
     groups = [(2 + m * k, 2 + m * k + k - 1, _name(name)) for m, name in enumerate(names)]
-    fig = _grid_figure(cells, [f"label {int(y)}" for y in q_labels], cols,
-                       title or f"{data.name}: retrieval {source} → {target} (frame green: same label as the query, red: other)",
-                       frames=frames, groups=groups)
+    fig = _grid_figure(
+        cells,
+        [f"label {int(y)}" for y in q_labels],
+        cols,
+        title or f"{data.name}: retrieval {source} → {target} (frame green: same label as the query, red: other)",
+        frames=frames,
+        groups=groups,
+    )
     return save_figure(fig, out)
 
 
@@ -293,7 +361,7 @@ def _assignments(model, data, idx: Tensor, z: Tensor, n_clusters: int, seed: int
 
     out = []
     for s in range(0, len(idx), batch_size):
-        c = model.cluster(_batch(data, idx[s:s + batch_size], _device_of(model)), data.modalities)
+        c = model.cluster(_batch(data, idx[s : s + batch_size], _device_of(model)), data.modalities)
         if c is None:
             return kmeans_assignments(z, min(n_clusters, len(z)), seed).numpy(), "k-means"
         out.append(c.cpu())
@@ -301,8 +369,16 @@ def _assignments(model, data, idx: Tensor, z: Tensor, n_clusters: int, seed: int
 
 
 @torch.no_grad()
-def tsne_plot(data, models: Mapping[str, object], out: str | Path, max_points: int = 2000, seed: int = 0,
-              n_clusters: int = 10, batch_size: int = 512, title: str | None = None) -> list[Path]:
+def tsne_plot(
+    data,
+    models: Mapping[str, object],
+    out: str | Path,
+    max_points: int = 2000,
+    seed: int = 0,
+    n_clusters: int = 10,
+    batch_size: int = 512,
+    title: str | None = None,
+) -> list[Path]:
     """t-SNE (2-D, seeded) of the joint shared latent of ≤ ``max_points`` test pairs (seeded
     subsample), one row per model: coloured by label (left) and by cluster (right; the model's own
     assignment, else k-means with ``n_clusters``)."""
@@ -313,7 +389,11 @@ def tsne_plot(data, models: Mapping[str, object], out: str | Path, max_points: i
 
     plt = _plt()
     n = data.num_pairs("test")
-    idx = torch.arange(n) if n <= max_points else torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_points].sort().values
+    idx = (
+        torch.arange(n)
+        if n <= max_points
+        else torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_points].sort().values
+    )
     y = data.pair_labels("test", idx.to(data.device)).cpu().numpy()
     names = _ordered(models)
     fig, axes = plt.subplots(len(names), 2, figsize=(9.5, 4.2 * len(names) + 0.4), squeeze=False)
@@ -326,8 +406,13 @@ def tsne_plot(data, models: Mapping[str, object], out: str | Path, max_points: i
             clusters, method = _assignments(model, data, idx, z, n_clusters, seed, batch_size)
         perplexity = float(min(30.0, max(2.0, (len(z) - 1) / 3)))
         # one OpenMP thread: deterministic, and Barnes-Hut is far slower when threads are oversubscribed
-        tsne = TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity,
-                    method="exact" if len(z) < 200 else "barnes_hut")
+        tsne = TSNE(
+            n_components=2,
+            init="pca",
+            random_state=seed,
+            perplexity=perplexity,
+            method="exact" if len(z) < 200 else "barnes_hut",
+        )
         with threadpool_limits(1):
             xy = tsne.fit_transform(z.double().numpy())
         for ax, colour, what in ((axes[i, 0], y, "label"), (axes[i, 1], clusters, f"cluster ({method})")):
@@ -337,8 +422,15 @@ def tsne_plot(data, models: Mapping[str, object], out: str | Path, max_points: i
             ax.set_yticks([])
         ids = np.unique(np.concatenate([y, np.asarray(clusters)]) % cmap.N)
         handles = [plt.Line2D([], [], marker="o", ls="", color=cmap(c), label=str(c)) for c in ids]
-        axes[i, 1].legend(handles=handles, title="label /\ncluster id", fontsize=7, title_fontsize=7, loc="center left",
-                          bbox_to_anchor=(1.01, 0.5), frameon=False)
+        axes[i, 1].legend(
+            handles=handles,
+            title="label /\ncluster id",
+            fontsize=7,
+            title_fontsize=7,
+            loc="center left",
+            bbox_to_anchor=(1.01, 0.5),
+            frameon=False,
+        )
     _caption(fig, title or f"{data.name}: t-SNE of the joint shared latent, {len(idx)} test pairs")
     fig.tight_layout()
     return save_figure(fig, out)
@@ -349,8 +441,10 @@ def training_curves(history: Sequence[Mapping[str, float]], out: str | Path, tit
     from matplotlib.ticker import MaxNLocator
 
     plt = _plt()
-    terms = sorted({k for h in history for k, v in h.items() if k != "epoch" and isinstance(v, (int, float))},
-                   key=lambda k: (k != "loss", k))
+    terms = sorted(
+        {k for h in history for k, v in h.items() if k != "epoch" and isinstance(v, (int, float))},
+        key=lambda k: (k != "loss", k),
+    )
     if not terms:
         fig, ax = plt.subplots(figsize=(4, 2))
         ax.axis("off")
@@ -360,9 +454,9 @@ def training_curves(history: Sequence[Mapping[str, float]], out: str | Path, tit
     ncols = min(4, len(terms))
     nrows = math.ceil(len(terms) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.4 * nrows + 0.4), squeeze=False)
-    for ax in axes.flat[len(terms):]:
+    for ax in axes.flat[len(terms) :]:
         ax.axis("off")
-    for ax, term in zip(axes.flat, terms):
+    for ax, term in zip(axes.flat, terms, strict=False):
         points = [(h.get("epoch", i + 1), h[term]) for i, h in enumerate(history) if term in h]
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3, lw=1.2)
         ax.set_title(term, fontsize=9)
@@ -402,13 +496,29 @@ def _interval_bars(ax, frame, x: str, hue: str | None, value_col: str = "mean", 
             r = row.iloc[0]
             pos = i - 0.4 + width * (h + 0.5)
             err = None if not np.isfinite(r["ci95"]) else r["ci95"]
-            ax.bar(pos, r[value_col], width * 0.9, color=_colour(hv if hue else None, h), yerr=err, capsize=3,
-                   label=hv if (i == 0 and hue) else None, alpha=0.85, error_kw={"lw": 1})
+            ax.bar(
+                pos,
+                r[value_col],
+                width * 0.9,
+                color=_colour(hv if hue else None, h),
+                yerr=err,
+                capsize=3,
+                label=hv if (i == 0 and hue) else None,
+                alpha=0.85,
+                error_kw={"lw": 1},
+            )
             vals = list(r["values"])
             ax.scatter([pos] * len(vals), vals, s=10, color="black", zorder=3)
             if paper_col and np.isfinite(r.get(paper_col, np.nan)):
-                ax.scatter([pos], [r[paper_col]], marker="x", s=40, color="black", zorder=4,
-                           label="paper" if not any(t.get_label() == "paper" for t in ax.collections) else None)
+                ax.scatter(
+                    [pos],
+                    [r[paper_col]],
+                    marker="x",
+                    s=40,
+                    color="black",
+                    zorder=4,
+                    label="paper" if not any(t.get_label() == "paper" for t in ax.collections) else None,
+                )
     ax.set_xticks(range(len(xs)))
     ax.set_xticklabels([str(v).replace("->", "→") for v in xs])
     ax.grid(axis="y", alpha=0.3)
@@ -433,8 +543,11 @@ def table_bars(df, table: str, dataset: str, out: str | Path, study: str | None 
         ax.set_ylabel("%")
         ax.set_ylim(0, 105)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    _caption(fig, f"{number} ({dataset}{', study ' + study if study else ''}): {what}\n"
-                  "bars: mean over seeds, error bars: 95% t-interval, dots: seeds, ×: paper")
+    _caption(
+        fig,
+        f"{number} ({dataset}{', study ' + study if study else ''}): {what}\n"
+        "bars: mean over seeds, error bars: 95% t-interval, dots: seeds, ×: paper",
+    )
     fig.tight_layout()
     return save_figure(fig, out)
 
@@ -457,9 +570,9 @@ def ablation_plot(frame, out: str | Path, title: str = "Ablation") -> list[Path]
     ncols = max(1, min(len(metrics), int(16 // panel_width)))
     nrows = max(1, math.ceil(len(metrics) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel_width * ncols, 3.8 * nrows), squeeze=False)
-    for ax in axes.flat[len(metrics):]:
+    for ax in axes.flat[len(metrics) :]:
         ax.axis("off")
-    for ax, metric in zip(axes.flat, metrics):
+    for ax, metric in zip(axes.flat, metrics, strict=False):
         sub = frame[frame["metric"] == metric]
         rows = []
         for variant in dict.fromkeys(sub["variant"]):
@@ -479,41 +592,77 @@ def ablation_plot(frame, out: str | Path, title: str = "Ablation") -> list[Path]
 
 
 # ---------------------------------------------------------------- driver
-def render_all(datasets: Mapping[str, object], models: Mapping[str, Mapping[str, object]],
-               histories: Mapping[str, Mapping[str, list]], metrics, table_datasets: Mapping[str, str],
-               outdir: str | Path, study: str | None = None, seed: int = 0, tsne_points: int = 2000,
-               n_clusters: int = 10, batch_size: int = 512, bars: bool = True) -> list[Path]:
+def render_all(
+    datasets: Mapping[str, object],
+    models: Mapping[str, Mapping[str, object]],
+    histories: Mapping[str, Mapping[str, list]],
+    metrics,
+    table_datasets: Mapping[str, str],
+    outdir: str | Path,
+    study: str | None = None,
+    seed: int = 0,
+    tsne_points: int = 2000,
+    n_clusters: int = 10,
+    batch_size: int = 512,
+    bars: bool = True,
+) -> list[Path]:
     """Every figure of ``figure_specs``: ``datasets`` {name: PairedData}, ``models`` {dataset:
     {model: model}}, ``histories`` {dataset: {model: history}}, ``metrics`` the long frame of
     ``load_run_metrics``. Returns the written paths (PNG and PDF)."""
     outdir = Path(outdir)
-    specs = figure_specs({d: data.modalities for d, data in datasets.items()}, {d: list(models[d]) for d in datasets},
-                         bars=bars)
+    specs = figure_specs(
+        {d: data.modalities for d, data in datasets.items()}, {d: list(models[d]) for d in datasets}, bars=bars
+    )
     written = []
     for spec in specs:
         kind, d, m, out = spec["kind"], spec["dataset"], spec["model"], outdir / spec["stem"]
         data, src, tgt = datasets.get(d), spec["source"], spec["target"]
         tag = f" (seed {seed})"
         if kind == "cross_generation":
-            written += cross_generation_grid(data, models[d], src, tgt, out,
-                                             title=f"{d}: cross-generation {src} → {tgt}{tag}")
+            written += cross_generation_grid(
+                data, models[d], src, tgt, out, title=f"{d}: cross-generation {src} → {tgt}{tag}"
+            )
         elif kind == "translation":
-            note = "" if getattr(models[d][m], "private_dim", 0) else \
-                "\n(no private latent: falls back to cross-generation; style ignored)"
-            written += translation_grid(data, models[d][m], src, tgt, out, model_name=m,
-                                        title=f"{d}, {_name(m)}{tag}: {src} content × {tgt} style{note}")
+            note = (
+                ""
+                if getattr(models[d][m], "private_dim", 0)
+                else "\n(no private latent: falls back to cross-generation; style ignored)"
+            )
+            written += translation_grid(
+                data,
+                models[d][m],
+                src,
+                tgt,
+                out,
+                model_name=m,
+                title=f"{d}, {_name(m)}{tag}: {src} content × {tgt} style{note}",
+            )
         elif kind == "retrieval":
-            written += retrieval_panel(data, models[d], src, tgt, out, batch_size=batch_size,
-                                       title=f"{d}: retrieval {src} → {tgt}{tag}\n"
-                                             "frame green: same label as the query, red: other label")
+            written += retrieval_panel(
+                data,
+                models[d],
+                src,
+                tgt,
+                out,
+                batch_size=batch_size,
+                title=f"{d}: retrieval {src} → {tgt}{tag}\nframe green: same label as the query, red: other label",
+            )
         elif kind == "tsne":
-            written += tsne_plot(data, models[d], out, max_points=tsne_points, seed=seed, n_clusters=n_clusters,
-                                 batch_size=batch_size,
-                                 title=f"{d}: t-SNE of the joint shared latent{tag}, "
-                                       f"{min(tsne_points, data.num_pairs('test'))} test pairs")
+            written += tsne_plot(
+                data,
+                models[d],
+                out,
+                max_points=tsne_points,
+                seed=seed,
+                n_clusters=n_clusters,
+                batch_size=batch_size,
+                title=f"{d}: t-SNE of the joint shared latent{tag}, "
+                f"{min(tsne_points, data.num_pairs('test'))} test pairs",
+            )
         elif kind == "curves":
-            written += training_curves(histories.get(d, {}).get(m, []), out,
-                                       title=f"{d}, {_name(m)}{tag}: training loss terms per epoch")
+            written += training_curves(
+                histories.get(d, {}).get(m, []), out, title=f"{d}, {_name(m)}{tag}: training loss terms per epoch"
+            )
         elif kind == "bars":
             table = Path(spec["stem"]).name
             written += table_bars(metrics, table, table_datasets[table], out, study=study)

@@ -32,7 +32,8 @@ with ``unimodal_recon``, unimodal ones log p(m | z_m, h_m) (see ``cross_reconstr
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,31 +95,33 @@ def center_loss(shared: Sequence[Tensor], centers: Tensor, gamma: Tensor, tau: f
 class MGMVAE(MultimodalVAE):
     uses_private = True
     default_params: dict[str, Any] = {
-        "lambda1": 0.01,        # paper, Experiment Settings (both datasets)
-        "lambda2": 0.01,        # paper, Experiment Settings (both datasets)
-        "lambda3": 0.0025,      # paper: MNIST-SVHN 0.0025; MNIST-CDCB 0.001 (config by_dataset)
-        "beta": 1.0,            # paper: center-loss weight β = 1
-        "gamma": 1.0,           # paper: alignment weight γ = 1
-        "tau": 0.8,             # paper: confidence threshold τ = 0.8
-        "margin": 1.7,          # paper: α = 1.7 MNIST-SVHN; 2.0 MNIST-CDCB (config by_dataset)
-        "negatives": 1,         # paper: K = 1 negative per triplet
-        "n_components": 10,     # paper silent; 10 digit classes
+        "lambda1": 0.01,  # paper, Experiment Settings (both datasets)
+        "lambda2": 0.01,  # paper, Experiment Settings (both datasets)
+        "lambda3": 0.0025,  # paper: MNIST-SVHN 0.0025; MNIST-CDCB 0.001 (config by_dataset)
+        "beta": 1.0,  # paper: center-loss weight β = 1
+        "gamma": 1.0,  # paper: alignment weight γ = 1
+        "tau": 0.8,  # paper: confidence threshold τ = 0.8
+        "margin": 1.7,  # paper: α = 1.7 MNIST-SVHN; 2.0 MNIST-CDCB (config by_dataset)
+        "negatives": 1,  # paper: K = 1 negative per triplet
+        "n_components": 10,  # paper silent; 10 digit classes
         "semi_hard_from_epoch": 5,  # paper silent ("as training progresses"); a quarter of its 20-epoch MNIST-SVHN run
-        "mixture_init": "kmeans",   # paper silent; VaDE-style: k-means on embeddings ("random": N(0,1) means)
+        "mixture_init": "kmeans",  # paper silent; VaDE-style: k-means on embeddings ("random": N(0,1) means)
         # Epoch at whose start k-means runs; earlier epochs are warm-up. 2, not 1: fitted after one
         # epoch (digits_street, recon_scale 0.1) the center loss pulled everything onto 2 of the 10
         # components and cross-generation fell to 0.24/0.21; fitted after two, 9 stay active and it
         # reaches 0.49/0.44 at 3 epochs (0.69/0.76 at 4).
         "mixture_init_epoch": 2,
         "mixture_init_samples": 5000,  # train pairs embedded for the k-means fit (seeded subsample)
-        "center_on": "mean",    # z_x, z_y in Eq. 9: unimodal posterior "mean" or a "sample"
+        "center_on": "mean",  # z_x, z_y in Eq. 9: unimodal posterior "mean" or a "sample"
         "use_mixture_prior": True,  # ablation: False = N(0,I) prior on z_s, no center loss, no clusters
         # Paper silent on extra reconstructions. Measured (digits_cdcb, 3 epochs, Bernoulli, summed):
         # cross terms alone leave the cd posterior broad (variance 2.8) and retrieval at chance (0.11/0.14);
         # cross + unimodal terms give retrieval 0.55/0.41 and cross-generation 0.38/0.34.
-        "extra_recon": True,    # True adds cross-reconstruction from the other modality's shared latent
-        "unimodal_recon": True,  # with extra_recon, also log p(m | z_m, h_m) from m's own unimodal posterior (MVAE's unimodal ELBO terms)
-        "cross_private": "prior",  # the target's private latent in that term: "prior" N(0,I) (MMVAE+) or "own" posterior sample
+        "extra_recon": True,  # True adds cross-reconstruction from the other modality's shared latent
+        # with extra_recon, also log p(m | z_m, h_m) from m's own unimodal posterior (MVAE's unimodal ELBO terms)
+        "unimodal_recon": True,
+        # the target's private latent in that term: "prior" N(0,I) (MMVAE+) or "own" posterior sample
+        "cross_private": "prior",
         # Paper silent on the likelihood's normalisation. A factor on every log-likelihood term;
         # "per_pixel" = 1 / largest pixel count (per-pixel means under auto weights). Measured with
         # Bernoulli likelihoods, 3–4 epochs, lr 1e-3: per_pixel collapses (unimodal shared means
@@ -196,8 +199,8 @@ class MGMVAE(MultimodalVAE):
         seed = int(torch.randint(0, 2**31 - 1, (1,)))
         km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(mu.numpy().astype(np.float64))
         label = torch.from_numpy(km.labels_).long()
-        onehot = F.one_hot(label, k).float()                      # [N, K]
-        count = onehot.sum(0).clamp_min(1.0)                       # [K]
+        onehot = F.one_hot(label, k).float()  # [N, K]
+        count = onehot.sum(0).clamp_min(1.0)  # [K]
         mean = onehot.T @ mu / count[:, None]
         spread = onehot.T @ (mu.pow(2) + var) / count[:, None] - mean.pow(2)
         dev, dtype = self.mixture.means.device, self.mixture.means.dtype
@@ -215,7 +218,11 @@ class MGMVAE(MultimodalVAE):
     def alignment(self, mu_x: Tensor, mu_y: Tensor) -> tuple[Tensor, Tensor]:
         """Eq. 12 with negatives from ``select_negatives``: (L_align, fraction of chosen negatives
         farther than the positive)."""
-        k, semi_hard, margin = int(self.params["negatives"]), self.negatives_are_semi_hard(), float(self.params["margin"])
+        k, semi_hard, margin = (
+            int(self.params["negatives"]),
+            self.negatives_are_semi_hard(),
+            float(self.params["margin"]),
+        )
         total, valid = mu_x.new_zeros(()), []
         for anchor, positive in ((mu_x, mu_y), (mu_y, mu_x)):
             index, ok = select_negatives(anchor.detach(), positive.detach(), k, semi_hard)
@@ -245,8 +252,7 @@ class MGMVAE(MultimodalVAE):
         kl_mix, gamma = self.mixture_term(q_s, z_s)
         kl_private = sum(encoded[m][1].kl_standard_normal() for m in present)
         kl_shared = sum(encoded[m][0].kl_standard_normal() for m in present)
-        elbo = (sum(recon.values()) - p["lambda1"] * kl_mix - p["lambda2"] * kl_private
-                - p["lambda3"] * kl_shared)
+        elbo = sum(recon.values()) - p["lambda1"] * kl_mix - p["lambda2"] * kl_private - p["lambda3"] * kl_shared
         if p["extra_recon"]:
             cross = self.cross_reconstruction(batch, encoded, h)
             elbo = elbo + cross
@@ -267,13 +273,24 @@ class MGMVAE(MultimodalVAE):
             align, semi_hard = self.alignment(*means)
             loss = loss + p["gamma"] * align
 
-        active = z_s.new_zeros(()) if gamma is None else F.one_hot(gamma.detach().argmax(-1), gamma.shape[-1]).amax(0).sum().to(z_s.dtype)
-        terms.update({
-            "elbo": elbo.mean(), "kl_mixture": kl_mix.mean(), "kl_private": kl_private.mean(),
-            "kl_unimodal_shared": kl_shared.mean(), "center": center, "align": align,
-            "confident_fraction": confident, "negatives_farther_fraction": semi_hard,
-            "active_components": active,
-        })
+        active = (
+            z_s.new_zeros(())
+            if gamma is None
+            else F.one_hot(gamma.detach().argmax(-1), gamma.shape[-1]).amax(0).sum().to(z_s.dtype)
+        )
+        terms.update(
+            {
+                "elbo": elbo.mean(),
+                "kl_mixture": kl_mix.mean(),
+                "kl_private": kl_private.mean(),
+                "kl_unimodal_shared": kl_shared.mean(),
+                "center": center,
+                "align": align,
+                "confident_fraction": confident,
+                "negatives_farther_fraction": semi_hard,
+                "active_components": active,
+            }
+        )
         return {"loss": loss, **terms}
 
     def cross_reconstruction(self, batch: Batch, encoded: dict, h: dict[str, Tensor]) -> Tensor:
@@ -315,5 +332,7 @@ class MGMVAE(MultimodalVAE):
         if not self.use_mixture:
             return super().sample(n)
         z, _ = self.mixture.sample(n)
-        return {m: self.likelihood.mean(self.decode(m, z, torch.randn(n, self.private_dim, device=self.device)))
-                for m in self.modalities}
+        return {
+            m: self.likelihood.mean(self.decode(m, z, torch.randn(n, self.private_dim, device=self.device)))
+            for m in self.modalities
+        }

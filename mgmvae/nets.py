@@ -66,9 +66,12 @@ def _body(shape: Shape) -> tuple[nn.Module, int]:
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 400), nn.ReLU()), 400
     if tuple(shape) == CNN_SHAPE:
         return nn.Sequential(
-            nn.Conv2d(3, 32, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(64, 128, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(3, 32, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(64, 128, 4, 2, 1),
+            nn.ReLU(),
             nn.Flatten(),
         ), 128 * 4 * 4
     raise ValueError(
@@ -91,10 +94,10 @@ class Encoder(nn.Module):
         body = (lambda v: run_chunked(self.body, v)) if self.chunked else self.body
         params = run_in(self.dtype, lambda v: self.head(body(v)), x)
         s, p = self.shared_dim, self.private_dim
-        shared_loc, shared_scale = params[:, :s], params[:, s:2 * s]
+        shared_loc, shared_scale = params[:, :s], params[:, s : 2 * s]
         if p == 0:
             return EncoderOutput(shared_loc, shared_scale, None, None)
-        private = params[:, 2 * s:]
+        private = params[:, 2 * s :]
         return EncoderOutput(shared_loc, shared_scale, private[:, :p], private[:, p:])
 
 
@@ -108,10 +111,13 @@ class Decoder(nn.Module):
             self.net = nn.Sequential(nn.Linear(latent_dim, 400), nn.ReLU(), nn.Linear(400, 784))
         elif self.shape == CNN_SHAPE:
             self.net = nn.Sequential(
-                nn.Linear(latent_dim, 128 * 4 * 4), nn.ReLU(),  # = ConvTranspose(L→128, k4) on 1×1
+                nn.Linear(latent_dim, 128 * 4 * 4),
+                nn.ReLU(),  # = ConvTranspose(L→128, k4) on 1×1
                 nn.Unflatten(-1, (128, 4, 4)),
-                nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(),
-                nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(),
+                nn.ConvTranspose2d(128, 64, 4, 2, 1),
+                nn.ReLU(),
+                nn.ConvTranspose2d(64, 32, 4, 2, 1),
+                nn.ReLU(),
                 nn.ConvTranspose2d(32, 3, 4, 2, 1),
             )
         else:

@@ -12,8 +12,8 @@ results/<study>/
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 
 def study_dir(config: Mapping) -> Path:

@@ -4,8 +4,8 @@ its outputs atomically and logs one MLflow run."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from mgmvae import paths
 from mgmvae.config import ConfigError, run_settings, settings_hash, studied_datasets, validate_models
@@ -65,9 +65,16 @@ def classifier(config: Mapping, args: argparse.Namespace) -> None:
     with _tracked(config, args, "classifier", f"classifier/{args.dataset}/{args.modality}", tags, cfg) as run:
         m = args.modality
         net, metrics = train_classifier(
-            data.images[m]["train"], data.labels[m]["train"], data.images[m]["test"], data.labels[m]["test"],
-            epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], seed=cfg["seed"],
-            device=_device(config), progress=not args.no_progress,
+            data.images[m]["train"],
+            data.labels[m]["train"],
+            data.images[m]["test"],
+            data.labels[m]["test"],
+            epochs=cfg["epochs"],
+            batch_size=cfg["batch_size"],
+            lr=cfg["lr"],
+            seed=cfg["seed"],
+            device=_device(config),
+            progress=not args.no_progress,
             on_epoch=lambda epoch, values: run.log_metrics(values, step=epoch),
         )
         run.log_metrics({"test_accuracy": metrics["test_accuracy"], "train_accuracy": metrics["train_accuracy"]})
@@ -85,8 +92,12 @@ def classifier(config: Mapping, args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- train
 def run_tags(args: argparse.Namespace, settings: Mapping) -> dict:
     variant = getattr(args, "variant", None)
-    tags = {"dataset": args.dataset, "model": args.model, "seed": args.seed,
-            "config_hash": settings_hash(settings, variant)}
+    tags = {
+        "dataset": args.dataset,
+        "model": args.model,
+        "seed": args.seed,
+        "config_hash": settings_hash(settings, variant),
+    }
     return tags if variant is None else {**tags, "variant": variant}
 
 
@@ -121,15 +132,30 @@ def train(config: Mapping, args: argparse.Namespace) -> None:
         seed_everything(args.seed)
         model = build_model(args.model, data.shapes, settings).to(device)
         history = train_model(
-            model, data, settings, seed=args.seed, checkpoint=out.with_name("checkpoint.pt"),
-            config_hash=tags["config_hash"], progress=not args.no_progress,
+            model,
+            data,
+            settings,
+            seed=args.seed,
+            checkpoint=out.with_name("checkpoint.pt"),
+            config_hash=tags["config_hash"],
+            progress=not args.no_progress,
             on_epoch=lambda epoch, values: run.log_metrics(values, step=epoch),
         )
         save_json(history, out.with_name("history.json"))
-        save_torch({"model": args.model, "dataset": args.dataset, "seed": args.seed, "variant": args.variant,
-                    "shapes": {m: list(s) for m, s in data.shapes.items()}, "settings": settings,
-                    "config_hash": tags["config_hash"], "history": history,
-                    "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, out)
+        save_torch(
+            {
+                "model": args.model,
+                "dataset": args.dataset,
+                "seed": args.seed,
+                "variant": args.variant,
+                "shapes": {m: list(s) for m, s in data.shapes.items()},
+                "settings": settings,
+                "config_hash": tags["config_hash"],
+                "history": history,
+                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+            },
+            out,
+        )
         run.log_artifact(out.with_name("history.json"))
     print(f"wrote {out}: final loss {history[-1]['loss']:.4f}" if history else f"wrote {out}")
 
@@ -172,8 +198,15 @@ def evaluate(config: Mapping, args: argparse.Namespace) -> None:
         seed_everything(args.seed)
         settings = {**config["evaluation"], "progress": not args.no_progress}
         metrics = evaluate_model(model, data, classifiers, settings, seed=args.seed)
-        record = {"study": config["study"], "dataset": args.dataset, "model": args.model, "seed": args.seed,
-                  "modalities": list(data.modalities), "config_hash": saved["config_hash"], "metrics": metrics}
+        record = {
+            "study": config["study"],
+            "dataset": args.dataset,
+            "model": args.model,
+            "seed": args.seed,
+            "modalities": list(data.modalities),
+            "config_hash": saved["config_hash"],
+            "metrics": metrics,
+        }
         if args.variant is not None:
             record["variant"] = args.variant
         save_json(record, out)
@@ -187,8 +220,14 @@ def aggregate(config: Mapping, args: argparse.Namespace) -> None:
     from mgmvae.tables import build_tables, load_run_metrics
 
     outdir = args.outdir or paths.tables_dir(config)
-    with _tracked(config, args, "aggregate", "aggregate", {"datasets": ",".join(studied_datasets(config))},
-                  {"tables": config["tables"], "models": config["models"], "seeds": config["seeds"]}) as run:
+    with _tracked(
+        config,
+        args,
+        "aggregate",
+        "aggregate",
+        {"datasets": ",".join(studied_datasets(config))},
+        {"tables": config["tables"], "models": config["models"], "seeds": config["seeds"]},
+    ) as run:
         frame = load_run_metrics(args.metrics)
         written = build_tables(frame, config["tables"], outdir)
         for path in written or sorted(Path(outdir).glob("*")):
@@ -210,8 +249,12 @@ def ablation(config: Mapping, args: argparse.Namespace) -> None:
         raise ConfigError("the config has no 'ablation' section: nothing to aggregate")
     outdir = Path(args.outdir or paths.ablation_dir(config))
     tags = {"model": study["model"], "datasets": ",".join(ablation_datasets(config))}
-    params = {"model": study["model"], "datasets": ablation_datasets(config), "seeds": ablation_seeds(config),
-              "variants": ablation_variants(config)}
+    params = {
+        "model": study["model"],
+        "datasets": ablation_datasets(config),
+        "seeds": ablation_seeds(config),
+        "variants": ablation_variants(config),
+    }
     with _tracked(config, args, "ablation", "ablation", tags, params) as run:
         written = write_ablation(args.metrics, config, outdir)
         for path in written:
@@ -234,8 +277,12 @@ def figures(config: Mapping, args: argparse.Namespace) -> None:
     tsne_points = int(args.tsne_points or config.get("figures", {}).get("tsne_points", 2000))
     device = _device(config)
     outdir = Path(args.outdir or paths.study_dir(config) / "figures")
-    model_files = [] if part == "bars" else args.model_files or [
-        paths.run_dir(config, d, m, seed) / "model.pt" for d in studied_datasets(config) for m in config["models"]]
+    model_files = (
+        []
+        if part == "bars"
+        else args.model_files
+        or [paths.run_dir(config, d, m, seed) / "model.pt" for d in studied_datasets(config) for m in config["models"]]
+    )
     models, histories = {}, {}
     for path in model_files:
         model, saved = load_trained(path, device)
@@ -247,17 +294,32 @@ def figures(config: Mapping, args: argparse.Namespace) -> None:
     metric_files = (args.metrics or sorted(paths.study_dir(config).glob("runs/*/*/seed*/metrics.json"))) if bars else []
     if bars and not metric_files:
         raise StageError(f"no per-run metrics under {paths.study_dir(config) / 'runs'}: run the 'evaluate' stage first")
-    specs = figure_specs({d: data.modalities for d, data in datasets.items()}, {d: list(models[d]) for d in datasets},
-                         bars=bars)
-    params = {"models": sorted({m for ms in models.values() for m in ms}), "seed": seed, "tsne_points": tsne_points,
-              "part": part}
+    specs = figure_specs(
+        {d: data.modalities for d, data in datasets.items()}, {d: list(models[d]) for d in datasets}, bars=bars
+    )
+    params = {
+        "models": sorted({m for ms in models.values() for m in ms}),
+        "seed": seed,
+        "tsne_points": tsne_points,
+        "part": part,
+    }
     name = "figures" if part == "all" else f"figures/{part if part == 'bars' else ','.join(datasets)}"
     with _tracked(config, args, "figures", name, {"datasets": ",".join(datasets), "seed": seed}, params) as run:
         metrics = load_run_metrics(metric_files) if bars else None
-        written = render_all(datasets, models, histories, metrics, config["tables"], outdir,
-                             study=config["study"], seed=seed, tsne_points=tsne_points,
-                             n_clusters=int(config["evaluation"]["n_clusters"]),
-                             batch_size=int(config["evaluation"]["batch_size"]), bars=bars)
+        written = render_all(
+            datasets,
+            models,
+            histories,
+            metrics,
+            config["tables"],
+            outdir,
+            study=config["study"],
+            seed=seed,
+            tsne_points=tsne_points,
+            n_clusters=int(config["evaluation"]["n_clusters"]),
+            batch_size=int(config["evaluation"]["batch_size"]),
+            bars=bars,
+        )
         missing = [s["stem"] for s in specs if not (outdir / f"{s['stem']}.png").exists()]
         if missing:
             raise StageError(f"figures not written: {missing}")

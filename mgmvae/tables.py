@@ -27,8 +27,8 @@ from __future__ import annotations
 import html
 import json
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import pandas as pd
 
@@ -75,7 +75,11 @@ def _run_rows(run: dict) -> list[dict]:
         extra = {"method": values.get("method"), "k": values.get("k")} if metric == "clustering" else {}
         for key, value in values.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "k":
-                rows.append(base | extra | {"metric": metric, "key": key, "slot": _slot(metric, key, m0, m1), "value": float(value)})
+                rows.append(
+                    base
+                    | extra
+                    | {"metric": metric, "key": key, "slot": _slot(metric, key, m0, m1), "value": float(value)}
+                )
     return rows
 
 
@@ -130,7 +134,7 @@ def paired_test(ours: Mapping[int, float], theirs: Mapping[int, float]) -> dict 
         return None
     a = [float(ours[s]) for s in seeds]
     b = [float(theirs[s]) for s in seeds]
-    if all(x == y for x, y in zip(a, b)):
+    if all(x == y for x, y in zip(a, b, strict=True)):
         return {"t": math.nan, "p": math.nan, "n": len(seeds), "seeds": seeds}
     result = stats.ttest_rel(a, b)
     return {"t": float(result.statistic), "p": float(result.pvalue), "n": len(seeds), "seeds": seeds}
@@ -190,10 +194,14 @@ def _caption(number: str, what: str, study: str | None, dataset: str) -> str:
 def _stats(sub: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Mean, sample std (ddof=1; NaN for one seed), seed count and 95% half-width, in percent."""
     g = sub.groupby(by)["value"]
-    return pd.DataFrame({
-        "mean": g.mean() * 100, "std": g.std(ddof=1) * 100, "n": g.count(),
-        "ci95": g.apply(lambda v: ci95_halfwidth(v * 100)),
-    })
+    return pd.DataFrame(
+        {
+            "mean": g.mean() * 100,
+            "std": g.std(ddof=1) * 100,
+            "n": g.count(),
+            "ci95": g.apply(lambda v: ci95_halfwidth(v * 100)),
+        }
+    )
 
 
 def _test_text(test: dict | None, ours: str, best: str | None, n_ours: int, n_best: int) -> str:
@@ -209,16 +217,35 @@ def _test_text(test: dict | None, ours: str, best: str | None, n_ours: int, n_be
 
 
 # ------------------------------------------------------------------- LaTeX
-_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_TEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def tex_escape(text: str) -> str:
     """Plain text to LaTeX: special characters escaped, arrows, ± and — as LaTeX."""
     out = "".join(_TEX_ESCAPES.get(c, c) for c in str(text))
-    for a, b in (("->", r"$\rightarrow$"), ("→", r"$\rightarrow$"), ("±", r"$\pm$"), (DASH, "---"),
-                 ("×", r"$\times$"), ("Δ", r"$\Delta$"), ("≥", r"$\geq$"),
-                 ("√n", r"$\sqrt{n}$"), ("·", r"$\cdot$"), ("−", "-")):
+    for a, b in (
+        ("->", r"$\rightarrow$"),
+        ("→", r"$\rightarrow$"),
+        ("±", r"$\pm$"),
+        (DASH, "---"),
+        ("×", r"$\times$"),
+        ("Δ", r"$\Delta$"),
+        ("≥", r"$\geq$"),
+        ("√n", r"$\sqrt{n}$"),
+        ("·", r"$\cdot$"),
+        ("−", "-"),
+    ):
         out = out.replace(a, b)
     return out
 
@@ -233,8 +260,14 @@ def _tex_mark(text: str, mark: str | None) -> str:
     return {"best": rf"\textbf{{{body}}}", "second": rf"\underline{{{body}}}"}.get(mark, body)
 
 
-def _latex(caption: str, label: str, groups: list[tuple[str, list[str]]], lead: list[str],
-           rows: list[list[str]], notes: list[str]) -> str:
+def _latex(
+    caption: str,
+    label: str,
+    groups: list[tuple[str, list[str]]],
+    lead: list[str],
+    rows: list[list[str]],
+    notes: list[str],
+) -> str:
     """A booktabs table: ``lead`` columns (left), then column groups with sub-headers; rows already LaTeX."""
     ncols = len(lead) + sum(len(sub) for _, sub in groups)
     spec = "l" * (len(lead) - 1) + "r" + "".join("r" * len(sub) for _, sub in groups)
@@ -263,7 +296,10 @@ def _latex(caption: str, label: str, groups: list[tuple[str, list[str]]], lead: 
         r"\end{tabular}",
     ]
     if notes:
-        lines += [r"\par\smallskip", r"\parbox{\linewidth}{\footnotesize " + r" \\ ".join(_tex_caption(n) for n in notes) + "}"]
+        lines += [
+            r"\par\smallskip",
+            r"\parbox{\linewidth}{\footnotesize " + r" \\ ".join(_tex_caption(n) for n in notes) + "}",
+        ]
     lines.append(r"\end{table}")
     assert all(len(r) == ncols for r in rows)
     return "\n".join(lines) + "\n"
@@ -286,13 +322,31 @@ def table_summary(df: pd.DataFrame, table: str, dataset: str) -> pd.DataFrame:
     """
     metric = TITLES[table][1]
     sub = df[(df["dataset"] == dataset) & (df["metric"] == metric)]
-    out_cols = ["model", "name", "column", "key", "paper_column", "n", "mean", "std", "ci95", "low", "high",
-                "paper", "diff", "seeds", "values", "mark"]
+    out_cols = [
+        "model",
+        "name",
+        "column",
+        "key",
+        "paper_column",
+        "n",
+        "mean",
+        "std",
+        "ci95",
+        "low",
+        "high",
+        "paper",
+        "diff",
+        "seeds",
+        "values",
+        "mark",
+    ]
     if sub.empty:
         return pd.DataFrame(columns=out_cols)
     pairs = sub[["m0", "m1"]].drop_duplicates()
     if len(pairs) > 1:
-        raise ValueError(f"{table}: runs on dataset {dataset!r} disagree on the modality order: {pairs.values.tolist()}")
+        raise ValueError(
+            f"{table}: runs on dataset {dataset!r} disagree on the modality order: {pairs.values.tolist()}"
+        )
     m0, m1 = pairs.iloc[0]
     rows = []
     models = _model_order(sub["model"].unique())
@@ -302,16 +356,24 @@ def table_summary(df: pd.DataFrame, table: str, dataset: str) -> pd.DataFrame:
             runs = cell[cell["model"] == model].sort_values("seed")
             st = seed_stats(runs["value"] * 100)
             reported = paper.paper_value(table, model, pcol) if pcol else None
-            rows.append({
-                "model": model, "name": paper.display_name(model), "column": label, "key": key, "paper_column": pcol,
-                **st, "paper": math.nan if reported is None else float(reported),
-                "diff": math.nan if reported is None or _isnan(st["mean"]) else st["mean"] - reported,
-                "seeds": runs["seed"].astype(int).tolist(), "values": (runs["value"] * 100).tolist(),
-            })
+            rows.append(
+                {
+                    "model": model,
+                    "name": paper.display_name(model),
+                    "column": label,
+                    "key": key,
+                    "paper_column": pcol,
+                    **st,
+                    "paper": math.nan if reported is None else float(reported),
+                    "diff": math.nan if reported is None or _isnan(st["mean"]) else st["mean"] - reported,
+                    "seeds": runs["seed"].astype(int).tolist(),
+                    "values": (runs["value"] * 100).tolist(),
+                }
+            )
     frame = pd.DataFrame(rows)
     frame["mark"] = ""
     for label, group in frame.groupby("column", sort=False):
-        for model, mark in rank_marks(dict(zip(group["model"], group["mean"]))).items():
+        for model, mark in rank_marks(dict(zip(group["model"], group["mean"], strict=True))).items():
             frame.loc[(frame["column"] == label) & (frame["model"] == model), "mark"] = mark
     return frame[out_cols]
 
@@ -329,7 +391,7 @@ def column_tests(summary: pd.DataFrame, ours: str = OURS) -> dict[str, dict]:
         test = None
         if best is not None:
             a, b = by_model[ours], baselines[best]
-            test = paired_test(dict(zip(a.seeds, a.values)), dict(zip(b.seeds, b.values)))
+            test = paired_test(dict(zip(a.seeds, a.values, strict=True)), dict(zip(b.seeds, b.values, strict=True)))
         text = _test_text(test, ours, best, int(by_model[ours].n), int(baselines[best].n) if best else 0)
         out[label] = {"best": best, "test": test, "text": text}
     return out
@@ -349,17 +411,25 @@ def _html_mark(text: str, mark: str | None) -> str:
     return {"best": f"<b>{body}</b>", "second": f"<u>{body}</u>"}.get(mark, body)
 
 
-def _html_table(header: list[str], rows: list[list[tuple[str, str | None]]], lead: int,
-                groups: list[tuple[str, int]] | None = None) -> str:
+def _html_table(
+    header: list[str], rows: list[list[tuple[str, str | None]]], lead: int, groups: list[tuple[str, int]] | None = None
+) -> str:
     """``lead`` columns before the groups; all but the last of them (the seed count) left-aligned."""
     cls = lambda i: ' class="l"' if i < lead - 1 else ""  # noqa: E731
     head = ""
     if groups:
-        head += "<tr>" + f'<th colspan="{lead}"></th>' + "".join(
-            f'<th colspan="{span}" style="text-align:center">{html.escape(name)}</th>' for name, span in groups) + "</tr>"
+        head += (
+            "<tr>"
+            + f'<th colspan="{lead}"></th>'
+            + "".join(
+                f'<th colspan="{span}" style="text-align:center">{html.escape(name)}</th>' for name, span in groups
+            )
+            + "</tr>"
+        )
     head += "<tr>" + "".join(f"<th{cls(i)}>{html.escape(h)}</th>" for i, h in enumerate(header)) + "</tr>"
-    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{_html_mark(t, m)}</td>" for i, (t, m) in enumerate(r)) + "</tr>"
-                   for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td{cls(i)}>{_html_mark(t, m)}</td>" for i, (t, m) in enumerate(r)) + "</tr>" for r in rows
+    )
     return f"<table><thead>{head}</thead><tbody>{body}</tbody></table>"
 
 
@@ -367,13 +437,26 @@ def _html_page(caption: str, tables: list[str], notes: list[str]) -> str:
     parts = str(caption).split("`")
     cap = "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
     notes_html = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
-    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(caption)}</title>'
-            f"<style>{_HTML_STYLE}</style></head><body><p><b>{cap}</b></p>{''.join(tables)}{notes_html}</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(caption)}</title>'
+        f"<style>{_HTML_STYLE}</style></head><body><p><b>{cap}</b></p>{''.join(tables)}{notes_html}</body></html>\n"
+    )
 
 
-def _write(outdir: Path, name: str, caption: str, csv_frame: pd.DataFrame, header: list[str], lead: int,
-           rows: list[list[tuple[str, str | None]]], groups: list[tuple[str, list[str]]], notes: list[str],
-           label: str, extra_md: str = "", extra_html: str = "") -> None:
+def _write(
+    outdir: Path,
+    name: str,
+    caption: str,
+    csv_frame: pd.DataFrame,
+    header: list[str],
+    lead: int,
+    rows: list[list[tuple[str, str | None]]],
+    groups: list[tuple[str, list[str]]],
+    notes: list[str],
+    label: str,
+    extra_md: str = "",
+    extra_html: str = "",
+) -> None:
     """One table as .csv (numbers), .md, .tex and .html from cells (text, mark)."""
     save_text(csv_frame.to_csv(index=False, float_format="%.4f"), outdir / f"{name}.csv")
     md = _markdown(header, [[_md_mark(t, m) for t, m in r] for r in rows], numeric_from=lead - 1)
@@ -420,9 +503,11 @@ def _paper_table(df: pd.DataFrame, table: str, study: str | None, dataset: str, 
                 cells += [(_num(c.paper, dec), None), (_diff(c.diff), None)]
             if model == OURS:
                 t = tests[label]
-                row |= {f"{label} paired vs": t["best"] or "",
-                        f"{label} paired t": t["test"]["t"] if t["test"] else math.nan,
-                        f"{label} paired p": t["test"]["p"] if t["test"] else math.nan}
+                row |= {
+                    f"{label} paired vs": t["best"] or "",
+                    f"{label} paired t": t["test"]["t"] if t["test"] else math.nan,
+                    f"{label} paired p": t["test"]["p"] if t["test"] else math.nan,
+                }
         csv_rows.append(row)
         rows.append(cells)
 
@@ -445,12 +530,27 @@ def _paper_table(df: pd.DataFrame, table: str, study: str | None, dataset: str, 
     paper_only = [m for m in _model_order(paper_rows) if m not in models]
     if paper_only:
         only_header = ["Model"] + [c.replace("->", "→") for c in paper_cols]
-        only_rows = [[paper.display_name(m)] + [_num(paper_rows[m].get(c), dec) for c in paper_cols] for m in paper_only]
+        only_rows = [
+            [paper.display_name(m)] + [_num(paper_rows[m].get(c), dec) for c in paper_cols] for m in paper_only
+        ]
         extra_md = "\nReported in the paper only (not run here):\n\n" + _markdown(only_header, only_rows)
         extra_html = "<p>Reported in the paper only (not run here):</p>" + _html_table(
-            only_header, [[(t, None) for t in r] for r in only_rows], 2)
-    _write(outdir, table, caption, pd.DataFrame(csv_rows), header, 2, rows, groups, notes, f"{study}-{table}",
-           extra_md, extra_html)
+            only_header, [[(t, None) for t in r] for r in only_rows], 2
+        )
+    _write(
+        outdir,
+        table,
+        caption,
+        pd.DataFrame(csv_rows),
+        header,
+        2,
+        rows,
+        groups,
+        notes,
+        f"{study}-{table}",
+        extra_md,
+        extra_html,
+    )
 
 
 def _clustering_table(df: pd.DataFrame, study: str | None, outdir: Path) -> None:
@@ -467,14 +567,25 @@ def _clustering_table(df: pd.DataFrame, study: str | None, outdir: Path) -> None
     for dataset in sorted(sub["dataset"].unique()):
         ds = sub[sub["dataset"] == dataset]
         order = _model_order(ds["model"].unique())
-        marks = {key: rank_marks({m: stats.loc[(dataset, m, key), "mean"] for m in order if (dataset, m, key) in stats.index})
-                 for key in CLUSTER_KEYS}
+        marks = {
+            key: rank_marks(
+                {m: stats.loc[(dataset, m, key), "mean"] for m in order if (dataset, m, key) in stats.index}
+            )
+            for key in CLUSTER_KEYS
+        }
         for model in order:
             runs = ds[ds["model"] == model]
             method = "/".join(sorted(runs["method"].dropna().astype(str).unique()))
             k = "/".join(str(int(v)) for v in sorted(runs["k"].dropna().unique()))
             n = int(runs["seed"].nunique())
-            row = {"dataset": dataset, "model": model, "name": paper.display_name(model), "method": method, "k": k, "n_seeds": n}
+            row = {
+                "dataset": dataset,
+                "model": model,
+                "name": paper.display_name(model),
+                "method": method,
+                "k": k,
+                "n_seeds": n,
+            }
             cells = [(x, None) for x in (dataset, paper.display_name(model), method, k, str(n))]
             for key in CLUSTER_KEYS:
                 if (dataset, model, key) in stats.index:
@@ -488,13 +599,17 @@ def _clustering_table(df: pd.DataFrame, study: str | None, outdir: Path) -> None
     header = ["Dataset", "Model", "Method", "k", "Seeds"]
     for name in ("Accuracy", "NMI", "ARI"):
         header += [name, "95% CI"]
-    notes = [f"Mean ± sample std (ddof=1) over seeds; 95% CI: mean ± t(0.975, n−1)·std/√n; {DASH} with one seed. "
-             "Per dataset, best in bold, second underlined."]
+    notes = [
+        f"Mean ± sample std (ddof=1) over seeds; 95% CI: mean ± t(0.975, n−1)·std/√n; {DASH} with one seed. "
+        "Per dataset, best in bold, second underlined."
+    ]
     groups = [(name, ["Mean ± std", "95% CI"]) for name in ("Accuracy", "NMI", "ARI")]
     _write(outdir, "clustering", caption, pd.DataFrame(csv_rows), header, 5, rows, groups, notes, f"{study}-clustering")
 
 
-def build_tables(df: pd.DataFrame, table_datasets: dict[str, str], outdir: str | Path, study: str | None = None) -> list[Path]:
+def build_tables(
+    df: pd.DataFrame, table_datasets: dict[str, str], outdir: str | Path, study: str | None = None
+) -> list[Path]:
     """Write table{1,2,3} and clustering as .csv, .md, .tex and .html under ``outdir``; return their paths.
 
     ``table_datasets`` names the dataset each table reads, e.g. {"table1": "mnist_svhn",
@@ -511,7 +626,10 @@ def build_tables(df: pd.DataFrame, table_datasets: dict[str, str], outdir: str |
     dup = df.duplicated(["dataset", "model", "seed", "metric", "key"])
     if dup.any():
         first = df[dup].iloc[0]
-        raise ValueError(f"duplicate run: study {study!r}, dataset {first['dataset']!r}, model {first['model']!r}, seed {first['seed']}")
+        raise ValueError(
+            f"duplicate run: study {study!r}, dataset {first['dataset']!r}, "
+            f"model {first['model']!r}, seed {first['seed']}"
+        )
     outdir = Path(outdir)
     for table in ("table1", "table2", "table3"):
         _paper_table(df, table, study, table_datasets[table], outdir)

@@ -20,9 +20,10 @@ import fcntl
 import os
 import subprocess
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from mgmvae.config import ROOT
 
@@ -93,7 +94,7 @@ class Tracker:
     def _lock_path(uri: str) -> Path | None:
         if not uri.startswith("sqlite:///"):
             return None
-        db = Path(uri[len("sqlite:///"):])
+        db = Path(uri[len("sqlite:///") :])
         return db.with_name(db.name + ".lock")
 
     @contextmanager
@@ -142,7 +143,7 @@ class Tracker:
 
         items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
         for i in range(0, len(items), 100):  # MLflow caps params per batch at 100
-            self._call(lambda chunk=items[i:i + 100]: self.client.log_batch(self.run_id, params=chunk))
+            self._call(lambda chunk=items[i : i + 100]: self.client.log_batch(self.run_id, params=chunk))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if not (self.enabled and metrics):
@@ -150,10 +151,13 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(_safe_key(k), float(v), now, step or 0) for k, v in flatten(metrics).items()
-                 if isinstance(v, (int, float))]
+        items = [
+            Metric(_safe_key(k), float(v), now, step or 0)
+            for k, v in flatten(metrics).items()
+            if isinstance(v, (int, float))
+        ]
         for i in range(0, len(items), 1000):
-            self._call(lambda chunk=items[i:i + 1000]: self.client.log_batch(self.run_id, metrics=chunk))
+            self._call(lambda chunk=items[i : i + 1000]: self.client.log_batch(self.run_id, metrics=chunk))
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         if self.enabled and Path(path).exists():
@@ -187,8 +191,9 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 @contextmanager
-def tracked_run(config: Mapping, stage: str, run_name: str, tags: Mapping[str, Any],
-                params: Mapping[str, Any], enabled: bool = True) -> Iterator[Tracker]:
+def tracked_run(
+    config: Mapping, stage: str, run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any], enabled: bool = True
+) -> Iterator[Tracker]:
     """One MLflow run around a pipeline job; marked FAILED if the job raises."""
     tracker = Tracker(config["mlflow"]["experiment"], config["mlflow"].get("tracking_uri"), enabled)
     tracker.start(run_name, {"study": config["study"], "stage": stage, **tags}, params)

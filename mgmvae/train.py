@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import random
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,8 +62,11 @@ def make_optimizer(model: torch.nn.Module, settings: Mapping[str, Any]) -> torch
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-             "numpy_pos": int(np.random.get_state()[2])}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+        "numpy_pos": int(np.random.get_state()[2]),
+    }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -116,8 +120,14 @@ def train_model(
     steps = max(1, n // batch_size)  # the last partial batch is dropped: every step sees a full batch
     log_every = int(settings.get("log_every", 50))
     epochs = int(settings["epochs"])
-    bar = tqdm(total=(epochs - start) * steps, desc=f"train {getattr(model, 'name', '')}",
-               unit="step", disable=not progress, mininterval=2.0, dynamic_ncols=True)
+    bar = tqdm(
+        total=(epochs - start) * steps,
+        desc=f"train {getattr(model, 'name', '')}",
+        unit="step",
+        disable=not progress,
+        mininterval=2.0,
+        dynamic_ncols=True,
+    )
     for epoch in range(start, epochs):
         model.train()
         model.on_epoch_start(epoch, data)
@@ -134,7 +144,7 @@ def train_model(
             if (step + 1) % log_every == 0:
                 bar.set_postfix(epoch=epoch + 1, loss=f"{values[0].item():.4g}", refresh=False)
             bar.update()
-        metrics = dict(zip(keys, (sums / steps).tolist()))
+        metrics = dict(zip(keys, (sums / steps).tolist(), strict=True))
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]
         if bad:
             raise NonFiniteLossError(
@@ -144,9 +154,17 @@ def train_model(
         metrics["epoch"] = epoch + 1
         history.append(metrics)
         if checkpoint:
-            save_torch({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "rng": _rng_state(device), "history": history, "epoch": epoch + 1,
-                        "config_hash": config_hash}, checkpoint)
+            save_torch(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "rng": _rng_state(device),
+                    "history": history,
+                    "epoch": epoch + 1,
+                    "config_hash": config_hash,
+                },
+                checkpoint,
+            )
         if on_epoch:
             on_epoch(epoch + 1, metrics)
     bar.close()

@@ -17,8 +17,8 @@ def synthetic_paired(n_train: int = 64, n_test: int = 32, seed: int = 0) -> Pair
         a = torch.zeros(n, 1, 28, 28, dtype=torch.uint8)
         b = torch.zeros(n, 3, 32, 32, dtype=torch.uint8)
         for c in range(10):  # a bright stripe whose position encodes the class
-            a[labels == c, :, 2 * c:2 * c + 3, :] = 255
-            b[labels == c, c % 3, :, 3 * c:3 * c + 3] = 255
+            a[labels == c, :, 2 * c : 2 * c + 3, :] = 255
+            b[labels == c, c % 3, :, 3 * c : 3 * c + 3] = 255
         a = (a.int() + torch.randint(0, 30, a.shape, generator=g)).clamp(0, 255).to(torch.uint8)
         b = (b.int() + torch.randint(0, 30, b.shape, generator=g)).clamp(0, 255).to(torch.uint8)
         return a, b, labels

@@ -52,7 +52,16 @@ def install(timeout: float = 600) -> float:
         return 0.0
     start = time.monotonic()
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold", *PACKAGES]
+    cmd = [
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        *PACKAGES,
+    ]
     result = _run(cmd, env=env, timeout=timeout)
     if result.returncode != 0:  # fresh machines have no package lists yet
         update = _run(["apt-get", "update", "-q"], env=env, timeout=timeout)
@@ -60,7 +69,9 @@ def install(timeout: float = 600) -> float:
             raise ClusterError(f"apt-get update failed:\n{update.stdout[-2000:]}{update.stderr[-2000:]}")
         result = _run(cmd, env=env, timeout=timeout)
     if result.returncode != 0 or not installed():
-        raise ClusterError(f"apt-get install {' '.join(PACKAGES)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        raise ClusterError(
+            f"apt-get install {' '.join(PACKAGES)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+        )
     return time.monotonic() - start
 
 
@@ -86,35 +97,39 @@ def write_conf(folder: Path, conf: Path = SLURM_CONF) -> Path:
     conf.parent.mkdir(parents=True, exist_ok=True)
     if conf.exists() and MARKER not in conf.read_text():
         shutil.move(conf, folder / "slurm.conf.orig")
-    conf.write_text("\n".join([
-        MARKER + f" for the one-node cluster in {folder}",
-        "ClusterName=onenode",
-        "SlurmctldHost=localhost",
-        f"SlurmctldPort={_free_port()}",
-        f"SlurmdPort={_free_port()}",
-        "SlurmUser=root",
-        "AuthType=auth/munge",
-        "MpiDefault=none",
-        "ProctrackType=proctrack/linuxproc",
-        "TaskPlugin=task/none",
-        "SelectType=select/cons_tres",
-        "SelectTypeParameters=CR_Core",
-        "AccountingStorageType=accounting_storage/none",
-        "JobAcctGatherType=jobacct_gather/none",
-        "JobCompType=jobcomp/none",
-        "MinJobAge=300",                      # squeue remembers finished jobs this long (status checks)
-        "ReturnToService=2",
-        "SlurmdParameters=config_overrides",  # the node as written here, whatever slurmd detects
-        f"StateSaveLocation={folder / 'state'}",
-        f"SlurmdSpoolDir={folder / 'spool'}",
-        f"SlurmctldPidFile={folder / 'slurmctld.pid'}",
-        f"SlurmdPidFile={folder / 'slurmd.pid'}",
-        f"SlurmctldLogFile={folder / 'slurmctld.log'}",
-        f"SlurmdLogFile={folder / 'slurmd.log'}",
-        f"NodeName=localhost CPUs={os.cpu_count() or 1} RealMemory={_memory_mb()} State=UNKNOWN",
-        "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP",
-        "",
-    ]))
+    conf.write_text(
+        "\n".join(
+            [
+                MARKER + f" for the one-node cluster in {folder}",
+                "ClusterName=onenode",
+                "SlurmctldHost=localhost",
+                f"SlurmctldPort={_free_port()}",
+                f"SlurmdPort={_free_port()}",
+                "SlurmUser=root",
+                "AuthType=auth/munge",
+                "MpiDefault=none",
+                "ProctrackType=proctrack/linuxproc",
+                "TaskPlugin=task/none",
+                "SelectType=select/cons_tres",
+                "SelectTypeParameters=CR_Core",
+                "AccountingStorageType=accounting_storage/none",
+                "JobAcctGatherType=jobacct_gather/none",
+                "JobCompType=jobcomp/none",
+                "MinJobAge=300",  # squeue remembers finished jobs this long (status checks)
+                "ReturnToService=2",
+                "SlurmdParameters=config_overrides",  # the node as written here, whatever slurmd detects
+                f"StateSaveLocation={folder / 'state'}",
+                f"SlurmdSpoolDir={folder / 'spool'}",
+                f"SlurmctldPidFile={folder / 'slurmctld.pid'}",
+                f"SlurmdPidFile={folder / 'slurmd.pid'}",
+                f"SlurmctldLogFile={folder / 'slurmctld.log'}",
+                f"SlurmdLogFile={folder / 'slurmd.log'}",
+                f"NodeName=localhost CPUs={os.cpu_count() or 1} RealMemory={_memory_mb()} State=UNKNOWN",
+                "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP",
+                "",
+            ]
+        )
+    )
     return conf
 
 
@@ -157,13 +172,21 @@ def start(folder: str | Path) -> dict[str, int]:
             shutil.chown(MUNGE_RUN, "munge", "munge")
             os.chmod(MUNGE_RUN, 0o755)
             log = open(folder / "munged.out", "w")
-            munged = subprocess.Popen(["munged", "--foreground"], user="munge", group="munge",
-                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            munged = subprocess.Popen(
+                ["munged", "--foreground"],
+                user="munge",
+                group="munge",
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             started["munged"] = munged.pid
             _record(folder, "munged", munged.pid)
             _wait(_munge_answers, 20, "munged", [folder / "munged.out"])
-        for name, cmd in (("slurmctld", ["slurmctld", "-D", "-f", str(conf)]),
-                          ("slurmd", ["slurmd", "-D", "-N", "localhost", "-f", str(conf)])):
+        for name, cmd in (
+            ("slurmctld", ["slurmctld", "-D", "-f", str(conf)]),
+            ("slurmd", ["slurmd", "-D", "-N", "localhost", "-f", str(conf)]),
+        ):
             log = open(folder / f"{name}.out", "w")
             proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             started[name] = proc.pid
@@ -173,8 +196,12 @@ def start(folder: str | Path) -> dict[str, int]:
             out = _run(["sinfo", "-h", "-N", "-o", "%t"], env=env, timeout=10).stdout.split()
             return bool(out) and out[0] in ("idle", "mix", "alloc")
 
-        _wait(idle, 60, "the SLURM node (sinfo: idle)",
-              [folder / "slurmctld.log", folder / "slurmd.log", folder / "slurmctld.out", folder / "slurmd.out"])
+        _wait(
+            idle,
+            60,
+            "the SLURM node (sinfo: idle)",
+            [folder / "slurmctld.log", folder / "slurmd.log", folder / "slurmctld.out", folder / "slurmd.out"],
+        )
     except BaseException:
         stop(folder)
         raise

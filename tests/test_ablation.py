@@ -11,8 +11,17 @@ import pandas as pd
 import pytest
 
 from mgmvae import paths
-from mgmvae.config import (ROOT, ConfigError, ablation_datasets, ablation_seeds, ablation_variants, load_config,
-                           run_settings, settings_hash, validate_models)
+from mgmvae.config import (
+    ROOT,
+    ConfigError,
+    ablation_datasets,
+    ablation_seeds,
+    ablation_variants,
+    load_config,
+    run_settings,
+    settings_hash,
+    validate_models,
+)
 
 ABLATION_QUICK = ROOT / "workflow" / "presets" / "ablation_quick.yaml"
 ABLATION_CI = ROOT / "workflow" / "presets" / "ablation_ci.yaml"
@@ -25,8 +34,21 @@ def test_paper_ablation_declares_every_variant():
     validate_models(config)
     variants = ablation_variants(config)
     assert config["ablation"]["model"] == "mgmvae"
-    assert {"full", "no_center", "no_alignment", "no_center_no_alignment", "gaussian_prior",
-            "random_negatives", "tau_0.5", "tau_0.7", "tau_0.8", "tau_0.9", "k5", "k10", "k20"} <= set(variants)
+    assert {
+        "full",
+        "no_center",
+        "no_alignment",
+        "no_center_no_alignment",
+        "gaussian_prior",
+        "random_negatives",
+        "tau_0.5",
+        "tau_0.7",
+        "tau_0.8",
+        "tau_0.9",
+        "k5",
+        "k10",
+        "k20",
+    } <= set(variants)
     assert len([v for v in variants if v.startswith("margin_")]) >= 3
     assert len([v for v in variants if v.startswith("lambda3_")]) >= 3
     assert ablation_datasets(config) == ["mnist_svhn", "mnist_cdcb"]  # null: the study's datasets
@@ -52,7 +74,9 @@ def test_variant_overrides_go_on_top_of_the_resolved_settings():
     assert run_settings(config, "mnist_cdcb", "mgmvae", "margin_1.0")["params"]["margin"] == 1.0
     no_center = run_settings(config, "mnist_cdcb", "mgmvae", "no_center")
     assert no_center["params"]["beta"] == 0.0
-    assert {k: v for k, v in no_center["params"].items() if k != "beta"} == {k: v for k, v in base["params"].items() if k != "beta"}
+    assert {k: v for k, v in no_center["params"].items() if k != "beta"} == {
+        k: v for k, v in base["params"].items() if k != "beta"
+    }
     assert run_settings(config, "mnist_svhn", "mgmvae", "gaussian_prior")["params"]["use_mixture_prior"] is False
     assert run_settings(config, "mnist_svhn", "mgmvae", "random_negatives")["params"]["semi_hard_from_epoch"] >= 10**6
     assert run_settings(config, "mnist_svhn", "mgmvae", "k20")["params"]["n_components"] == 20
@@ -70,7 +94,9 @@ def test_config_hash_differs_per_variant():
 
 def test_ablation_paths():
     config = load_config()
-    assert paths.ablation_run_dir(config, "mnist_svhn", "tau_0.5", 2) == Path("results/paper/ablation/mnist_svhn/tau_0.5/seed2")
+    assert paths.ablation_run_dir(config, "mnist_svhn", "tau_0.5", 2) == Path(
+        "results/paper/ablation/mnist_svhn/tau_0.5/seed2"
+    )
 
 
 @pytest.mark.parametrize(
@@ -99,12 +125,21 @@ def test_unknown_variant_param_is_refused():
 
 # ------------------------------------------------------------- aggregation
 def _record(dataset, variant, seed, value):
-    return {"study": "t", "dataset": dataset, "model": "mgmvae", "variant": variant, "seed": seed,
-            "modalities": ["a", "b"], "config_hash": "x",
-            "metrics": {"cross_generation": {"a->b": value, "b->a": value},
-                        "probe": {"a": value, "b": value, "joint": value},
-                        "retrieval_top1": {"a->b": value, "b->a": value},
-                        "clustering": {"accuracy": value, "nmi": value, "ari": value, "k": 10, "method": "mixture"}}}
+    return {
+        "study": "t",
+        "dataset": dataset,
+        "model": "mgmvae",
+        "variant": variant,
+        "seed": seed,
+        "modalities": ["a", "b"],
+        "config_hash": "x",
+        "metrics": {
+            "cross_generation": {"a->b": value, "b->a": value},
+            "probe": {"a": value, "b": value, "joint": value},
+            "retrieval_top1": {"a->b": value, "b->a": value},
+            "clustering": {"accuracy": value, "nmi": value, "ari": value, "k": 10, "method": "mixture"},
+        },
+    }
 
 
 def test_write_ablation_table_and_plots(tmp_path):
@@ -120,7 +155,12 @@ def test_write_ablation_table_and_plots(tmp_path):
             files.append(path)
     written = write_ablation(files, config, tmp_path / "out")
     names = sorted(p.name for p in written)
-    assert names == ["ablation_plot_mnist_svhn.pdf", "ablation_plot_mnist_svhn.png", "ablation_table.csv", "ablation_table.md"]
+    assert names == [
+        "ablation_plot_mnist_svhn.pdf",
+        "ablation_plot_mnist_svhn.png",
+        "ablation_table.csv",
+        "ablation_table.md",
+    ]
     assert all(p.stat().st_size > 0 for p in written)
     table = pd.read_csv(tmp_path / "out" / "ablation_table.csv")
     assert list(dict.fromkeys(table["variant"])) == ["full", "no_center", "tau_0.5"]  # file order
@@ -135,8 +175,13 @@ def test_write_ablation_table_and_plots(tmp_path):
 def snakemake(workdir, *args, timeout=900):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    return subprocess.run([SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def test_default_target_has_no_ablation_and_ablation_target_lists_every_variant(tmp_path):
@@ -153,7 +198,12 @@ def test_default_target_has_no_ablation_and_ablation_target_lists_every_variant(
 
 def check_ablation_outputs(workdir: Path, study: str, variants, dataset: str = "digits_street") -> None:
     out = workdir / "results" / study / "ablation"
-    for name in ("ablation_table.csv", "ablation_table.md", f"ablation_plot_{dataset}.png", f"ablation_plot_{dataset}.pdf"):
+    for name in (
+        "ablation_table.csv",
+        "ablation_table.md",
+        f"ablation_plot_{dataset}.png",
+        f"ablation_plot_{dataset}.pdf",
+    ):
         assert (out / name).stat().st_size > 0, name
     for variant in variants:
         run = out / dataset / variant / "seed0"
@@ -221,9 +271,25 @@ def test_unreachable_tracking_server_is_refused_fast(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", PYTHONPATH=str(ROOT))
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "mgmvae", "prepare", "--preset", "ablation_ci",
-                             "--dataset", "digits_street", "--out", str(tmp_path / "d.pt")],
-                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mgmvae",
+            "prepare",
+            "--preset",
+            "ablation_ci",
+            "--dataset",
+            "digits_street",
+            "--out",
+            str(tmp_path / "d.pt"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"http://127.0.0.1:{port}" in result.stderr and "MLFLOW_TRACKING_URI" in result.stderr
     assert time.monotonic() - start < 60  # imports included; MLflow's own retries would take minutes

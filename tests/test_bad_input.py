@@ -15,8 +15,15 @@ from mgmvae.cli import main
 from mgmvae.config import ROOT, ConfigError, load_config, validate
 
 BASE = load_config()
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
-                    st.text(max_size=8), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
 
 
 def key_paths(node, prefix=()):
@@ -47,8 +54,10 @@ def test_random_mutations_are_valid_or_refused_naming_a_key(path, value, delete)
 
 
 @settings(max_examples=40, deadline=None)
-@given(name=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_0123456789", min_size=1, max_size=12),
-       stage=st.sampled_from(["prepare", "train", "classifier", "evaluate"]))
+@given(
+    name=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_0123456789", min_size=1, max_size=12),
+    stage=st.sampled_from(["prepare", "train", "classifier", "evaluate"]),
+)
 def test_unknown_dataset_names_exit_cleanly(name, stage):
     if name in BASE["datasets"]:
         return
@@ -66,10 +75,16 @@ def test_unknown_model_exits_cleanly(capsys):
 
 def test_missing_inputs_name_the_stage_to_run(tmp_path, capsys):
     args = ["--no-mlflow", "--config", str(ROOT / "config.yaml")]
-    assert main(["train", "--dataset", "digits_street", "--model", "mvae", "--data", str(tmp_path / "x.pt"), *args]) == 2
+    assert (
+        main(["train", "--dataset", "digits_street", "--model", "mvae", "--data", str(tmp_path / "x.pt"), *args]) == 2
+    )
     assert "run the 'prepare' stage first" in capsys.readouterr().err
-    assert main(["evaluate", "--dataset", "digits_street", "--model", "mvae",
-                 "--model-file", str(tmp_path / "m.pt"), *args]) == 2
+    assert (
+        main(
+            ["evaluate", "--dataset", "digits_street", "--model", "mvae", "--model-file", str(tmp_path / "m.pt"), *args]
+        )
+        == 2
+    )
     assert "run the 'train' stage first" in capsys.readouterr().err
 
 
@@ -118,9 +133,30 @@ def test_full_disk_stops_cleanly_and_leaves_nothing_half_written(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     result = subprocess.run(
-        [sys.executable, "-m", "mgmvae", "train", "--dataset", "mnist_svhn", "--model", "mvae", "--data", str(data),
-         "--out", str(run / "model.pt"), "--threads", "1", "--no-mlflow", "--no-progress"],
-        capture_output=True, text=True, cwd=ROOT, preexec_fn=limit_file_size, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "mgmvae",
+            "train",
+            "--dataset",
+            "mnist_svhn",
+            "--model",
+            "mvae",
+            "--data",
+            str(data),
+            "--out",
+            str(run / "model.pt"),
+            "--threads",
+            "1",
+            "--no-mlflow",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        preexec_fn=limit_file_size,
+        timeout=300,
+    )
     assert result.returncode == 3, result.stderr[-2000:]
     assert "out of disk space" in result.stderr and "checkpoint.pt" in result.stderr
     assert "Traceback" not in result.stderr

@@ -120,7 +120,9 @@ def test_mmvae_iwae_value_by_hand():
         q = model.joint_posterior(model.encode(x))
         z = torch.stack([e.mu + e.std * torch.randn(3, B, D) for e in q.experts])
         lq = torch.logsumexp(torch.stack([gauss_lp(z, e.mu, e.logvar) for e in q.experts]), 0) - math.log(2)
-        lw = laplace_ll(model, "a", x["a"], z) + laplace_ll(model, "b", x["b"], z) + gauss_lp(z, 0, model.prior_raw) - lq
+        lw = (
+            laplace_ll(model, "a", x["a"], z) + laplace_ll(model, "b", x["b"], z) + gauss_lp(z, 0, model.prior_raw) - lq
+        )
         hand = (torch.logsumexp(lw, 1) - math.log(3)).mean(0).mean()
     assert torch.allclose(-loss, hand, rtol=1e-5)
 
@@ -246,7 +248,7 @@ def test_dmvae_loss_equals_hand_sum(poe_reconstruction):
         ((r if (t != "poe" or poe_reconstruction) else 0) - ks - kp).mean() for (m, t), (r, ks, kp) in hand.items()
     )
     assert torch.allclose(-terms["loss"], total, rtol=1e-5)
-    for (m, t), (r, ks, kp) in hand.items():
+    for (m, t), (r, ks, _kp) in hand.items():
         assert torch.allclose(terms[f"{m}/{t}/kl_shared"], ks.mean(), rtol=1e-5)
         if t != "poe" or poe_reconstruction:
             assert torch.allclose(terms[f"{m}/{t}/recon"], r.mean(), rtol=1e-5)
@@ -294,8 +296,9 @@ def test_dmvae_one_modality_missing():
 
 
 # ======================================================================== both
-@pytest.mark.parametrize("name,params", [("mmvae", {"objective": "dreg", "k": 3}), ("mmvae", {"objective": "elbo"}),
-                                         ("dmvae", {})])
+@pytest.mark.parametrize(
+    "name,params", [("mmvae", {"objective": "dreg", "k": 3}), ("mmvae", {"objective": "elbo"}), ("dmvae", {})]
+)
 def test_same_seed_same_numbers(name, params):
     runs = []
     for _ in range(2):
@@ -303,6 +306,10 @@ def test_same_seed_same_numbers(name, params):
         torch.manual_seed(22)
         terms = model.loss(batch())
         terms["loss"].backward()
-        runs.append((torch.stack([v.detach() for v in terms.values()]),
-                     torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])))
+        runs.append(
+            (
+                torch.stack([v.detach() for v in terms.values()]),
+                torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]),
+            )
+        )
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])

@@ -68,13 +68,13 @@ def test_barycenter_satisfies_the_matrix_fixed_point():
     for _ in range(200):
         root = _sqrtm(S)
         inv_root = torch.linalg.inv(root)
-        inner = sum(w * _sqrtm(root @ c @ root) for w, c in zip(lam, covs))
+        inner = sum(w * _sqrtm(root @ c @ root) for w, c in zip(lam, covs, strict=True))
         S = inv_root @ inner @ inner @ inv_root
     root = _sqrtm(S)
-    assert torch.allclose(S, sum(w * _sqrtm(root @ c @ root) for w, c in zip(lam, covs)), atol=1e-10)
-    bary = wasserstein_barycenter([gauss(m, s) for m, s in zip(mus, stds)], lam)
+    assert torch.allclose(S, sum(w * _sqrtm(root @ c @ root) for w, c in zip(lam, covs, strict=True)), atol=1e-10)
+    bary = wasserstein_barycenter([gauss(m, s) for m, s in zip(mus, stds, strict=True)], lam)
     assert torch.allclose(bary.var, torch.diagonal(S), rtol=1e-8)
-    assert torch.allclose(bary.mu, sum(w * m for w, m in zip(lam, mus)))
+    assert torch.allclose(bary.mu, sum(w * m for w, m in zip(lam, mus, strict=True)))
 
 
 def test_barycenter_one_dimensional_known_case_and_quantiles():
@@ -87,11 +87,11 @@ def test_barycenter_one_dimensional_known_case_and_quantiles():
     normal = torch.distributions.Normal
     lam = [0.3, 0.7]
     parts = [(-1.0, 0.5), (3.0, 2.5)]
-    avg_q = sum(w * normal(m, s).icdf(u) for w, (m, s) in zip(lam, parts))
+    avg_q = sum(w * normal(m, s).icdf(u) for w, (m, s) in zip(lam, parts, strict=True))
     b = wasserstein_barycenter([gauss([m], [s]) for m, s in parts], lam)
     assert torch.allclose(normal(b.mu[0], b.std[0]).icdf(u), avg_q, atol=1e-10)
     # ...and it minimises Σ λ W2²: small perturbations of (μ*, σ*) do not lower it.
-    objective = lambda q: sum(w * w2_squared(q, gauss([m], [s])) for w, (m, s) in zip(lam, parts))  # noqa: E731
+    objective = lambda q: sum(w * w2_squared(q, gauss([m], [s])) for w, (m, s) in zip(lam, parts, strict=True))  # noqa: E731
     best = objective(b)
     for dm, ds in [(0.05, 0), (-0.05, 0), (0, 0.05), (0, -0.05)]:
         assert objective(gauss(b.mu + dm, b.std + ds)) > best
@@ -130,7 +130,7 @@ def test_mopoe_subset_posteriors_are_products_and_mixture_is_average(prior_exper
         subsets, mix = model.subset_mixture(encoded)
         assert subsets == [["a"], ["b"], ["a", "b"]] and len(mix.experts) == 3
         heads = {m: model.encoders[m](x[m]) for m in SHAPES}
-        for s, q in zip(subsets, mix.experts):  # hand PoE: precisions add, means precision-weighted
+        for s, q in zip(subsets, mix.experts, strict=True):  # hand PoE: precisions add, means precision-weighted
             prec = sum((-heads[m].shared_scale).exp() for m in s) + (1.0 if prior_expert else 0.0)
             mu = sum(heads[m].shared_loc * (-heads[m].shared_scale).exp() for m in s) / prec
             assert torch.allclose(q.mu, mu, atol=1e-6) and torch.allclose(q.var, 1 / prec, rtol=1e-5)
@@ -200,7 +200,7 @@ def test_info_nce_by_hand():
     a = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
     b = torch.tensor([[2.0, 0.0], [1.0, 1.0], [0.0, -1.0]])
     tau = 0.5
-    cos = lambda u, v: sum(p * q for p, q in zip(u, v)) / (math.hypot(*u) * math.hypot(*v))  # noqa: E731
+    cos = lambda u, v: sum(p * q for p, q in zip(u, v, strict=True)) / (math.hypot(*u) * math.hypot(*v))  # noqa: E731
     total = 0.0
     for i in range(3):
         logits = [cos(a[i].tolist(), b[j].tolist()) / tau for j in range(3)]
@@ -212,8 +212,12 @@ def test_info_nce_by_hand():
     # centring removes a common offset: all cosines ≈ 1 without it, the e-case with it
     offset = torch.tensor([100.0, 100.0])
     assert math.isclose(float(info_nce(e + offset, e + offset, 0.2)), math.log(2), rel_tol=1e-3)
-    assert math.isclose(float(info_nce(e + offset, e + offset, 0.2, center=True)),
-                        math.log(1 + math.exp(-10.0)), rel_tol=0, abs_tol=1e-6)
+    assert math.isclose(
+        float(info_nce(e + offset, e + offset, 0.2, center=True)),
+        math.log(1 + math.exp(-10.0)),
+        rel_tol=0,
+        abs_tol=1e-6,
+    )
 
 
 # ====================================================================== diffusion
@@ -286,13 +290,18 @@ def test_mmvae_plus_elbo_by_hand():
                     aux[(d, m)] = std(model.aux_logvar[d]) * torch.randn(1, B, P)
         total = 0.0
         for m in SHAPES:
-            recon = sum(laplace_ll(model, d, x[d], torch.cat([z[m], w[m] if d == m else aux[(d, m)]], -1))
-                        for d in SHAPES)
+            recon = sum(
+                laplace_ll(model, d, x[d], torch.cat([z[m], w[m] if d == m else aux[(d, m)]], -1)) for d in SHAPES
+            )
             lq = torch.logsumexp(torch.stack([gauss_lp(z[m], h[j].shared_loc, h[j].shared_scale) for j in SHAPES]), 0)
             lq = lq - math.log(2)
             zeros = torch.zeros(1)
-            ratio = (gauss_lp(z[m], zeros, zeros) + gauss_lp(w[m], zeros, zeros) - lq
-                     - gauss_lp(w[m], h[m].private_loc, h[m].private_scale))
+            ratio = (
+                gauss_lp(z[m], zeros, zeros)
+                + gauss_lp(w[m], zeros, zeros)
+                - lq
+                - gauss_lp(w[m], h[m].private_loc, h[m].private_scale)
+            )
             total = total + (recon + 2.5 * ratio).mean() / 2
     assert torch.allclose(-terms["loss"], total, rtol=1e-5)
 
@@ -344,8 +353,12 @@ def test_idmvae_loss_combines_terms_and_diffusion_is_detached():
     torch.manual_seed(0)
     terms = model.loss(x)
     p = model.params
-    parts = -terms["bound"] + p["cross_mi_weight"] * terms["cross_mi"] + p["gen_aug_weight"] * terms["gen_aug"] \
+    parts = (
+        -terms["bound"]
+        + p["cross_mi_weight"] * terms["cross_mi"]
+        + p["gen_aug_weight"] * terms["gen_aug"]
         + p["diffusion_weight"] * terms["diffusion"]
+    )
     assert torch.allclose(terms["loss"], parts, rtol=1e-5)
     model.zero_grad()
     (terms["diffusion"]).backward()

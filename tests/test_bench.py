@@ -19,17 +19,48 @@ def test_synthetic_data_shapes():
 
 def test_bench_writes_summary(tmp_path, capsys):
     out = tmp_path / "summary.json"
-    code = bench.main(["--models", "mvae", "--pairs", "256", "--batch-size", "64", "--epochs", "2",
-                       "--bare-steps", "2", "--threads", "1", "--device", "cpu", "--multivae", "off",
-                       "--concurrent", "2", "--precision", "float32", "bfloat16", "--out", str(out)])
+    code = bench.main(
+        [
+            "--models",
+            "mvae",
+            "--pairs",
+            "256",
+            "--batch-size",
+            "64",
+            "--epochs",
+            "2",
+            "--bare-steps",
+            "2",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--multivae",
+            "off",
+            "--concurrent",
+            "2",
+            "--precision",
+            "float32",
+            "bfloat16",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     summary = json.loads(out.read_text())
     assert {"command", "device", "machine", "config", "gpu_options", "models", "concurrent", "table"} <= set(summary)
     assert {"cpu", "logical_cores", "torch"} <= set(summary["machine"])
     r = summary["models"]["mvae"]
     assert "error" not in r, r.get("error")
-    for key in ("loop_pairs_per_s", "bare_pairs_per_s", "loop_over_bare", "peak_memory_mb", "threads",
-                "steps_per_epoch", "timed_epochs"):
+    for key in (
+        "loop_pairs_per_s",
+        "bare_pairs_per_s",
+        "loop_over_bare",
+        "peak_memory_mb",
+        "threads",
+        "steps_per_epoch",
+        "timed_epochs",
+    ):
         assert key in r and r[key] is not None, key
     assert r["threads"] == 1 and r["steps_per_epoch"] == 4 and r["timed_epochs"] == 1
     assert r["precision"] == "float32"

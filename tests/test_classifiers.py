@@ -47,7 +47,7 @@ def test_train_reaches_high_accuracy_and_is_deterministic():
     assert m["test_accuracy"] > 0.9 and m["epochs"] == 3 and len(m["per_epoch"]) == 3 and seen == [1, 2, 3]
     net2, m2 = train_classifier(tx, ty, vx, vy, **kw)
     assert m2["test_accuracy"] == m["test_accuracy"] and m2["per_epoch"] == m["per_epoch"]
-    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), net2.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), net2.state_dict().values(), strict=True))
 
 
 def test_save_load_round_trip(tmp_path):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mgmvae.config import ConfigError, ROOT, load_config, run_settings, studied_datasets, validate_models
+from mgmvae.config import ROOT, ConfigError, load_config, run_settings, studied_datasets, validate_models
 
 QUICK = ROOT / "workflow" / "presets" / "quick.yaml"
 CI = ROOT / "workflow" / "presets" / "ci.yaml"
@@ -58,9 +58,9 @@ def test_unknown_model_and_param_are_refused():
 
 
 def test_layers_resolve_in_order():
-    config = load_config(overrides={
-        "model_settings": {"mvae": {"batch_size": 32, "by_dataset": {"mnist_cdcb": {"batch_size": 16}}}}
-    })
+    config = load_config(
+        overrides={"model_settings": {"mvae": {"batch_size": 32, "by_dataset": {"mnist_cdcb": {"batch_size": 16}}}}}
+    )
     assert run_settings(config, "mnist_svhn", "mvae")["batch_size"] == 32
     assert run_settings(config, "mnist_cdcb", "mvae")["batch_size"] == 16
 

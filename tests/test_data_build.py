@@ -58,8 +58,9 @@ def test_pairing_properties(la, lb, pairings, cap):
     assert torch.equal(a[pairs[:, 0]], b[pairs[:, 1]])
     for c, n in counts.items():  # every kept index appears exactly `pairings` times
         side_a = pairs[a[pairs[:, 0]] == c, 0]
-        assert torch.equal(torch.bincount(side_a, minlength=len(a))[torch.nonzero(a == c).flatten()[:n]],
-                           torch.full((n,), pairings))
+        assert torch.equal(
+            torch.bincount(side_a, minlength=len(a))[torch.nonzero(a == c).flatten()[:n]], torch.full((n,), pairings)
+        )
 
 
 # -------------------------------------------------------------------------------- CDCB

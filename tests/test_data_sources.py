@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from mgmvae.compat import import_torchvision
-from mgmvae.data import DataError, build_dataset
-from mgmvae.data import sources
+from mgmvae.data import DataError, build_dataset, sources
 
 RNG = np.random.default_rng(0)
 
@@ -57,9 +56,10 @@ def write_svhn(root: Path, split: str, n: int, monkeypatch) -> tuple[np.ndarray,
 def test_default_md5s_are_torchvisions():
     datasets = import_torchvision().datasets
     assert sources._expected_md5(Path("train_32x32.mat")) == datasets.SVHN.split_list["train"][2]
-    assert sources._expected_md5(Path("t10k-labels-idx1-ubyte.gz")) == dict(datasets.MNIST.resources)[
-        "t10k-labels-idx1-ubyte.gz"
-    ]
+    assert (
+        sources._expected_md5(Path("t10k-labels-idx1-ubyte.gz"))
+        == dict(datasets.MNIST.resources)["t10k-labels-idx1-ubyte.gz"]
+    )
 
 
 def test_mnist_loads(tmp_path, monkeypatch):
@@ -134,9 +134,9 @@ def test_download_is_verified_then_moved_into_place(tmp_path, monkeypatch):
     write_svhn(source, "test", 4, monkeypatch)
     utils = import_torchvision().datasets.utils
     monkeypatch.setattr(
-        utils, "download_url", lambda url, root, filename, md5: (Path(root) / filename).write_bytes(
-            (source / "test_32x32.mat").read_bytes()
-        )
+        utils,
+        "download_url",
+        lambda url, root, filename, md5: (Path(root) / filename).write_bytes((source / "test_32x32.mat").read_bytes()),
     )
     root = tmp_path / "data"
     x, y = sources.load_svhn(root, "test", download=True)

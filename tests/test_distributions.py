@@ -16,7 +16,6 @@ from mgmvae.distributions import (
 )
 
 
-
 @pytest.fixture(autouse=True)
 def float64():
     """Exact comparisons in double precision, restored afterwards for the other test files."""

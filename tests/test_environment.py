@@ -1,7 +1,6 @@
 """environment.yml and the rules' conda envs agree with the pip pins in pyproject.toml."""
 
 import tomllib
-
 import yaml
 
 from mgmvae.config import ROOT

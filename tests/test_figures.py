@@ -59,8 +59,14 @@ def test_tsne_curves_bars_ablation(data, models, tmp_path):
     assert_images(F.tsne_plot(data, models, tmp_path / "tsne", max_points=20, seed=0))
     history = [{"epoch": e, "loss": 10.0 / e, "a/kl": 1.0 / e, "b/recon_b": -5.0 * e} for e in (1, 2, 3)]
     assert_images(F.training_curves(history, tmp_path / "curves", title="toy"))
-    frame = pd.DataFrame([{"variant": v, "metric": m, "value": x + 0.01 * s, "seed": s}
-                          for v, x in (("full", 0.9), ("no center", 0.8)) for m in ("cross", "probe") for s in range(3)])
+    frame = pd.DataFrame(
+        [
+            {"variant": v, "metric": m, "value": x + 0.01 * s, "seed": s}
+            for v, x in (("full", 0.9), ("no center", 0.8))
+            for m in ("cross", "probe")
+            for s in range(3)
+        ]
+    )
     assert_images(F.ablation_plot(frame, tmp_path / "ablation"))
     with pytest.raises(ValueError, match="variant"):
         F.ablation_plot(frame.drop(columns="seed"), tmp_path / "bad")
@@ -81,22 +87,56 @@ def test_figures_stage_writes_every_figure(data, models, tmp_path):
     for name, model in models.items():
         model_files.append(tmp_path / f"{name}.pt")
         history = [{"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 1.5}]
-        save_torch({"model": name, "dataset": "toy", "seed": 0, "shapes": {m: list(s) for m, s in data.shapes.items()},
-                    "settings": TOY_SETTINGS, "config_hash": "x", "history": history,
-                    "state_dict": model.state_dict()}, model_files[-1])
+        save_torch(
+            {
+                "model": name,
+                "dataset": "toy",
+                "seed": 0,
+                "shapes": {m: list(s) for m, s in data.shapes.items()},
+                "settings": TOY_SETTINGS,
+                "config_hash": "x",
+                "history": history,
+                "state_dict": model.state_dict(),
+            },
+            model_files[-1],
+        )
         for seed in (0, 1):
             v = 0.5 + 0.1 * seed + (0.2 if name == "mgmvae" else 0.0)
             metric_files.append(tmp_path / f"metrics_{name}_{seed}.json")
-            save_json({"study": "t", "dataset": "toy", "model": name, "seed": seed, "modalities": ["a", "b"],
-                       "metrics": {"cross_generation": {"a->b": v, "b->a": v}, "probe": {"a": v, "b": v, "joint": v},
-                                   "retrieval_top1": {"a->b": v, "b->a": v},
-                                   "clustering": {"accuracy": v, "nmi": v, "ari": v, "method": "kmeans", "k": 10}}},
-                      metric_files[-1])
-    config = {"study": "t", "results_dir": str(tmp_path), "device": "cpu", "seeds": [0, 1],
-              "tables": {"table1": "toy", "table2": "toy", "table3": "toy"},
-              "evaluation": {"batch_size": 512, "n_clusters": 10}, "mlflow": {"experiment": "x", "tracking_uri": None}}
-    args = argparse.Namespace(data=[tmp_path / "toy.pt"], model_files=model_files, metrics=metric_files, seed=None,
-                              tsne_points=20, outdir=tmp_path / "figures", no_mlflow=True)
+            save_json(
+                {
+                    "study": "t",
+                    "dataset": "toy",
+                    "model": name,
+                    "seed": seed,
+                    "modalities": ["a", "b"],
+                    "metrics": {
+                        "cross_generation": {"a->b": v, "b->a": v},
+                        "probe": {"a": v, "b": v, "joint": v},
+                        "retrieval_top1": {"a->b": v, "b->a": v},
+                        "clustering": {"accuracy": v, "nmi": v, "ari": v, "method": "kmeans", "k": 10},
+                    },
+                },
+                metric_files[-1],
+            )
+    config = {
+        "study": "t",
+        "results_dir": str(tmp_path),
+        "device": "cpu",
+        "seeds": [0, 1],
+        "tables": {"table1": "toy", "table2": "toy", "table3": "toy"},
+        "evaluation": {"batch_size": 512, "n_clusters": 10},
+        "mlflow": {"experiment": "x", "tracking_uri": None},
+    }
+    args = argparse.Namespace(
+        data=[tmp_path / "toy.pt"],
+        model_files=model_files,
+        metrics=metric_files,
+        seed=None,
+        tsne_points=20,
+        outdir=tmp_path / "figures",
+        no_mlflow=True,
+    )
     figures(config, args)
     specs = F.figure_specs({"toy": ["a", "b"]}, list(MODELS))
     kinds = {s["kind"] for s in specs}

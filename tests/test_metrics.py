@@ -70,13 +70,20 @@ class PerfectModel(nn.Module):
 def synthetic_data(n_train=60, n_test=40) -> PairedData:
     shapes = {"a": (1, 6, 6), "b": (3, 5, 5)}
     labels = {s: torch.arange(n) % 10 for s, n in (("train", n_train), ("test", n_test))}
-    images = {m: {s: (coded(labels[s], shp) * 255).round().to(torch.uint8) for s in labels} for m, shp in shapes.items()}
+    images = {
+        m: {s: (coded(labels[s], shp) * 255).round().to(torch.uint8) for s in labels} for m, shp in shapes.items()
+    }
     # two pairings per image, partners of the same class (n is a multiple of 10)
-    pairs = {s: torch.cat([torch.stack([torch.arange(n), (torch.arange(n) + k) % n], 1) for k in (0, 10)])
-             for s, n in (("train", n_train), ("test", n_test))}
+    pairs = {
+        s: torch.cat([torch.stack([torch.arange(n), (torch.arange(n) + k) % n], 1) for k in (0, 10)])
+        for s, n in (("train", n_train), ("test", n_test))
+    }
     return PairedData(
-        name="tiny", modalities=["a", "b"], images=images,
-        labels={m: {s: labels[s].clone() for s in labels} for m in shapes}, pairs=pairs,
+        name="tiny",
+        modalities=["a", "b"],
+        images=images,
+        labels={m: {s: labels[s].clone() for s in labels} for m in shapes},
+        pairs=pairs,
     )
 
 
@@ -188,8 +195,9 @@ def test_evaluate_model_scores_test_split_only():
     # make the test images of modality "a" carry a wrong code (class + 1)
     wrong = (data.labels["a"]["test"] + 1) % 10
     data.images["a"]["test"] = (coded(wrong, (1, 6, 6)) * 255).round().to(torch.uint8)
-    out = evaluate_model(PerfectModel(data.shapes), data, {"a": CodeReader(), "b": CodeReader()},
-                         {"progress": False}, seed=0)
+    out = evaluate_model(
+        PerfectModel(data.shapes), data, {"a": CodeReader(), "b": CodeReader()}, {"progress": False}, seed=0
+    )
     assert out["cross_generation"]["a->b"] == 0.0
     assert out["probe"]["a"] == 0.0 and out["probe"]["b"] == 1.0
     assert out["retrieval_top1"]["a->b"] == 0.0

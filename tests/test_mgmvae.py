@@ -54,10 +54,18 @@ def test_responsibilities_match_scipy_bayes_rule():
     prior = small_mixture()
     z = torch.randn(5, 2, dtype=torch.float64)
     pi = prior.log_weights().exp().detach().numpy()
-    dens = np.stack([
-        multivariate_normal(prior.means[k].detach().numpy(), np.diag(prior.logvars[k].exp().detach().numpy())).pdf(z.numpy())
-        for k in range(3)
-    ], axis=1) * pi
+    dens = (
+        np.stack(
+            [
+                multivariate_normal(
+                    prior.means[k].detach().numpy(), np.diag(prior.logvars[k].exp().detach().numpy())
+                ).pdf(z.numpy())
+                for k in range(3)
+            ],
+            axis=1,
+        )
+        * pi
+    )
     expected = dens / dens.sum(1, keepdims=True)
     np.testing.assert_allclose(prior.responsibilities(z).detach().numpy(), expected, rtol=1e-9)
 
@@ -69,16 +77,20 @@ def test_mixture_kl_matches_monte_carlo():
     gamma = torch.tensor([[0.2, 0.5, 0.3]], dtype=torch.float64)
     closed = prior.mixture_kl(q, gamma).item()
     torch.manual_seed(0)
-    z = q.rsample(200_000)                                   # [N, 1, 2]
-    log_q = q.log_prob(z)                                    # [N, 1]
-    log_p = prior.component_log_density(z)                   # [N, 1, K]
+    z = q.rsample(200_000)  # [N, 1, 2]
+    log_q = q.log_prob(z)  # [N, 1]
+    log_p = prior.component_log_density(z)  # [N, 1, K]
     mc_component = (gamma * (log_q.unsqueeze(-1) - log_p)).sum(-1).mean().item()
     categorical = (gamma * (gamma.log() - prior.log_weights())).sum().item()
     assert closed == pytest.approx(categorical + mc_component, abs=0.01)
     # and the VaDE closed form of REFERENCES §3 (written out independently)
     var_c, mu_c, pi = prior.logvars.exp(), prior.means, prior.log_weights().exp()
-    vade = (gamma[0] * 0.5 * (torch.log(2 * math.pi * var_c) + q.var / var_c + (q.mu - mu_c) ** 2 / var_c).sum(-1)).sum()
-    vade = vade - 0.5 * (1 + torch.log(2 * math.pi * q.var)).sum() - (gamma * pi.log()).sum() + (gamma * gamma.log()).sum()
+    vade = (
+        gamma[0] * 0.5 * (torch.log(2 * math.pi * var_c) + q.var / var_c + (q.mu - mu_c) ** 2 / var_c).sum(-1)
+    ).sum()
+    vade = (
+        vade - 0.5 * (1 + torch.log(2 * math.pi * q.var)).sum() - (gamma * pi.log()).sum() + (gamma * gamma.log()).sum()
+    )
     assert closed == pytest.approx(vade.item(), rel=1e-9)
 
 
@@ -125,7 +137,7 @@ def test_model_center_loss_follows_controlled_responsibilities():
 # ---------------------------------------------------------------- Eq. 11–12: triplet alignment
 def test_triplet_loss_matches_hand_computation():
     a = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
-    p = torch.tensor([[3.0, 4.0], [1.0, 2.0]])                 # d_pos = 5, 1
+    p = torch.tensor([[3.0, 4.0], [1.0, 2.0]])  # d_pos = 5, 1
     n = torch.tensor([[[6.0, 8.0], [0.0, 1.0]], [[4.0, 5.0], [1.0, 1.0]]])  # d = (10, 1) → 5.5; (5, 0) → 2.5
     got = triplet_loss(a, p, n, margin=1.7)
     assert got.tolist() == pytest.approx([max(5 - 5.5 + 1.7, 0), max(1 - 2.5 + 1.7, 0)])
@@ -175,12 +187,30 @@ def test_loss_terms_and_total_eq13():
     _, batch = toy_batch(16)
     torch.manual_seed(1)
     t = model.loss(batch)
-    expected = {"loss", "elbo", "recon_a", "recon_b", "kl_mixture", "kl_private", "kl_unimodal_shared",
-                "center", "align", "confident_fraction", "negatives_farther_fraction", "active_components"}
+    expected = {
+        "loss",
+        "elbo",
+        "recon_a",
+        "recon_b",
+        "kl_mixture",
+        "kl_private",
+        "kl_unimodal_shared",
+        "center",
+        "align",
+        "confident_fraction",
+        "negatives_farther_fraction",
+        "active_components",
+    }
     assert expected <= set(t) and all(v.dim() == 0 and torch.isfinite(v) for v in t.values())
     p = model.params
-    elbo = t["recon_a"] + t["recon_b"] - p["lambda1"] * t["kl_mixture"] - p["lambda2"] * t["kl_private"] \
-        - p["lambda3"] * t["kl_unimodal_shared"] + t.get("recon_cross", 0.0)  # extra_recon (default on)
+    elbo = (
+        t["recon_a"]
+        + t["recon_b"]
+        - p["lambda1"] * t["kl_mixture"]
+        - p["lambda2"] * t["kl_private"]
+        - p["lambda3"] * t["kl_unimodal_shared"]
+        + t.get("recon_cross", 0.0)
+    )  # extra_recon (default on)
     assert t["elbo"].item() == pytest.approx(elbo.item(), rel=1e-5)
     assert t["loss"].item() == pytest.approx((-t["elbo"] + t["center"] + t["align"]).item(), rel=1e-5)
     # Eq. 6 exactly (no extra reconstructions): no cross term, same identity
@@ -188,8 +218,13 @@ def test_loss_terms_and_total_eq13():
     torch.manual_seed(1)
     t = model.loss(batch)
     assert "recon_cross" not in t
-    elbo = t["recon_a"] + t["recon_b"] - p["lambda1"] * t["kl_mixture"] - p["lambda2"] * t["kl_private"] \
+    elbo = (
+        t["recon_a"]
+        + t["recon_b"]
+        - p["lambda1"] * t["kl_mixture"]
+        - p["lambda2"] * t["kl_private"]
         - p["lambda3"] * t["kl_unimodal_shared"]
+    )
     assert t["elbo"].item() == pytest.approx(elbo.item(), rel=1e-5)
 
 
@@ -264,8 +299,11 @@ def test_same_seed_same_loss_and_training_is_deterministic():
         losses.append({k: v.item() for k, v in model.loss(batch).items()})
     assert losses[0] == losses[1]
     data = synthetic_paired(n_train=48, n_test=16)
-    settings = {**TOY_SETTINGS, "epochs": 2, "params": {"mixture_init_epoch": 1, "semi_hard_from_epoch": 1,
-                                                          "n_components": 4}}
+    settings = {
+        **TOY_SETTINGS,
+        "epochs": 2,
+        "params": {"mixture_init_epoch": 1, "semi_hard_from_epoch": 1, "n_components": 4},
+    }
     histories = []
     for _ in range(2):
         torch.manual_seed(0)
@@ -288,6 +326,8 @@ def test_recon_scale_multiplies_the_log_likelihood():
     assert scaled.recon_scale == pytest.approx(1 / 3072)
     z, h = torch.zeros(4, 4), torch.zeros(4, 2)
     for m in ("a", "b"):
-        torch.testing.assert_close(scaled.log_likelihood(m, batch[m], z, h), base.log_likelihood(m, batch[m], z, h) / 3072)
+        torch.testing.assert_close(
+            scaled.log_likelihood(m, batch[m], z, h), base.log_likelihood(m, batch[m], z, h) / 3072
+        )
     with pytest.raises(ValueError, match="recon_scale"):
         make({"recon_scale": -1})

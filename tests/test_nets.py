@@ -16,7 +16,7 @@ def test_chunked_cpu_networks_match_one_call():
     whole = (enc.head(enc.body(x))[:, :4], dec.net(z.reshape(-1, 6)).reshape(2, 150, *nets.CNN_SHAPE))
     grad_whole = torch.autograd.grad(whole[1].square().sum(), z)[0]
     assert len(x) > nets.CPU_CHUNK
-    for a, b in zip(chunked, whole):
+    for a, b in zip(chunked, whole, strict=True):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
     assert torch.allclose(grad_chunked, grad_whole, atol=1e-5, rtol=1e-5)
 
@@ -34,7 +34,7 @@ def test_bfloat16_nets_hand_back_float32_close_to_float32():
         dec16.load_state_dict(dec32.state_dict())
         x, z = torch.rand(16, *shape), torch.randn(3, 16, 6)
         ref, low = (enc32(x).shared_loc, dec32(z)), (enc16(x).shared_loc, dec16(z))
-        for a, b in zip(ref, low):
+        for a, b in zip(ref, low, strict=True):
             assert b.dtype == torch.float32 and b.shape == a.shape
             assert not torch.equal(a, b)  # autocast really ran in bf16
             assert (a - b).abs().max() <= 0.03 * a.abs().max()

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +27,10 @@ def snakemake_env() -> dict:
 def snakemake(workdir, *args, timeout=900):
     return subprocess.run(
         [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args],
-        capture_output=True, text=True, env=snakemake_env(), timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=snakemake_env(),
+        timeout=timeout,
     )
 
 
@@ -46,7 +48,14 @@ def test_ci_preset_end_to_end(tmp_path):
         assert set(MODELS) <= set(frame["model"]), name
     figures = sorted((tmp_path / "results" / "ci" / "figures").rglob("*.png"))
     assert figures and all(p.stat().st_size > 1000 for p in figures)
-    assert {p.parent.name for p in figures} >= {"cross_generation", "translation", "retrieval", "tsne", "curves", "bars"}
+    assert {p.parent.name for p in figures} >= {
+        "cross_generation",
+        "translation",
+        "retrieval",
+        "tsne",
+        "curves",
+        "bars",
+    }
     metrics = json.loads((tmp_path / "results/ci/runs/digits_street/mvae/seed0/metrics.json").read_text())
     assert set(metrics["metrics"]) == {"cross_generation", "probe", "retrieval_top1", "clustering"}
     assert not list(tmp_path.rglob("*.tmp")), "temporary files left behind"
@@ -57,7 +66,10 @@ def test_ci_preset_end_to_end(tmp_path):
     n = 2 * len(MODELS)  # 2 datasets × models
     # prepare ×2, classifier ×4 (2 modalities each), train and evaluate per run, aggregate, figures
     # per dataset and for the bar charts
-    assert stages == ["aggregate"] + ["classifier"] * 4 + ["evaluate"] * n + ["figures"] * 3 + ["prepare"] * 2 + ["train"] * n
+    assert (
+        stages
+        == ["aggregate"] + ["classifier"] * 4 + ["evaluate"] * n + ["figures"] * 3 + ["prepare"] * 2 + ["train"] * n
+    )
     assert all(r.info.status == "FINISHED" for r in runs)
     for run in runs:
         assert {"study", "stage", "git_commit"} <= set(run.data.tags)
@@ -105,6 +117,11 @@ def test_bad_config_stops_before_any_job_naming_the_key(tmp_path):
 
 
 def test_lint_is_clean():
-    result = subprocess.run([SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True,
-                            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    result = subprocess.run(
+        [SNAKEMAKE, "--lint"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )
     assert result.returncode == 0 and "Lints for" not in result.stdout + result.stderr, result.stdout[-2000:]

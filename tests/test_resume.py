@@ -17,21 +17,48 @@ from tests.conftest import synthetic_paired
 
 
 def write_config(tmp_path, model):
-    config = load_config(overrides={
-        "results_dir": str(tmp_path / "results"), "device": "cpu", "models": [model],
-        "settings": {"epochs": 3, "batch_size": 16, "log_every": 1,
-                     "optimizer": {"name": "adam", "lr": 1e-3, "amsgrad": False}},
-        "dataset_settings": {"mnist_svhn": {"epochs": 3, "batch_size": 16}},
-    })
+    config = load_config(
+        overrides={
+            "results_dir": str(tmp_path / "results"),
+            "device": "cpu",
+            "models": [model],
+            "settings": {
+                "epochs": 3,
+                "batch_size": 16,
+                "log_every": 1,
+                "optimizer": {"name": "adam", "lr": 1e-3, "amsgrad": False},
+            },
+            "dataset_settings": {"mnist_svhn": {"epochs": 3, "batch_size": 16}},
+        }
+    )
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
 def train_command(config, data, out, model):
-    return [sys.executable, "-m", "mgmvae", "train", "--config", str(config), "--dataset", "mnist_svhn",
-            "--model", model, "--seed", "3", "--data", str(data), "--out", str(out), "--threads", "1",
-            "--no-mlflow", "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "mgmvae",
+        "train",
+        "--config",
+        str(config),
+        "--dataset",
+        "mnist_svhn",
+        "--model",
+        model,
+        "--seed",
+        "3",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--no-mlflow",
+        "--no-progress",
+    ]
 
 
 @pytest.mark.slow
@@ -72,11 +99,15 @@ def test_snakemake_rerun_incomplete_resumes_a_killed_training_job(tmp_path):
     run ends (mixture parameters and centers included: MGMVAE fits its mixture at epoch 2)."""
     from tests.test_pipeline import SNAKEMAKE, snakemake, snakemake_env
 
-    config = load_config(ROOT / "config.yaml", ROOT / "workflow/presets/ci.yaml", overrides={
-        "models": ["mgmvae"],
-        "dataset_settings": {"digits_street": {"epochs": 4, "batch_size": 64}},
-        "model_settings": {"mgmvae": {"params": {"mixture_init_epoch": 1, "semi_hard_from_epoch": 2}}},
-    })
+    config = load_config(
+        ROOT / "config.yaml",
+        ROOT / "workflow/presets/ci.yaml",
+        overrides={
+            "models": ["mgmvae"],
+            "dataset_settings": {"digits_street": {"epochs": 4, "batch_size": 64}},
+            "model_settings": {"mgmvae": {"params": {"mixture_init_epoch": 1, "semi_hard_from_epoch": 2}}},
+        },
+    )
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(config))
     target = "results/ci/runs/digits_street/mgmvae/seed0/model.pt"  # relative to the workdir, as rules write it
@@ -87,9 +118,23 @@ def test_snakemake_rerun_incomplete_resumes_a_killed_training_job(tmp_path):
 
     env = snakemake_env()
     proc = subprocess.Popen(
-        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), target, "--cores", "1",
-         "--configfile", str(config_file)],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            SNAKEMAKE,
+            "-s",
+            str(ROOT / "Snakefile"),
+            "-d",
+            str(tmp_path),
+            target,
+            "--cores",
+            "1",
+            "--configfile",
+            str(config_file),
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline, checkpoint = time.time() + 300, run / "checkpoint.pt"
     # Kill inside epoch 3, after the mixture was fitted (epoch 2) and saved with the checkpoint.
     while not (checkpoint.exists() and load_torch(checkpoint)["epoch"] >= 2):
@@ -110,10 +155,33 @@ def test_snakemake_rerun_incomplete_resumes_a_killed_training_job(tmp_path):
     assert f"resuming from {(run / 'checkpoint.pt').relative_to(tmp_path)} after epoch {killed_at}" in log
 
     reference = tmp_path / "reference" / "model.pt"
-    subprocess.run([sys.executable, "-m", "mgmvae", "train", "--config", str(config_file), "--dataset", "digits_street",
-                    "--model", "mgmvae", "--seed", "0", "--data", str(data), "--out", str(reference),
-                    "--threads", "1", "--no-mlflow", "--no-progress"],
-                   check=True, env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mgmvae",
+            "train",
+            "--config",
+            str(config_file),
+            "--dataset",
+            "digits_street",
+            "--model",
+            "mgmvae",
+            "--seed",
+            "0",
+            "--data",
+            str(data),
+            "--out",
+            str(reference),
+            "--threads",
+            "1",
+            "--no-mlflow",
+            "--no-progress",
+        ],
+        check=True,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
     a, b = load_torch(reference), load_torch(run / "model.pt")
     assert a["history"] == b["history"]
     for key, value in a["state_dict"].items():

@@ -14,7 +14,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 import slurm_cluster
 from test_ablation import ABLATION_CI, check_ablation_outputs, check_mlflow_runs
 
@@ -84,11 +83,25 @@ def test_tiny_ablation_on_slurm_logging_to_an_mlflow_server(tmp_path):
         log = tmp_path / "mlflow-server.log"
         with open(log, "w") as out:
             mlflow_proc = subprocess.Popen(
-                [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    str(BIN / "mlflow"),
+                    "server",
+                    "--backend-store-uri",
+                    f"sqlite:///{tmp_path / 'mlflow.db'}",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                ],
+                cwd=tmp_path,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 # no job runner (huey consumers): not needed for tracking, and it starts faster
-                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            )
         _wait_http(f"{uri}/health", 180, mlflow_proc, log)
         timings["mlflow server start"] = time.monotonic() - t
 
@@ -97,17 +110,33 @@ def test_tiny_ablation_on_slurm_logging_to_an_mlflow_server(tmp_path):
         env.update(PATH=f"{BIN}:{env['PATH']}", MLFLOW_TRACKING_URI=uri)
         t = time.monotonic()
         result = subprocess.run(
-            [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(work), "ablation",
-             "--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm"),
-             "--configfile", str(ABLATION_CI), "--slurm-init-seconds-before-status-checks", "5"],
-            capture_output=True, text=True, env=env, timeout=1200)
+            [
+                str(BIN / "snakemake"),
+                "-s",
+                str(ROOT / "Snakefile"),
+                "-d",
+                str(work),
+                "ablation",
+                "--workflow-profile",
+                str(ROOT / "workflow" / "profiles" / "slurm"),
+                "--configfile",
+                str(ABLATION_CI),
+                "--slurm-init-seconds-before-status-checks",
+                "5",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=1200,
+        )
         timings["snakemake on slurm"] = time.monotonic() - t
         logs = "".join(f"\n--- {p}:\n{p.read_text()[-1500:]}" for p in sorted(work.rglob("*.log"))[:20])
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:] + logs
 
         # Every job went through SLURM: squeue (MinJobAge 300 s) still lists them, completed.
-        jobs = subprocess.run(["squeue", "--states=all", "-h", "-o", "%i|%T|%j"], capture_output=True,
-                              text=True, env=env, timeout=30).stdout.split()
+        jobs = subprocess.run(
+            ["squeue", "--states=all", "-h", "-o", "%i|%T|%j"], capture_output=True, text=True, env=env, timeout=30
+        ).stdout.split()
         done = [j for j in jobs if j.split("|")[1] == "COMPLETED"]
         assert len(done) >= 10, jobs  # prepare, 2 classifiers, 3 trainings, 3 evaluations, the ablation
 

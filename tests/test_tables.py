@@ -17,7 +17,11 @@ TABLE_DATASETS = {"table1": "digits_street", "table2": "digits_street", "table3"
 def run(model, seed, dataset, modalities, v, study="quick"):
     m0, m1 = modalities
     return {
-        "study": study, "dataset": dataset, "model": model, "seed": seed, "modalities": modalities,
+        "study": study,
+        "dataset": dataset,
+        "model": model,
+        "seed": seed,
+        "modalities": modalities,
         "metrics": {
             "cross_generation": {f"{m0}->{m1}": v, f"{m1}->{m0}": v / 2},
             "probe": {m0: v, m1: v / 2, "joint": v},
@@ -43,7 +47,9 @@ def test_build_tables(runs, tmp_path):
     df = load_run_metrics(runs)
     out = tmp_path / "tables"
     written = build_tables(df, TABLE_DATASETS, out)
-    assert {p.name for p in written} == {f"{t}.{e}" for t in ("table1", "table2", "table3", "clustering") for e in ("csv", "md", "tex", "html")}
+    assert {p.name for p in written} == {
+        f"{t}.{e}" for t in ("table1", "table2", "table3", "clustering") for e in ("csv", "md", "tex", "html")
+    }
     assert all(p.exists() for p in written)
 
     t1 = pd.read_csv(out / "table1.csv").set_index("model")
@@ -74,7 +80,9 @@ def test_build_tables(runs, tmp_path):
 
     t3 = pd.read_csv(out / "table3.csv").set_index("model")
     assert list(t3.index) == ["mgmvae"]
-    assert t3.loc["mgmvae", "cd->cb mean"] == pytest.approx(90.0) and t3.loc["mgmvae", "paper CD->CB"] == pytest.approx(99.9)
+    assert t3.loc["mgmvae", "cd->cb mean"] == pytest.approx(90.0) and t3.loc["mgmvae", "paper CD->CB"] == pytest.approx(
+        99.9
+    )
     assert "dataset `digits_cdcb`" in (out / "table3.md").read_text().splitlines()[0]
 
     cl = pd.read_csv(out / "clustering.csv")

@@ -22,8 +22,14 @@ WORKER = textwrap.dedent(
 def test_concurrent_jobs_log_to_the_default_store(tmp_path):
     env_clean = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(__import__("mgmvae").__path__[0] + "/..")}
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, str(k)], cwd=tmp_path, env=env_clean,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(k)],
+            cwd=tmp_path,
+            env=env_clean,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for k in range(6)
     ]
     outputs = [p.communicate(timeout=300)[0] for p in procs]

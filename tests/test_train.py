@@ -19,7 +19,7 @@ def run(data, settings=TOY_SETTINGS, seed=0, **kwargs):
 def test_same_seed_gives_identical_numbers(toy_data):
     (m1, h1), (m2, h2) = run(toy_data), run(toy_data)
     assert h1 == h2
-    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     _, h3 = run(toy_data, seed=1)
     assert h3 != h1
@@ -39,7 +39,7 @@ def test_bfloat16_networks_train_like_float32_and_stay_seeded(toy_data):
     _, ref = run(toy_data, {**settings, "precision": "float32"})
     assert low == again
     assert low[-1]["loss"] < low[0]["loss"]
-    for a, b in zip(low, ref):
+    for a, b in zip(low, ref, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=0.02)
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
@@ -52,10 +52,11 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(toy_data, tmp_path):
     # A new process would start from scratch: scramble the global RNG to prove the state is restored.
     torch.manual_seed(12345)
     model = build_model("mvae", toy_data.shapes, TOY_SETTINGS)
-    resumed = train_model(model, toy_data, {**TOY_SETTINGS, "epochs": 3}, seed=0, checkpoint=ckpt,
-                          config_hash="h", progress=False)
+    resumed = train_model(
+        model, toy_data, {**TOY_SETTINGS, "epochs": 3}, seed=0, checkpoint=ckpt, config_hash="h", progress=False
+    )
     assert resumed == full
-    for a, b in zip(model.state_dict().values(), full_model.state_dict().values()):
+    for a, b in zip(model.state_dict().values(), full_model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -103,15 +104,24 @@ def _train_and_evaluate(data, device):
     from mgmvae.evaluation.run import evaluate_model
 
     data = data.to(device)
-    settings = {**TOY_SETTINGS, "likelihood": {"family": "bernoulli", "scale": 0.75}, "epochs": 3,
-                "params": {"mixture_init_epoch": 1, "semi_hard_from_epoch": 2, "mixture_init_samples": 64}}
+    settings = {
+        **TOY_SETTINGS,
+        "likelihood": {"family": "bernoulli", "scale": 0.75},
+        "epochs": 3,
+        "params": {"mixture_init_epoch": 1, "semi_hard_from_epoch": 2, "mixture_init_samples": 64},
+    }
     seed_everything(0)
     model = build_model("mgmvae", data.shapes, settings).to(device)
     history = train_model(model, data, settings, seed=0, progress=False)
     torch.manual_seed(1)  # untrained but seeded classifiers: enough to compare two runs
     classifiers = {m: digit_classifier(data.shape(m)).to(device).eval() for m in data.modalities}
-    metrics = evaluate_model(model, data, classifiers, {"batch_size": 16, "probe_max_train": 64, "max_cluster": 32,
-                                                        "progress": False}, seed=0)
+    metrics = evaluate_model(
+        model,
+        data,
+        classifiers,
+        {"batch_size": 16, "probe_max_train": 64, "max_cluster": 32, "progress": False},
+        seed=0,
+    )
     return history, metrics, model.state_dict()
 
 
@@ -123,11 +133,18 @@ def _flat(metrics, prefix=""):
             yield f"{prefix}{key}", value
 
 
-@pytest.mark.parametrize("device", [
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                  reason="needs a CUDA device (GPU determinism is checked where one is)")),
-])
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(
+                not torch.cuda.is_available(), reason="needs a CUDA device (GPU determinism is checked where one is)"
+            ),
+        ),
+    ],
+)
 def test_same_config_and_seed_give_the_same_metrics(toy_data, device):
     """Training (mixture fit and semi-hard mining included) and evaluation, twice: bitwise equal on
     CPU, within GPU_TOLERANCE on a GPU."""
@@ -136,7 +153,7 @@ def test_same_config_and_seed_give_the_same_metrics(toy_data, device):
         assert h1 == h2 and m1 == m2
         assert all(torch.equal(s1[k], s2[k]) for k in s1)
         return
-    for e1, e2 in zip(h1, h2):
+    for e1, e2 in zip(h1, h2, strict=True):
         for key in e1:
             assert e2[key] == pytest.approx(e1[key], rel=GPU_TOLERANCE["loss_rtol"], abs=1e-6), key
     flat1, flat2 = dict(_flat(m1)), dict(_flat(m2))

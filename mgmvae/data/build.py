@@ -47,9 +47,7 @@ def build_mnist_svhn(
     return PairedData(name, ["mnist", "svhn"], images, labels, pairs, meta)
 
 
-def build_mnist_cdcb(
-    name: str, seed: int, data_dir: Path, download: bool, colourings: int, size: int
-) -> PairedData:
+def build_mnist_cdcb(name: str, seed: int, data_dir: Path, download: bool, colourings: int, size: int) -> PairedData:
     """CD ↔ CB from MNIST's own train/test split; pair k is (k, k)."""
     if size < 28:
         raise DataError(f"mnist_cdcb: size must be >= 28 (MNIST is 28×28), got {size}")

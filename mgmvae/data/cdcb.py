@@ -32,9 +32,7 @@ def colour_digits(gray: Tensor, cd_colours: Tensor, cb_colours: Tensor) -> tuple
     return to_uint8(cd), to_uint8(cb)
 
 
-def make_cdcb(
-    gray: Tensor, colourings: int = 1, seed: int = 0, size: int | None = 32
-) -> tuple[Tensor, Tensor, Tensor]:
+def make_cdcb(gray: Tensor, colourings: int = 1, seed: int = 0, size: int | None = 32) -> tuple[Tensor, Tensor, Tensor]:
     """Colour each image ``colourings`` times with fresh CD and CB colours.
 
     Returns (CD, CB, source) where coloured image ``k`` comes from ``gray[source[k]]``; the order is

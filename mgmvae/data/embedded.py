@@ -261,4 +261,3 @@ def build_digits_cdcb(name: str, seed: int, colourings: int) -> PairedData:
     meta = {"source": "digits_cdcb", "seed": seed, "colourings": colourings, "size": STREET_SIZE,
             "hand_split_seed": HAND_SPLIT_SEED}  # fmt: skip
     return PairedData(name, ["cd", "cb"], images, labels, pairs, meta)
-

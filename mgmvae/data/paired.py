@@ -93,10 +93,7 @@ class PairedData:
     def batch(self, split: str, pair_index: Tensor) -> dict[str, Tensor]:
         """Float images in [0, 1] for the given pair indices, one entry per modality."""
         rows = self.pairs[split][pair_index]
-        return {
-            m: self.images[m][split][rows[:, j]].float().div_(255.0)
-            for j, m in enumerate(self.modalities)
-        }
+        return {m: self.images[m][split][rows[:, j]].float().div_(255.0) for j, m in enumerate(self.modalities)}
 
     def pair_labels(self, split: str, pair_index: Tensor | None = None) -> Tensor:
         """Label of each pair (both sides share it by construction; taken from modality 0)."""
@@ -109,7 +106,7 @@ class PairedData:
         return (img if index is None else img[index]).float().div_(255.0)
 
     # ------------------------------------------------------------ movement
-    def to(self, device: str | torch.device) -> "PairedData":
+    def to(self, device: str | torch.device) -> PairedData:
         move = lambda d: {k: v.to(device) for k, v in d.items()}  # noqa: E731
         return PairedData(
             name=self.name,
@@ -134,7 +131,7 @@ class PairedData:
         save_torch(self.to_dict(), path)
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "PairedData":
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> PairedData:
         path = Path(path)
         if not path.exists():
             raise DataError(f"dataset file {path} does not exist: run the 'prepare' stage first")

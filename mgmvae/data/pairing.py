@@ -21,9 +21,7 @@ def derive_seed(*keys: int) -> int:
 def class_counts(labels_a: Tensor, labels_b: Tensor, max_per_class: int) -> dict[int, int]:
     """``n_c`` for every class present on either side (0 where one side lacks the class)."""
     classes = torch.unique(torch.cat([labels_a, labels_b])).tolist()
-    return {
-        c: min(int((labels_a == c).sum()), int((labels_b == c).sum()), max_per_class) for c in classes
-    }
+    return {c: min(int((labels_a == c).sum()), int((labels_b == c).sum()), max_per_class) for c in classes}
 
 
 def class_matched_pairs(

@@ -8,8 +8,8 @@ files and how to provide them.
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlparse
 
 from mgmvae.config import ConfigError, studied_datasets

@@ -32,8 +32,7 @@ def _torchvision_catalogue() -> dict[str, tuple[list[str], str]]:
     """File name -> (candidate URLs, MD5), read from torchvision's dataset classes."""
     datasets = import_torchvision().datasets
     files = {
-        name: ([mirror + name for mirror in datasets.MNIST.mirrors], md5)
-        for name, md5 in datasets.MNIST.resources
+        name: ([mirror + name for mirror in datasets.MNIST.mirrors], md5) for name, md5 in datasets.MNIST.resources
     }
     for url, name, md5 in datasets.SVHN.split_list.values():
         files[name] = ([url], md5)
@@ -120,11 +119,7 @@ def _ensure_files(paths: list[Path], download: bool) -> None:
     missing = [path for path in paths if not path.exists()]
     if missing:
         listing = "\n".join(f"  {p}" for p in missing)
-        how = (
-            "downloading failed:\n" + "\n".join(f"  {e}" for e in errors) + "\n"
-            if download
-            else "download is off; "
-        )
+        how = "downloading failed:\n" + "\n".join(f"  {e}" for e in errors) + "\n" if download else "download is off; "
         raise DataError(
             f"missing raw data files:\n{listing}\n{how}"
             "put these files at exactly these paths, or set `download: true` on a machine with network access"

@@ -8,8 +8,8 @@ modalities, differing only in the input channels and hence in the flattened size
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -67,10 +67,7 @@ def predict(net: nn.Module, images: Tensor, batch_size: int = 1024) -> Tensor:
     """Predicted class per image (uint8 or float [0,1] images), computed in batches on net's device."""
     net.eval()
     device = next(net.parameters()).device
-    out = [
-        net(_as_float(images[s : s + batch_size].to(device))).argmax(1)
-        for s in range(0, len(images), batch_size)
-    ]
+    out = [net(_as_float(images[s : s + batch_size].to(device))).argmax(1) for s in range(0, len(images), batch_size)]
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=device)
 
 

@@ -7,7 +7,7 @@ source's label by the target modality's pretrained classifier.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn

@@ -24,9 +24,7 @@ def topk_indices(query_z: Tensor, gallery_z: Tensor, k: int = 1, chunk: int = 40
     return torch.cat(out) if out else torch.empty(0, k, dtype=torch.long, device=query_z.device)
 
 
-def top1_retrieval(
-    query_z: Tensor, query_y: Tensor, gallery_z: Tensor, gallery_y: Tensor, chunk: int = 4096
-) -> float:
+def top1_retrieval(query_z: Tensor, query_y: Tensor, gallery_z: Tensor, gallery_y: Tensor, chunk: int = 4096) -> float:
     """Fraction of queries whose nearest gallery item has the query's label."""
     if len(query_z) == 0:
         raise ValueError("top1_retrieval needs at least one query")

@@ -9,7 +9,7 @@ All test metrics read the test split only; the probe is fitted on training pairs
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -131,7 +131,9 @@ def evaluate_model(
     return {"cross_generation": cross, "probe": probe, "retrieval_top1": retrieval, "clustering": clustering}
 
 
-def _clustering(model, data: PairedData, joint_z: Tensor, joint_y: Tensor, cfg: dict, seed: int, progress: bool) -> dict:
+def _clustering(
+    model, data: PairedData, joint_z: Tensor, joint_y: Tensor, cfg: dict, seed: int, progress: bool
+) -> dict:
     """Model's own clusters on a seeded subsample of test pairs, else k-means on their joint embedding."""
     idx = _subsample(len(joint_z), cfg["max_cluster"], seed + 1)
     device, k = model_device(model), int(cfg["n_clusters"])

@@ -31,23 +31,23 @@ rule train_ablation:
     output:
         model=f"{ABLATION_RUN}/model.pt",
         history=f"{ABLATION_RUN}/history.json",
+    log:
+        f"{STUDY}/logs/ablation/train/{{dataset}}/{{variant}}/seed{{seed}}.log",
     wildcard_constraints:
         variant="|".join(re.escape(v) for v in ABLATION_VARIANTS) or "(?!)",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=240,
+        gpu=1 if config["device"] != "cpu" else 0,
     params:
         cli=MGMVAE,
         config=STUDY_CONFIG,
         model=ABLATION_MODEL,
         # the variant's resolved settings: a change reruns exactly the affected ablation runs
         settings=lambda w: json.dumps(run_settings(config, w.dataset, ABLATION_MODEL, w.variant), sort_keys=True),
-    log:
-        f"{STUDY}/logs/ablation/train/{{dataset}}/{{variant}}/seed{{seed}}.log",
-    threads: 1
-    resources:
-        mem_mb=16000,
-        runtime=240,
-        gpu=1 if config["device"] != "cpu" else 0,
-    conda:
-        CONDA_ENV
     shell:
         "{params.cli} train --config {params.config} --dataset {wildcards.dataset} --model {params.model} "
         "--variant {wildcards.variant} --seed {wildcards.seed} --data {input.data} --out {output.model} "
@@ -61,21 +61,21 @@ rule evaluate_ablation:
         classifiers=lambda w: [f"{STUDY}/classifiers/{w.dataset}/{m}.pt" for m in modalities_of(w.dataset)],
     output:
         f"{ABLATION_RUN}/metrics.json",
+    log:
+        f"{STUDY}/logs/ablation/evaluate/{{dataset}}/{{variant}}/seed{{seed}}.log",
     wildcard_constraints:
         variant="|".join(re.escape(v) for v in ABLATION_VARIANTS) or "(?!)",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=60,
     params:
         cli=MGMVAE,
         config=STUDY_CONFIG,
         model=ABLATION_MODEL,
         evaluation=json.dumps(config["evaluation"], sort_keys=True),
-    log:
-        f"{STUDY}/logs/ablation/evaluate/{{dataset}}/{{variant}}/seed{{seed}}.log",
-    threads: 1
-    resources:
-        mem_mb=16000,
-        runtime=60,
-    conda:
-        CONDA_ENV
     shell:
         "{params.cli} evaluate --config {params.config} --dataset {wildcards.dataset} --model {params.model} "
         "--variant {wildcards.variant} --seed {wildcards.seed} --data {input.data} --model-file {input.model} "
@@ -88,18 +88,18 @@ rule ablation:
     output:
         table=expand(f"{ABLATION_DIR}/ablation_table.{{ext}}", ext=["csv", "md"]),
         plots=expand(f"{ABLATION_DIR}/ablation_plot_{{dataset}}.{{ext}}", dataset=ABLATION_DATASETS, ext=["png", "pdf"]),
+    log:
+        f"{STUDY}/logs/ablation/ablation.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
     params:
         cli=MGMVAE,
         config=STUDY_CONFIG,
         outdir=lambda w, output: os.path.dirname(output.table[0]),
         study=json.dumps({k: v for k, v in ABLATION.items() if k != "variants"}, sort_keys=True),
-    log:
-        f"{STUDY}/logs/ablation/ablation.log",
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=10,
-    conda:
-        CONDA_ENV
     shell:
         "{params.cli} ablation --config {params.config} --metrics {input} --outdir {params.outdir} > {log} 2>&1"

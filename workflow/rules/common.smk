@@ -29,6 +29,7 @@ onstart:
     # Only when jobs are about to run (not for -n or --lint): raw data present or downloadable.
     check_raw_data(config)
 
+
 STUDY = str(paths.study_dir(config))
 DATASETS = studied_datasets(config)
 MODELS = list(config["models"])
@@ -106,5 +107,8 @@ def figure_pdfs(specs):
 FIGURE_SPECS = {d: figure_specs({d: modalities_of(d)}, MODELS, bars=False) for d in DATASETS}
 FIGURE_SPECS["bars"] = figure_specs({}, MODELS, bars=True)
 ALL_FIGURES = [
-    f"{STUDY}/figures/{spec['stem']}.{ext}" for specs in FIGURE_SPECS.values() for spec in specs for ext in ("png", "pdf")
+    f"{STUDY}/figures/{spec['stem']}.{ext}"
+    for specs in FIGURE_SPECS.values()
+    for spec in specs
+    for ext in ("png", "pdf")
 ]

@@ -1,19 +1,19 @@
 rule prepare_dataset:
     output:
         f"{STUDY}/data/{{dataset}}.pt",
+    log:
+        f"{STUDY}/logs/prepare/{{dataset}}.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
     params:
         cli=MGMVAE,
         config=STUDY_CONFIG,
         spec=lambda w: json.dumps(config["datasets"][w.dataset], sort_keys=True),
         data_seed=config["data_seed"],
-    log:
-        f"{STUDY}/logs/prepare/{{dataset}}.log",
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=60,
-    conda:
-        CONDA_ENV
     shell:
         "{params.cli} prepare --config {params.config} --dataset {wildcards.dataset} "
         "--out {output} --threads {threads} --no-progress > {log} 2>&1"

@@ -21,23 +21,24 @@ FIGURE_PARAMS = dict(
 for _dataset in DATASETS:
 
     rule:
-        name: f"figures_{_dataset}"
+        name:
+            f"figures_{_dataset}"
         input:
             data=f"{STUDY}/data/{_dataset}.pt",
             models=[run_path(_dataset, m, FIGURES_SEED, "model.pt") for m in MODELS],
         output:
             png=[report(png, **flag) for png, flag in figure_pngs(FIGURE_SPECS[_dataset])],
             pdf=figure_pdfs(FIGURE_SPECS[_dataset]),
-        params:
-            **FIGURE_PARAMS,
         log:
             f"{STUDY}/logs/figures/{_dataset}.log",
+        conda:
+            CONDA_ENV
         threads: 1
         resources:
             mem_mb=8000,
             runtime=60,
-        conda:
-            CONDA_ENV
+        params:
+            **FIGURE_PARAMS,
         shell:
             "{params.cli} figures --part datasets --config {params.config} --data {input.data} "
             "--model-files {input.models} --seed {params.seed} --outdir {params.outdir} --threads {threads} "
@@ -50,16 +51,16 @@ rule figures_bars:
     output:
         png=[report(png, **flag) for png, flag in figure_pngs(FIGURE_SPECS["bars"])],
         pdf=figure_pdfs(FIGURE_SPECS["bars"]),
-    params:
-        **FIGURE_PARAMS,
     log:
         f"{STUDY}/logs/figures/bars.log",
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        CONDA_ENV
+    params:
+        **FIGURE_PARAMS,
     shell:
         "{params.cli} figures --part bars --config {params.config} --metrics {input.metrics} "
         "--seed {params.seed} --outdir {params.outdir} --threads {threads} --no-progress > {log} 2>&1"

@@ -11,19 +11,19 @@ rule tables:
             report(f"{STUDY}/tables/{t}.html", caption=f"../report/{t}.rst", category="Tables", labels={"table": t})
             for t in TABLES
         ],
+    log:
+        f"{STUDY}/logs/tables.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
     params:
         cli=MGMVAE,
         outdir=lambda w, output: os.path.dirname(output[0]),
         config=STUDY_CONFIG,
         tables=json.dumps(config["tables"], sort_keys=True),
-    log:
-        f"{STUDY}/logs/tables.log",
-    threads: 1
-    resources:
-        mem_mb=4000,
-        runtime=10,
-    conda:
-        CONDA_ENV
     shell:
         "{params.cli} aggregate --config {params.config} --metrics {input.metrics} --figures {input.figures} "
         "--outdir {params.outdir} > {log} 2>&1"
