@@ -38,6 +38,7 @@ lint: env
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint --cores 1 > /dev/null
+	$(BIN)/mypy mgmvae baselines
 
 # Apply the formatters and the safe lint fixes.
 format: env

@@ -62,12 +62,12 @@ class DMVAE(MultimodalVAE):
             sources = self.term_sources(present, m)
             decoded = [(t, s) for t, s in sources if t != "poe" or self.params["poe_reconstruction"]]
             zs = torch.stack([z[s] for _, s in decoded])  # one decoder call for all terms
-            recon = self.log_likelihood(m, batch[m], zs, h.expand(len(decoded), *h.shape))
-            recon = dict(zip([t for t, _ in decoded], recon.unbind(0), strict=True))
+            stacked = self.log_likelihood(m, batch[m], zs, h.expand(len(decoded), *h.shape))  # type: ignore[arg-type]  # m is present: batch[m] is a Tensor
+            recon = dict(zip([t for t, _ in decoded], stacked.unbind(0), strict=True))
             for term, s in sources:
                 rec = recon.get(term, torch.zeros_like(kl_h))  # the code's zeroed PoE reconstruction
                 total = total + (rec - beta_s * kl_shared[s] - beta_p * kl_h).mean()
                 terms[f"{m}/{term}/recon"] = rec.mean()
                 terms[f"{m}/{term}/kl_shared"] = kl_shared[s].mean()
             terms[f"{m}/kl_private"] = kl_h.mean()
-        return {"loss": -total, **terms}
+        return {"loss": -total, **terms}  # type: ignore[dict-item]  # total: a Tensor (>= 1 modality present)

@@ -123,6 +123,8 @@ class Denoiser(nn.Module):
 
 
 class LatentDiffusionPrior(nn.Module):
+    betas: Tensor  # registered buffer
+
     def __init__(self, dim: int, steps: int, hidden: int = 256):
         super().__init__()
         self.dim = dim
@@ -185,7 +187,7 @@ class IDMVAE(MMVAEPlus):
         tau = float(self.params["temperature"])
         center = bool(self.params["center"])
         total = sum(info_nce(means[i], means[j], tau, center) for i in names for j in names if i != j)
-        return total / (len(names) - 1)
+        return total / (len(names) - 1)  # type: ignore[return-value]  # sum() over >= 2 pairs: a Tensor
 
     def _match(self, rebuilt: Tensor, original: Tensor) -> Tensor:
         if self.params["gen_aug_loss"] == "contrastive":
@@ -193,7 +195,7 @@ class IDMVAE(MMVAEPlus):
         return (rebuilt - original).pow(2).sum(-1).mean()
 
     def gen_aug_loss(self, encoded) -> Tensor:
-        total = 0.0
+        total: Tensor = 0.0  # type: ignore[assignment]  # 0.0 + the first Tensor term is a Tensor
         for m, (q_z, q_w) in encoded.items():
             z, w = q_z.rsample(), q_w.rsample()
             latents = torch.stack(
@@ -214,7 +216,7 @@ class IDMVAE(MMVAEPlus):
         means = [q.mean for q, _ in encoded.values()]
         if self.params["diffusion_stop_grad"]:
             means = [mu.detach() for mu in means]
-        return sum(self.diffusion.loss(mu) for mu in means) / len(means)
+        return sum(self.diffusion.loss(mu) for mu in means) / len(means)  # type: ignore[return-value]  # >= 1 term: a Tensor
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         encoded = self.encode(batch)

@@ -65,7 +65,7 @@ class MMVAE(MultimodalVAE):
 
     def log_weights(self, batch: Batch, z: Tensor, q_density: MixtureOfExperts, present: list[str]):
         """log w for z [M, K, B, D] -> [M, K, B], and its parts."""
-        recon = {m: self.log_likelihood(m, batch[m], z) for m in present}
+        recon = {m: self.log_likelihood(m, batch[m], z) for m in present}  # type: ignore[arg-type]  # m is present: batch[m] is a Tensor
         kl = q_density.log_prob(z) - self.prior(z).log_prob(z)  # single-sample log q/p
         return sum(recon.values()) - kl, recon, kl
 

@@ -81,7 +81,7 @@ class MMVAEPlus(MultimodalVAE):
                     for i, m in enumerate(present)
                 ]
             )
-            recon[d] = self.log_likelihood(d, batch[d], z, h)  # [M, K, B]
+            recon[d] = self.log_likelihood(d, batch[d], z, h)  # type: ignore[arg-type]  # [M, K, B]; d is present
         log_pz = self.prior(z).log_prob(z)
         log_pw = DiagGaussian(torch.zeros_like(w), torch.zeros_like(w)).log_prob(w)
         log_qw = torch.stack(

@@ -71,8 +71,8 @@ class MoPoE(MultimodalVAE):
         if not self.params["stratified"]:  # one subset per batch element: z [B, D]
             rows = torch.arange(z.shape[1], device=z.device)
             z = z[rows % len(subsets), rows]
-        recon = {m: self.log_likelihood(m, batch[m], z) for m in present}  # [S, B] or [B] each
-        kl = torch.stack([q.kl_standard_normal() for q in mixture.experts])  # [S, B]
+        recon = {m: self.log_likelihood(m, batch[m], z) for m in present}  # type: ignore[arg-type]  # [S, B] or [B] each; m is present
+        kl = torch.stack([q.kl_standard_normal() for q in mixture.experts])  # type: ignore[union-attr]  # [S, B]; aggregate() gives DiagGaussians
         beta = float(self.params["beta"])
         value = sum(r.mean() for r in recon.values()) - beta * kl.mean()
         terms = {f"recon_{m}": r.mean() for m, r in recon.items()}

@@ -20,7 +20,7 @@ class MVAE(MultimodalVAE):
     def elbo(self, batch: Batch, encoded: dict, subset: list[str]) -> tuple[Tensor, dict[str, Tensor]]:
         q = product_of_experts([encoded[m][0] for m in subset], prior_expert=True)
         z = q.rsample()
-        recon = {m: self.log_likelihood(m, batch[m], z) for m in subset}
+        recon = {m: self.log_likelihood(m, batch[m], z) for m in subset}  # type: ignore[arg-type]  # m is present: batch[m] is a Tensor
         kl = q.kl_standard_normal()
         beta = float(self.params["kl_weight"])
         return sum(recon.values()) - beta * kl, {**{f"recon_{m}": r for m, r in recon.items()}, "kl": kl}
@@ -32,7 +32,7 @@ class MVAE(MultimodalVAE):
         if self.params["unimodal_elbos"] and len(present) > 1:
             subsets += [[m] for m in present]
         terms: dict[str, Tensor] = {}
-        total = 0.0
+        total: Tensor = 0.0  # type: ignore[assignment]  # 0.0 + the first Tensor term is a Tensor
         for subset in subsets:
             elbo, parts = self.elbo(batch, encoded, subset)
             total = total + elbo.mean()

@@ -55,7 +55,7 @@ def build_model(name: str, shapes: Mapping[str, Shape], settings: Mapping[str, A
     return get_model_class(name)(dict(shapes), settings)
 
 
-def likelihood_weights(shapes: Mapping[str, Shape], spec: Any) -> dict[str, float]:
+def likelihood_weights(shapes: Mapping[str, Sequence[int]], spec: Any) -> dict[str, float]:
     """``"auto"``: MMVAE's weighting, the largest pixel count over each modality's own
     (MNIST 3·32·32/(28·28) ≈ 3.92, SVHN 1); ``"none"``: all 1; or an explicit mapping."""
     if spec == "auto":

@@ -119,7 +119,7 @@ def wasserstein_barycenter(experts: Sequence[DiagGaussian], weights: Sequence[fl
         weights = [1.0 / len(experts)] * len(experts)
     mu = sum(w * e.mu for w, e in zip(weights, experts, strict=True))
     std = sum(w * e.std for w, e in zip(weights, experts, strict=True))
-    return DiagGaussian(mu, 2.0 * std.log())
+    return DiagGaussian(mu, 2.0 * std.log())  # type: ignore[arg-type, union-attr]  # sum() over >= 1 expert: a Tensor
 
 
 def w2_squared(p: DiagGaussian, q: DiagGaussian) -> Tensor:

@@ -33,7 +33,6 @@ with ``unimodal_recon``, unimodal ones log p(m | z_m, h_m) (see ``cross_reconstr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -94,7 +93,8 @@ def center_loss(shared: Sequence[Tensor], centers: Tensor, gamma: Tensor, tau: f
 @register("mgmvae")
 class MGMVAE(MultimodalVAE):
     uses_private = True
-    default_params: dict[str, Any] = {
+    mixture_ready: Tensor  # registered buffer
+    default_params = {
         "lambda1": 0.01,  # paper, Experiment Settings (both datasets)
         "lambda2": 0.01,  # paper, Experiment Settings (both datasets)
         "lambda3": 0.0025,  # paper: MNIST-SVHN 0.0025; MNIST-CDCB 0.001 (config by_dataset)
@@ -246,7 +246,7 @@ class MGMVAE(MultimodalVAE):
         z_s = q_s.rsample()
         terms: dict[str, Tensor] = {}
         h = {m: encoded[m][1].rsample() for m in present}
-        recon = {m: self.log_likelihood(m, batch[m], z_s, h[m]) for m in present}
+        recon = {m: self.log_likelihood(m, batch[m], z_s, h[m]) for m in present}  # type: ignore[arg-type]  # m is present: batch[m] is a Tensor
         for m in self.modalities:
             terms[f"recon_{m}"] = recon[m].mean() if m in recon else z_s.new_zeros(())
         kl_mix, gamma = self.mixture_term(q_s, z_s)
@@ -308,14 +308,14 @@ class MGMVAE(MultimodalVAE):
         present = list(encoded)
         if len(present) < 2 and not self.params["unimodal_recon"]:
             return next(iter(h.values())).new_zeros(next(iter(h.values())).shape[0])
-        total = 0.0
+        total: Tensor = 0.0  # type: ignore[assignment]  # 0.0 + the first Tensor term is a Tensor
         for m in present:
             for o in present:
                 if o == m and not self.params["unimodal_recon"]:
                     continue
                 z_o = product_of_experts([encoded[o][0]], prior_expert=True).rsample()
                 h_m = h[m] if o == m or self.params["cross_private"] == "own" else torch.randn_like(h[m])
-                total = total + self.log_likelihood(m, batch[m], z_o, h_m)
+                total = total + self.log_likelihood(m, batch[m], z_o, h_m)  # type: ignore[arg-type]  # m is present: batch[m] is a Tensor
         return total
 
     # --------------------------------------------------------- evaluation

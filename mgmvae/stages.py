@@ -283,7 +283,8 @@ def figures(config: Mapping, args: argparse.Namespace) -> None:
         else args.model_files
         or [paths.run_dir(config, d, m, seed) / "model.pt" for d in studied_datasets(config) for m in config["models"]]
     )
-    models, histories = {}, {}
+    models: dict[str, dict] = {}
+    histories: dict[str, dict] = {}
     for path in model_files:
         model, saved = load_trained(path, device)
         models.setdefault(saved["dataset"], {})[saved["model"]] = model

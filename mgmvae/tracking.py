@@ -110,7 +110,7 @@ class Tracker:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
+    def _call(self, fn: Callable[..., Any]) -> Any:
         delay = 0.2
         for attempt in range(RETRIES):
             try:

@@ -13,7 +13,7 @@ import random
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from tqdm.auto import tqdm
 
 from mgmvae.data.paired import PairedData
 from mgmvae.io import load_torch, save_torch
+
+if TYPE_CHECKING:
+    from mgmvae.base import MultimodalVAE
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -64,8 +67,8 @@ def make_optimizer(model: torch.nn.Module, settings: Mapping[str, Any]) -> torch
 def _rng_state(device: torch.device) -> dict[str, Any]:
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-        "numpy_pos": int(np.random.get_state()[2]),
+        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),  # type: ignore[index]  # numpy stub: legacy tuple typed as dict
+        "numpy_pos": int(np.random.get_state()[2]),  # type: ignore[index]  # numpy stub: legacy tuple typed as dict
     }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
@@ -92,7 +95,7 @@ def load_checkpoint(path: Path, config_hash: str, device: torch.device) -> dict[
 
 
 def train_model(
-    model: torch.nn.Module,
+    model: MultimodalVAE,
     data: PairedData,
     settings: Mapping[str, Any],
     *,
@@ -144,6 +147,7 @@ def train_model(
             if (step + 1) % log_every == 0:
                 bar.set_postfix(epoch=epoch + 1, loss=f"{values[0].item():.4g}", refresh=False)
             bar.update()
+        assert keys is not None and sums is not None  # every epoch runs >= 1 step (steps >= 1)
         metrics = dict(zip(keys, (sums / steps).tolist(), strict=True))
         bad = [k for k, v in metrics.items() if not math.isfinite(v)]
         if bad:

@@ -34,8 +34,8 @@ def build_mnist_svhn(
     name: str, seed: int, data_dir: Path, download: bool, pairings: int, max_per_class: int
 ) -> PairedData:
     """MNIST ↔ SVHN by MMVAE's class-matched pairing; test pairs from both test splits, same rule."""
-    images = {"mnist": {}, "svhn": {}}
-    labels = {"mnist": {}, "svhn": {}}
+    images: dict[str, dict[str, torch.Tensor]] = {"mnist": {}, "svhn": {}}
+    labels: dict[str, dict[str, torch.Tensor]] = {"mnist": {}, "svhn": {}}
     pairs = {}
     for k, s in enumerate(SPLITS):
         images["mnist"][s], labels["mnist"][s] = load_mnist(data_dir, s, download)
@@ -51,8 +51,8 @@ def build_mnist_cdcb(name: str, seed: int, data_dir: Path, download: bool, colou
     """CD ↔ CB from MNIST's own train/test split; pair k is (k, k)."""
     if size < 28:
         raise DataError(f"mnist_cdcb: size must be >= 28 (MNIST is 28×28), got {size}")
-    images = {"cd": {}, "cb": {}}
-    labels = {"cd": {}, "cb": {}}
+    images: dict[str, dict[str, torch.Tensor]] = {"cd": {}, "cb": {}}
+    labels: dict[str, dict[str, torch.Tensor]] = {"cd": {}, "cb": {}}
     pairs = {}
     for k, s in enumerate(SPLITS):
         gray, gray_labels = load_mnist(data_dir, s, download)

@@ -114,7 +114,10 @@ def _digit_height_per_size(index: int) -> float:
 def draw_street_params(labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Every random choice for len(labels) street images, drawn up front in one vectorised pass."""
     n = len(labels)
-    u = lambda lo, hi, shape=(n,): rng.uniform(lo, hi, shape)  # noqa: E731
+
+    def u(lo: float, hi: float, shape: tuple[int, ...] = (n,)) -> np.ndarray:
+        return rng.uniform(lo, hi, shape)
+
     light = rng.random(n) < LIGHT_TEXT_P
     text_grey = np.where(light, u(0.6, 0.95), u(0.05, 0.4))
     # Background brightness at least MIN_CONTRAST away from the text, on the far side of it.

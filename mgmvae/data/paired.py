@@ -76,7 +76,7 @@ class PairedData:
 
     # ------------------------------------------------------------------- info
     def shape(self, modality: str) -> tuple[int, int, int]:
-        return tuple(self.images[modality]["train"].shape[1:])
+        return tuple(self.images[modality]["train"].shape[1:])  # type: ignore[return-value]  # validate(): [N,C,H,W]
 
     @property
     def shapes(self) -> dict[str, tuple[int, int, int]]:

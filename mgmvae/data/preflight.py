@@ -46,7 +46,7 @@ def check_raw_data(config: Mapping) -> None:
         return
     listing = "\n".join(f"  {p}" for files in missing.values() for p in files)
     if config["download"]:
-        hosts = {source: sorted({urlparse(u).hostname for u in download_urls(source)}) for source in missing}
+        hosts = {source: sorted({urlparse(u).hostname or "" for u in download_urls(source)}) for source in missing}
         if all(any(reachable(f"https://{h}") for h in hs) for hs in hosts.values()):
             return  # the prepare jobs will download and MD5-check them
         why = "they cannot be downloaded: no connection to " + ", ".join(h for hs in hosts.values() for h in hs)

@@ -9,7 +9,8 @@ All test metrics read the test split only; the probe is fitted on training pairs
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +21,9 @@ from mgmvae.evaluation.clustering import clustering_scores, kmeans_assignments
 from mgmvae.evaluation.coherence import cross_generation_accuracy
 from mgmvae.evaluation.probe import linear_probe
 from mgmvae.evaluation.retrieval import top1_retrieval
+
+if TYPE_CHECKING:
+    from mgmvae.base import MultimodalVAE
 
 DEFAULT_SETTINGS = {
     "batch_size": 1024,
@@ -85,7 +89,7 @@ def _subsample(n: int, cap: int | None, seed: int) -> Tensor:
 
 
 def evaluate_model(
-    model: nn.Module, data: PairedData, classifiers: dict[str, nn.Module], settings: dict | None, seed: int
+    model: MultimodalVAE, data: PairedData, classifiers: Mapping[str, nn.Module], settings: dict | None, seed: int
 ) -> dict:
     """Tables 1-3 metrics plus clustering for one trained model; a JSON-able dict of fractions."""
     cfg = {**DEFAULT_SETTINGS, **(settings or {})}
