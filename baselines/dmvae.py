@@ -32,6 +32,10 @@ from mgmvae.distributions import DiagGaussian, product_of_experts
 class DMVAE(MultimodalVAE):
     uses_private = True
     default_params = {"poe_reconstruction": False, "kl_shared_weight": 1.0, "kl_private_weight": 1.0}
+    # seqam-lab/DMVAE, mnist_svhn/main.py ``cross_acc_prior``: the source's shared posterior draw,
+    # private latents from N(0, I) (the base ``private_prior``); joint coherence from N(0, I) for
+    # both. It has no probe; its ``shared_latent`` plots posterior means.
+    reference_protocol = "sample"
 
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)

@@ -35,7 +35,8 @@ regularisers. Ours, written from the paper's description and the released object
    The code also fits a diffusion prior to each private latent; we do not (open point). Its DDPM
    module predicts x_0 (sigmoid schedule, SNR-weighted); we predict ε on the linear schedule.
 ``center`` applies to the gen-aug InfoNCE too. ``generate`` decodes the target with w at the
-prior mean (0); the code's cross-generation samples w from the private diffusion prior.
+prior mean (0) under ``mean``; under ``sample`` w is drawn from ``private_prior`` (the code's
+plain prior; with a private diffusion prior, which we do not fit, the code samples that).
 Defaults from the released PolyMNIST script (paper App. B.1): β = 2.5, K = 1, cross-MI scale 80,
 gen-aug scale 20 with "CL", diffusion weight 1, temperature 1 (its ``ContrastiveLoss(tau=1)``);
 T = 200, the DDPM module's default (the model class passes 1000 with 100 DDIM sampling steps; we
@@ -53,6 +54,7 @@ from torch import Tensor, nn
 from baselines.mmvae_plus import MMVAEPlus
 from mgmvae.base import Batch, register
 from mgmvae.contrastive import info_nce
+from mgmvae.distributions import DiagGaussian
 
 
 # ----------------------------------------------------------------- DDPM pieces
@@ -234,9 +236,20 @@ class IDMVAE(MMVAEPlus):
         return {"loss": loss, **terms, "cross_mi": cross_mi, "gen_aug": gen_aug, "diffusion": diff}
 
     # ------------------------------------------------------------ evaluation
+    # chatzikon/IDMVAE, src/commands/run_PolyMNIST_experiment_train_and_checkpoint.sh passes
+    # --use_mean_for_latent_clf: its probe (src/eval_functions_polyMNIST.py ``train_clf_lr``) reads means.
+    embeds_sample = False
+
+    def private_prior(self, modality: str, n: int) -> DiagGaussian:
+        """N(0, softplus(0) + η) with η = 1e-8 (scale ≈ 0.693): chatzikon/IDMVAE,
+        src/models/idmvae.py ``get_simple_prior_w(aux=False)`` → ``_compute_prior_from_params``,
+        what ``self_and_cross_modal_generation_forward`` draws w from without a private diffusion
+        prior (which we do not fit)."""
+        zeros = torch.zeros(n, self.private_dim, device=self.device)
+        scale = math.log(2.0) + 1e-8
+        return DiagGaussian(zeros, torch.full_like(zeros, 2.0 * math.log(scale)))
+
     @torch.no_grad()
-    def sample(self, n: int) -> dict[str, Tensor]:
-        """Joint generation: z from the diffusion prior, w ~ N(0, I)."""
-        z = self.diffusion.sample(n)
-        h = torch.randn(n, self.private_dim, device=self.device)
-        return {m: self.likelihood.mean(self.decode(m, z, h)) for m in self.modalities}
+    def draw_shared_prior(self, n: int) -> Tensor:
+        """Joint generation draws z from the diffusion prior."""
+        return self.diffusion.sample(n)

@@ -43,6 +43,11 @@ def check_importance_params(name: str, params: dict) -> None:
 class MMVAE(MultimodalVAE):
     # MMVAE's MNIST-SVHN command: --obj dreg --K 30 --learn-prior --looser (REFERENCES §3)
     default_params = {"objective": "dreg", "k": 30, "learn_prior": True}
+    # iffsid/mmvae, src/report/analyse_ms.py: ``cross_coherence`` decodes a posterior draw (forward
+    # with K=1), ``classify_latents`` trains and tests the latent classifier on posterior draws,
+    # ``joint_coherence`` decodes 10,000 draws of the (learned) prior.
+    reference_protocol = "sample"
+    embeds_sample = True
 
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)

@@ -21,8 +21,9 @@ strata outside the log): z_m ~ q(z | x_m), w_m ~ q(w_m | x_m), and for every tar
 Defaults: ``objective: elbo``, ``k: 1`` (CPU budget; K=1 makes all three equal in value),
 ``beta: 2.5`` (MMVAE+'s PolyMNIST value, also IDMVAE's). Missing modality: the strata and targets
 are the present modalities only.
-Evaluation: ``embed`` is the mixture mean; ``generate`` decodes the target with w at the mean of
-the (zero-mean) priors; ``translate`` takes the style reference's w (base class).
+Evaluation (protocols in mgmvae/base.py): ``embed`` is the mixture mean (a draw under ``sample``);
+``generate`` decodes the target with w at the prior mean (``mean``) or drawn from p(w) = N(0, I)
+(``sample``, as the reference); ``translate`` takes the style reference's w (base class).
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def dreg_value(lw: Tensor, latents: list[Tensor], bound: Tensor) -> Tensor:
 class MMVAEPlus(MultimodalVAE):
     uses_private = True
     default_params = {"objective": "elbo", "k": 1, "beta": 2.5}
+    # epalu/mmvaeplus, src/models/mmvae.py ``reconstruct_and_cross_reconstruct_forw`` (used by
+    # ``cross_coherence`` in src/main_polymnist.py): z a posterior draw, w drawn from the unit prior
+    # (not the auxiliary prior r_d: the base ``private_prior``); ``unconditional_coherence_and_lr``
+    # fits the latent classifier on posterior draws (``qu_x(...).rsample()``).
+    reference_protocol = "sample"
+    embeds_sample = True
 
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)

@@ -39,6 +39,10 @@ from mgmvae.distributions import DiagGaussian, MixtureOfExperts, nonempty_subset
 @register("mopoe")
 class MoPoE(MultimodalVAE):
     default_params = {"beta": 2.5, "prior_expert": False, "stratified": True}
+    # thomassutter/MoPoE, utils/BaseMMVae.py ``cond_generation``: decodes a reparameterised draw of
+    # the subset posterior; eval_metrics/representation.py ``train_clf_lr_all_subsets`` fits the
+    # probe (sklearn LogisticRegression) on the subset posterior means.
+    reference_protocol = "sample"
 
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)

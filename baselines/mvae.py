@@ -16,6 +16,8 @@ from mgmvae.distributions import product_of_experts
 @register("mvae")
 class MVAE(MultimodalVAE):
     default_params = {"kl_weight": 1.0, "unimodal_elbos": True}
+    # mhw32/multimodal-vae-public: ``reparametrize`` returns the posterior mean in eval mode.
+    reference_protocol = "mean"
 
     def elbo(self, batch: Batch, encoded: dict, subset: list[str]) -> tuple[Tensor, dict[str, Tensor]]:
         q = product_of_experts([encoded[m][0] for m in subset], prior_expert=True)

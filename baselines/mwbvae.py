@@ -38,6 +38,7 @@ from mgmvae.distributions import DiagGaussian, wasserstein_barycenter
 @register("mwbvae")
 class MWBVAE(MoPoE):
     default_params = {"beta": 1.0, "subsets": True, "weights": None, "stratified": True}
+    reference_protocol = "mean"  # no public code: the project's own protocol (not MoPoE's)
 
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)

@@ -3,6 +3,13 @@
 Metrics never see model internals: they call ``embed``, ``generate``, ``cluster`` (and the
 figures ``translate`` and ``sample``). A batch is ``{modality: Tensor or None}``; a missing
 modality is ``None`` or absent.
+
+Evaluation protocols (``evaluation.protocol``; ``mgmvae.evaluation.protocol``): ``mean`` decodes
+the posterior mean with private latents at their prior mean and embeds by the posterior mean;
+``sample`` decodes a posterior draw with private latents drawn from ``private_prior`` and embeds
+by a draw where the model's reference does (``embeds_sample``). Joint generation (``sample``)
+always draws both latents from the prior. Randomness comes from torch's global RNG, which the
+evaluation seeds.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from torch import Tensor, nn
 from mgmvae.distributions import (
     DiagGaussian,
     Likelihood,
+    MixtureOfExperts,
     posterior,
     product_of_experts,
     standard_prior,
@@ -24,6 +32,7 @@ from mgmvae.distributions import (
 from mgmvae.nets import Decoder, Encoder, Shape, compute_dtype
 
 Batch = Mapping[str, Tensor | None]
+PROTOCOLS = ("mean", "sample")  # evaluation protocols; see the module docstring
 MODELS: dict[str, type[MultimodalVAE]] = {}
 # Modules whose import registers models; looked up lazily so baselines/ can import mgmvae.
 _MODEL_MODULES = ("mgmvae.model", "baselines")
@@ -79,6 +88,10 @@ class MultimodalVAE(nn.Module):
     name: ClassVar[str] = "base"
     uses_private: ClassVar[bool] = False
     default_params: ClassVar[dict[str, Any]] = {}  # the objective's hyperparameters and defaults
+    # The protocol of the model's reference evaluation code (``evaluation.protocol: reference``),
+    # and whether under ``sample`` its probe embeds a posterior draw rather than the mean.
+    reference_protocol: ClassVar[str] = "mean"
+    embeds_sample: ClassVar[bool] = False
 
     def __init__(self, shapes: dict[str, Shape], settings: Mapping[str, Any]):
         super().__init__()
@@ -144,6 +157,23 @@ class MultimodalVAE(nn.Module):
     def prior(self, like: Tensor):
         return standard_prior(self.posterior_family, like)
 
+    def private_prior(self, modality: str, n: int) -> DiagGaussian:
+        """The distribution private latents of ``modality`` are drawn from when the evaluation
+        samples them (cross-generation under ``sample``, joint generation): N(0, I) by default,
+        as DMVAE's ``cross_acc_prior`` (seqam-lab/DMVAE, mnist_svhn/main.py) and MMVAE+'s
+        ``reconstruct_and_cross_reconstruct_forw`` (epalu/mmvaeplus, src/models/mmvae.py; the
+        unit prior, not the auxiliary one). Models whose reference uses another prior override it."""
+        zeros = torch.zeros(n, self.private_dim, device=self.device)
+        return DiagGaussian(zeros, zeros.clone())
+
+    def draw_private(self, modality: str, n: int) -> Tensor | None:
+        """n private latents from ``private_prior`` (None for models without private latents)."""
+        return self.private_prior(modality, n).rsample() if self.private_dim else None
+
+    def draw_shared_prior(self, n: int) -> Tensor:
+        """n shared latents from the model's prior (joint generation, joint coherence)."""
+        return self.prior(torch.zeros(n, self.shared_dim, device=self.device)).rsample()
+
     # ------------------------------------------------------------ training hooks
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         """``{"loss": scalar to minimise, <term>: scalar, ...}`` (batch means)."""
@@ -153,39 +183,69 @@ class MultimodalVAE(nn.Module):
         """Called by the loop before each epoch (mixture initialisation, negative mining...)."""
 
     # ------------------------------------------------------- evaluation surface
-    @torch.no_grad()
-    def embed(self, batch: Batch, modalities: Sequence[str]) -> Tensor:
-        """Shared representation (posterior mean) from a non-empty subset of modalities."""
+    def shared_posterior(self, batch: Batch, modalities: Sequence[str]):
         encoded = self.encode(batch, modalities)
         if not encoded:
-            raise ValueError(f"embed needs at least one of {list(modalities)} in the batch")
-        return self.joint_posterior(encoded).mean
+            raise ValueError(f"need at least one of {list(modalities)} in the batch")
+        return self.joint_posterior(encoded)
 
     @torch.no_grad()
-    def generate(self, batch: Batch, source: str, target: str) -> Tensor:
-        """Cross-modal generation: decoder mean of ``target`` from ``source``'s shared latent mean,
-        with the target's private latent at its prior mean."""
-        z = self.embed(batch, [source])
-        return self.likelihood.mean(self.decode(target, z))
+    def embed(self, batch: Batch, modalities: Sequence[str], protocol: str = "mean") -> Tensor:
+        """Shared representation from a non-empty subset of modalities: the posterior mean, or
+        under ``sample`` a posterior draw for models whose reference probe reads draws
+        (``embeds_sample``)."""
+        q = self.shared_posterior(batch, modalities)
+        if check_protocol(protocol) == "sample" and self.embeds_sample:
+            return posterior_draw(q)
+        return q.mean
 
     @torch.no_grad()
-    def translate(self, content: Batch, style: Batch, source: str, target: str) -> Tensor:
+    def generate(self, batch: Batch, source: str, target: str, protocol: str = "mean") -> Tensor:
+        """Cross-modal generation, the decoder mean of ``target`` from ``source`` alone. ``mean``:
+        from the source's posterior mean with the target's private latent at its prior mean (0).
+        ``sample``: from a posterior draw with the private latent drawn from ``private_prior``."""
+        q = self.shared_posterior(batch, [source])
+        if check_protocol(protocol) == "mean":
+            return self.likelihood.mean(self.decode(target, q.mean))
+        z = posterior_draw(q)
+        return self.likelihood.mean(self.decode(target, z, self.draw_private(target, z.shape[0])))
+
+    @torch.no_grad()
+    def translate(self, content: Batch, style: Batch, source: str, target: str, protocol: str = "mean") -> Tensor:
         """Content from ``source``'s shared latent, style from the ``target`` reference's private
-        latent; models without private latents fall back to ``generate``."""
+        latent (posterior means, or draws under ``sample``); models without private latents fall
+        back to ``generate``."""
         if not self.private_dim:
-            return self.generate(content, source, target)
-        z = self.embed(content, [source])
+            return self.generate(content, source, target, protocol)
+        q = self.shared_posterior(content, [source])
         _, h = self.encode(style, [target])[target]
-        return self.likelihood.mean(self.decode(target, z, h.mean))
+        if check_protocol(protocol) == "sample":
+            return self.likelihood.mean(self.decode(target, posterior_draw(q), h.rsample()))
+        return self.likelihood.mean(self.decode(target, q.mean, h.mean))
 
     @torch.no_grad()
     def sample(self, n: int) -> dict[str, Tensor]:
-        """Joint generation from the prior."""
-        z = self.prior(torch.zeros(n, self.shared_dim, device=self.device)).rsample()
-        h = torch.randn(n, self.private_dim, device=self.device) if self.private_dim else None
-        return {m: self.likelihood.mean(self.decode(m, z, h)) for m in self.modalities}
+        """Joint generation: the shared latent from ``draw_shared_prior``, each private latent
+        from ``private_prior``; the decoder mean of every modality (MMVAE's ``generate``)."""
+        z = self.draw_shared_prior(n)
+        return {m: self.likelihood.mean(self.decode(m, z, self.draw_private(m, n))) for m in self.modalities}
 
     @torch.no_grad()
     def cluster(self, batch: Batch, modalities: Sequence[str]) -> Tensor | None:
         """The model's own cluster assignment, or None (metrics then run k-means on ``embed``)."""
         return None
+
+
+def check_protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown evaluation protocol {protocol!r}; choose one of {PROTOCOLS}")
+    return protocol
+
+
+def posterior_draw(q) -> Tensor:
+    """One draw per row from a posterior; a mixture of experts picks its expert uniformly per row."""
+    if not isinstance(q, MixtureOfExperts):
+        return q.rsample()
+    draws = q.rsample_stratified(1)[:, 0]  # [M, B, D]
+    pick = torch.randint(len(q.experts), (draws.shape[1],), device=draws.device)
+    return draws[pick, torch.arange(draws.shape[1], device=draws.device)]

@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifiers", type=Path, nargs="*", help="classifier files, one per modality")
     p.add_argument("--out", type=Path)
     p.add_argument("--variant", default=None, help="the ablation variant of the run (its folder and tags)")
+    p.add_argument(
+        "--protocol",
+        choices=("mean", "sample", "reference"),
+        default=None,
+        help="evaluation protocol for this run (default: config evaluation.protocol)",
+    )
 
     p = sub.add_parser("aggregate", help="tables from the per-run metrics")
     _common(p)

@@ -327,12 +327,9 @@ class MGMVAE(MultimodalVAE):
         return self.mixture.responsibilities(self.embed(batch, modalities)).argmax(-1)
 
     @torch.no_grad()
-    def sample(self, n: int) -> dict[str, Tensor]:
-        """Joint generation: z_s from the mixture prior (N(0,I) without it), h_m ~ N(0,I)."""
+    def draw_shared_prior(self, n: int) -> Tensor:
+        """z_s from the mixture prior (N(0,I) without it); private latents come from the base
+        ``private_prior``, N(0, I), the paper's p(h_x), p(h_y)."""
         if not self.use_mixture:
-            return super().sample(n)
-        z, _ = self.mixture.sample(n)
-        return {
-            m: self.likelihood.mean(self.decode(m, z, torch.randn(n, self.private_dim, device=self.device)))
-            for m in self.modalities
-        }
+            return super().draw_shared_prior(n)
+        return self.mixture.sample(n)[0]

@@ -175,6 +175,7 @@ def load_trained(path: Path, device):
 def evaluate(config: Mapping, args: argparse.Namespace) -> None:
     from mgmvae.data.paired import PairedData
     from mgmvae.evaluation.classifiers import load_classifier
+    from mgmvae.evaluation.protocol import resolve_protocol
     from mgmvae.evaluation.run import evaluate_model
     from mgmvae.train import seed_everything
 
@@ -190,14 +191,27 @@ def evaluate(config: Mapping, args: argparse.Namespace) -> None:
             raise StageError(f"classifier {path} does not exist: run the 'classifier' stage first")
         classifiers[Path(path).stem] = load_classifier(path, device)
     out = args.out or run / "metrics.json"
-    tags = {"dataset": args.dataset, "model": args.model, "seed": args.seed, "config_hash": saved["config_hash"]}
+    # --protocol overrides evaluation.protocol for this run (the CI test evaluates a run both ways).
+    try:
+        protocol = resolve_protocol(
+            getattr(args, "protocol", None) or config["evaluation"].get("protocol", "mean"), type(model)
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    tags = {
+        "dataset": args.dataset,
+        "model": args.model,
+        "seed": args.seed,
+        "config_hash": saved["config_hash"],
+        "protocol": protocol,
+    }
     if args.variant is not None:
         tags["variant"] = args.variant
     name = _run_name("evaluate", args)
-    with _tracked(config, args, "evaluate", name, tags, config["evaluation"]) as tracker:
+    settings = {**config["evaluation"], "protocol": protocol}
+    with _tracked(config, args, "evaluate", name, tags, settings) as tracker:
         seed_everything(args.seed)
-        settings = {**config["evaluation"], "progress": not args.no_progress}
-        metrics = evaluate_model(model, data, classifiers, settings, seed=args.seed)
+        metrics = evaluate_model(model, data, classifiers, {**settings, "progress": not args.no_progress}, args.seed)
         record = {
             "study": config["study"],
             "dataset": args.dataset,
@@ -205,6 +219,7 @@ def evaluate(config: Mapping, args: argparse.Namespace) -> None:
             "seed": args.seed,
             "modalities": list(data.modalities),
             "config_hash": saved["config_hash"],
+            "protocol": protocol,
             "metrics": metrics,
         }
         if args.variant is not None:

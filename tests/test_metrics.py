@@ -52,14 +52,18 @@ class PerfectModel(nn.Module):
         self.anchor = nn.Parameter(torch.zeros(()))
         self.generated = 0
 
-    def embed(self, batch, modalities):
+    def embed(self, batch, modalities, protocol="mean"):
         present = [m for m in modalities if batch.get(m) is not None]
         assert present, "embed called without a modality"
         return 5.0 * F.one_hot(decode(batch[present[0]]), 10).float()
 
-    def generate(self, batch, source, target):
+    def generate(self, batch, source, target, protocol="mean"):
         self.generated += len(batch[source])
         return coded(decode(batch[source]), self.shapes[target])
+
+    def sample(self, n):
+        labels = torch.arange(n) % 10
+        return {m: coded(labels, shape) for m, shape in self.shapes.items()}
 
     def cluster(self, batch, modalities):
         if self.cluster_perm is None:
@@ -173,11 +177,21 @@ def test_evaluate_model_perfect_fake(own_clusters):
     data = synthetic_data()
     perm = torch.tensor([3, 1, 4, 0, 5, 9, 2, 6, 8, 7]) if own_clusters else None
     model = PerfectModel(data.shapes, cluster_perm=perm)
-    settings = {"batch_size": 16, "probe_max_train": 50, "max_cluster": 60, "progress": False}
+    settings = {"batch_size": 16, "probe_max_train": 50, "probe_folds": 3, "max_cluster": 60, "progress": False}
     out = evaluate_model(model, data, {"a": CodeReader(), "b": CodeReader()}, settings, seed=0)
 
-    assert set(out) == {"cross_generation", "probe", "retrieval_top1", "clustering"}
+    assert set(out) == {
+        "cross_generation",
+        "cross_generation_balanced",
+        "joint_coherence",
+        "probe",
+        "probe_selection",
+        "retrieval_top1",
+        "clustering",
+    }
     assert out["cross_generation"] == {"a->b": 1.0, "b->a": 1.0}
+    assert out["cross_generation_balanced"] == {"a->b": 1.0, "b->a": 1.0}
+    assert out["joint_coherence"] == {"joint": 1.0, "samples": 10_000}
     assert out["probe"] == {"a": 1.0, "b": 1.0, "joint": 1.0}
     assert out["retrieval_top1"] == {"a->b": 1.0, "b->a": 1.0}
     c = out["clustering"]

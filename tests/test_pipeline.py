@@ -57,7 +57,17 @@ def test_ci_preset_end_to_end(tmp_path):
         "bars",
     }
     metrics = json.loads((tmp_path / "results/ci/runs/digits_street/mvae/seed0/metrics.json").read_text())
-    assert set(metrics["metrics"]) == {"cross_generation", "probe", "retrieval_top1", "clustering"}
+    assert set(metrics["metrics"]) == {
+        "cross_generation",
+        "cross_generation_balanced",
+        "joint_coherence",
+        "probe",
+        "probe_selection",
+        "retrieval_top1",
+        "clustering",
+    }
+    assert metrics["protocol"] == "sample" and metrics["metrics"]["joint_coherence"]["samples"] == 200
+    assert metrics["metrics"]["probe_selection"]["C"] in (0.01, 0.1, 1.0, 10.0, 100.0)
     assert not list(tmp_path.rglob("*.tmp")), "temporary files left behind"
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -77,7 +87,8 @@ def test_ci_preset_end_to_end(tmp_path):
             assert {"dataset", "model", "seed", "config_hash"} <= set(run.data.tags)
             assert client.get_metric_history(run.info.run_id, "loss"), "no per-epoch loss"
         if run.data.tags["stage"] == "evaluate":
-            assert "probe.joint" in run.data.metrics
+            assert run.data.tags["protocol"] == "sample"
+            assert {"probe.joint", "joint_coherence.joint", "probe_selection.C"} <= set(run.data.metrics)
 
     # The aggregation run holds every table and every figure.
     aggregate = next(r for r in runs if r.data.tags["stage"] == "aggregate")
@@ -91,6 +102,25 @@ def test_ci_preset_end_to_end(tmp_path):
     # Nothing to do on a second run: outputs are complete and up to date.
     again = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "workflow/presets/ci.yaml"))
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # The CI study runs the sample protocol; one run evaluated again with mean covers the other
+    # (MMVAE+: under sample it draws private latents and its probe reads posterior draws).
+    study = tmp_path / "results/ci"
+    run = study / "runs/digits_street/mmvae_plus/seed0"
+    args = "evaluate --preset ci --dataset digits_street --model mmvae_plus --seed 0 --protocol mean"
+    args += f" --no-mlflow --no-progress --out {tmp_path / 'mean.json'} --data {study / 'data/digits_street.pt'}"
+    args += f" --model-file {run / 'model.pt'} --classifiers {study / 'classifiers/digits_street/hand.pt'}"
+    args += f" {study / 'classifiers/digits_street/street.pt'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "mgmvae", *args.split()], capture_output=True, text=True, env=snakemake_env()
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    both = {
+        "mean": json.loads((tmp_path / "mean.json").read_text()),
+        "sample": json.loads((run / "metrics.json").read_text()),
+    }
+    assert {p: r["protocol"] for p, r in both.items()} == {"mean": "mean", "sample": "sample"}
+    assert both["mean"]["metrics"] != both["sample"]["metrics"]
 
 
 def test_paper_setting_dry_run_lists_the_paper_dag(tmp_path):

@@ -8,22 +8,28 @@ from mgmvae.evaluation.classifiers import (
     train_classifier,
 )
 from mgmvae.evaluation.clustering import clustering_scores, hungarian_accuracy, kmeans_assignments
-from mgmvae.evaluation.coherence import cross_generation_accuracy
-from mgmvae.evaluation.probe import linear_probe
+from mgmvae.evaluation.coherence import cross_coherence, cross_generation_accuracy, joint_coherence
+from mgmvae.evaluation.probe import fit_linear_probe, linear_probe
+from mgmvae.evaluation.protocol import resolve_protocol, seeded
 from mgmvae.evaluation.retrieval import top1_retrieval, topk_indices
 from mgmvae.evaluation.run import evaluate_model
 
 __all__ = [
     "DigitClassifier",
     "clustering_scores",
+    "cross_coherence",
     "cross_generation_accuracy",
     "digit_classifier",
     "evaluate_model",
+    "fit_linear_probe",
     "hungarian_accuracy",
+    "joint_coherence",
     "kmeans_assignments",
     "linear_probe",
     "load_classifier",
+    "resolve_protocol",
     "save_classifier",
+    "seeded",
     "top1_retrieval",
     "topk_indices",
     "train_classifier",

@@ -1,10 +1,13 @@
 """The one place that calls the model interface; every metric below it works on tensors.
 
-Model interface (implemented by each model):
-  ``embed(batch, modalities) -> [B, D]``   shared posterior mean from a subset of modalities
-  ``generate(batch, source, target)``      decoder mean of ``target`` from ``source`` alone
-  ``cluster(batch, modalities)``           own cluster assignment, or None (then k-means)
-All test metrics read the test split only; the probe is fitted on training pairs.
+Model interface (implemented by each model; ``protocol`` is ``mean`` or ``sample``, mgmvae/base.py):
+  ``embed(batch, modalities, protocol) -> [B, D]``  shared representation from a subset of modalities
+  ``generate(batch, source, target, protocol)``     decoder mean of ``target`` from ``source`` alone
+  ``sample(n)``                                     joint generation from the prior (joint coherence)
+  ``cluster(batch, modalities)``                    own cluster assignment, or None (then k-means)
+All test metrics read the test split only; the probe is fitted (and its C cross-validated) on
+training pairs only. Every random draw is seeded from the run's seed, one seed per metric
+(``protocol.seeded``), so the same seed gives the same numbers.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from tqdm.auto import tqdm
 
 from mgmvae.data.paired import PairedData
 from mgmvae.evaluation.clustering import clustering_scores, kmeans_assignments
-from mgmvae.evaluation.coherence import cross_generation_accuracy
-from mgmvae.evaluation.probe import linear_probe
+from mgmvae.evaluation.coherence import cross_coherence, joint_coherence
+from mgmvae.evaluation.probe import DEFAULT_PROBE, fit_linear_probe, probe_accuracy
+from mgmvae.evaluation.protocol import seeded
 from mgmvae.evaluation.retrieval import top1_retrieval
 
 if TYPE_CHECKING:
@@ -32,7 +36,12 @@ DEFAULT_SETTINGS = {
     "n_clusters": 10,
     "retrieval_chunk": 4096,
     "progress": True,
+    "protocol": "mean",  # resolved: mean | sample (the stage resolves evaluation.protocol per model)
+    "joint_coherence_samples": 10_000,  # MMVAE's joint coherence: 10,000 prior draws
+    **DEFAULT_PROBE,
 }
+# Offsets of each metric's seed from the run's seed: every metric draws from its own stream.
+SEED_OFFSET = {"cross": 0, "embed": 1000, "joint": 2000, "probe_train": 3000}
 
 Batch = dict[str, Tensor]
 
@@ -66,18 +75,22 @@ def _pair_batch(data: PairedData, split: str, idx: Tensor, device: torch.device)
     return {m: _to_float(data.images[m][split][rows[:, j]], device) for j, m in enumerate(data.modalities)}
 
 
-def embed_pairs(model, data: PairedData, split: str, pair_index: Tensor, batch_size: int, progress: bool) -> Tensor:
+def embed_pairs(
+    model, data: PairedData, split: str, pair_index: Tensor, batch_size: int, progress: bool, protocol: str = "mean"
+) -> Tensor:
     """Joint embedding (all modalities) of the given pairs."""
     device = model_device(model)
-    fn = lambda i: model.embed(_pair_batch(data, split, pair_index[i], device), data.modalities)  # noqa: E731
+    fn = lambda i: model.embed(_pair_batch(data, split, pair_index[i], device), data.modalities, protocol)  # noqa: E731
     return _batched(fn, len(pair_index), batch_size, f"embed {split} pairs", progress)
 
 
-def embed_unimodal(model, data: PairedData, modality: str, split: str, batch_size: int, progress: bool) -> Tensor:
+def embed_unimodal(
+    model, data: PairedData, modality: str, split: str, batch_size: int, progress: bool, protocol: str = "mean"
+) -> Tensor:
     """Embedding of every image of one modality, that modality alone."""
     device = model_device(model)
     images = data.images[modality][split]
-    fn = lambda i: model.embed({modality: _to_float(images[i.to(images.device)], device)}, [modality])  # noqa: E731
+    fn = lambda i: model.embed({modality: _to_float(images[i.to(images.device)], device)}, [modality], protocol)  # noqa: E731
     return _batched(fn, len(images), batch_size, f"embed {split} {modality}", progress)
 
 
@@ -91,9 +104,10 @@ def _subsample(n: int, cap: int | None, seed: int) -> Tensor:
 def evaluate_model(
     model: MultimodalVAE, data: PairedData, classifiers: Mapping[str, nn.Module], settings: dict | None, seed: int
 ) -> dict:
-    """Tables 1-3 metrics plus clustering for one trained model; a JSON-able dict of fractions."""
+    """Tables 1-3 metrics, joint coherence and clustering for one trained model; a JSON-able dict
+    of dicts of numbers (fractions), keyed as ``METRIC_KEYS`` describes."""
     cfg = {**DEFAULT_SETTINGS, **(settings or {})}
-    bs, progress = int(cfg["batch_size"]), bool(cfg["progress"])
+    bs, progress, protocol = int(cfg["batch_size"]), bool(cfg["progress"]), str(cfg["protocol"])
     m0, m1 = data.modalities
     directions = [(m0, m1), (m1, m0)]
     device = model_device(model)
@@ -103,25 +117,31 @@ def evaluate_model(
         with torch.no_grad():
             # Table 1: generate target from each unique test image of the source modality.
             cross = {}
-            for src, tgt in directions:
-                generate = lambda x, s=src, t=tgt: model.generate({s: x.to(device)}, s, t)  # noqa: E731
-                cross[f"{src}->{tgt}"] = cross_generation_accuracy(
-                    generate, data.images[src]["test"], data.labels[src]["test"], classifiers[tgt], bs, progress
-                )
+            with seeded(seed + SEED_OFFSET["cross"], device):
+                for src, tgt in directions:
+                    generate = lambda x, s=src, t=tgt: model.generate({s: x.to(device)}, s, t, protocol)  # noqa: E731
+                    cross[f"{src}->{tgt}"] = cross_coherence(
+                        generate, data.images[src]["test"], data.labels[src]["test"], classifiers[tgt], bs, progress
+                    )
+            n_joint = int(cfg["joint_coherence_samples"])
+            with seeded(seed + SEED_OFFSET["joint"], device):
+                joint = joint_coherence(model.sample, n_joint, classifiers, bs, progress)
 
             # Unimodal test embeddings serve both the probe (Table 2) and retrieval (Table 3).
-            uni = {m: embed_unimodal(model, data, m, "test", bs, progress) for m in data.modalities}
+            with seeded(seed + SEED_OFFSET["embed"], device):
+                uni = {m: embed_unimodal(model, data, m, "test", bs, progress, protocol) for m in data.modalities}
+                test_pairs = torch.arange(data.num_pairs("test"))
+                joint_test = embed_pairs(model, data, "test", test_pairs, bs, progress, protocol)
             uni_y = {m: data.labels[m]["test"] for m in data.modalities}
-            test_pairs = torch.arange(data.num_pairs("test"))
-            joint_test = embed_pairs(model, data, "test", test_pairs, bs, progress)
             joint_test_y = data.pair_labels("test")
 
             # Table 2: subsample train pairs before embedding them (1M pairs would be wasted work).
             train_idx = _subsample(data.num_pairs("train"), cfg["probe_max_train"], seed)
-            train_z = embed_pairs(model, data, "train", train_idx, bs, progress)
+            with seeded(seed + SEED_OFFSET["probe_train"], device):
+                train_z = embed_pairs(model, data, "train", train_idx, bs, progress, protocol)
             train_y = data.pair_labels("train", train_idx.to(data.device))
+            probe = fit_linear_probe(train_z, train_y, seed, cfg)
             tests = {m: (uni[m], uni_y[m]) for m in data.modalities} | {"joint": (joint_test, joint_test_y)}
-            probe = linear_probe(train_z, train_y, tests, seed=seed, max_train=None)
 
             # Table 3: every test image of the source queries every test image of the target.
             retrieval = {
@@ -132,7 +152,26 @@ def evaluate_model(
             clustering = _clustering(model, data, joint_test, joint_test_y, cfg, seed, progress)
     finally:
         model.train(was_training)
-    return {"cross_generation": cross, "probe": probe, "retrieval_top1": retrieval, "clustering": clustering}
+    return {
+        "cross_generation": {d: v["accuracy"] for d, v in cross.items()},
+        "cross_generation_balanced": {d: v["balanced_accuracy"] for d, v in cross.items()},
+        "joint_coherence": {"joint": joint, "samples": n_joint},
+        "probe": probe_accuracy(probe, tests),
+        "probe_selection": probe.selection,
+        "retrieval_top1": retrieval,
+        "clustering": clustering,
+    }
+
+
+METRIC_KEYS = {
+    "cross_generation": "Table 1, plain accuracy per direction 'src->tgt' (the paper's reading)",
+    "cross_generation_balanced": "Table 1, mean of per-class accuracies per direction (MultiVae's reading)",
+    "joint_coherence": "'joint': fraction of prior draws whose modalities' classifiers agree; 'samples': N",
+    "probe": "Table 2, probe accuracy per test set: each modality alone and 'joint'",
+    "probe_selection": "the probe: 'method', and 'C', 'cv_accuracy', 'folds' (logistic_cv) or its training settings",
+    "retrieval_top1": "Table 3, top-1 retrieval per direction",
+    "clustering": "clustering of the joint latent: accuracy, nmi, ari, 'method', 'k'",
+}
 
 
 def _clustering(
