@@ -18,12 +18,12 @@ from contextlib import contextmanager
 
 import torch
 
-from mgmvae.base import PROTOCOLS
+from mgmvae.base import PROTOCOLS, MultimodalVAE
 
 SETTINGS = (*PROTOCOLS, "reference")
 
 
-def resolve_protocol(setting: str, model_cls: type) -> str:
+def resolve_protocol(setting: str, model_cls: type[MultimodalVAE]) -> str:
     """``mean`` or ``sample`` for one model: the setting itself, or under ``reference`` the
     protocol of the model's reference code."""
     if setting == "reference":
