@@ -67,7 +67,7 @@ class SlotOptions:
             raise LeaseError(
                 f"gpu_slots.per_device must be an integer >= 1 (jobs at once per GPU), not {self.per_device!r}"
             )
-        if self.wait_s < 0:
+        if isinstance(self.wait_s, bool) or not isinstance(self.wait_s, (int, float)) or self.wait_s < 0:
             raise LeaseError(f"gpu_slots.wait_s must be >= 0 seconds, not {self.wait_s!r}")
         if self.lease not in LEASE_MODES:
             raise LeaseError(f"gpu_slots.lease must be one of {LEASE_MODES}, not {self.lease!r}")
@@ -93,7 +93,7 @@ class Placement:
 
     def describe(self) -> str:
         if self.how == "lease":
-            return f"{self.device} (GPU {self.gpu}), slot {self.slot + 1} of {self.slots}, lease {self.lock}"
+            return f"{self.device} (GPU {self.gpu}), slot {(self.slot or 0) + 1} of {self.slots}, lease {self.lock}"
         if self.how == "slurm":
             return f"{self.device} (SLURM job {os.environ.get('SLURM_JOB_ID')}: the scheduler's GPU, not leased)"
         if self.how == "unleased":
@@ -220,15 +220,16 @@ def _try_lease(lock_dir: Path, gpus: Sequence[str], wanted: Sequence[int], slots
             free[i] = [(k, fd) for k, fd in locked if fd is not None]
         candidates = [i for i in wanted if free[i]]
         best = min(candidates, key=lambda i: (slots - len(free[i]), i)) if candidates else None
-        for i, held in free.items():
-            for k, fd in held[1:] if i == best else held:
+        for i, got in free.items():
+            for _, fd in got[1:] if i == best else got:
                 os.close(fd)  # only probed: closing drops the lock
-    if best is None:
-        return None
-    slot, fd = free[best][0]
-    record = {"pid": os.getpid(), "host": socket.gethostname(), "argv": sys.argv, "since": time.time()}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(record).encode(), 0)
+        if best is None:
+            return None
+        slot, fd = free[best][0]
+        # Who holds it, for the messages of jobs that wait (written before others may look).
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "argv": sys.argv, "since": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
     path = _slot_path(lock_dir, gpus[best], slot)
     return Placement(f"cuda:{best}", "lease", gpus[best], slot, slots, path, fd)
 

@@ -296,6 +296,29 @@ def test_stage_leases_once_logs_the_device_and_records_it_for_mlflow(tmp_path, f
         assert captured["params"]["device"] == "cuda:0"
         assert "slot 1 of 1" in captured["params"]["device_placement"]
     finally:
-        gpu_slots._HELD.clear()
+        for placement in gpu_slots._HELD.values():
+            placement.release()
     with pytest.raises(stages.StageError, match="unknown device 'cuda:5'"):
         stages._device({"device": "cuda:5", "gpu_slots": section(tmp_path)})
+
+
+def test_status_lists_every_slot_and_its_holder(tmp_path, fake_env):
+    fake_env(2)
+    options = section(tmp_path, per_device=2)
+    holder = start(tmp_path, "cuda:1", options, job_env(2))
+    try:
+        report(holder)
+        lines = gpu_slots.slot_table(options, job_env(2))
+        assert lines[0].startswith("2 GPU(s) visible (CUDA_VISIBLE_DEVICES is unset), 2 slot(s) each")
+        assert lines[1:5] == [
+            "cuda:0 (GPU 0) slot 1: free",
+            "cuda:0 (GPU 0) slot 2: free",
+            lines[3],
+            "cuda:1 (GPU 1) slot 2: free",
+        ]
+        assert lines[3].startswith(f"cuda:1 (GPU 1) slot 1: pid {holder.pid} on ")
+        assert lines[-1] == "local runs: snakemake --cores <N> --resources gpu=4"
+        with place("cuda:0", options) as lease:  # probing left the free slots free
+            assert lease.slot == 0
+    finally:
+        stop(tmp_path, [holder])
