@@ -146,7 +146,9 @@ def visible_gpus(env: Mapping[str, str] | None = None) -> list[str]:
 
     if not torch.cuda.is_available():
         return []
-    return [_safe(str(getattr(torch.cuda.get_device_properties(i), "uuid", i))) for i in range(torch.cuda.device_count())]
+    return [
+        _safe(str(getattr(torch.cuda.get_device_properties(i), "uuid", i))) for i in range(torch.cuda.device_count())
+    ]
 
 
 def under_slurm(env: Mapping[str, str] | None = None) -> bool:
@@ -162,8 +164,9 @@ def _visible_note(env: Mapping[str, str]) -> str:
 def _wanted(device: str, gpus: Sequence[str], env: Mapping[str, str]) -> list[int]:
     """The device indices a job may run on: all for auto/cuda, one for a pinned cuda:<i>."""
     if not gpus:
-        raise LeaseError(f"device {device!r} requested but no CUDA device is visible ({_visible_note(env)}); "
-                         "use device: auto or cpu")
+        raise LeaseError(
+            f"device {device!r} requested but no CUDA device is visible ({_visible_note(env)}); use device: auto or cpu"
+        )
     if device in ("auto", "cuda"):
         return list(range(len(gpus)))
     index = device.split(":", 1)[1] if device.startswith("cuda:") else ""
@@ -334,7 +337,9 @@ def slot_table(section: Mapping[str, Any] | None = None, env: Mapping[str, str] 
             for k in range(options.per_device):
                 path = _slot_path(lock_dir, gpu, k)
                 fd = _try_lock(path)
-                lines.append(f"cuda:{i} (GPU {gpu}) slot {k + 1}: " + ("free" if fd is not None else _holder(path, command=True)))
+                lines.append(
+                    f"cuda:{i} (GPU {gpu}) slot {k + 1}: " + ("free" if fd is not None else _holder(path, command=True))
+                )
                 if fd is not None:
                     os.close(fd)
     if gpus:

@@ -98,7 +98,14 @@ def test_bench_workers_lease_their_device_like_pipeline_jobs(monkeypatch):
 
     monkeypatch.setattr(gpu_slots, "place_process", fake_place)
     result = bench.measure_model(
-        "mvae", pairs=128, batch_size=64, epochs=2, bare_steps=1, device="auto", threads=1, skip_bare=True,
+        "mvae",
+        pairs=128,
+        batch_size=64,
+        epochs=2,
+        bare_steps=1,
+        device="auto",
+        threads=1,
+        skip_bare=True,
         slots_per_device=3,
     )
     expected = {**load_config(ROOT / "config.yaml")["gpu_slots"], "per_device": 3}

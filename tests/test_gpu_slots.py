@@ -171,7 +171,10 @@ def test_wait_is_bounded_and_the_failure_names_the_fix(tmp_path, fake_env):
         t = time.monotonic()
         with pytest.raises(LeaseError) as error:
             gpu_slots.lease_slot(
-                ["0"], [0], SlotOptions(per_device=1, wait_s=1.5, lock_dir=str(tmp_path / "locks")), poll_s=0.2,
+                ["0"],
+                [0],
+                SlotOptions(per_device=1, wait_s=1.5, lock_dir=str(tmp_path / "locks")),
+                poll_s=0.2,
                 say=messages.append,
             )
         assert 1.5 <= time.monotonic() - t < 10
