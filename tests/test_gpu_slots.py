@@ -325,3 +325,23 @@ def test_status_lists_every_slot_and_its_holder(tmp_path, fake_env):
             assert lease.slot == 0
     finally:
         stop(tmp_path, [holder])
+
+
+def test_a_training_that_finds_no_slot_waits_then_exits_2_naming_the_holder(tmp_path, fake_env, capsys):
+    import yaml
+
+    from mgmvae.cli import main
+
+    fake_env(1)
+    options = section(tmp_path, per_device=1, wait_s=1)
+    (tmp_path / "slots.yaml").write_text(yaml.safe_dump({"device": "auto", "gpu_slots": options}))
+    holder = start(tmp_path, "auto", options, job_env(1))
+    try:
+        report(holder)
+        args = ["--config", str(ROOT / "config.yaml"), str(tmp_path / "slots.yaml"), "--no-mlflow"]
+        assert main(["train", "--dataset", "digits_street", "--model", "mvae", *args]) == 2
+        err = capsys.readouterr().err
+        assert "waiting up to 1 s (gpu_slots.wait_s)" in err
+        assert "error: no GPU slot became free in 1 s" in err and f"pid {holder.pid}" in err
+    finally:
+        stop(tmp_path, [holder])
