@@ -18,7 +18,9 @@ device) at the paper's batch size (128) and the paper's per-model settings (conf
   ``bench/multivae_side.py`` under the separate ``.venv-bench`` (``make bench-env``) so it can
   never change this project's pinned torch. Missing venv: recorded as not installed.
 - ``--concurrent N``: N trainings of one model at once (N processes, threads split between them):
-  total pairs/s against one training alone.
+  total pairs/s against one training alone. On GPUs every worker leases a slot as a pipeline job
+  does (mgmvae/gpu_slots.py: config ``gpu_slots``, ``--slots-per-device K``), so N workers spread
+  over the visible GPUs, at most K per GPU; workers beyond the slots wait for one.
 - ``--quick``: wall time of ``snakemake --cores 2 --configfile workflow/presets/quick.yaml`` in a
   fresh temporary working folder (minutes on CPU).
 
@@ -154,6 +156,14 @@ def model_settings(
     return settings
 
 
+def gpu_slot_settings(per_device: int | None = None) -> dict:
+    """config.yaml's ``gpu_slots``, with the bench's ``--slots-per-device`` if given."""
+    from mgmvae.config import load_config
+
+    section = dict(load_config(REPO / "config.yaml").get("gpu_slots") or {})
+    return section if per_device is None else {**section, "per_device": int(per_device)}
+
+
 def apply_gpu_options(model: MultimodalVAE, device: torch.device, compile: bool) -> list[str]:
     """Wrap ``model.loss`` in torch.compile (GPU only); return what is on."""
     if device.type != "cuda" or not compile:
@@ -177,13 +187,17 @@ def measure_model(
     precision: str = "float32",
     log_every: int | None = None,
     skip_bare: bool = False,
+    slots_per_device: int | None = None,
 ) -> dict[str, Any]:
-    """Loop rate, bare rate and peak memory of one model (meant to run in a fresh process)."""
+    """Loop rate, bare rate and peak memory of one model (meant to run in a fresh process, which
+    holds its GPU slot until it ends)."""
     from mgmvae.base import build_model
-    from mgmvae.train import make_optimizer, resolve_device, seed_everything, train_model
+    from mgmvae.gpu_slots import place_process
+    from mgmvae.train import make_optimizer, seed_everything, train_model
 
     torch.set_num_threads(threads)
-    dev = resolve_device(device)
+    placement = place_process(device, gpu_slot_settings(slots_per_device))
+    dev = torch.device(placement.device)
     if epochs < 2:
         raise ValueError("--epochs must be >= 2: the first epoch is warm-up")
     seed_everything(seed)
@@ -222,6 +236,7 @@ def measure_model(
         "model": name,
         "precision": settings["precision"],
         "device": str(dev),
+        "device_placement": placement.describe(),
         "threads": torch.get_num_threads(),
         "batch_size": batch_size,
         "pairs": pairs,
@@ -308,6 +323,8 @@ def _worker_cmd(
         cmd += ["--bare-steps", str(args.bare_steps)]
     if args.log_every:
         cmd += ["--log-every", str(args.log_every)]
+    if args.slots_per_device:
+        cmd += ["--slots-per-device", str(args.slots_per_device)]
     cmd += ["--compile"] * args.compile + ["--skip-bare"] * skip_bare
     return cmd
 
@@ -383,6 +400,7 @@ def run_concurrent(model: str, n: int, args: argparse.Namespace, tmp: Path, sing
         "n": n,
         "threads_each": threads,
         "per_run_pairs_per_s": [r["loop_pairs_per_s"] for r in runs],
+        "devices": [r["device_placement"] for r in runs],
         "sum_pairs_per_s": sum(r["loop_pairs_per_s"] for r in runs),
         "total_pairs_per_s": total_pairs / span,
         "peak_memory_mb_each": [r["peak_memory_mb"] for r in runs],
@@ -507,6 +525,13 @@ def main(argv: list[str] | None = None) -> int:
         help="network precision(s) to measure, each model at each (default float32)",
     )
     p.add_argument("--concurrent", type=int, default=0, metavar="N", help="also run N trainings at once")
+    p.add_argument(
+        "--slots-per-device",
+        type=int,
+        default=None,
+        metavar="K",
+        help="GPU slots per device for the workers (default: config.yaml gpu_slots.per_device)",
+    )
     p.add_argument("--concurrent-models", nargs="+", default=["mvae"], help="models for --concurrent (default mvae)")
     p.add_argument(
         "--multivae",
@@ -538,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
                 precision=args.precision[0],
                 log_every=args.log_every,
                 skip_bare=args.skip_bare,
+                slots_per_device=args.slots_per_device,
             )
             for m in args.models
         ]
@@ -553,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(models) - set(names))
     if unknown:
         p.error(f"unknown model(s) {unknown}; available: {', '.join(names)}")
+    if args.slots_per_device is not None and args.slots_per_device < 1:
+        p.error(f"--slots-per-device must be >= 1 (trainings at once per GPU), not {args.slots_per_device}")
     device = resolve_device(args.device)
     threads = args.threads or torch.get_num_threads()
     gpu_note = (

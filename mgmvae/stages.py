@@ -23,14 +23,23 @@ def _dataset_spec(config: Mapping, dataset: str) -> dict:
 
 
 def _device(config: Mapping):
-    from mgmvae.train import resolve_device
+    """The job's device: on a GPU, a slot leased for the rest of the process (mgmvae/gpu_slots.py)."""
+    import torch
 
-    return resolve_device(config["device"])
+    from mgmvae.gpu_slots import LeaseError, place_process
+
+    try:
+        return torch.device(place_process(config["device"], config.get("gpu_slots")).device)
+    except LeaseError as error:
+        raise StageError(str(error)) from None
 
 
 def _tracked(config: Mapping, args: argparse.Namespace, stage: str, name: str, tags: dict, params: dict):
+    from mgmvae.gpu_slots import held
     from mgmvae.tracking import tracked_run
 
+    placement = held()  # the device and its slot, when the stage placed itself before its run
+    params = {**params, **placement.params()} if placement else params
     return tracked_run(config, stage, name, tags, params, enabled=not args.no_mlflow)
 
 
@@ -61,6 +70,7 @@ def classifier(config: Mapping, args: argparse.Namespace) -> None:
         raise ConfigError(f"dataset {args.dataset!r} has modalities {data.modalities}, not {args.modality!r}")
     out = args.out or paths.classifier_file(config, args.dataset, args.modality)
     cfg = config["classifier"]
+    device = _device(config)  # before the run, so that it records the device
     tags = {"dataset": args.dataset, "modality": args.modality, "seed": cfg["seed"]}
     with _tracked(config, args, "classifier", f"classifier/{args.dataset}/{args.modality}", tags, cfg) as run:
         m = args.modality
@@ -73,7 +83,7 @@ def classifier(config: Mapping, args: argparse.Namespace) -> None:
             batch_size=cfg["batch_size"],
             lr=cfg["lr"],
             seed=cfg["seed"],
-            device=_device(config),
+            device=device,
             progress=not args.no_progress,
             on_epoch=lambda epoch, values: run.log_metrics(values, step=epoch),
         )

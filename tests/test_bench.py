@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from mgmvae import bench
@@ -83,3 +84,35 @@ def test_gpu_options_are_ignored_on_cpu():
     model = torch.nn.Linear(2, 2)
     model.loss = lambda batch: {"loss": torch.zeros(())}
     assert bench.apply_gpu_options(model, torch.device("cpu"), compile=True) == []
+
+
+def test_bench_workers_lease_their_device_like_pipeline_jobs(monkeypatch):
+    from mgmvae import gpu_slots
+    from mgmvae.config import ROOT, load_config
+
+    calls = []
+
+    def fake_place(device, section):
+        calls.append((device, section))
+        return gpu_slots.Placement("cpu", "cpu")
+
+    monkeypatch.setattr(gpu_slots, "place_process", fake_place)
+    result = bench.measure_model(
+        "mvae",
+        pairs=128,
+        batch_size=64,
+        epochs=2,
+        bare_steps=1,
+        device="auto",
+        threads=1,
+        skip_bare=True,
+        slots_per_device=3,
+    )
+    expected = {**load_config(ROOT / "config.yaml")["gpu_slots"], "per_device": 3}
+    assert calls == [("auto", expected)] and result["device_placement"] == "cpu"
+
+
+def test_bad_slots_per_device_is_refused_before_any_work(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--models", "mvae", "--slots-per-device", "0", "--device", "cpu"])
+    assert "--slots-per-device must be >= 1" in capsys.readouterr().err

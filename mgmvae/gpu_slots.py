@@ -1,0 +1,368 @@
+"""GPU slot leasing on one machine: each job that needs a GPU holds one of K slots on one device.
+
+A slot is a lock file, ``<lock_dir>/gpu-<id>.slot<k>.lock``, held with ``flock(LOCK_EX)`` for the
+life of the process. flock rather than anything we would clean up ourselves, because the kernel
+drops the lock when the process's last descriptor closes: at exit, on a crash and on SIGKILL, so a
+lease can never outlive its job and there is no stale state to detect. flock rather than fcntl
+(POSIX) record locks, because those are dropped when *any* descriptor of the file is closed by the
+process and are awkward to reason about. A short exclusive lock on ``<lock_dir>/choose.lock``
+serialises the choice, so that two starting jobs see each other's slots and spread over the
+devices (least-loaded device first, then the lowest index).
+
+A device is identified by its UUID (CUDA's own, the same whatever ``CUDA_VISIBLE_DEVICES`` or
+``CUDA_DEVICE_ORDER`` a job runs under), so jobs that see the GPUs in different orders or subsets
+still count the same physical GPU once. The job runs on ``cuda:<i>``, ``i`` its index among the
+devices the job sees. Under SLURM the scheduler has already given the job its GPU: no leasing.
+
+``MGMVAE_FAKE_GPUS=N`` pretends the machine has N GPUs with ids ``0..N-1`` (``CUDA_VISIBLE_DEVICES``
+filters them as CUDA would), so the leasing is tested without a GPU; such a device cannot run a job.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FAKE_ENV = "MGMVAE_FAKE_GPUS"
+SLURM_ENV = ("SLURM_JOB_ID",)  # set in every SLURM allocation (sbatch, srun, salloc)
+POLL_S = 1.0  # how often a waiting job retries: a few file opens, negligible
+REMIND_S = 300.0  # a waiting job repeats its message this often, so its log shows it is alive
+LEASE_MODES = ("auto", "always", "never")
+
+
+class LeaseError(RuntimeError):
+    """A device or slot that cannot be had; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class SlotOptions:
+    """The config's ``gpu_slots`` section; defaults as in config.yaml (a test checks they agree)."""
+
+    per_device: int = 2
+    wait_s: float = 14400.0
+    lock_dir: str | None = None
+    lease: str = "auto"
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None) -> SlotOptions:
+        unknown = sorted(set(section or {}) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise LeaseError(f"unknown gpu_slots key(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        options = cls(**dict(section or {}))
+        options.check()
+        return options
+
+    def check(self) -> None:
+        if isinstance(self.per_device, bool) or not isinstance(self.per_device, int) or self.per_device < 1:
+            raise LeaseError(
+                f"gpu_slots.per_device must be an integer >= 1 (jobs at once per GPU), not {self.per_device!r}"
+            )
+        if isinstance(self.wait_s, bool) or not isinstance(self.wait_s, (int, float)) or self.wait_s < 0:
+            raise LeaseError(f"gpu_slots.wait_s must be >= 0 seconds, not {self.wait_s!r}")
+        if self.lease not in LEASE_MODES:
+            raise LeaseError(f"gpu_slots.lease must be one of {LEASE_MODES}, not {self.lease!r}")
+
+    def directory(self) -> Path:
+        """Per user and machine by default: every checkout and study of one user shares the GPUs."""
+        if self.lock_dir:
+            return Path(self.lock_dir).expanduser()
+        return Path(tempfile.gettempdir()) / f"mgmvae-gpu-slots-{os.getuid()}"
+
+
+@dataclass
+class Placement:
+    """Where a job runs and why; a leased slot is held as long as this object's lock is open."""
+
+    device: str  # as the job addresses it: cpu, cuda:<i>
+    how: str  # cpu, lease, slurm, unleased
+    gpu: str | None = None  # the device's id (UUID), for a GPU
+    slot: int | None = None
+    slots: int | None = None
+    lock: Path | None = None
+    fd: int | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        if self.how == "lease":
+            return f"{self.device} (GPU {self.gpu}), slot {(self.slot or 0) + 1} of {self.slots}, lease {self.lock}"
+        if self.how == "slurm":
+            return f"{self.device} (SLURM job {os.environ.get('SLURM_JOB_ID')}: the scheduler's GPU, not leased)"
+        if self.how == "unleased":
+            return f"{self.device} (gpu_slots.lease: never: not leased)"
+        return self.device
+
+    def params(self) -> dict[str, str]:
+        """What MLflow records: the device and how it was chosen."""
+        return {"device": self.device, "device_placement": self.describe()}
+
+    def release(self) -> None:
+        """Give the slot back now (otherwise the kernel does it when the process ends)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> Placement:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+# ----------------------------------------------------------------------- devices
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _fake_gpus(count: str, env: Mapping[str, str]) -> list[str]:
+    if not count.isdigit():
+        raise LeaseError(f"{FAKE_ENV} must be a device count (an integer >= 0), not {count!r}")
+    ids = [str(i) for i in range(int(count))]
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return ids
+    chosen: list[str] = []
+    for entry in visible.split(","):  # as CUDA: in the given order, up to the first unknown entry
+        if entry.strip() not in ids or entry.strip() in chosen:
+            break
+        chosen.append(entry.strip())
+    return chosen
+
+
+def visible_gpus(env: Mapping[str, str] | None = None) -> list[str]:
+    """The ids of the GPUs this process sees, in the order it numbers them (``cuda:0``, ...)."""
+    env = os.environ if env is None else env
+    if env.get(FAKE_ENV) is not None:
+        return _fake_gpus(env[FAKE_ENV], env)
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    return [
+        _safe(str(getattr(torch.cuda.get_device_properties(i), "uuid", i))) for i in range(torch.cuda.device_count())
+    ]
+
+
+def under_slurm(env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    return any(env.get(name) for name in SLURM_ENV)
+
+
+def _visible_note(env: Mapping[str, str]) -> str:
+    value = env.get("CUDA_VISIBLE_DEVICES")
+    return "CUDA_VISIBLE_DEVICES is unset" if value is None else f"CUDA_VISIBLE_DEVICES={value!r}"
+
+
+def _wanted(device: str, gpus: Sequence[str], env: Mapping[str, str]) -> list[int]:
+    """The device indices a job may run on: all for auto/cuda, one for a pinned cuda:<i>."""
+    if not gpus:
+        raise LeaseError(
+            f"device {device!r} requested but no CUDA device is visible ({_visible_note(env)}); use device: auto or cpu"
+        )
+    if device in ("auto", "cuda"):
+        return list(range(len(gpus)))
+    index = device.split(":", 1)[1] if device.startswith("cuda:") else ""
+    if not index.isdigit() or int(index) >= len(gpus):
+        raise LeaseError(
+            f"unknown device {device!r}: this job sees {len(gpus)} GPU(s), cuda:0..cuda:{len(gpus) - 1} "
+            f"({_visible_note(env)}); use one of those, auto (any free GPU) or cpu"
+        )
+    return [int(index)]
+
+
+# ------------------------------------------------------------------------ slots
+@contextmanager
+def _choosing(lock_dir: Path) -> Iterator[None]:
+    """Serialise the choice of a slot between jobs starting at once (held for milliseconds)."""
+    fd = os.open(lock_dir / "choose.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _slot_path(lock_dir: Path, gpu: str, slot: int) -> Path:
+    return lock_dir / f"gpu-{gpu}.slot{slot}.lock"
+
+
+def _try_lock(path: Path) -> int | None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _holder(path: Path, command: bool = False) -> str:
+    """Who holds a slot, as its holder wrote it (pid, host, and with ``command`` its arguments)."""
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return "?"
+    text = f"pid {info.get('pid', '?')} on {info.get('host', '?')}"
+    return f"{text}: {' '.join(info.get('argv', [])[1:])[:160]}" if command else text
+
+
+def _try_lease(lock_dir: Path, gpus: Sequence[str], wanted: Sequence[int], slots: int) -> Placement | None:
+    """Lock a free slot on the least-loaded wanted device, or None if every slot is held."""
+    with _choosing(lock_dir):
+        free: dict[int, list[tuple[int, int]]] = {}
+        for i in wanted:
+            locked = ((k, _try_lock(_slot_path(lock_dir, gpus[i], k))) for k in range(slots))
+            free[i] = [(k, fd) for k, fd in locked if fd is not None]
+        candidates = [i for i in wanted if free[i]]
+        best = min(candidates, key=lambda i: (slots - len(free[i]), i)) if candidates else None
+        for i, got in free.items():
+            for _, fd in got[1:] if i == best else got:
+                os.close(fd)  # only probed: closing drops the lock
+        if best is None:
+            return None
+        slot, fd = free[best][0]
+        # Who holds it, for the messages of jobs that wait (written before others may look).
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "argv": sys.argv, "since": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+    path = _slot_path(lock_dir, gpus[best], slot)
+    return Placement(f"cuda:{best}", "lease", gpus[best], slot, slots, path, fd)
+
+
+def _all_held(lock_dir: Path, gpus: Sequence[str], wanted: Sequence[int], slots: int) -> str:
+    holders = ", ".join(
+        f"cuda:{i} slot {k + 1}: {_holder(_slot_path(lock_dir, gpus[i], k))}" for i in wanted for k in range(slots)
+    )
+    return f"every GPU slot this job may use is held ({len(wanted)} device(s) x {slots} slot(s); {holders})"
+
+
+def lease_slot(
+    gpus: Sequence[str],
+    wanted: Sequence[int],
+    options: SlotOptions,
+    *,
+    poll_s: float = POLL_S,
+    say: Callable[[str], None] | None = None,
+) -> Placement:
+    """Hold one free slot on one of the ``wanted`` devices, waiting up to ``options.wait_s`` for one."""
+    say = say or (lambda message: print(message, file=sys.stderr, flush=True))
+    lock_dir = options.directory()
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    said = None
+    while True:
+        placement = _try_lease(lock_dir, gpus, wanted, options.per_device)
+        waited = time.monotonic() - start
+        if placement is not None:
+            if said is not None:
+                say(f"got a GPU slot after waiting {waited:.0f} s")
+            return placement
+        if waited >= options.wait_s:
+            raise LeaseError(
+                f"no GPU slot became free in {options.wait_s:.0f} s (gpu_slots.wait_s): "
+                f"{_all_held(lock_dir, gpus, wanted, options.per_device)}. "
+                "Run fewer GPU jobs at once (snakemake --resources gpu=<GPUs x gpu_slots.per_device>), "
+                "raise gpu_slots.per_device or gpu_slots.wait_s, or end the jobs holding the slots."
+            )
+        if said is None or time.monotonic() - said >= REMIND_S:
+            say(
+                f"{_all_held(lock_dir, gpus, wanted, options.per_device)}; waiting up to {options.wait_s:.0f} s "
+                f"(gpu_slots.wait_s) for one to free, lock dir {lock_dir}"
+            )
+            said = time.monotonic()
+        time.sleep(min(poll_s, max(0.0, options.wait_s - waited)))
+
+
+# --------------------------------------------------------------------- placing
+def place(device: str, section: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Placement:
+    """Where this job runs for ``device`` (auto, cpu, cuda, cuda:<i>): on a GPU, a leased slot
+    (waiting for one if need be) unless under SLURM or ``gpu_slots.lease: never``."""
+    env = os.environ if env is None else env
+    if device == "cpu":
+        return Placement("cpu", "cpu")
+    options = SlotOptions.from_config(section)
+    gpus = visible_gpus(env)
+    if device == "auto" and not gpus:
+        return Placement("cpu", "cpu")
+    wanted = _wanted(device, gpus, env)
+    skip = options.lease == "never" or (options.lease == "auto" and under_slurm(env))
+    if skip:
+        how = "slurm" if under_slurm(env) and options.lease == "auto" else "unleased"
+        return Placement(f"cuda:{wanted[0]}", how, gpus[wanted[0]])
+    return lease_slot(gpus, wanted, options)
+
+
+_HELD: dict[str, Placement] = {}
+
+
+def place_process(device: str, section: Mapping[str, Any] | None = None) -> Placement:
+    """:func:`place` once per process and device request: the lease lasts until the process ends."""
+    if device not in _HELD:
+        placement = place(device, section)
+        if placement.device.startswith("cuda") and os.environ.get(FAKE_ENV) is None:
+            import torch
+
+            torch.cuda.set_device(placement.device)  # stray allocations land on the leased GPU, not cuda:0
+        print(f"device: {placement.describe()}", file=sys.stderr, flush=True)
+        _HELD[device] = placement
+    return _HELD[device]
+
+
+def held() -> Placement | None:
+    """This process's placement, if it has one (for the MLflow params)."""
+    return next(iter(_HELD.values()), None)
+
+
+# ---------------------------------------------------------------------- status
+def slot_table(section: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> list[str]:
+    """One line per slot of every visible GPU: free, or the job holding it."""
+    env = os.environ if env is None else env
+    options = SlotOptions.from_config(section)
+    gpus, lock_dir = visible_gpus(env), options.directory()
+    lines = [
+        f"{len(gpus)} GPU(s) visible ({_visible_note(env)}), {options.per_device} slot(s) each "
+        f"(gpu_slots.per_device), lock dir {lock_dir}"
+    ]
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with _choosing(lock_dir):  # probing takes the lock for an instant: not while a job chooses
+        for i, gpu in enumerate(gpus):
+            for k in range(options.per_device):
+                path = _slot_path(lock_dir, gpu, k)
+                fd = _try_lock(path)
+                lines.append(
+                    f"cuda:{i} (GPU {gpu}) slot {k + 1}: " + ("free" if fd is not None else _holder(path, command=True))
+                )
+                if fd is not None:
+                    os.close(fd)
+    if gpus:
+        lines.append(f"local runs: snakemake --cores <N> --resources gpu={len(gpus) * options.per_device}")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m mgmvae.gpu_slots [--config YAML ...]``: the GPUs, their slots and who holds them."""
+    import argparse
+
+    from mgmvae.config import DEFAULT_CONFIG, load_config
+
+    parser = argparse.ArgumentParser(prog="python -m mgmvae.gpu_slots", description=main.__doc__)
+    parser.add_argument("--config", nargs="+", default=[DEFAULT_CONFIG], metavar="YAML", help="default: config.yaml")
+    args = parser.parse_args(argv)
+    try:
+        print("\n".join(slot_table(load_config(*args.config).get("gpu_slots"))))
+    except LeaseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,347 @@
+"""GPU slot leasing (mgmvae/gpu_slots.py) without a GPU: ``MGMVAE_FAKE_GPUS=D`` fakes D devices and
+real concurrent processes lease slots from one lock folder. Every wait is bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mgmvae import gpu_slots
+from mgmvae.config import ROOT, ConfigError, load_config
+from mgmvae.gpu_slots import FAKE_ENV, LeaseError, SlotOptions, place
+
+# A job: lease a slot, report it on stdout, hold it until the release file exists.
+HOLDER = r"""
+import json, pathlib, sys, time
+from mgmvae.gpu_slots import place
+device, section, release = sys.argv[1], json.loads(sys.argv[2]), pathlib.Path(sys.argv[3])
+p = place(device, section)
+print(json.dumps({"device": p.device, "gpu": p.gpu, "slot": p.slot, "how": p.how}), flush=True)
+while not release.exists():
+    time.sleep(0.05)
+"""
+TIMEOUT = 60  # seconds: any single wait in these tests
+
+
+def section(tmp_path: Path, per_device: int = 2, wait_s: float = 0, lease: str = "auto") -> dict:
+    return {"per_device": per_device, "wait_s": wait_s, "lock_dir": str(tmp_path / "locks"), "lease": lease}
+
+
+def job_env(gpus: int, visible: str | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID")}
+    env.update({FAKE_ENV: str(gpus), "PYTHONPATH": str(ROOT)})
+    if visible is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible
+    return env
+
+
+def start(tmp_path: Path, device: str, options: dict, env: dict, release: str = "release") -> subprocess.Popen:
+    cmd = [sys.executable, "-c", HOLDER, device, json.dumps(options), str(tmp_path / release)]
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def report(proc: subprocess.Popen, timeout: float = TIMEOUT) -> dict:
+    """The slot a job reports, within ``timeout`` seconds."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if not line:
+        proc.kill()
+        raise AssertionError(f"no slot reported; stderr: {proc.communicate(timeout=TIMEOUT)[1][-2000:]}")
+    return json.loads(line)
+
+
+def stop(tmp_path: Path, procs: list[subprocess.Popen], release: str = "release") -> None:
+    (tmp_path / release).touch()
+    for proc in procs:
+        try:
+            proc.wait(timeout=TIMEOUT)
+        finally:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.fixture
+def fake_env(monkeypatch):
+    """This process sees fake GPUs too (for in-process leases against the holders)."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+
+    def set_gpus(n: int, visible: str | None = None) -> None:
+        monkeypatch.setenv(FAKE_ENV, str(n))
+        if visible is not None:
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+
+    return set_gpus
+
+
+# --------------------------------------------------------------- concurrency
+@pytest.mark.parametrize("devices,per_device", [(3, 2), (2, 3)])
+def test_concurrent_jobs_get_distinct_slots_at_most_k_per_device(tmp_path, devices, per_device):
+    options = section(tmp_path, per_device)
+    procs = [start(tmp_path, "auto", options, job_env(devices)) for _ in range(devices * per_device)]
+    try:
+        got = [report(p) for p in procs]
+        slots = {(g["gpu"], g["slot"]) for g in got}
+        assert len(slots) == len(procs), f"two jobs share a slot: {got}"
+        assert Counter(g["gpu"] for g in got) == {str(d): per_device for d in range(devices)}
+        assert all(g["device"] == f"cuda:{g['gpu']}" and g["how"] == "lease" for g in got)
+        # One job more finds every slot held and, with wait_s 0, fails at once.
+        extra = start(tmp_path, "auto", options, job_env(devices))
+        _, err = extra.communicate(timeout=TIMEOUT)
+        assert extra.returncode != 0 and "no GPU slot became free" in err and "gpu_slots.wait_s" in err
+    finally:
+        stop(tmp_path, procs)
+
+
+def test_jobs_spread_over_devices_before_sharing_one(tmp_path):
+    options = section(tmp_path, per_device=4)
+    procs, got = [], []
+    try:
+        for _ in range(4):  # one after the other: each must pick the least-loaded device
+            procs.append(start(tmp_path, "auto", options, job_env(3)))
+            got.append(report(procs[-1]))
+        assert [(g["gpu"], g["slot"]) for g in got] == [("0", 0), ("1", 0), ("2", 0), ("0", 1)]
+    finally:
+        stop(tmp_path, procs)
+
+
+def test_the_least_loaded_device_wins_over_a_lower_free_slot(tmp_path, fake_env):
+    fake_env(2)
+    options = section(tmp_path, per_device=3)
+    held = [place("cuda:0", options) for _ in range(3)] + [place("cuda:1", options)]
+    try:
+        held[0].release()  # cuda:0 now holds 2 (slots 2 and 3), cuda:1 holds 1
+        with place("auto", options) as lease:
+            assert (lease.device, lease.slot) == ("cuda:1", 1)
+    finally:
+        for lease in held:
+            lease.release()
+
+
+def test_sigkilled_holder_frees_its_slot(tmp_path, fake_env):
+    fake_env(1)
+    options = section(tmp_path, per_device=1)
+    holder = start(tmp_path, "auto", options, job_env(1))
+    try:
+        assert report(holder)["slot"] == 0
+        with pytest.raises(LeaseError, match="pid"):
+            place("auto", options)  # held by the live process
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=TIMEOUT)
+        with place("auto", options) as lease:  # no cleanup by anyone: the kernel dropped the lock
+            assert (lease.device, lease.slot) == ("cuda:0", 0)
+    finally:
+        stop(tmp_path, [holder])
+
+
+def test_waiting_job_says_so_then_gets_the_slot(tmp_path):
+    first = start(tmp_path, "auto", section(tmp_path, per_device=1), job_env(1), release="first")
+    waiter = None
+    try:
+        report(first)
+        waiter = start(tmp_path, "auto", section(tmp_path, per_device=1, wait_s=TIMEOUT), job_env(1))
+        ready, _, _ = select.select([waiter.stderr], [], [], TIMEOUT)
+        message = waiter.stderr.readline() if ready else ""
+        assert "waiting up to" in message and "gpu_slots.wait_s" in message and str(first.pid) in message
+        assert waiter.poll() is None  # still waiting, not failed
+        released = time.monotonic()
+        (tmp_path / "first").touch()
+        got = report(waiter)
+        assert got["slot"] == 0 and time.monotonic() - released < TIMEOUT
+        assert first.wait(timeout=TIMEOUT) == 0
+    finally:
+        stop(tmp_path, [first] + ([waiter] if waiter else []))
+
+
+def test_wait_is_bounded_and_the_failure_names_the_fix(tmp_path, fake_env):
+    fake_env(1)
+    holder = start(tmp_path, "auto", section(tmp_path, per_device=1), job_env(1))
+    try:
+        report(holder)
+        messages = []
+        t = time.monotonic()
+        with pytest.raises(LeaseError) as error:
+            gpu_slots.lease_slot(
+                ["0"],
+                [0],
+                SlotOptions(per_device=1, wait_s=1.5, lock_dir=str(tmp_path / "locks")),
+                poll_s=0.2,
+                say=messages.append,
+            )
+        assert 1.5 <= time.monotonic() - t < 10
+        assert len(messages) == 1 and "waiting up to 2 s" in messages[0]
+        text = str(error.value)
+        assert f"pid {holder.pid}" in text and "--resources gpu=" in text and "gpu_slots.per_device" in text
+    finally:
+        stop(tmp_path, [holder])
+
+
+# --------------------------------------------------------- devices and pinning
+def test_cuda_visible_devices_is_respected_and_counts_physical_gpus(tmp_path, fake_env):
+    fake_env(4, visible="2,3")
+    assert gpu_slots.visible_gpus() == ["2", "3"]
+    assert gpu_slots.visible_gpus({FAKE_ENV: "4", "CUDA_VISIBLE_DEVICES": "3,0,9,1"}) == ["3", "0"]  # as CUDA
+    assert gpu_slots.visible_gpus({FAKE_ENV: "4", "CUDA_VISIBLE_DEVICES": ""}) == []
+    # A job that sees only physical GPU 1 holds it as its cuda:0 ...
+    holder = start(tmp_path, "auto", section(tmp_path, per_device=1), job_env(2, visible="1"))
+    try:
+        assert report(holder) == {"device": "cuda:0", "gpu": "1", "slot": 0, "how": "lease"}
+        # ... so a job that sees both GPUs must take physical GPU 0, and a third finds none free.
+        fake_env(2, visible="0,1")
+        with place("auto", section(tmp_path, per_device=1)) as lease:
+            assert (lease.device, lease.gpu) == ("cuda:0", "0")
+            with pytest.raises(LeaseError, match="no GPU slot became free"):
+                place("auto", section(tmp_path, per_device=1))
+    finally:
+        stop(tmp_path, [holder])
+
+
+def test_pinned_device_is_honoured(tmp_path, fake_env):
+    fake_env(3)
+    with place("cuda:2", section(tmp_path, per_device=1)) as lease:
+        assert (lease.device, lease.gpu, lease.how) == ("cuda:2", "2", "lease")
+        with pytest.raises(LeaseError, match="no GPU slot became free"):  # cuda:0 and 1 are free, not wanted
+            place("cuda:2", section(tmp_path, per_device=1))
+        with place("auto", section(tmp_path, per_device=1)) as other:
+            assert other.device == "cuda:0"
+
+
+def test_under_slurm_the_scheduler_gpu_is_used_without_leasing(tmp_path, fake_env, monkeypatch):
+    fake_env(1)
+    with place("auto", section(tmp_path, per_device=1)) as lease:
+        assert lease.how == "lease"
+        monkeypatch.setenv("SLURM_JOB_ID", "42")
+        slurm = place("auto", section(tmp_path, per_device=1))  # every slot held, yet no wait
+        assert (slurm.device, slurm.how, slurm.fd) == ("cuda:0", "slurm", None)
+        assert "SLURM job 42" in slurm.describe()
+        with pytest.raises(LeaseError):  # lease: always leases even under SLURM (e.g. a multi-GPU salloc)
+            place("auto", section(tmp_path, per_device=1, lease="always"))
+    assert place("cuda:0", section(tmp_path, lease="never")).how == "unleased"
+
+
+def test_cpu_and_auto_without_gpus_take_no_lease(tmp_path, fake_env):
+    fake_env(0)
+    assert place("cpu", section(tmp_path)).how == "cpu"
+    assert place("auto", section(tmp_path)).device == "cpu"
+    assert not (tmp_path / "locks").exists()
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("per_device", [0, -1, "2", True, 1.5])
+def test_bad_slot_count_is_refused(tmp_path, fake_env, per_device):
+    fake_env(2)
+    with pytest.raises(LeaseError, match="gpu_slots.per_device must be an integer >= 1"):
+        place("auto", {**section(tmp_path), "per_device": per_device})
+    assert not (tmp_path / "locks").exists()  # refused before anything is touched
+
+
+def test_bad_slot_count_is_refused_by_the_config_schema():
+    with pytest.raises(ConfigError, match="gpu_slots.per_device"):
+        load_config(ROOT / "config.yaml", overrides={"gpu_slots": {"per_device": 0}})
+    with pytest.raises(ConfigError, match="gpu_slots.lease"):
+        load_config(ROOT / "config.yaml", overrides={"gpu_slots": {"lease": "sometimes"}})
+
+
+@pytest.mark.parametrize("device", ["cuda:2", "cuda:17"])
+def test_unknown_device_is_refused(tmp_path, fake_env, device):
+    fake_env(2)
+    with pytest.raises(LeaseError, match=rf"unknown device '{device}': this job sees 2 GPU\(s\), cuda:0..cuda:1"):
+        place(device, section(tmp_path))
+
+
+def test_cuda_without_a_visible_gpu_is_refused(tmp_path, fake_env):
+    fake_env(2, visible="")
+    with pytest.raises(LeaseError, match="no CUDA device is visible.*CUDA_VISIBLE_DEVICES=''"):
+        place("cuda", section(tmp_path))
+
+
+def test_bad_options_are_refused(tmp_path, fake_env):
+    fake_env(1)
+    with pytest.raises(LeaseError, match="unknown gpu_slots key"):
+        place("auto", {"slots": 2})
+    with pytest.raises(LeaseError, match="wait_s"):
+        place("auto", {**section(tmp_path), "wait_s": -1})
+    with pytest.raises(LeaseError, match=f"{FAKE_ENV} must be a device count"):
+        gpu_slots.visible_gpus({FAKE_ENV: "two"})
+
+
+def test_defaults_agree_with_config_yaml():
+    assert SlotOptions.from_config(load_config(ROOT / "config.yaml")["gpu_slots"]) == SlotOptions()
+
+
+# ------------------------------------------------------------- the stages use it
+def test_stage_leases_once_logs_the_device_and_records_it_for_mlflow(tmp_path, fake_env, monkeypatch, capsys):
+    import argparse
+
+    from mgmvae import stages, tracking
+
+    fake_env(2)
+    monkeypatch.setattr(gpu_slots, "_HELD", {})
+    config = {"device": "auto", "gpu_slots": section(tmp_path, per_device=1)}
+    try:
+        assert str(stages._device(config)) == "cuda:0"
+        assert str(stages._device(config)) == "cuda:0"  # the same lease for the rest of the process
+        assert "device: cuda:0 (GPU 0), slot 1 of 1, lease" in capsys.readouterr().err  # the job's log
+        with place("auto", config["gpu_slots"]) as other:  # the stage's slot is still held
+            assert other.device == "cuda:1"
+        captured = {}
+        monkeypatch.setattr(tracking, "tracked_run", lambda *a, **k: captured.setdefault("params", a[4]))
+        stages._tracked(config, argparse.Namespace(no_mlflow=True), "train", "x", {}, {"lr": 1})
+        assert captured["params"]["device"] == "cuda:0"
+        assert "slot 1 of 1" in captured["params"]["device_placement"]
+    finally:
+        for placement in gpu_slots._HELD.values():
+            placement.release()
+    with pytest.raises(stages.StageError, match="unknown device 'cuda:5'"):
+        stages._device({"device": "cuda:5", "gpu_slots": section(tmp_path)})
+
+
+def test_status_lists_every_slot_and_its_holder(tmp_path, fake_env):
+    fake_env(2)
+    options = section(tmp_path, per_device=2)
+    holder = start(tmp_path, "cuda:1", options, job_env(2))
+    try:
+        report(holder)
+        lines = gpu_slots.slot_table(options, job_env(2))
+        assert lines[0].startswith("2 GPU(s) visible (CUDA_VISIBLE_DEVICES is unset), 2 slot(s) each")
+        assert lines[1:5] == [
+            "cuda:0 (GPU 0) slot 1: free",
+            "cuda:0 (GPU 0) slot 2: free",
+            lines[3],
+            "cuda:1 (GPU 1) slot 2: free",
+        ]
+        assert lines[3].startswith(f"cuda:1 (GPU 1) slot 1: pid {holder.pid} on ")
+        assert lines[-1] == "local runs: snakemake --cores <N> --resources gpu=4"
+        with place("cuda:0", options) as lease:  # probing left the free slots free
+            assert lease.slot == 0
+    finally:
+        stop(tmp_path, [holder])
+
+
+def test_a_training_that_finds_no_slot_waits_then_exits_2_naming_the_holder(tmp_path, fake_env, capsys):
+    import yaml
+
+    from mgmvae.cli import main
+
+    fake_env(1)
+    options = section(tmp_path, per_device=1, wait_s=1)
+    (tmp_path / "slots.yaml").write_text(yaml.safe_dump({"device": "auto", "gpu_slots": options}))
+    holder = start(tmp_path, "auto", options, job_env(1))
+    try:
+        report(holder)
+        args = ["--config", str(ROOT / "config.yaml"), str(tmp_path / "slots.yaml"), "--no-mlflow"]
+        assert main(["train", "--dataset", "digits_street", "--model", "mvae", *args]) == 2
+        err = capsys.readouterr().err
+        assert "waiting up to 1 s (gpu_slots.wait_s)" in err
+        assert "error: no GPU slot became free in 1 s" in err and f"pid {holder.pid}" in err
+    finally:
+        stop(tmp_path, [holder])
