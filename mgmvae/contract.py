@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -161,7 +162,7 @@ def _embed(model: MultimodalVAE, data: PairedData, where: str) -> None:
         (m0, {m0: batch[m0]}, [m0]),
         (f"{m1} with {m0} None", {m0: None, m1: batch[m1]}, [m0, m1]),
     ):
-        out = _call(f"embed {where} from {label}", lambda sub=sub, mods=mods: model.embed(sub, mods))
+        out = _call(f"embed {where} from {label}", partial(model.embed, sub, mods))
         _expect_tensor(f"embed {where} from {label}", out, (BATCH, dim), floating=True)
 
 
@@ -169,7 +170,7 @@ def _generate(model: MultimodalVAE, data: PairedData, where: str) -> None:
     batch = data.batch("test", torch.arange(BATCH))
     for s, t in _directions(model):
         method = f"generate {where} {s}->{t} ({t} missing)"
-        out = _call(method, lambda s=s, t=t: model.generate({s: batch[s], t: None}, s, t))
+        out = _call(method, partial(model.generate, {s: batch[s], t: None}, s, t))
         _expect_tensor(method, out, (BATCH, *model.shapes[t]), floating=True, unit=True)
 
 
@@ -178,7 +179,7 @@ def _translate(model: MultimodalVAE, data: PairedData, where: str) -> None:
     style = data.batch("train", torch.arange(BATCH).flip(0))
     for s, t in _directions(model):
         method = f"translate {where} {s}->{t}"
-        out = _call(method, lambda s=s, t=t: model.translate({s: batch[s]}, {t: style[t]}, s, t))
+        out = _call(method, partial(model.translate, {s: batch[s]}, {t: style[t]}, s, t))
         _expect_tensor(method, out, (BATCH, *model.shapes[t]), floating=True, unit=True)
 
 
@@ -196,7 +197,7 @@ def _cluster(model: MultimodalVAE, data: PairedData, where: str) -> None:
     m0, m1 = model.modalities
     for label, sub in (("both", batch), (f"{m1} None", {m0: batch[m0], m1: None})):
         method = f"cluster {where} ({label})"
-        out = _call(method, lambda sub=sub: model.cluster(sub, [m0, m1]))
+        out = _call(method, partial(model.cluster, sub, [m0, m1]))
         if out is None:
             continue
         _expect_tensor(method, out, (BATCH,), floating=False)

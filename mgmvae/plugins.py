@@ -89,14 +89,14 @@ def available() -> list[str]:
     return sorted({*builtin_model_names(), *(ep.name for ep in _entry_points())})
 
 
-def resolve_all(entries: Iterable[str], where: str = "models") -> dict[str, ModelRef]:
+def resolve_all(entries: Iterable[str]) -> dict[str, ModelRef]:
     """Resolve a list of entries; refuse two entries that come to the same run name."""
     refs: dict[str, ModelRef] = {}
     for entry in entries:
         ref = resolve(entry)
         if ref.name in refs:
             raise PluginError(
-                f"{where}: {entry!r} and {refs[ref.name].target!r} both have the run name {ref.name!r}; "
+                f"{entry!r} and {refs[ref.name].target!r} both have the run name {ref.name!r}; "
                 f"give one of the classes another `name`"
             )
         refs[ref.name] = ref

@@ -21,7 +21,8 @@ from mgmvae.figures import figure_specs
 # Stop before any job if the config is wrong, naming the key.
 try:
     validate(config)
-    validate_models(config, contract=True)  # plugins: importable, a model, and the model contract
+    # Plugins: importable, a model, and (in the main process, not again in each SLURM job) the contract.
+    validate_models(config, contract=workflow.is_main_process)
 except (ConfigError, ValueError) as error:
     raise WorkflowError(str(error)) from None
 
