@@ -6,10 +6,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mgmvae import paths
 from mgmvae.config import ConfigError, run_settings, settings_hash, studied_datasets, validate_models
 from mgmvae.io import load_torch, save_json, save_torch
+
+if TYPE_CHECKING:
+    from mgmvae.plugins import ModelRef
 
 
 class StageError(RuntimeError):
@@ -102,7 +106,7 @@ def run_tags(args: argparse.Namespace, settings: Mapping, model_tags: Mapping[st
     return tags if variant is None else {**tags, "variant": variant}
 
 
-def _model_ref(config: Mapping, args: argparse.Namespace):
+def _model_ref(config: Mapping, args: argparse.Namespace) -> ModelRef:
     """Resolve ``--model`` (a run name or a plugin path) and put the run name in ``args.model``."""
     from mgmvae.plugins import find
 
