@@ -195,6 +195,16 @@ def test_check_model_cli_fails_with_the_report(plugin_site, capsys):
     assert main(["check-model", "tiny_vae", "--no-progress"]) == 0
 
 
+def test_a_plugin_gets_a_colour_of_its_own():
+    """A model the figures do not know: a colour none of the built-ins has, the same in every figure."""
+    from mgmvae import figures
+
+    builtin = {figures._colour(m, i) for i, m in enumerate(builtin_model_names())}
+    assert figures._colour("tiny_vae", 0) not in builtin
+    assert figures._colour("tiny_vae", 3) == figures._colour("tiny_vae", 0)  # not by position
+    assert figures._colour("tiny_vae", 0) != figures._colour("my_vae", 0)
+
+
 # ---------------------------------------------------------- config validation
 def with_models(*extra: str, **overrides) -> dict:
     return load_config(overrides={"models": [*BASE["models"], *extra], **overrides})
