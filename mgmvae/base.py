@@ -47,17 +47,21 @@ def register(name: str):
     return decorate
 
 
-def model_names() -> list[str]:
+def builtin_model_names() -> list[str]:
     for module in _MODEL_MODULES:
         importlib.import_module(module)
     return sorted(MODELS)
 
 
+model_names = builtin_model_names
+
+
 def get_model_class(name: str) -> type[MultimodalVAE]:
-    names = model_names()
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; available models: {', '.join(names)}")
-    return MODELS[name]
+    """The class of a built-in, an entry point (group ``mgmvae.models``), ``pkg.module:Class`` or
+    ``file.py:Class``: one registry for all (mgmvae/plugins.py); ValueError naming the fix."""
+    from mgmvae.plugins import resolve
+
+    return resolve(name).cls
 
 
 def build_model(name: str, shapes: Mapping[str, Shape], settings: Mapping[str, Any]) -> MultimodalVAE:

@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Tables 1-3 only (needs --metrics, no models); all: both (default)",
     )
     p.add_argument("--outdir", type=Path)
+
+    p = sub.add_parser(
+        "check-model",
+        help="check that a model (a name, pkg.module:Class or file.py:Class) keeps the model contract",
+    )
+    _common(p)
+    p.add_argument("model", help="a built-in or entry-point name, pkg.module:Class, or path/to/file.py:Class")
     return parser
 
 
@@ -135,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
-        getattr(stages, args.stage)(config, args)
+        getattr(stages, args.stage.replace("-", "_"))(config, args)
     except (ConfigError, DataError, stages.StageError, TrackingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -105,32 +105,57 @@ def validate_ablation(config: Mapping) -> None:
             )
 
 
-def validate_models(config: Mapping) -> None:
-    """Check model names and their params against the registry (imports torch)."""
-    from mgmvae.base import get_model_class
+def validate_models(config: Mapping, contract: bool = False) -> None:
+    """Check ``models`` and ``ablation.model`` against the registry (built-ins, entry points, import
+    and file paths; mgmvae/plugins.py) and their params; with ``contract``, also run the model
+    contract (mgmvae/contract.py) on every plugin, so a broken one stops before any job. Imports torch."""
+    from mgmvae.plugins import PluginError, resolve, resolve_all
 
-    for name in config["models"]:
-        try:
-            cls = get_model_class(name)
-        except ValueError as error:
-            raise ConfigError(f"config key 'models': {error}") from None
+    try:
+        refs = resolve_all(config["models"])
+    except PluginError as error:
+        raise ConfigError(f"config key 'models': {error}") from None
+    for name, ref in refs.items():
         for dataset in studied_datasets(config):
             try:
-                cls.resolve_params(run_settings(config, dataset, name).get("params", {}))
+                ref.cls.resolve_params(run_settings(config, dataset, name).get("params", {}))
             except ValueError as error:
                 raise ConfigError(f"config key 'model_settings.{name}.params': {error}") from None
     ablation = config.get("ablation")
     if ablation:
         try:
-            cls = get_model_class(ablation["model"])
-        except ValueError as error:
+            ablated = resolve(ablation["model"])
+        except PluginError as error:
             raise ConfigError(f"config key 'ablation.model': {error}") from None
-        for variant in ablation["variants"]:
+        if ablated.name in refs and refs[ablated.name].cls is not ablated.cls:
+            raise ConfigError(
+                f"config key 'ablation.model': {ablation['model']!r} has the run name {ablated.name!r} of another "
+                f"entry of 'models' ({refs[ablated.name].target}); give one of the classes another `name`"
+            )
+        for variant in ablation_variants(config):  # those that run: a plugin's study selects its own
             for dataset in ablation_datasets(config):
                 try:
-                    cls.resolve_params(run_settings(config, dataset, ablation["model"], variant).get("params", {}))
+                    ablated.cls.resolve_params(run_settings(config, dataset, ablated.name, variant).get("params", {}))
                 except ValueError as error:
                     raise ConfigError(f"config key 'ablation.variants.{variant}.params': {error}") from None
+        refs = {**refs, ablated.name: ablated}
+    if contract:
+        check_plugins(config, refs.values())
+
+
+def check_plugins(config: Mapping, refs) -> None:
+    """ConfigError naming the plugin and its broken methods if a plugin breaks the model contract."""
+    from mgmvae.contract import check_model
+
+    for ref in refs:
+        if ref.builtin:
+            continue  # the built-ins are checked by the tests (tests/test_plugins.py)
+        failures = check_model(ref, config)
+        if failures:
+            raise ConfigError(
+                f"model plugin {ref.target!r} (run name {ref.name!r}) breaks the model contract; nothing was run. "
+                f"{'; '.join(map(str, failures[:5]))}. Full report: python -m mgmvae check-model {ref.target}"
+            )
 
 
 def studied_datasets(config: Mapping) -> list[str]:

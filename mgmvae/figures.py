@@ -15,6 +15,7 @@ a ``PairedData``'s test split.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -475,9 +476,12 @@ COLOUR_ORDER = ["mvae", "mmvae_plus", "mmvae", "mwbvae", "dmvae", "idmvae", "mop
 
 
 def _colour(model: str | None, fallback: int):
-    """The model's fixed colour (``COLOUR_ORDER``, by id or display name), else by position."""
+    """The model's fixed colour (``COLOUR_ORDER``, by id or display name); another model (a plugin)
+    a tab20b colour fixed by its name, none of tab10's; no model: by position."""
     cmap = _plt().get_cmap("tab10")
     names = {paper.display_name(m): i for i, m in enumerate(COLOUR_ORDER)}
+    if model is not None and model not in COLOUR_ORDER and model not in names:
+        return _plt().get_cmap("tab20b")(zlib.crc32(model.encode()) % 20)
     index = COLOUR_ORDER.index(model) if model in COLOUR_ORDER else names.get(model, fallback)
     return cmap(index % 10)
 

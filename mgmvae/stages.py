@@ -6,10 +6,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mgmvae import paths
 from mgmvae.config import ConfigError, run_settings, settings_hash, studied_datasets, validate_models
 from mgmvae.io import load_torch, save_json, save_torch
+
+if TYPE_CHECKING:
+    from mgmvae.plugins import ModelRef
 
 
 class StageError(RuntimeError):
@@ -100,15 +104,25 @@ def classifier(config: Mapping, args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------- train
-def run_tags(args: argparse.Namespace, settings: Mapping) -> dict:
+def run_tags(args: argparse.Namespace, settings: Mapping, model_tags: Mapping[str, str] | None = None) -> dict:
     variant = getattr(args, "variant", None)
     tags = {
         "dataset": args.dataset,
         "model": args.model,
         "seed": args.seed,
         "config_hash": settings_hash(settings, variant),
+        **(model_tags or {}),  # the model's import path, package and version (mgmvae.plugins.ModelRef.tags)
     }
     return tags if variant is None else {**tags, "variant": variant}
+
+
+def _model_ref(config: Mapping, args: argparse.Namespace) -> ModelRef:
+    """Resolve ``--model`` (a run name or a plugin path) and put the run name in ``args.model``."""
+    from mgmvae.plugins import find
+
+    ref = find(config, args.model)
+    args.model = ref.name
+    return ref
 
 
 def _run_dir(config: Mapping, args: argparse.Namespace) -> Path:
@@ -126,21 +140,21 @@ def _run_name(stage: str, args: argparse.Namespace) -> str:
 
 
 def train(config: Mapping, args: argparse.Namespace) -> None:
-    from mgmvae.base import build_model
     from mgmvae.data.paired import PairedData
     from mgmvae.train import seed_everything, train_model
 
     _dataset_spec(config, args.dataset)
-    validate_models({**config, "models": [args.model]})
+    ref = _model_ref(config, args)
+    validate_models({**config, "models": [ref.entry]})
     settings = run_settings(config, args.dataset, args.model, args.variant)
     out = Path(args.out or _run_dir(config, args) / "model.pt")
     device = _device(config)
     data = PairedData.load(args.data or paths.data_file(config, args.dataset), device=device)
-    tags = run_tags(args, settings)
+    tags = run_tags(args, settings, ref.tags())
     name = _run_name("train", args)
     with _tracked(config, args, "train", name, tags, {**settings, "device": str(device)}) as run:
         seed_everything(args.seed)
-        model = build_model(args.model, data.shapes, settings).to(device)
+        model = ref.cls(dict(data.shapes), settings).to(device)
         history = train_model(
             model,
             data,
@@ -155,6 +169,7 @@ def train(config: Mapping, args: argparse.Namespace) -> None:
         save_torch(
             {
                 "model": args.model,
+                "model_entry": ref.entry,  # how load_trained finds a plugin's class again
                 "dataset": args.dataset,
                 "seed": args.seed,
                 "variant": args.variant,
@@ -171,12 +186,14 @@ def train(config: Mapping, args: argparse.Namespace) -> None:
 
 
 def load_trained(path: Path, device):
-    from mgmvae.base import build_model
+    from mgmvae.plugins import resolve
 
     if not Path(path).exists():
         raise StageError(f"model file {path} does not exist: run the 'train' stage first")
     saved = load_torch(path, map_location="cpu")
-    model = build_model(saved["model"], {m: tuple(s) for m, s in saved["shapes"].items()}, saved["settings"])
+    ref = resolve(saved.get("model_entry") or saved["model"])
+    saved["model_tags"] = ref.tags()
+    model = ref.cls({m: tuple(s) for m, s in saved["shapes"].items()}, saved["settings"])
     model.load_state_dict(saved["state_dict"])
     return model.to(device).eval(), saved
 
@@ -190,6 +207,7 @@ def evaluate(config: Mapping, args: argparse.Namespace) -> None:
     from mgmvae.train import seed_everything
 
     _dataset_spec(config, args.dataset)
+    _model_ref(config, args)
     device = _device(config)
     run = _run_dir(config, args)
     model, saved = load_trained(args.model_file or run / "model.pt", device)
@@ -215,6 +233,7 @@ def evaluate(config: Mapping, args: argparse.Namespace) -> None:
         "config_hash": saved["config_hash"],
         "protocol": protocol,
     }
+    tags.update(saved["model_tags"])
     if args.variant is not None:
         tags["variant"] = args.variant
     name = _run_name("evaluate", args)
@@ -268,12 +287,14 @@ def ablation(config: Mapping, args: argparse.Namespace) -> None:
     """The ablation table (csv, md) and one plot per dataset from the ablation runs' metrics."""
     from mgmvae.ablation import write_ablation
     from mgmvae.config import ablation_datasets, ablation_seeds, ablation_variants
+    from mgmvae.plugins import find
 
     study = config.get("ablation")
     if not study:
         raise ConfigError("the config has no 'ablation' section: nothing to aggregate")
     outdir = Path(args.outdir or paths.ablation_dir(config))
-    tags = {"model": study["model"], "datasets": ",".join(ablation_datasets(config))}
+    ref = find(config, study["model"])
+    tags = {"model": ref.name, "datasets": ",".join(ablation_datasets(config)), **ref.tags()}
     params = {
         "model": study["model"],
         "datasets": ablation_datasets(config),
@@ -295,6 +316,7 @@ def figures(config: Mapping, args: argparse.Namespace) -> None:
     pipeline draws each dataset in a job of its own."""
     from mgmvae.data.paired import PairedData
     from mgmvae.figures import figure_specs, render_all
+    from mgmvae.plugins import run_names
     from mgmvae.tables import load_run_metrics
 
     part = getattr(args, "part", "all")
@@ -306,7 +328,11 @@ def figures(config: Mapping, args: argparse.Namespace) -> None:
         []
         if part == "bars"
         else args.model_files
-        or [paths.run_dir(config, d, m, seed) / "model.pt" for d in studied_datasets(config) for m in config["models"]]
+        or [
+            paths.run_dir(config, d, m, seed) / "model.pt"
+            for d in studied_datasets(config)
+            for m in run_names(config["models"])
+        ]
     )
     models: dict[str, dict] = {}
     histories: dict[str, dict] = {}
@@ -352,3 +378,23 @@ def figures(config: Mapping, args: argparse.Namespace) -> None:
         for path in written:
             run.log_artifact(path, str(Path("figures") / path.relative_to(outdir).parent))
     print(f"wrote {len(written)} figure files under {outdir}")
+
+
+# --------------------------------------------------------------------- check-model
+def check_model(config: Mapping, args: argparse.Namespace) -> None:
+    """The model contract (mgmvae/contract.py) for one model: a report line per failure."""
+    from mgmvae.contract import check_model as run_checks
+    from mgmvae.plugins import find
+
+    ref = find(config, args.model)
+    print(f"{ref.name}: {ref.kind} {ref.target} ({ref.package or 'no package'} {ref.version})")
+    failures = run_checks(ref, config, progress=not args.no_progress)
+    if failures:
+        raise StageError(
+            f"{ref.name} breaks the model contract in {len(failures)} place(s) (see docs/plugins.md):\n  "
+            + "\n  ".join(map(str, failures))
+        )
+    print(
+        f"{ref.name}: keeps the model contract (both shape pairs: build, loss, backward, embed, generate, "
+        "translate, sample, cluster, seed, save/load)"
+    )

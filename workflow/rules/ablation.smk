@@ -10,7 +10,7 @@ import re
 from mgmvae.config import ablation_datasets, ablation_seeds, ablation_variants
 
 ABLATION = config.get("ablation") or {}
-ABLATION_MODEL = ABLATION.get("model", "mgmvae")
+ABLATION_MODEL = run_names([ABLATION.get("model", "mgmvae")])[0]  # a plugin's path becomes its run name
 ABLATION_DATASETS = ablation_datasets(config) if ABLATION else []
 ABLATION_SEEDS = ablation_seeds(config) if ABLATION else []
 ABLATION_VARIANTS = ablation_variants(config)

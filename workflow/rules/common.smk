@@ -14,13 +14,15 @@ from mgmvae import paper as _paper
 from mgmvae import paths
 from mgmvae.config import ConfigError, run_settings, studied_datasets, validate, validate_models
 from mgmvae.data.preflight import check_raw_data
+from mgmvae.plugins import run_names
 from mgmvae.figures import KINDS as FIGURE_KINDS
 from mgmvae.figures import figure_specs
 
 # Stop before any job if the config is wrong, naming the key.
 try:
     validate(config)
-    validate_models(config)
+    # Plugins: importable, a model, and (in the main process, not again in each SLURM job) the contract.
+    validate_models(config, contract=workflow.is_main_process)
 except (ConfigError, ValueError) as error:
     raise WorkflowError(str(error)) from None
 
@@ -32,7 +34,7 @@ onstart:
 
 STUDY = str(paths.study_dir(config))
 DATASETS = studied_datasets(config)
-MODELS = list(config["models"])
+MODELS = run_names(config["models"])  # run names: a plugin's path entry becomes its class's `name`
 SEEDS = list(config["seeds"])
 CONDA_ENV = "../envs/mgmvae.yaml"
 # `python` from PATH: the venv's, or the conda env's under --use-conda. PYTHONPATH lets the

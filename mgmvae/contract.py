@@ -1,0 +1,266 @@
+"""The model contract, checked in seconds on a CPU (``python -m mgmvae check-model NAME``).
+
+What the training loop, the metrics and the figures assume of a model, tried on a tiny random
+batch for both dataset shape pairs (MNIST-SVHN: 1×28×28 and 3×32×32; MNIST-CDCB: 3×32×32 twice):
+it builds; ``on_epoch_start`` and ``loss`` run and ``loss`` returns finite scalars under ``"loss"``
+and each term's name; one backward pass reaches every encoder and decoder with finite gradients;
+``embed``, ``generate``, ``translate``, ``sample`` and ``cluster`` return the shapes, dtypes and
+ranges the metrics read, also with one modality missing, under both evaluation protocols
+(``mean`` and ``sample``, see ``mgmvae.evaluation.protocol``); the same seed gives the same loss; a
+``torch.save`` / ``torch.load(weights_only=True)`` round trip of the state dict gives the same
+outputs. Each failure names the method, what was expected and what came back.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from mgmvae.base import PROTOCOLS, MultimodalVAE
+from mgmvae.data.paired import PairedData
+from mgmvae.plugins import ModelRef
+
+# The two shape pairs of the study's datasets, with the config dataset whose settings they use.
+SHAPE_PAIRS: dict[str, dict[str, tuple[int, int, int]]] = {
+    "mnist_svhn": {"mnist": (1, 28, 28), "svhn": (3, 32, 32)},
+    "mnist_cdcb": {"cd": (3, 32, 32), "cb": (3, 32, 32)},
+}
+BATCH = 6
+
+
+@dataclass(frozen=True)
+class Failure:
+    method: str
+    expected: str
+    got: str
+
+    def __str__(self) -> str:
+        return f"{self.method}: expected {self.expected}; got {self.got}"
+
+
+class Broken(Exception):
+    """One check failed; later checks of the same shape pair that need its result are skipped."""
+
+    def __init__(self, failure: Failure):
+        super().__init__(str(failure))
+        self.failure = failure
+
+
+def check_model(ref: ModelRef, config: Mapping[str, Any], progress: bool = False) -> list[Failure]:
+    """Every contract check of ``ref`` under the config's resolved settings; [] if it keeps it."""
+    from mgmvae.config import run_settings
+
+    failures: list[Failure] = []
+    steps = [(pair, shapes) for pair, shapes in SHAPE_PAIRS.items()]
+    for i, (pair, shapes) in enumerate(tqdm(steps, desc=f"check-model {ref.name}", disable=not progress)):
+        settings = run_settings(config, pair, ref.name)
+        try:
+            failures += _check_pair(ref.cls, shapes, settings, f"[{pair} shapes]", first=i == 0)
+        except Broken as stop:
+            failures.append(stop.failure)
+    return failures
+
+
+def _check_pair(
+    cls: type[MultimodalVAE], shapes: Mapping[str, tuple[int, int, int]], settings: Mapping, where: str, first: bool
+) -> list[Failure]:
+    failures: list[Failure] = []
+    model = _build(cls, shapes, settings, where)
+    data = tiny_data(shapes)
+    loss = _loss(model, data, where)
+    failures += _backward(model, loss, where)
+    model.eval()
+    for check in (_embed, _generate, _translate, _sample, _cluster):
+        try:
+            check(model, data, where)
+        except Broken as stop:
+            failures.append(stop.failure)
+    if first:
+        again = _loss(_build(cls, shapes, settings, where), data, where)
+        if not torch.equal(loss.detach(), again.detach()):
+            failures.append(
+                Failure(f"loss {where}", "the same value for the same seed", f"{loss.item()!r} then {again.item()!r}")
+            )
+        failures += _round_trip(model, cls, shapes, settings, data, where)
+    return failures
+
+
+# -------------------------------------------------------------------- pieces
+def tiny_data(shapes: Mapping[str, tuple[int, int, int]], n: int = BATCH, seed: int = 0) -> PairedData:
+    """Random uint8 images (a fixed generator), labels 0..9, pair k = (k, k), both splits."""
+    g = torch.Generator().manual_seed(seed)
+    images = {
+        m: {s: torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8) for s in ("train", "test")}
+        for m, shape in shapes.items()
+    }
+    labels = {m: {s: torch.arange(n) % 10 for s in ("train", "test")} for m in shapes}
+    pairs = {s: torch.stack([torch.arange(n), torch.arange(n)], 1) for s in ("train", "test")}
+    return PairedData("contract", list(shapes), images, labels, pairs, {})
+
+
+def _call(method: str, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception as error:  # noqa: BLE001 - any exception of user code is a contract failure
+        raise Broken(Failure(method, "no exception", f"{type(error).__name__}: {error}")) from None
+
+
+def _build(cls: type[MultimodalVAE], shapes: Mapping, settings: Mapping, where: str) -> MultimodalVAE:
+    from mgmvae.train import seed_everything
+
+    seed_everything(0)
+    model = _call(f"__init__ {where}", lambda: cls(dict(shapes), settings))
+    model.train()
+    return model
+
+
+def _loss(model: MultimodalVAE, data: PairedData, where: str) -> Tensor:
+    torch.manual_seed(1)
+    _call(f"on_epoch_start {where}", lambda: model.on_epoch_start(0, data))
+    terms = _call(f"loss {where}", lambda: model.loss(data.batch("train", torch.arange(BATCH))))
+    method = f"loss {where}"
+    if not isinstance(terms, Mapping) or "loss" not in terms:
+        raise Broken(Failure(method, 'a dict with the key "loss" and one key per term', _describe(terms)))
+    for key, value in terms.items():
+        if not (isinstance(value, Tensor) and value.dim() == 0 and value.is_floating_point()):
+            raise Broken(Failure(method, f"term {key!r} a 0-dim float tensor (a batch mean)", _describe(value)))
+        if not torch.isfinite(value):
+            raise Broken(Failure(method, f"term {key!r} finite", repr(value.item())))
+    if not terms["loss"].requires_grad:
+        raise Broken(Failure(method, '"loss" attached to the parameters (requires_grad)', "a constant"))
+    return terms["loss"]
+
+
+def _backward(model: MultimodalVAE, loss: Tensor, where: str) -> list[Failure]:
+    method = f"loss {where} (backward)"
+    _call(method, loss.backward)
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    bad = sorted(n for n, g in grads.items() if g is not None and not torch.isfinite(g).all())
+    if bad:
+        return [Failure(method, "finite gradients", f"NaN/inf in {bad[:5]}")]
+    reached = {n.split(".")[0] + "." + n.split(".")[1] for n, g in grads.items() if g is not None and "." in n}
+    nets = [f"{kind}.{m}" for kind in ("encoders", "decoders") for m in model.modalities]
+    missing = [net for net in nets if net not in reached]
+    if missing:
+        return [Failure(method, "a gradient on every encoder and decoder", f"none on {missing}")]
+    return []
+
+
+def _embed(model: MultimodalVAE, data: PairedData, where: str) -> None:
+    batch = data.batch("test", torch.arange(BATCH))
+    m0, m1 = model.modalities
+    for protocol in PROTOCOLS:
+        method = f"embed {where} protocol={protocol}"
+        joint = _call(method, lambda p=protocol: model.embed(batch, [m0, m1], protocol=p))
+        _expect_tensor(method, joint, (BATCH, None), floating=True)
+        dim = joint.shape[1]
+        for label, sub, mods in (
+            (m0, {m0: batch[m0]}, [m0]),
+            (f"{m1} with {m0} None", {m0: None, m1: batch[m1]}, [m0, m1]),
+        ):
+            out = _call(f"{method} from {label}", partial(model.embed, sub, mods, protocol=protocol))
+            _expect_tensor(f"{method} from {label}", out, (BATCH, dim), floating=True)
+
+
+def _generate(model: MultimodalVAE, data: PairedData, where: str) -> None:
+    batch = data.batch("test", torch.arange(BATCH))
+    for (s, t), protocol in itertools.product(_directions(model), PROTOCOLS):
+        method = f"generate {where} {s}->{t} ({t} missing) protocol={protocol}"
+        out = _call(method, partial(model.generate, {s: batch[s], t: None}, s, t, protocol=protocol))
+        _expect_tensor(method, out, (BATCH, *model.shapes[t]), floating=True, unit=True)
+
+
+def _translate(model: MultimodalVAE, data: PairedData, where: str) -> None:
+    batch = data.batch("test", torch.arange(BATCH))
+    style = data.batch("train", torch.arange(BATCH).flip(0))
+    for (s, t), protocol in itertools.product(_directions(model), PROTOCOLS):
+        method = f"translate {where} {s}->{t} protocol={protocol}"
+        out = _call(method, partial(model.translate, {s: batch[s]}, {t: style[t]}, s, t, protocol=protocol))
+        _expect_tensor(method, out, (BATCH, *model.shapes[t]), floating=True, unit=True)
+
+
+def _sample(model: MultimodalVAE, data: PairedData, where: str) -> None:
+    method = f"sample {where}"
+    out = _call(method, lambda: model.sample(BATCH))
+    if not isinstance(out, Mapping) or set(out) != set(model.modalities):
+        raise Broken(Failure(method, f"a dict with the keys {model.modalities}", _describe(out)))
+    for m, x in out.items():
+        _expect_tensor(f"{method} [{m}]", x, (BATCH, *model.shapes[m]), floating=True, unit=True)
+
+
+def _cluster(model: MultimodalVAE, data: PairedData, where: str) -> None:
+    batch = data.batch("test", torch.arange(BATCH))
+    m0, m1 = model.modalities
+    for label, sub in (("both", batch), (f"{m1} None", {m0: batch[m0], m1: None})):
+        method = f"cluster {where} ({label})"
+        out = _call(method, partial(model.cluster, sub, [m0, m1]))
+        if out is None:
+            continue
+        _expect_tensor(method, out, (BATCH,), floating=False)
+        if out.dtype not in (torch.int64, torch.int32) or (out < 0).any():
+            raise Broken(Failure(method, "None or non-negative int64 cluster ids", _describe(out)))
+
+
+def _round_trip(
+    model: MultimodalVAE, cls: type[MultimodalVAE], shapes: Mapping, settings: Mapping, data: PairedData, where: str
+) -> list[Failure]:
+    method = f"state_dict {where} (torch.save, torch.load(weights_only=True), load_state_dict)"
+    buffer = io.BytesIO()
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buffer)
+    buffer.seek(0)
+    try:
+        state = torch.load(buffer, weights_only=True)
+        torch.manual_seed(12345)  # another initialisation: the state dict must overwrite all of it
+        restored = cls(dict(shapes), settings)
+        restored.load_state_dict(state)
+    except Exception as error:  # noqa: BLE001
+        return [Failure(method, "a restorable model", f"{type(error).__name__}: {error}")]
+    restored.eval()
+    batch = data.batch("test", torch.arange(BATCH))
+    m0, m1 = model.modalities
+    same = torch.equal(model.embed(batch, [m0, m1]), restored.embed(batch, [m0, m1])) and torch.equal(
+        model.generate(batch, m0, m1), restored.generate(batch, m0, m1)
+    )
+    if not same:
+        return [Failure(method, "the same embed and generate outputs after the round trip", "different outputs")]
+    return []
+
+
+# ------------------------------------------------------------------- helpers
+def _directions(model: MultimodalVAE) -> list[tuple[str, str]]:
+    m0, m1 = model.modalities
+    return [(m0, m1), (m1, m0)]
+
+
+def _expect_tensor(method: str, out: Any, shape: tuple, floating: bool, unit: bool = False) -> None:
+    want = "(" + ", ".join("D" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+    kind = "a float" if floating else "an integer"
+    expected = f"{kind} tensor of shape {want}" + (" with values in [0, 1]" if unit else "")
+    ok = (
+        isinstance(out, Tensor)
+        and out.dim() == len(shape)
+        and all(s is None or s == n for s, n in zip(shape, out.shape, strict=False))
+        and out.is_floating_point() == floating
+    )
+    if not ok:
+        raise Broken(Failure(method, expected, _describe(out)))
+    if floating and not torch.isfinite(out).all():
+        raise Broken(Failure(method, expected + ", finite", "NaN or inf values"))
+    if unit and (out.min() < 0 or out.max() > 1):
+        raise Broken(Failure(method, expected, f"values in [{out.min().item():.3g}, {out.max().item():.3g}]"))
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, Mapping):
+        return f"a dict with the keys {sorted(map(str, value))}"
+    return f"{type(value).__name__} {value!r}"[:200]

@@ -1,0 +1,1 @@
+"""A model plugin outside the benchmark's packages: ``model`` keeps the contract, ``broken`` does not."""
