@@ -232,6 +232,12 @@ class IDMVAE(MMVAEPlus):
         return {"loss": loss, **terms, "cross_mi": cross_mi, "gen_aug": gen_aug, "diffusion": diff}
 
     # ------------------------------------------------------------ evaluation
+    def prior_name(self) -> str:
+        """The test log-likelihood weighs z by ``prior`` (N(0, I)), the prior of the ELBO the model is trained on
+        (``elbo_terms``): the latent diffusion prior, fitted to detached posterior means after the
+        fact, has no tractable density (a probability-flow ODE or its variational bound would be needed)."""
+        return f"standard {self.posterior_family} (the ELBO's; the latent diffusion prior's density is intractable)"
+
     @torch.no_grad()
     def sample(self, n: int) -> dict[str, Tensor]:
         """Joint generation: z from the diffusion prior, w ~ N(0, I)."""

@@ -144,6 +144,21 @@ class MultimodalVAE(nn.Module):
     def prior(self, like: Tensor):
         return standard_prior(self.posterior_family, like)
 
+    # ------------------------------------------------ priors of the test log-likelihood
+    def log_prior(self, z: Tensor) -> Tensor:
+        """log p(z) of the shared latent, leading dims kept: the prior the test log-likelihood
+        weighs by (``mgmvae.evaluation.likelihood``). Default: ``prior`` (MMVAE overrides that
+        with its learned scale); MGMVAE overrides this with its Gaussian mixture."""
+        return self.prior(z).log_prob(z)
+
+    def log_private_prior(self, modality: str, h: Tensor) -> Tensor:
+        """log p(h_m) of a private latent: N(0, I), every model's private prior here."""
+        return standard_prior("gaussian", h).log_prob(h)
+
+    def prior_name(self) -> str:
+        """Which shared prior ``log_prior`` evaluates, recorded beside the estimate."""
+        return f"standard {self.posterior_family}"
+
     # ------------------------------------------------------------ training hooks
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         """``{"loss": scalar to minimise, <term>: scalar, ...}`` (batch means)."""

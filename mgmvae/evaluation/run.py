@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from mgmvae.data.paired import PairedData
 from mgmvae.evaluation.clustering import clustering_scores, kmeans_assignments
 from mgmvae.evaluation.coherence import cross_generation_accuracy
+from mgmvae.evaluation.likelihood import evaluate_log_likelihood
 from mgmvae.evaluation.probe import linear_probe
 from mgmvae.evaluation.retrieval import top1_retrieval
 
@@ -27,6 +28,10 @@ DEFAULT_SETTINGS = {
     "max_cluster": 10_000,
     "n_clusters": 10,
     "retrieval_chunk": 4096,
+    "likelihood_samples": 0,  # K importance draws per pair; 0 skips the metric (config.yaml: 1,000, MMVAE's)
+    "likelihood_pairs": 1000,  # seeded subsample of test pairs
+    "likelihood_chunk": 8192,  # latent draws × pairs decoded at once (bounds memory)
+    "likelihood_weighted": False,  # true: the model's likelihood weights, as MMVAE's joint estimate
     "progress": True,
 }
 
@@ -126,9 +131,30 @@ def evaluate_model(
             }
 
             clustering = _clustering(model, data, joint_test, joint_test_y, cfg, seed, progress)
+            likelihood = _log_likelihood(model, data, cfg, seed, progress)
     finally:
         model.train(was_training)
-    return {"cross_generation": cross, "probe": probe, "retrieval_top1": retrieval, "clustering": clustering}
+    metrics = {"cross_generation": cross, "probe": probe, "retrieval_top1": retrieval, "clustering": clustering}
+    return metrics | ({"log_likelihood": likelihood} if likelihood else {})
+
+
+def _log_likelihood(model, data: PairedData, cfg: dict, seed: int, progress: bool) -> dict | None:
+    """Importance-sampled test log-likelihoods on a seeded subsample of test pairs (None: skipped)."""
+    samples = int(cfg["likelihood_samples"])
+    if samples == 0:
+        return None
+    idx = _subsample(data.num_pairs("test"), cfg["likelihood_pairs"], seed + 2)
+    device = model_device(model)
+    return evaluate_log_likelihood(
+        model,
+        lambda i: _pair_batch(data, "test", idx[i], device),
+        len(idx),
+        samples,
+        int(cfg["likelihood_chunk"]),
+        seed=seed + 3,
+        weighted=bool(cfg["likelihood_weighted"]),
+        progress=progress,
+    )
 
 
 def _clustering(
