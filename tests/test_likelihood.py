@@ -172,6 +172,21 @@ def test_weighted_estimate_scales_each_modality_term():
     assert torch.allclose(estimate_log_likelihood(model, batch, ["x"], 1, 100), closed_forms(model, batch)["x"])
 
 
+def test_weighting_applies_to_the_joint_estimate_only():
+    """As MMVAE's m_iwae (weighted) beside its cross_iwaes (unweighted); same seed, same draws."""
+    model = LinearGaussian(private_dim=1, weights={"x": 2.0, "y": 1.0})
+    batch = model.sample_pairs(6, seed=4)
+
+    def run(weighted):
+        fetch = lambda i: {m: x[i] for m, x in batch.items()}  # noqa: E731
+        return evaluate_log_likelihood(model, fetch, 6, 8, 100, seed=0, weighted=weighted, progress=False)
+
+    plain, weighted = run(False), run(True)
+    assert weighted["x"] == plain["x"] and weighted["y"] == plain["y"]
+    assert weighted["joint"] < plain["joint"] - 1.0  # log p(x | z) < 0 counted twice
+    assert weighted["weighted"] and not plain["weighted"]
+
+
 # --------------------------------------------------------------- mixture proposal
 @pytest.mark.parametrize("family", ["gaussian", "laplace"])
 def test_mixture_log_prob_matches_torch(family):
@@ -256,3 +271,21 @@ def test_bad_settings_and_batches_are_refused():
         evaluate_log_likelihood(model, lambda i: batch, 2, samples=0, chunk=10, seed=0)
     with pytest.raises(ValueError, match=r"lacks modalities \['y'\]"):
         estimate_log_likelihood(model, {"x": batch["x"]}, ["x", "y"], 2, 10)
+
+
+# ------------------------------------------------------------- the evaluation stage
+def test_evaluate_model_reports_the_log_likelihood_when_asked(toy_data):
+    from mgmvae.evaluation.classifiers import digit_classifier
+    from mgmvae.evaluation.run import evaluate_model
+
+    torch.set_default_dtype(torch.float32)
+    torch.manual_seed(0)
+    model = build_model("mvae", toy_data.shapes, {"shared_dim": 4, "likelihood": {"family": "bernoulli"}})
+    classifiers = {m: digit_classifier(toy_data.shape(m)).eval() for m in toy_data.modalities}
+    settings = {"batch_size": 16, "probe_max_train": 32, "max_cluster": 16, "progress": False}
+    likelihood = {"likelihood_samples": 3, "likelihood_pairs": 5, "likelihood_chunk": 4}
+    out = evaluate_model(model, toy_data, classifiers, settings | likelihood, seed=0)
+    ll = out["log_likelihood"]
+    assert ll["samples"] == 3 and ll["pairs"] == 5 and ll["prior"] == "standard gaussian"
+    assert ll["joint"] < min(ll["a"], ll["b"]) < 0
+    assert "log_likelihood" not in evaluate_model(model, toy_data, classifiers, settings, seed=0)  # off by default

@@ -12,9 +12,10 @@ E[p̂] = p(x_S), so log p̂ is a stochastic lower bound (IWAE) that rises toward
 grows. The priors come from the model: ``log_prior`` (MGMVAE: its Gaussian mixture; MMVAE: its
 learned scale; IDMVAE: its ELBO's N(0, I), see ``IDMVAE.prior_name``) and ``log_private_prior``.
 The likelihood is the model's decoder family, unweighted (w_m = 1) by default, so the number is a
-log-density; ``weighted: true`` multiplies each modality's term by the model's likelihood weight,
-as MMVAE's joint estimate does (iffsid/mmvae, src/report/calculate_likelihoods.py, ``m_iwae``:
-``.mul(model.vaes[d].llik_scaling)``; its unimodal estimates are unweighted). MGMVAE's
+log-density; ``weighted: true`` multiplies each modality's term of the *joint* estimate by the
+model's likelihood weight, as MMVAE's does (iffsid/mmvae, src/report/calculate_likelihoods.py,
+``m_iwae``: ``.mul(model.vaes[d].llik_scaling)``), and leaves the unimodal ones unweighted, as its
+``cross_iwaes`` (whose diagonal, q(z | x_d) for p(x_d), is our unimodal estimate). MGMVAE's
 ``recon_scale`` (a training-objective temperature) never enters.
 
 A uniform mixture proposal (MMVAE, MMVAE+, IDMVAE) is sampled stratified, K/M draws from each of
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -40,6 +41,21 @@ from tqdm.auto import tqdm
 from mgmvae.distributions import MixtureOfExperts
 
 Batch = Mapping[str, Tensor]
+
+
+class DensityModel(Protocol):
+    """What the estimator reads of a model (``mgmvae.base.MultimodalVAE`` offers all of it)."""
+
+    modalities: list[str]
+    weights: dict[str, float]
+    likelihood: Any  # ``log_prob(decoder output, x)`` summed over pixels
+
+    def encode(self, batch: Batch, modalities: Sequence[str] | None = None) -> dict[str, tuple[Any, Any]]: ...
+    def joint_posterior(self, encoded: Mapping[str, tuple[Any, Any]]) -> Any: ...
+    def decode(self, modality: str, z: Tensor, h: Tensor | None = None) -> Tensor: ...
+    def log_prior(self, z: Tensor) -> Tensor: ...
+    def log_private_prior(self, modality: str, h: Tensor) -> Tensor: ...
+    def prior_name(self) -> str: ...
 
 
 def components(q: Any) -> int:
@@ -62,7 +78,7 @@ def chunk_sizes(total: int, step: int) -> list[int]:
     return [min(step, total - start) for start in range(0, total, step)]
 
 
-def log_weights(model: Any, batch: Batch, encoded: Mapping, q: Any, n: int, weighted: bool) -> Tensor:
+def log_weights(model: DensityModel, batch: Batch, encoded: Mapping, q: Any, n: int, weighted: bool) -> Tensor:
     """log w [n, B] (float64) for n fresh draws from q(z | x_S) Π_m q(h_m | x_m)."""
     z = draw(q, n)
     lw = (model.log_prior(z) - q.log_prob(z)).double()
@@ -78,7 +94,7 @@ def log_weights(model: Any, batch: Batch, encoded: Mapping, q: Any, n: int, weig
 
 @torch.no_grad()
 def estimate_log_likelihood(
-    model: Any, batch: Batch, subset: Sequence[str], samples: int, chunk: int, weighted: bool = False
+    model: DensityModel, batch: Batch, subset: Sequence[str], samples: int, chunk: int, weighted: bool = False
 ) -> Tensor:
     """log p̂(x_S) per pair [B] (float64) from ``samples`` draws, ``chunk`` draws × pairs at a time."""
     encoded = model.encode(batch, subset)
@@ -99,7 +115,7 @@ def _rng_devices(device: torch.device) -> list[int]:
 
 @torch.no_grad()
 def evaluate_log_likelihood(
-    model: Any,
+    model: DensityModel,
     fetch: Callable[[Tensor], Batch],
     n_pairs: int,
     samples: int,
@@ -123,7 +139,8 @@ def evaluate_log_likelihood(
         for start in tqdm(range(0, n_pairs, per_batch), desc="log-likelihood", disable=not progress, leave=False):
             batch = fetch(torch.arange(start, min(start + per_batch, n_pairs)))
             for key, subset in subsets.items():
-                totals[key] += float(estimate_log_likelihood(model, batch, subset, samples, chunk, weighted).sum())
+                joint_weights = weighted and key == "joint"  # MMVAE weighs the joint estimate only
+                totals[key] += float(estimate_log_likelihood(model, batch, subset, samples, chunk, joint_weights).sum())
     return {key: value / n_pairs for key, value in totals.items()} | {
         "samples": samples,
         "pairs": n_pairs,

@@ -31,7 +31,7 @@ DEFAULT_SETTINGS = {
     "likelihood_samples": 0,  # K importance draws per pair; 0 skips the metric (config.yaml: 1,000, MMVAE's)
     "likelihood_pairs": 1000,  # seeded subsample of test pairs
     "likelihood_chunk": 8192,  # latent draws × pairs decoded at once (bounds memory)
-    "likelihood_weighted": False,  # true: the model's likelihood weights, as MMVAE's joint estimate
+    "likelihood_weighted": False,  # true: the joint estimate with the model's likelihood weights, as MMVAE's
     "progress": True,
 }
 
