@@ -4,6 +4,7 @@ Model interface (implemented by each model):
   ``embed(batch, modalities) -> [B, D]``   shared posterior mean from a subset of modalities
   ``generate(batch, source, target)``      decoder mean of ``target`` from ``source`` alone
   ``cluster(batch, modalities)``           own cluster assignment, or None (then k-means)
+  ``encode``/``joint_posterior``/``decode``/``log_prior``   densities for the test log-likelihood
 All test metrics read the test split only; the probe is fitted on training pairs.
 """
 
