@@ -184,7 +184,7 @@ def test_weighting_applies_to_the_joint_estimate_only():
     plain, weighted = run(False), run(True)
     assert weighted["x"] == plain["x"] and weighted["y"] == plain["y"]
     assert weighted["joint"] < plain["joint"] - 1.0  # log p(x | z) < 0 counted twice
-    assert weighted["weighted"] and not plain["weighted"]
+    assert weighted["estimator"]["weighted"] and not plain["estimator"]["weighted"]
 
 
 # --------------------------------------------------------------- mixture proposal
@@ -258,7 +258,8 @@ def test_every_model_gives_finite_estimates_of_the_right_shape(name):
         return evaluate_log_likelihood(model, fetch, 3, samples=4, chunk=8, seed=seed, progress=False)
 
     out = run(0)
-    assert set(out) == {"joint", "a", "b", "samples", "pairs", "prior", "weighted"}
+    assert set(out) == {"joint", "a", "b", "estimator"}
+    assert set(out["estimator"]) == {"samples", "pairs", "prior", "weighted"}
     assert all(math.isfinite(out[k]) for k in ("joint", "a", "b"))
     assert out["joint"] < out["a"] and out["joint"] < out["b"]  # Bernoulli: every log p(x_m | z) < 0
     assert run(0) == out and run(1) != out  # seeded
@@ -286,6 +287,6 @@ def test_evaluate_model_reports_the_log_likelihood_when_asked(toy_data):
     likelihood = {"likelihood_samples": 3, "likelihood_pairs": 5, "likelihood_chunk": 4}
     out = evaluate_model(model, toy_data, classifiers, settings | likelihood, seed=0)
     ll = out["log_likelihood"]
-    assert ll["samples"] == 3 and ll["pairs"] == 5 and ll["prior"] == "standard gaussian"
+    assert ll["estimator"] == {"samples": 3, "pairs": 5, "prior": "standard gaussian", "weighted": False}
     assert ll["joint"] < min(ll["a"], ll["b"]) < 0
     assert "log_likelihood" not in evaluate_model(model, toy_data, classifiers, settings, seed=0)  # off by default
