@@ -265,6 +265,18 @@ def test_every_model_gives_finite_estimates_of_the_right_shape(name):
     assert run(0) == out and run(1) != out  # seeded
 
 
+@pytest.mark.parametrize("name", ["mmvae", "mmvae_plus"])
+def test_laplace_models_give_finite_estimates(name):
+    """MMVAE's published setting: Laplace posterior, prior (learned scale) and likelihood."""
+    torch.set_default_dtype(torch.float32)
+    torch.manual_seed(0)
+    settings = {"shared_dim": 4, "private_dim": 2, "posterior": "laplace", "likelihood": {"family": "laplace"}}
+    model = build_model(name, SHAPES, settings).eval()
+    data = {m: torch.rand(2, *s, generator=torch.Generator().manual_seed(1)) for m, s in SHAPES.items()}
+    estimate = estimate_log_likelihood(model, data, ["a", "b"], samples=4, chunk=8)
+    assert estimate.shape == (2,) and torch.isfinite(estimate).all()
+
+
 def test_bad_settings_and_batches_are_refused():
     model = LinearGaussian()
     batch = model.sample_pairs(2, seed=0)

@@ -9,6 +9,7 @@ from mgmvae.evaluation.classifiers import (
 )
 from mgmvae.evaluation.clustering import clustering_scores, hungarian_accuracy, kmeans_assignments
 from mgmvae.evaluation.coherence import cross_generation_accuracy
+from mgmvae.evaluation.likelihood import estimate_log_likelihood, evaluate_log_likelihood
 from mgmvae.evaluation.probe import linear_probe
 from mgmvae.evaluation.retrieval import top1_retrieval, topk_indices
 from mgmvae.evaluation.run import evaluate_model
@@ -18,6 +19,8 @@ __all__ = [
     "clustering_scores",
     "cross_generation_accuracy",
     "digit_classifier",
+    "estimate_log_likelihood",
+    "evaluate_log_likelihood",
     "evaluate_model",
     "hungarian_accuracy",
     "kmeans_assignments",
