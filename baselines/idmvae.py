@@ -249,6 +249,12 @@ class IDMVAE(MMVAEPlus):
         scale = math.log(2.0) + 1e-8
         return DiagGaussian(zeros, torch.full_like(zeros, 2.0 * math.log(scale)))
 
+    def prior_name(self) -> str:
+        """The test log-likelihood weighs z by ``prior`` (N(0, I)), the prior of the ELBO the model is trained on
+        (``elbo_terms``): the latent diffusion prior, fitted to detached posterior means after the
+        fact, has no tractable density (a probability-flow ODE or its variational bound would be needed)."""
+        return f"standard {self.posterior_family} (the ELBO's; the latent diffusion prior's density is intractable)"
+
     @torch.no_grad()
     def draw_shared_prior(self, n: int) -> Tensor:
         """Joint generation draws z from the diffusion prior."""

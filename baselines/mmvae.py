@@ -64,6 +64,9 @@ class MMVAE(MultimodalVAE):
             return standard_prior(self.posterior_family, like)
         return posterior(self.posterior_family, torch.zeros_like(like), self.prior_raw.expand_as(like))
 
+    def prior_name(self) -> str:
+        return f"{self.posterior_family}, learned scale" if self.params["learn_prior"] else super().prior_name()
+
     def joint_posterior(self, encoded) -> MixtureOfExperts:
         """Uniform mixture of the present experts (one present: that expert alone)."""
         return MixtureOfExperts([q for q, _ in encoded.values()])

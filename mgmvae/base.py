@@ -178,6 +178,23 @@ class MultimodalVAE(nn.Module):
         """n shared latents from the model's prior (joint generation, joint coherence)."""
         return self.prior(torch.zeros(n, self.shared_dim, device=self.device)).rsample()
 
+    # ------------------------------------------------ priors of the test log-likelihood
+    def log_prior(self, z: Tensor) -> Tensor:
+        """log p(z) of the shared latent, leading dims kept: the prior the test log-likelihood
+        weighs by (``mgmvae.evaluation.likelihood``). Default: ``prior`` (MMVAE overrides that
+        with its learned scale); MGMVAE overrides this with its Gaussian mixture."""
+        return self.prior(z).log_prob(z)
+
+    def log_private_prior(self, modality: str, h: Tensor) -> Tensor:
+        """log p(h_m) of a private latent under ``private_prior`` (leading dims of h kept), so the
+        test log-likelihood and the sampled evaluation use one private prior per model."""
+        p = self.private_prior(modality, 1)
+        return DiagGaussian(p.mu.expand_as(h), p.logvar.expand_as(h)).log_prob(h)
+
+    def prior_name(self) -> str:
+        """Which shared prior ``log_prior`` evaluates, recorded beside the estimate."""
+        return f"standard {self.posterior_family}"
+
     # ------------------------------------------------------------ training hooks
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         """``{"loss": scalar to minimise, <term>: scalar, ...}`` (batch means)."""

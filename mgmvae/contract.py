@@ -159,7 +159,7 @@ def _embed(model: MultimodalVAE, data: PairedData, where: str) -> None:
     m0, m1 = model.modalities
     for protocol in PROTOCOLS:
         method = f"embed {where} protocol={protocol}"
-        joint = _call(method, lambda p=protocol: model.embed(batch, [m0, m1], protocol=p))
+        joint = _call(method, partial(model.embed, batch, [m0, m1], protocol=protocol))
         _expect_tensor(method, joint, (BATCH, None), floating=True)
         dim = joint.shape[1]
         for label, sub, mods in (

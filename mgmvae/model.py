@@ -326,6 +326,20 @@ class MGMVAE(MultimodalVAE):
             return None
         return self.mixture.responsibilities(self.embed(batch, modalities)).argmax(-1)
 
+    def uses_fitted_mixture(self) -> bool:
+        """Whether z_s's prior is the mixture: not in the ablation, nor before the k-means fit (the
+        warm-up trains against N(0, I)). Reads the checkpointed buffer, not the per-epoch host copy."""
+        return self.use_mixture and bool(self.mixture_ready)
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        """log p(z_s) = log Σ_c π_c N(z_s; μ_c, σ²_c), the generative model's prior (REFERENCES §1)."""
+        return self.mixture.log_prob(z) if self.uses_fitted_mixture() else super().log_prior(z)
+
+    def prior_name(self) -> str:
+        if self.uses_fitted_mixture():
+            return f"gaussian mixture, {self.mixture.n_components} components"
+        return "standard gaussian (" + ("mixture not fitted" if self.use_mixture else "use_mixture_prior false") + ")"
+
     @torch.no_grad()
     def draw_shared_prior(self, n: int) -> Tensor:
         """z_s from the mixture prior (N(0,I) without it); private latents come from the base

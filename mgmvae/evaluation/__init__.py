@@ -9,6 +9,7 @@ from mgmvae.evaluation.classifiers import (
 )
 from mgmvae.evaluation.clustering import clustering_scores, hungarian_accuracy, kmeans_assignments
 from mgmvae.evaluation.coherence import cross_coherence, cross_generation_accuracy, joint_coherence
+from mgmvae.evaluation.likelihood import estimate_log_likelihood, evaluate_log_likelihood
 from mgmvae.evaluation.probe import fit_linear_probe, linear_probe
 from mgmvae.evaluation.protocol import resolve_protocol, seeded
 from mgmvae.evaluation.retrieval import top1_retrieval, topk_indices
@@ -20,6 +21,8 @@ __all__ = [
     "cross_coherence",
     "cross_generation_accuracy",
     "digit_classifier",
+    "estimate_log_likelihood",
+    "evaluate_log_likelihood",
     "evaluate_model",
     "fit_linear_probe",
     "hungarian_accuracy",

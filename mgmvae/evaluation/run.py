@@ -5,6 +5,7 @@ Model interface (implemented by each model; ``protocol`` is ``mean`` or ``sample
   ``generate(batch, source, target, protocol)``     decoder mean of ``target`` from ``source`` alone
   ``sample(n)``                                     joint generation from the prior (joint coherence)
   ``cluster(batch, modalities)``                    own cluster assignment, or None (then k-means)
+  ``encode``/``joint_posterior``/``decode``/``log_prior``   densities for the test log-likelihood
 All test metrics read the test split only; the probe is fitted (and its C cross-validated) on
 training pairs only. Every random draw is seeded from the run's seed, one seed per metric
 (``protocol.seeded``), so the same seed gives the same numbers.
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 from mgmvae.data.paired import PairedData
 from mgmvae.evaluation.clustering import clustering_scores, kmeans_assignments
 from mgmvae.evaluation.coherence import cross_coherence, joint_coherence
+from mgmvae.evaluation.likelihood import evaluate_log_likelihood
 from mgmvae.evaluation.probe import DEFAULT_PROBE, fit_linear_probe, probe_accuracy
 from mgmvae.evaluation.protocol import seeded
 from mgmvae.evaluation.retrieval import top1_retrieval
@@ -35,6 +37,10 @@ DEFAULT_SETTINGS = {
     "max_cluster": 10_000,
     "n_clusters": 10,
     "retrieval_chunk": 4096,
+    "likelihood_samples": 0,  # K importance draws per pair; 0 skips the metric (config.yaml: 1,000, MMVAE's)
+    "likelihood_pairs": 1000,  # seeded subsample of test pairs
+    "likelihood_chunk": 8192,  # latent draws × pairs decoded at once (bounds memory)
+    "likelihood_weighted": False,  # true: the joint estimate with the model's likelihood weights, as MMVAE's
     "progress": True,
     "protocol": "mean",  # resolved: mean | sample (the stage resolves evaluation.protocol per model)
     "joint_coherence_samples": 10_000,  # MMVAE's joint coherence: 10,000 prior draws
@@ -150,6 +156,7 @@ def evaluate_model(
             }
 
             clustering = _clustering(model, data, joint_test, joint_test_y, cfg, seed, progress)
+            likelihood = _log_likelihood(model, data, cfg, seed, progress)
     finally:
         model.train(was_training)
     return {
@@ -160,7 +167,7 @@ def evaluate_model(
         "probe_selection": probe.selection,
         "retrieval_top1": retrieval,
         "clustering": clustering,
-    }
+    } | ({"log_likelihood": likelihood} if likelihood else {})
 
 
 METRIC_KEYS = {
@@ -171,7 +178,27 @@ METRIC_KEYS = {
     "probe_selection": "the probe: 'method', and 'C', 'cv_accuracy', 'folds' (logistic_cv) or its training settings",
     "retrieval_top1": "Table 3, top-1 retrieval per direction",
     "clustering": "clustering of the joint latent: accuracy, nmi, ari, 'method', 'k'",
+    "log_likelihood": "test log-likelihood (nats per pair): 'joint', each modality alone, and the 'estimator' settings",
 }
+
+
+def _log_likelihood(model, data: PairedData, cfg: dict, seed: int, progress: bool) -> dict | None:
+    """Importance-sampled test log-likelihoods on a seeded subsample of test pairs (None: skipped)."""
+    samples = int(cfg["likelihood_samples"])
+    if samples == 0:
+        return None
+    idx = _subsample(data.num_pairs("test"), cfg["likelihood_pairs"], seed + 2)
+    device = model_device(model)
+    return evaluate_log_likelihood(
+        model,
+        lambda i: _pair_batch(data, "test", idx[i], device),
+        len(idx),
+        samples,
+        int(cfg["likelihood_chunk"]),
+        seed=seed + 3,
+        weighted=bool(cfg["likelihood_weighted"]),
+        progress=progress,
+    )
 
 
 def _clustering(

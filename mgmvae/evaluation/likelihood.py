@@ -1,0 +1,146 @@
+"""Test log-likelihood: importance-sampled log p(x_S) for every model, under its own prior.
+
+For a set S of modalities (all of them: the joint log p(x, y); one: log p(x_m)), with shared
+latent z and private latents h_m (models without them skip every h term):
+
+    log p̂(x_S) = log (1/K) Σ_k w_k,
+    log w_k = Σ_{m∈S} w_m log p(x_m | z_k, h_mk) + log p(z_k) − log q(z_k | x_S)
+              + Σ_{m∈S} [log p(h_mk) − log q(h_mk | x_m)],
+    z_k ~ q(z | x_S) = the model's ``joint_posterior`` of the modalities in S,  h_mk ~ q(h_m | x_m).
+
+E[p̂] = p(x_S), so log p̂ is a stochastic lower bound (IWAE) that rises towards log p(x_S) as K
+grows. The priors come from the model: ``log_prior`` (MGMVAE: its Gaussian mixture; MMVAE: its
+learned scale; IDMVAE: its ELBO's N(0, I), see ``IDMVAE.prior_name``) and ``log_private_prior``.
+The likelihood is the model's decoder family, unweighted (w_m = 1) by default, so the number is a
+log-density; ``weighted: true`` multiplies each modality's term of the *joint* estimate by the
+model's likelihood weight, as MMVAE's does (iffsid/mmvae, src/report/calculate_likelihoods.py,
+``m_iwae``: ``.mul(model.vaes[d].llik_scaling)``), and leaves the unimodal ones unweighted, as its
+``cross_iwaes`` (whose diagonal, q(z | x_d) for p(x_d), is our unimodal estimate). MGMVAE's
+``recon_scale`` (a training-objective temperature) never enters.
+
+A uniform mixture proposal (MMVAE, MMVAE+, IDMVAE) is sampled stratified, K/M draws from each of
+its M components, weighed by the mixture density: unbiased, as MMVAE's ``m_iwae``, which draws K
+from *each* expert (2K for two modalities); here K is the total, rounded up to a multiple of M,
+so every model gets the same number of decoder passes. MMVAE reports K = 1,000.
+
+Memory: at most ``chunk`` latent draws × pairs are decoded at once (chunk × pixels floats per
+activation). Weights are summed and log-sum-exp'ed in float64. Draws are seeded: the same seed
+and settings give the same numbers; the global RNG is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from mgmvae.distributions import MixtureOfExperts
+
+Batch = Mapping[str, Tensor]
+
+
+class DensityModel(Protocol):
+    """What the estimator reads of a model (``mgmvae.base.MultimodalVAE`` offers all of it)."""
+
+    modalities: list[str]
+    weights: dict[str, float]
+    likelihood: Any  # ``log_prob(decoder output, x)`` summed over pixels
+
+    def encode(self, batch: Batch, modalities: Sequence[str] | None = None) -> dict[str, tuple[Any, Any]]: ...
+    def joint_posterior(self, encoded: Mapping[str, tuple[Any, Any]]) -> Any: ...
+    def decode(self, modality: str, z: Tensor, h: Tensor | None = None) -> Tensor: ...
+    def log_prior(self, z: Tensor) -> Tensor: ...
+    def log_private_prior(self, modality: str, h: Tensor) -> Tensor: ...
+    def prior_name(self) -> str: ...
+
+
+def components(q: Any) -> int:
+    """Number of strata of a proposal: a uniform mixture's components, else 1."""
+    return len(q.experts) if isinstance(q, MixtureOfExperts) else 1
+
+
+def draw(q: Any, n: int) -> Tensor:
+    """n draws [n, B, D] from a proposal; a uniform mixture stratified, n/M from each component."""
+    if isinstance(q, MixtureOfExperts):
+        per, rest = divmod(n, len(q.experts))
+        if rest:
+            raise ValueError(f"{n} draws cannot be split evenly over {len(q.experts)} mixture components")
+        return q.rsample_stratified(per).flatten(0, 1)
+    return q.rsample(n)
+
+
+def chunk_sizes(total: int, step: int) -> list[int]:
+    """``total`` split into parts of at most ``step`` (the last one smaller)."""
+    return [min(step, total - start) for start in range(0, total, step)]
+
+
+def log_weights(model: DensityModel, batch: Batch, encoded: Mapping, q: Any, n: int, weighted: bool) -> Tensor:
+    """log w [n, B] (float64) for n fresh draws from q(z | x_S) Π_m q(h_m | x_m)."""
+    z = draw(q, n)
+    lw = (model.log_prior(z) - q.log_prob(z)).double()
+    for m, (_, q_h) in encoded.items():
+        h = None
+        if q_h is not None:
+            h = q_h.rsample(n)
+            lw = lw + (model.log_private_prior(m, h) - q_h.log_prob(h)).double()
+        scale = float(model.weights[m]) if weighted else 1.0
+        lw = lw + scale * model.likelihood.log_prob(model.decode(m, z, h), batch[m]).double()
+    return lw
+
+
+@torch.no_grad()
+def estimate_log_likelihood(
+    model: DensityModel, batch: Batch, subset: Sequence[str], samples: int, chunk: int, weighted: bool = False
+) -> Tensor:
+    """log p̂(x_S) per pair [B] (float64) from ``samples`` draws, ``chunk`` draws × pairs at a time."""
+    encoded = model.encode(batch, subset)
+    if set(encoded) != set(subset):
+        raise ValueError(f"the batch lacks modalities {sorted(set(subset) - set(encoded))} of {list(subset)}")
+    q = model.joint_posterior(encoded)
+    m = components(q)
+    total = math.ceil(samples / m) * m
+    pairs = next(iter(batch[s] for s in subset)).shape[0]
+    step = max(m, chunk // pairs // m * m)
+    lw = torch.cat([log_weights(model, batch, encoded, q, n, weighted) for n in chunk_sizes(total, step)])
+    return torch.logsumexp(lw, dim=0) - math.log(total)
+
+
+def _rng_devices(device: torch.device) -> list[int]:
+    return [device.index or 0] if device.type == "cuda" else []
+
+
+@torch.no_grad()
+def evaluate_log_likelihood(
+    model: DensityModel,
+    fetch: Callable[[Tensor], Batch],
+    n_pairs: int,
+    samples: int,
+    chunk: int,
+    seed: int,
+    weighted: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Mean over pairs of log p̂(x, y) (``joint``) and of each log p̂(x_m) (under the modality's
+    name), in nats; ``fetch(index)`` returns the batch of pairs ``index`` of range(n_pairs).
+    ``estimator`` records K, the pair count, the prior and the weighting (nested, so that tables
+    reading the numbers beside a metric see only the three estimates)."""
+    if samples < 1 or chunk < 1 or n_pairs < 1:
+        raise ValueError(f"log-likelihood needs samples, chunk and pairs >= 1, got {samples}, {chunk}, {n_pairs}")
+    modalities = list(model.modalities)
+    subsets = {"joint": modalities} | {m: [m] for m in modalities}
+    per_batch = max(1, chunk // samples)  # all K draws of a pair in one decoder call when they fit
+    totals = dict.fromkeys(subsets, 0.0)
+    device = torch.device(getattr(model, "device", "cpu"))
+    with torch.random.fork_rng(devices=_rng_devices(device)):
+        torch.manual_seed(seed)
+        for start in tqdm(range(0, n_pairs, per_batch), desc="log-likelihood", disable=not progress, leave=False):
+            batch = fetch(torch.arange(start, min(start + per_batch, n_pairs)))
+            for key, subset in subsets.items():
+                joint_weights = weighted and key == "joint"  # MMVAE weighs the joint estimate only
+                totals[key] += float(estimate_log_likelihood(model, batch, subset, samples, chunk, joint_weights).sum())
+    estimator = {"samples": samples, "pairs": n_pairs, "prior": model.prior_name(), "weighted": weighted}
+    return {key: value / n_pairs for key, value in totals.items()} | {"estimator": estimator}
