@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Tables 1-3 only (needs --metrics, no models); all: both (default)",
     )
     p.add_argument("--outdir", type=Path)
+
+    from mgmvae import tracking_server
+
+    tracking_server.add_parser(sub)  # not a stage: an authenticated MLflow server for the jobs
     return parser
 
 
@@ -118,6 +122,10 @@ OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # EFBIG: a file-size l
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.stage == "tracking-server":
+        from mgmvae import tracking_server
+
+        return tracking_server.main(args)
     from mgmvae import stages
     from mgmvae.config import ConfigError
     from mgmvae.data.paired import DataError
