@@ -77,8 +77,6 @@ def classifier(config: Mapping, args: argparse.Namespace) -> None:
             progress=not args.no_progress,
             on_epoch=lambda epoch, values: run.log_metrics(values, step=epoch),
         )
-        for values in history:  # after a resume: the epochs an earlier attempt did not log (the rest are skipped)
-            run.log_metrics(values, step=int(values["epoch"]))
         run.log_metrics({"test_accuracy": metrics["test_accuracy"], "train_accuracy": metrics["train_accuracy"]})
         if metrics["test_accuracy"] < cfg["min_accuracy"]:
             raise StageError(

@@ -155,13 +155,18 @@ def check_access(uri: str, experiment: str, timeout: float = PROBE_TIMEOUT) -> N
     if found.status_code == 404 or found.status_code >= 500 or user is None:
         return  # a missing experiment is created by the first job, which may then edit it
     experiment_id = found.json()["experiment"]["experiment_id"]
-    me = _request(uri, "/api/2.0/mlflow/users/get", timeout, {"username": user})
-    if me.status_code == 404:
+    query = {"username": user, "resource_type": "experiment", "resource_id": experiment_id}
+    mine = _request(uri, "/api/3.0/mlflow/users/permissions/get", timeout, query)
+    if mine.status_code == 404:
         return  # no basic-auth app: no permissions to check
-    info = me.json().get("user", {})
-    granted = {p["experiment_id"]: p["permission"] for p in info.get("experiment_permissions", [])}
-    if not info.get("is_admin") and granted.get(experiment_id) not in ("EDIT", "MANAGE"):
-        raise _no_edit(uri, experiment, user, granted.get(experiment_id, "the default permission"))
+    has = mine.json().get("permission", "unknown") if mine.ok else f"HTTP {mine.status_code}"
+    if has not in ("EDIT", "MANAGE") and not _is_admin(uri, timeout):
+        raise _no_edit(uri, experiment, user, has)
+
+
+def _is_admin(uri: str, timeout: float) -> bool:
+    me = _request(uri, "/api/3.0/mlflow/users/current/permissions", timeout)
+    return me.ok and bool(me.json().get("is_admin"))
 
 
 def _no_edit(uri: str, experiment: str, user: str | None, has: str) -> TrackingError:
@@ -377,7 +382,9 @@ def tracked_run(
     """One MLflow run around a pipeline job; marked FAILED if the job raises, KILLED on SIGTERM. If even
     that cannot be recorded (server gone), the job's own error is raised and the rerun continues the run."""
     settings = config["mlflow"]
-    tracker = Tracker(settings["experiment"], settings.get("tracking_uri"), enabled, settings.get("retry_seconds", RETRY_SECONDS))
+    tracker = Tracker(
+        settings["experiment"], settings.get("tracking_uri"), enabled, settings.get("retry_seconds", RETRY_SECONDS)
+    )
     tracker.start(run_name, {"study": config["study"], "stage": stage, **tags}, params)
     try:
         with _sigterm_raises():

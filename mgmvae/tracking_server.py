@@ -97,7 +97,7 @@ def _default_experiment() -> str:
 
 # ------------------------------------------------------------------ secrets on disk
 def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable only by its owner (0600), atomically: never world-readable, not even briefly."""
+    """Write ``text`` to ``path`` readable only by its owner (0600), atomically, never readable by others."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file that already existed
@@ -108,7 +108,9 @@ def write_private(path: Path, text: str) -> None:
 
 def read_env(path: Path) -> dict[str, str]:
     if not path.exists():
-        raise ServerError(f"{path} does not exist: run `python -m mgmvae tracking-server start --dir {path.parent}` first")
+        raise ServerError(
+            f"{path} does not exist: run `python -m mgmvae tracking-server start --dir {path.parent}` first"
+        )
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
     return {k.strip(): shlex.split(v)[0] if v.strip() else "" for k, v in pairs}
 
@@ -131,7 +133,10 @@ def write_secrets(folder: Path) -> None:
             f"database_uri = sqlite:///{folder.resolve() / 'auth.db'}\n"
             f"admin_username = {ADMIN}\n"
             f"admin_password = {secrets.token_urlsafe(24)}\n"
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            # A password check (PBKDF2) costs ~0.1 s of CPU per request; cache a good one for a minute
+            # (a changed password reaches the other workers within that time).
+            "auth_cache_ttl_seconds = 60\n",
         )
     if not (folder / "flask.secret").exists():
         write_private(folder / "flask.secret", secrets.token_hex(32))
@@ -195,7 +200,9 @@ def start(
             raise ServerError(f"TLS file {given} does not exist")
     pid = running_pid(folder)
     if pid is not None:
-        raise ServerError(f"a server started from {folder} is running (PID {pid}): `tracking-server stop --dir {folder}`")
+        raise ServerError(
+            f"a server started from {folder} is running (PID {pid}): `tracking-server stop --dir {folder}`"
+        )
     write_secrets(folder)
     scheme = "https" if tls_cert else "http"
     uri = f"{scheme}://{public_host or host}:{port}"
@@ -210,7 +217,9 @@ def start(
             start_new_session=True,  # outlives this command; `stop` ends its whole process group
         )
     (folder / "server.pid").write_text(str(proc.pid))
-    _wait_healthy(f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}", proc, folder, wait, tls_cert)
+    _wait_healthy(
+        f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}", proc, folder, wait, tls_cert
+    )
     return uri
 
 
@@ -228,7 +237,9 @@ def _wait_healthy(base: str, proc: subprocess.Popen, folder: Path, seconds: floa
             pass
         time.sleep(0.5)
     stop(folder)
-    raise ServerError(f"mlflow server did not answer {base}/health within {seconds:g} s:\n{_tail(folder / 'server.log')}")
+    raise ServerError(
+        f"mlflow server did not answer {base}/health within {seconds:g} s:\n{_tail(folder / 'server.log')}"
+    )
 
 
 def _tail(path: Path) -> str:
@@ -271,7 +282,8 @@ def _alive(pid: int) -> bool:
 def _api(uri: str, method: str, path: str, auth: tuple[str, str], payload: Mapping[str, Any], ca: bool | str) -> Any:
     import requests
 
-    return requests.request(method, f"{uri}{API}/{path}", json=payload, auth=auth, timeout=30, verify=ca)
+    url = f"{uri}{path}" if path.startswith("/") else f"{uri}{API}/{path}"
+    return requests.request(method, url, json=payload, auth=auth, timeout=30, verify=ca)
 
 
 def provision(folder: Path, uri: str, experiment: str, user: str, env_file: Path) -> Path:
@@ -291,14 +303,21 @@ def provision(folder: Path, uri: str, experiment: str, user: str, env_file: Path
         experiment_id = found["experiment"]["experiment_id"]
     password = read_env(env_file)["MLFLOW_TRACKING_PASSWORD"] if env_file.exists() else secrets.token_urlsafe(24)
     created = _api(uri, "POST", "users/create", admin, {"username": user, "password": password}, ca)
-    if not created.ok and "already exists" not in created.text.lower():
+    if not created.ok:  # an existing user: (re)set the password we hold, which is then the only one
+        update = {"username": user, "password": password}
+        created = _api(uri, "PATCH", "users/update-password", admin, update, ca)
+    if not created.ok:
         raise ServerError(f"could not create user {user!r}: HTTP {created.status_code} {created.text[:300]}")
-    grant = {"experiment_id": experiment_id, "username": user, "permission": "EDIT"}
-    reply = _api(uri, "POST", "experiments/permissions/create", admin, grant, ca)
+    grant = {"username": user, "resource_type": "experiment", "resource_id": experiment_id, "permission": "EDIT"}
+    reply = _api(uri, "POST", "/api/3.0/mlflow/users/permissions/grant", admin, grant, ca)
+    if reply.status_code == 400 and "RESOURCE_ALREADY_EXISTS" in reply.text:  # maybe a weaker grant: replace it
+        revoke = {k: grant[k] for k in ("username", "resource_type", "resource_id")}
+        _api(uri, "POST", "/api/3.0/mlflow/users/permissions/revoke", admin, revoke, ca)
+        reply = _api(uri, "POST", "/api/3.0/mlflow/users/permissions/grant", admin, grant, ca)
     if not reply.ok:
-        reply = _api(uri, "PATCH", "experiments/permissions/update", admin, grant, ca)
-    if not reply.ok:
-        raise ServerError(f"could not grant EDIT on {experiment!r} to {user!r}: HTTP {reply.status_code} {reply.text[:300]}")
+        raise ServerError(
+            f"could not grant EDIT on {experiment!r} to {user!r}: HTTP {reply.status_code} {reply.text[:300]}"
+        )
     write_private(
         env_file,
         "# MLflow credentials of a study user (python -m mgmvae tracking-server); keep this file 0600.\n"

@@ -125,9 +125,9 @@ def check_study(mlflow_client, study: str, jobs: int, steps: int) -> dict[str, i
             history = mlflow_client.get_metric_history(run.info.run_id, key)
             assert sorted(m.step for m in history) == list(range(steps)), (run.info.run_name, key)
             points += len(history)
-        assert [m.value for m in sorted(mlflow_client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)] == [
-            float(s * k) for s in range(steps)
-        ]
+        assert [
+            m.value for m in sorted(mlflow_client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)
+        ] == [float(s * k) for s in range(steps)]
         path = mlflow_client.download_artifacts(run.info.run_id, f"job{k}.txt")
         assert Path(path).read_text() == f"job {k} of {study}\n"
         artifacts += 1

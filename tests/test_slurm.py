@@ -123,7 +123,9 @@ def test_tiny_ablation_on_slurm_logging_to_an_mlflow_server(tmp_path):
     finally:
         if mlflow_started:
             subprocess.run(
-                [sys.executable, "-m", "mgmvae", "tracking-server", "stop", "--dir", str(server)], timeout=60, check=False
+                [sys.executable, "-m", "mgmvae", "tracking-server", "stop", "--dir", str(server)],
+                timeout=60,
+                check=False,
             )
         stopped = slurm_cluster.stop(cluster)
         timings["total"] = time.monotonic() - start

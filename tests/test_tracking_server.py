@@ -92,7 +92,9 @@ def test_a_stranger_is_refused(server):
     assert requests.get(search, params=params, auth=("study", "wrong-password"), timeout=30).status_code == 401
     assert requests.get(search, params=params, auth=("admin", "password1234"), timeout=30).status_code == 401
     study = credentials(folder)
-    reply = requests.get(search, params=params, auth=(study["MLFLOW_TRACKING_USERNAME"], study["MLFLOW_TRACKING_PASSWORD"]), timeout=30)
+    reply = requests.get(
+        search, params=params, auth=(study["MLFLOW_TRACKING_USERNAME"], study["MLFLOW_TRACKING_PASSWORD"]), timeout=30
+    )
     assert reply.status_code == 200, reply.text
 
 
@@ -103,8 +105,14 @@ def _grant(folder: Path, uri: str, user: str, permission: str | None) -> str:
     api = f"{uri}/api/2.0/mlflow"
     requests.post(f"{api}/users/create", json={"username": user, "password": password}, auth=admin, timeout=30)
     if permission:
-        found = requests.get(f"{api}/experiments/get-by-name", params={"experiment_name": EXPERIMENT}, auth=admin, timeout=30)
-        grant = {"experiment_id": found.json()["experiment"]["experiment_id"], "username": user, "permission": permission}
+        found = requests.get(
+            f"{api}/experiments/get-by-name", params={"experiment_name": EXPERIMENT}, auth=admin, timeout=30
+        )
+        grant = {
+            "experiment_id": found.json()["experiment"]["experiment_id"],
+            "username": user,
+            "permission": permission,
+        }
         assert requests.post(f"{api}/experiments/permissions/create", json=grant, auth=admin, timeout=30).ok
     return password
 
@@ -178,7 +186,7 @@ def test_snakemake_refuses_bad_credentials_before_any_job(server, tmp_path):
 
 def test_load_eight_concurrent_jobs_lose_nothing(server, tmp_path):
     folder, uri, _ = server
-    steps = 60
+    steps = 30
     start = time.monotonic()
     procs = [spawn(job_env(folder), "load", k, steps, 0.0, 60, tmp_path) for k in range(JOBS)]
     outputs = finish(procs)
@@ -206,7 +214,7 @@ def _wait_for_points(folder: Path, uri: str, study: str, runs: int, at_least: in
 
 def test_server_killed_and_restarted_while_jobs_log(server, tmp_path):
     folder, uri, port = server
-    steps = 40
+    steps = 20
     # 1. Killed mid-way and back within the jobs' retry budget: every job finishes, nothing lost.
     procs = [spawn(job_env(folder), "restart", k, steps, 0.25, 240, tmp_path) for k in range(JOBS)]
     _wait_for_points(folder, uri, "restart", JOBS, 3)
