@@ -109,11 +109,12 @@ def _grant(folder: Path, uri: str, user: str, permission: str | None) -> str:
             f"{api}/experiments/get-by-name", params={"experiment_name": EXPERIMENT}, auth=admin, timeout=30
         )
         grant = {
-            "experiment_id": found.json()["experiment"]["experiment_id"],
             "username": user,
+            "resource_type": "experiment",
+            "resource_id": found.json()["experiment"]["experiment_id"],
             "permission": permission,
         }
-        assert requests.post(f"{api}/experiments/permissions/create", json=grant, auth=admin, timeout=30).ok
+        assert requests.post(f"{uri}/api/3.0/mlflow/users/permissions/grant", json=grant, auth=admin, timeout=30).ok
     return password
 
 
