@@ -47,8 +47,10 @@ PROBE_TIMEOUT = 5.0  # seconds to wait for an http(s) tracking server before ref
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 CERT_PATH = "MLFLOW_TRACKING_SERVER_CERT_PATH"
 JOB_KEY = "job_key"  # tag: the identity of a pipeline job, to continue its run on a rerun
-TRANSIENT = ("locked", "busy", "timed out", "timeout", "connection", "max retries", "temporarily", "reset by peer")
-TRANSIENT += ("502", "503", "504", "bad gateway", "service unavailable", "remote end closed")
+TRANSIENT = (  # error texts of a store that is restarting, overloaded or briefly locked
+    *("locked", "busy", "timed out", "timeout", "connection", "max retries", "temporarily", "reset by peer"),
+    *("502", "503", "504", "bad gateway", "service unavailable", "remote end closed"),
+)
 
 
 def git_commit() -> str:
