@@ -138,6 +138,24 @@ def test_bad_credentials_are_refused_naming_the_variables(server, no_mlflow_env)
     check_access(uri, EXPERIMENT)
 
 
+def test_grant_gives_another_user_edit_rights(server, no_mlflow_env):
+    folder, uri, _ = server
+    config = {"study": "s", "mlflow": {"experiment": EXPERIMENT, "tracking_uri": uri}}
+    no_mlflow_env.setenv("MLFLOW_TRACKING_USERNAME", "alice")
+    no_mlflow_env.setenv("MLFLOW_TRACKING_PASSWORD", _grant(folder, uri, "alice", "READ"))
+    with pytest.raises(TrackingError, match="may not edit"):
+        preflight(config)
+    command = [sys.executable, "-m", "mgmvae", "tracking-server", "grant", "--dir", str(folder), "--user", "alice"]
+    result = subprocess.run(command + ["--experiment", EXPERIMENT], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    alice = tracking_server.read_env(folder / "alice.env")
+    assert stat.S_IMODE((folder / "alice.env").stat().st_mode) == 0o600
+    assert alice["MLFLOW_TRACKING_PASSWORD"] not in result.stdout + result.stderr
+    for name, value in alice.items():
+        no_mlflow_env.setenv(name, value)
+    preflight(config)  # READ became EDIT, with a fresh password
+
+
 def test_a_password_inside_the_uri_is_refused_without_repeating_it(no_mlflow_env):
     config = {"study": "s", "mlflow": {"experiment": "e", "tracking_uri": "http://study:s3cret-pw@127.0.0.1:1"}}
     with pytest.raises(TrackingError, match="carries a password") as refused:
@@ -213,6 +231,7 @@ def _wait_for_points(folder: Path, uri: str, study: str, runs: int, at_least: in
     raise AssertionError(f"the jobs did not get going within {seconds} s")
 
 
+@pytest.mark.slow  # two cold server starts
 def test_server_killed_and_restarted_while_jobs_log(server, tmp_path):
     folder, uri, port = server
     steps = 20
