@@ -26,6 +26,7 @@ import os
 import secrets
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -62,7 +63,11 @@ def add_parser(sub: Any) -> None:
         a.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
         a.add_argument("--port", type=int, default=5000, help="default: %(default)s")
         a.add_argument("--workers", type=int, default=2, help="server worker processes (default: %(default)s)")
-        a.add_argument("--public-host", default=None, help="host name the jobs use in the URI (default: --host)")
+        a.add_argument(
+            "--public-host",
+            default=None,
+            help="host name the jobs use in the URI (default: --host; this machine's name for 0.0.0.0)",
+        )
         a.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate: serve https (with --tls-key)")
         a.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
 
@@ -205,6 +210,8 @@ def start(
         )
     write_secrets(folder)
     scheme = "https" if tls_cert else "http"
+    if public_host is None and host in ("0.0.0.0", "::"):
+        public_host = socket.gethostname()  # every interface: the jobs need a name, not 0.0.0.0
     uri = f"{scheme}://{public_host or host}:{port}"
     tls = (tls_cert, tls_key) if tls_cert and tls_key else None
     with open(folder / "server.log", "ab") as log:
