@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
     p.add_argument("model", help="a built-in or entry-point name, pkg.module:Class, or path/to/file.py:Class")
+
+    from mgmvae import tracking_server
+
+    tracking_server.add_parser(sub)  # not a stage: an authenticated MLflow server for the jobs
     return parser
 
 
@@ -131,6 +135,10 @@ OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # EFBIG: a file-size l
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.stage == "tracking-server":
+        from mgmvae import tracking_server
+
+        return tracking_server.main(args)
     from mgmvae import stages
     from mgmvae.config import ConfigError
     from mgmvae.data.paired import DataError

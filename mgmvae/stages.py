@@ -165,6 +165,8 @@ def train(config: Mapping, args: argparse.Namespace) -> None:
             progress=not args.no_progress,
             on_epoch=lambda epoch, values: run.log_metrics(values, step=epoch),
         )
+        for values in history:  # after a resume: the epochs an earlier attempt did not log (the rest are skipped)
+            run.log_metrics(values, step=int(values["epoch"]))
         save_json(history, out.with_name("history.json"))
         save_torch(
             {

@@ -6,19 +6,34 @@ Tags: study, dataset, model, seed, stage, git_commit, config_hash (+ variant for
 
 Several Snakemake jobs write one SQLite store at once, and SQLite answers "database is locked"
 under contention. Writes here are rare (params once, metrics once per epoch), so every call to a
-SQLite store takes an exclusive ``flock`` on ``<db>.lock`` first; HTTP stores need no lock. Calls
-are retried with back-off on transient errors either way.
+SQLite store takes an exclusive ``flock`` on ``<db>.lock`` first; HTTP stores need no lock.
 
-An http(s) store (``mlflow server``, for jobs on other nodes) is probed once when a job starts:
-if it does not answer within ``PROBE_TIMEOUT`` seconds the job stops at once, naming the URI,
-instead of retrying for minutes.
+An http(s) store (``mlflow server``, for jobs on other nodes) is checked once when a job starts,
+and by the workflow before any job (:func:`preflight`): a server that does not answer within
+``PROBE_TIMEOUT`` seconds, missing or wrong credentials (``MLFLOW_TRACKING_USERNAME`` /
+``MLFLOW_TRACKING_PASSWORD``, MLflow's basic-auth app) and a user who may not edit the experiment
+stop the job at once, naming what to set. ``https://`` servers are verified against
+``MLFLOW_TRACKING_SERVER_CERT_PATH`` (a CA bundle) when it is set.
+
+Faults: a transient error (server restarting, connection refused or reset, SQLite busy) is retried
+with exponential back-off for at most ``mlflow.retry_seconds``; MLflow's own per-request retries are
+turned off (unless set) so that this budget is the only one. Every retried call is idempotent: a run
+is looked up by its job key (study, stage, run name, hash of the params) before one is created, a
+metric point keeps the timestamp of its first attempt, and a (key, step) point is logged once per
+run. A rerun of a job whose run did not finish (killed, failed, server gone) continues that run
+instead of adding another, and skips the points already logged.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
+import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -27,8 +42,15 @@ from typing import Any
 
 from mgmvae.config import ROOT
 
-RETRIES = 8
+RETRY_SECONDS = 300.0  # default budget for transient errors (config mlflow.retry_seconds)
 PROBE_TIMEOUT = 5.0  # seconds to wait for an http(s) tracking server before refusing to start
+CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+CERT_PATH = "MLFLOW_TRACKING_SERVER_CERT_PATH"
+JOB_KEY = "job_key"  # tag: the identity of a pipeline job, to continue its run on a rerun
+TRANSIENT = (  # error texts of a store that is restarting, overloaded or briefly locked
+    *("locked", "busy", "timed out", "timeout", "connection", "max retries", "temporarily", "reset by peer"),
+    *("502", "503", "504", "bad gateway", "service unavailable", "remote end closed"),
+)
 
 
 def git_commit() -> str:
@@ -51,40 +73,152 @@ class TrackingError(RuntimeError):
     pass
 
 
-def check_reachable(uri: str, timeout: float = PROBE_TIMEOUT) -> None:
-    """Raise TrackingError at once if an http(s) tracking URI does not answer; other URIs pass.
-    Any HTTP answer (even an error status) counts: the server is there."""
-    if not uri.lower().startswith(("http://", "https://")):
-        return
-    import urllib.error
-    import urllib.request
+def _is_http(uri: str) -> bool:
+    return uri.lower().startswith(("http://", "https://"))
+
+
+def tls_verify() -> bool | str:
+    """What ``requests`` verifies an https server against: MLflow's own variables, same meaning."""
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        return False
+    bundle = os.environ.get(CERT_PATH)
+    if bundle and not Path(bundle).is_file():
+        raise TrackingError(f"{CERT_PATH}={bundle} is not a file: point it at the CA bundle (PEM) of the server")
+    return bundle or True
+
+
+def _credentials() -> tuple[str, str] | None:
+    user, password = (os.environ.get(v) for v in CREDENTIALS)
+    return (user, password) if user and password else None
+
+
+def _request(uri: str, path: str, timeout: float, params: Mapping[str, str] | None = None):
+    """GET ``path`` on the server with the job's credentials; a connection or TLS failure is a TrackingError."""
+    import requests
 
     try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
+        return requests.get(
+            uri.rstrip("/") + path, params=params, auth=_credentials(), timeout=timeout, verify=tls_verify()
+        )
+    except requests.exceptions.SSLError as error:
         raise TrackingError(
-            f"the MLflow tracking server {uri} does not answer ({reason}; timeout {timeout:g} s). "
-            f"Start it (e.g. `mlflow server --backend-store-uri sqlite:///mlflow.db --host 0.0.0.0 "
-            f"--port 5000` on a host the jobs can reach) or point MLFLOW_TRACKING_URI (or "
-            f"mlflow.tracking_uri) at a running one; --no-mlflow runs a stage without tracking."
+            f"the TLS certificate of the MLflow tracking server {uri} was not accepted ({error}). "
+            f"Set {CERT_PATH} to the CA bundle (PEM) that signed it."
         ) from None
+    except requests.exceptions.RequestException as error:
+        raise TrackingError(
+            f"the MLflow tracking server {uri} does not answer ({error}; timeout {timeout:g} s). "
+            f"Start it (`python -m mgmvae tracking-server start`, see README) or point MLFLOW_TRACKING_URI "
+            f"(or mlflow.tracking_uri) at a running one; --no-mlflow runs a stage without tracking."
+        ) from None
+
+
+def check_uri(uri: str | None, where: str = "MLFLOW_TRACKING_URI or mlflow.tracking_uri") -> None:
+    """Refuse a URI with a password in it (user:password@host): URIs are written to the study config,
+    logs and messages. The message does not repeat the URI."""
+    from urllib.parse import urlsplit
+
+    if uri and _is_http(uri) and urlsplit(uri).password is not None:
+        raise TrackingError(
+            f"the tracking URI in {where} carries a password (user:password@host); it would be written to "
+            f"results/<study>/config.yaml, logs and messages. Give the URI without it and the credentials in "
+            f"{CREDENTIALS[0]} and {CREDENTIALS[1]}."
+        )
+
+
+def check_reachable(uri: str, timeout: float = PROBE_TIMEOUT) -> None:
+    """Raise TrackingError at once if an http(s) tracking URI does not answer (or carries a password);
+    other URIs pass. Any HTTP answer (even an error status) counts: the server is there."""
+    check_uri(uri)
+    if _is_http(uri):
+        _request(uri, "/health", timeout)
+
+
+def check_access(uri: str, experiment: str, timeout: float = PROBE_TIMEOUT) -> None:
+    """Raise TrackingError unless the job's credentials may edit ``experiment`` on an http(s) server.
+
+    Read-only: the experiment by name (401: credentials, 403: no permission), then the user's own
+    permissions from the basic-auth app (absent on a server without authentication: nothing to check).
+    """
+    if not _is_http(uri):
+        return
+    found = _request(uri, "/api/2.0/mlflow/experiments/get-by-name", timeout, {"experiment_name": experiment})
+    user = os.environ.get(CREDENTIALS[0])
+    if found.status_code == 401:
+        missing = [v for v in CREDENTIALS if not os.environ.get(v)]
+        why = f"{' and '.join(missing)} not set" if missing else f"the server rejected the password of user {user!r}"
+        raise TrackingError(
+            f"the MLflow tracking server {uri} requires authentication (HTTP 401): {why}. Set "
+            f"{CREDENTIALS[0]} and {CREDENTIALS[1]} to a user with EDIT permission on experiment "
+            f"{experiment!r} (the tracking-server helper writes them to study.env)."
+        )
+    if found.status_code == 403:
+        raise _no_edit(uri, experiment, user, "no permission")
+    if found.status_code == 404 or found.status_code >= 500 or user is None:
+        return  # a missing experiment is created by the first job, which may then edit it
+    experiment_id = found.json()["experiment"]["experiment_id"]
+    query = {"username": user, "resource_type": "experiment", "resource_id": experiment_id}
+    mine = _request(uri, "/api/3.0/mlflow/users/permissions/get", timeout, query)
+    if mine.status_code == 404:
+        return  # no basic-auth app: no permissions to check
+    has = mine.json().get("permission", "unknown") if mine.ok else f"HTTP {mine.status_code}"
+    if has not in ("EDIT", "MANAGE") and not _is_admin(uri, timeout):
+        raise _no_edit(uri, experiment, user, has)
+
+
+def _is_admin(uri: str, timeout: float) -> bool:
+    me = _request(uri, "/api/3.0/mlflow/users/current/permissions", timeout)
+    return me.ok and bool(me.json().get("is_admin"))
+
+
+def _no_edit(uri: str, experiment: str, user: str | None, has: str) -> TrackingError:
+    return TrackingError(
+        f"user {user!r} ({CREDENTIALS[0]}) may not edit experiment {experiment!r} on {uri} (has: {has}). "
+        f"Grant EDIT (`python -m mgmvae tracking-server grant --user {user}`) or set "
+        f"{CREDENTIALS[0]}/{CREDENTIALS[1]} to a user who has it."
+    )
+
+
+def preflight(config: Mapping) -> None:
+    """Before any job: the configured tracking server answers and the credentials may edit the experiment."""
+    uri = config["mlflow"].get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    check_reachable(uri)  # both pass a local store (no mlflow import: this runs in Snakemake's process)
+    check_access(uri, config["mlflow"]["experiment"])
+
+
+def _quiet_mlflow_retries() -> None:
+    # MLflow retries each request up to 7 times with back-off (minutes); our budget replaces that.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+def job_key(study: str, stage: str, run_name: str, params: Mapping[str, Any]) -> str:
+    blob = json.dumps([study, stage, run_name, flatten(params)], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
 class Tracker:
     """A thin, lock-safe wrapper round ``MlflowClient`` for one run."""
 
-    def __init__(self, experiment: str, tracking_uri: str | None = None, enabled: bool = True):
+    def __init__(
+        self,
+        experiment: str,
+        tracking_uri: str | None = None,
+        enabled: bool = True,
+        retry_seconds: float = RETRY_SECONDS,
+    ):
         self.enabled = enabled
         self.run_id: str | None = None
+        self.retry_seconds = float(retry_seconds)
+        self._logged: set[tuple[str, int]] = set()  # (metric, step) points this run already holds
         if not enabled:
             return
         from mlflow.tracking import MlflowClient
 
         self.uri = resolve_tracking_uri(tracking_uri)
         check_reachable(self.uri)
+        check_access(self.uri, experiment)
+        _quiet_mlflow_retries()
         self.lock_path = self._lock_path(self.uri)
         # Creating the client creates (migrates) a new SQLite schema: under the lock too.
         self.client = self._call(lambda: _client(MlflowClient, self.uri))
@@ -111,17 +245,29 @@ class Tracker:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _call(self, fn: Callable[..., Any]) -> Any:
-        delay = 0.2
-        for attempt in range(RETRIES):
+        """``fn()``, retried with back-off (0.5 s doubling to 10 s) on transient errors for at most
+        ``retry_seconds``; then a TrackingError that says how to resume."""
+        deadline, delay = time.monotonic() + self.retry_seconds, 0.5
+        while True:
             try:
                 with self._locked():
                     return fn()
             except Exception as error:  # noqa: BLE001 - MLflow raises many types for one cause
-                transient = any(s in str(error).lower() for s in ("locked", "busy", "timed out", "connection"))
-                if not transient or attempt == RETRIES - 1:
+                transient = any(s in str(error).lower() for s in TRANSIENT)
+                if not transient:
                     raise TrackingError(f"MLflow call to {self.uri} failed: {error}") from error
+                if time.monotonic() + delay > deadline:
+                    raise TrackingError(self._gave_up(error)) from error
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 10.0)
+
+    def _gave_up(self, error: Exception) -> str:
+        run = f"run {self.run_id}" if self.run_id else "its run"
+        return (
+            f"the MLflow tracking store {self.uri} was unreachable for {self.retry_seconds:g} s "
+            f"(mlflow.retry_seconds; last error: {str(error)[:300]}). Rerun the job once it is back: "
+            f"training resumes from its checkpoint and the job continues {run} (no duplicate run)."
+        )
 
     def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -131,10 +277,29 @@ class Tracker:
     def start(self, run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any]) -> None:
         if not self.enabled:
             return
-        tags = {k: str(v) for k, v in {**tags, "git_commit": git_commit()}.items()}
-        run = self._call(lambda: self.client.create_run(self.experiment_id, run_name=run_name, tags=tags))
-        self.run_id = run.info.run_id
+        key = job_key(str(tags.get("study")), str(tags.get("stage")), run_name, params)
+        tags = {k: str(v) for k, v in {**tags, "git_commit": git_commit(), JOB_KEY: key}.items()}
+        # Find-or-create in one retried call: a create whose answer was lost is found, not repeated.
+        self.run_id = self._call(lambda: self._find_or_create(run_name, tags))
         self.log_params(params)
+
+    def _find_or_create(self, run_name: str, tags: Mapping[str, str]) -> str:
+        from mlflow.entities import RunTag
+
+        found = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.{JOB_KEY} = '{tags[JOB_KEY]}'", max_results=50
+        )
+        unfinished = [r for r in found if r.info.status != "FINISHED"]
+        if not unfinished:
+            return self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+        run = unfinished[0]
+        self.client.update_run(run.info.run_id, status="RUNNING")
+        self.client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        for metric in run.data.metrics:
+            history = self.client.get_metric_history(run.info.run_id, metric)
+            self._logged.update((metric, m.step) for m in history)
+        print(f"continuing MLflow run {run.info.run_id} ({run.info.status}) of an earlier attempt", file=sys.stderr)
+        return run.info.run_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if not (self.enabled and params):
@@ -146,18 +311,20 @@ class Tracker:
             self._call(lambda chunk=items[i : i + 100]: self.client.log_batch(self.run_id, params=chunk))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log each (key, step) point once per run: a repeat (a resumed job re-logging its history) is skipped."""
         if not (self.enabled and metrics):
             return
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
+        now = int(time.time() * 1000)  # fixed before any retry: a repeated point is the same row
         items = [
             Metric(_safe_key(k), float(v), now, step or 0)
             for k, v in flatten(metrics).items()
-            if isinstance(v, (int, float))
+            if isinstance(v, (int, float)) and (_safe_key(k), step or 0) not in self._logged
         ]
         for i in range(0, len(items), 1000):
             self._call(lambda chunk=items[i : i + 1000]: self.client.log_batch(self.run_id, metrics=chunk))
+            self._logged.update((m.key, m.step) for m in items[i : i + 1000])
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         if self.enabled and Path(path).exists():
@@ -190,16 +357,44 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class Terminated(SystemExit):
+    """SIGTERM (scancel, a SLURM time limit, Snakemake stopping a job) as an exception: the run is marked KILLED."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated(128 + signum)
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextmanager
 def tracked_run(
     config: Mapping, stage: str, run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any], enabled: bool = True
 ) -> Iterator[Tracker]:
-    """One MLflow run around a pipeline job; marked FAILED if the job raises."""
-    tracker = Tracker(config["mlflow"]["experiment"], config["mlflow"].get("tracking_uri"), enabled)
+    """One MLflow run around a pipeline job; marked FAILED if the job raises, KILLED on SIGTERM. If even
+    that cannot be recorded (server gone), the job's own error is raised and the rerun continues the run."""
+    settings = config["mlflow"]
+    tracker = Tracker(
+        settings["experiment"], settings.get("tracking_uri"), enabled, settings.get("retry_seconds", RETRY_SECONDS)
+    )
     tracker.start(run_name, {"study": config["study"], "stage": stage, **tags}, params)
     try:
-        yield tracker
-    except BaseException:
-        tracker.end("FAILED")
+        with _sigterm_raises():
+            yield tracker
+    except BaseException as error:
+        try:
+            tracker.end("KILLED" if isinstance(error, (Terminated, KeyboardInterrupt)) else "FAILED")
+        except TrackingError as lost:
+            print(f"warning: could not mark the MLflow run as failed: {lost}", file=sys.stderr)
         raise
     tracker.end("FINISHED")

@@ -1,23 +1,27 @@
 """The tiny ablation through SLURM, for real: a one-node cluster (slurm-wlm + munge from apt,
 tests/slurm_cluster.py), `snakemake ablation --workflow-profile workflow/profiles/slurm` logging
-over HTTP to an `mlflow server` on 127.0.0.1; every output and every MLflow run checked. Every
-daemon started here is stopped by its PID in the end, whatever happens."""
+over HTTP to MLflow's basic-auth server on 127.0.0.1, started by `python -m mgmvae tracking-server`
+and used with the study user's credentials; every output and every MLflow run checked, and every
+file the study wrote (results, .snakemake with its SLURM logs, the server's stores, the cluster's
+logs) searched for the password. Every daemon started here is stopped by its PID in the end,
+whatever happens."""
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import slurm_cluster
+from mlflow_auth_server import admin_client
 from test_ablation import ABLATION_CI, check_ablation_outputs, check_mlflow_runs
 
+from mgmvae import tracking_server
 from mgmvae.config import ROOT
+from mgmvae.tracking_server import _admin_password, read_env
 
 BIN = Path(sys.executable).parent
 VARIANTS = ["full", "no_center", "gaussian_prior"]  # ablation.select of workflow/presets/ablation_ci.yaml
@@ -29,85 +33,45 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_http(url: str, seconds: float, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"mlflow server exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"mlflow server did not answer {url} within {seconds:g} s:\n{log.read_text()[-3000:]}")
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """Stop the process we started and its own children (its session: process group id = its PID)."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.mark.slow
 def test_tiny_ablation_on_slurm_logging_to_an_mlflow_server(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root: installs slurm-wlm and munge with apt-get and starts munged, slurmctld, slurmd")
     if not slurm_cluster.installed() and shutil.which("apt-get") is None:
         pytest.skip("slurm-wlm/munge are not installed and apt-get is unavailable to install them")
-    from mlflow.tracking import MlflowClient
-
     timings = {}
     start = time.monotonic()
     timings["apt install"] = slurm_cluster.install()
     cluster, work = tmp_path / "cluster", tmp_path / "work"
     work.mkdir()
-    mlflow_proc = None
+    mlflow_started = False
     try:
         t = time.monotonic()
         slurm_cluster.start(cluster)
         timings["cluster start"] = time.monotonic() - t
 
         t = time.monotonic()
-        port = _free_port()
-        uri = f"http://127.0.0.1:{port}"
-        log = tmp_path / "mlflow-server.log"
-        with open(log, "w") as out:
-            mlflow_proc = subprocess.Popen(
-                [
-                    str(BIN / "mlflow"),
-                    "server",
-                    "--backend-store-uri",
-                    f"sqlite:///{tmp_path / 'mlflow.db'}",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    "1",
-                ],
-                cwd=tmp_path,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                # no job runner (huey consumers): not needed for tracking, and it starts faster
-                env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-            )
-        _wait_http(f"{uri}/health", 180, mlflow_proc, log)
+        server = tmp_path / "tracking-server"
+        started = subprocess.run(
+            [sys.executable, "-m", "mgmvae", "tracking-server", "start", "--dir", str(server)]
+            + ["--port", str(_free_port()), "--workers", "1"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+            timeout=300,
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+        mlflow_started = True
+        study = read_env(server / "study.env")
+        uri = study["MLFLOW_TRACKING_URI"]
+        secrets = [study["MLFLOW_TRACKING_PASSWORD"].encode(), _admin_password(server).encode()]
+        assert not any(secret in (started.stdout + started.stderr).encode() for secret in secrets)
         timings["mlflow server start"] = time.monotonic() - t
 
         # The README's command, with a short first status check (the plugin's default is 40 s).
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SLURM_"))}
-        env.update(PATH=f"{BIN}:{env['PATH']}", MLFLOW_TRACKING_URI=uri)
+        env.update(PATH=f"{BIN}:{env['PATH']}", **study)  # MLFLOW_TRACKING_URI, _USERNAME, _PASSWORD
         t = time.monotonic()
         result = subprocess.run(
             [
@@ -142,13 +106,36 @@ def test_tiny_ablation_on_slurm_logging_to_an_mlflow_server(tmp_path):
 
         check_ablation_outputs(work, "ablation_ci", VARIANTS)
         assert not (work / "mlflow.db").exists(), "jobs logged to a local store, not the server"
-        check_mlflow_runs(MlflowClient(tracking_uri=uri), "ablation_ci", VARIANTS)
+        with admin_client(server, uri) as mlflow_client:
+            check_mlflow_runs(mlflow_client, "ablation_ci", VARIANTS)
+
+        # The password is in no file the study wrote, no printed command, nothing SLURM shows.
+        shown = subprocess.run(["scontrol", "show", "job", "-d"], capture_output=True, text=True, env=env, timeout=30)
+        printed = (result.stdout + result.stderr + shown.stdout).encode()
+        assert not any(secret in printed for secret in secrets), "a password was printed"
+        searched, leaks = _search(secrets, [work, server], skip={server / "basic_auth.ini", server / "study.env"})
+        spool = [f for f in _search(secrets, [cluster], skip=set())[1] if (cluster / "state") in f.parents]
+        assert not leaks, leaks
+        assert searched > 50, searched
+        print(f"password searched in {searched} files: found in none; in SLURM's private spool: {len(spool)} files")
+        for f in spool:  # slurmctld keeps each job's submission environment, readable by SlurmUser only
+            assert f.stat().st_mode & 0o077 == 0, f
     finally:
-        if mlflow_proc is not None:
-            _stop_group(mlflow_proc)
+        if mlflow_started:
+            subprocess.run(
+                [sys.executable, "-m", "mgmvae", "tracking-server", "stop", "--dir", str(server)],
+                timeout=60,
+                check=False,
+            )
         stopped = slurm_cluster.stop(cluster)
         timings["total"] = time.monotonic() - start
         print("timings (s):", {k: round(v, 1) for k, v in timings.items()}, "stopped PIDs:", stopped)
     for pid in stopped:
         assert not slurm_cluster._alive(pid), f"daemon {pid} still running"
-    assert mlflow_proc.poll() is not None
+    assert tracking_server.running_pid(server) is None
+
+
+def _search(secrets: list[bytes], roots: list[Path], skip: set[Path]) -> tuple[int, list[Path]]:
+    """(files searched, files holding any of the secrets) under the roots, skipping the given files."""
+    files = [f for root in roots for f in root.rglob("*") if f.is_file() and not f.is_symlink() and f not in skip]
+    return len(files), [f for f in files if any(secret in f.read_bytes() for secret in secrets)]

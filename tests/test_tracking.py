@@ -64,3 +64,57 @@ def test_failed_job_is_marked_failed(tmp_path, monkeypatch):
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/m.db")
     (run,) = client.search_runs([client.get_experiment_by_name("e").experiment_id])
     assert run.info.status == "FAILED"
+
+
+# A job logging to the local SQLite store as fast as it can, until killed (bounded: 100,000 points).
+HAMMER = textwrap.dedent(
+    """
+    import sys
+    from mgmvae.tracking import tracked_run
+    config = {"study": "killed", "mlflow": {"experiment": "killed", "tracking_uri": sys.argv[1], "retry_seconds": 30}}
+    steps = int(sys.argv[2])
+    with tracked_run(config, "train", "job", {"seed": 0}, {"lr": 0.1}) as run:
+        for step in range(steps):
+            run.log_metrics({"loss": float(step)}, step=step)
+            if step == 5:
+                print("logging", flush=True)
+    """
+)
+
+
+def _hammer(uri: str, steps: int, cwd) -> subprocess.Popen:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(__import__("mgmvae").__path__[0] + "/..")}
+    return subprocess.Popen(
+        [sys.executable, "-c", HAMMER, uri, str(steps)], cwd=cwd, env=env, stdout=subprocess.PIPE, text=True
+    )
+
+
+def test_sqlite_store_survives_jobs_killed_mid_write_and_a_rerun_adds_no_run(tmp_path):
+    import signal
+    import sqlite3
+    import time
+
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    for sig, pause in ((signal.SIGKILL, 0.7), (signal.SIGKILL, 1.3), (signal.SIGTERM, 0.5)):
+        proc = _hammer(uri, 100_000, tmp_path)
+        assert proc.stdout.readline().strip() == "logging"
+        time.sleep(pause)  # mid-write: it logs one point per SQLite transaction
+        proc.send_signal(sig)
+        proc.communicate(timeout=60)
+        assert proc.returncode != 0
+        with sqlite3.connect(db) as con:
+            assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        client = MlflowClient(tracking_uri=uri)
+        (run,) = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
+        # SIGKILL leaves the run RUNNING (nothing can run); SIGTERM marks it KILLED. The rerun continues it.
+        assert run.info.status == ("KILLED" if sig == signal.SIGTERM else "RUNNING")
+        assert len(client.get_metric_history(run.info.run_id, "loss")) > 5
+    proc = _hammer(uri, 300, tmp_path)  # the rerun: fewer steps than were logged already
+    proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    (again,) = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert len(steps) == len(set(steps))  # each point once, however often the job ran
+    assert set(range(300)) <= set(steps)

@@ -15,6 +15,9 @@ from mgmvae import paths
 from mgmvae.config import ConfigError, run_settings, studied_datasets, validate, validate_models
 from mgmvae.data.preflight import check_raw_data
 from mgmvae.plugins import run_names
+from mgmvae.tracking import TrackingError
+from mgmvae.tracking import check_uri as check_tracking_uri
+from mgmvae.tracking import preflight as check_tracking
 from mgmvae.figures import KINDS as FIGURE_KINDS
 from mgmvae.figures import figure_specs
 
@@ -26,10 +29,18 @@ try:
 except (ConfigError, ValueError) as error:
     raise WorkflowError(str(error)) from None
 
+# Before the study config is written: no password inside the tracking URI.
+try:
+    check_tracking_uri((config.get("mlflow") or {}).get("tracking_uri"), "mlflow.tracking_uri")
+except TrackingError as error:
+    raise WorkflowError(str(error)) from None
+
 
 onstart:
     # Only when jobs are about to run (not for -n or --lint): raw data present or downloadable.
     check_raw_data(config)
+    # An http(s) tracking server answers and the credentials may edit the experiment (MLFLOW_TRACKING_*).
+    check_tracking(config)
 
 
 STUDY = str(paths.study_dir(config))
