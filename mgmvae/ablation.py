@@ -9,7 +9,7 @@ run, with a ``variant`` key. ``write_ablation`` reads them all and writes, under
 - ``ablation_table.md``: per dataset, one row per variant (its overrides, then every metric as
   mean ± std in %);
 - ``ablation_plot_<dataset>.{png,pdf}``: the headline metrics against variant
-  (``mgmvae.figures.ablation_plot``: mean bars, 95% t-intervals, one dot per seed).
+  (``mgmvae.figures.ablation_plot``, seaborn: mean bars, 95% t-intervals, one dot per seed).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pandas as pd
 
 from mgmvae.config import variant_overrides
 from mgmvae.io import save_text
+from mgmvae.tables.render import markdown as table_markdown
 
 REFERENCE = "full"
 COLUMNS = ["dataset", "variant", "seed", "metric", "key", "value"]
@@ -112,22 +113,17 @@ def markdown(stats: pd.DataFrame, frame: pd.DataFrame, config: Mapping, variants
         header = ["variant", "overrides", "seeds"] + [
             f"{METRIC_NAMES.get(m, m)} {k}".replace("->", "→") for m, k in keys
         ]
-        lines += [
-            f"### {dataset}",
-            "",
-            "| " + " | ".join(header) + " |",
-            "|" + "|".join(["---"] * 3 + ["---:"] * len(keys)) + "|",
-        ]
+        rows = []
         for variant in _order(frame[frame["dataset"] == dataset], variants):
-            rows = sub[sub["variant"] == variant].set_index(["metric", "key"])
+            cells = sub[sub["variant"] == variant].set_index(["metric", "key"])
             try:
                 overrides = describe_overrides(variant_overrides(config, variant))
             except ValueError:
                 overrides = "?"
-            seeds = int(rows["n_seeds"].max()) if len(rows) else 0
-            cells = [_cell(*rows.loc[(m, k), ["mean", "std"]]) if (m, k) in rows.index else "-" for m, k in keys]
-            lines.append("| " + " | ".join([variant, overrides, str(seeds)] + cells) + " |")
-        lines.append("")
+            seeds = int(cells["n_seeds"].max()) if len(cells) else 0
+            values = [_cell(*cells.loc[(m, k), ["mean", "std"]]) if (m, k) in cells.index else "-" for m, k in keys]
+            rows.append([variant, overrides, str(seeds)] + values)
+        lines += [f"### {dataset}", "", table_markdown(pd.DataFrame(rows, columns=header), None, lead=4)]
     return "\n".join(lines)
 
 
