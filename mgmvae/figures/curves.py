@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from mgmvae.figures.save import caption, pyplot, save_figure
@@ -26,15 +27,14 @@ def history_frame(history: Sequence[Mapping[str, float]]) -> pd.DataFrame:
     return frame.sort_values(["term", "epoch"], kind="stable").reset_index(drop=True)
 
 
-def training_curves(history: Sequence[Mapping[str, float]], out: str | Path, title: str = "") -> list[Path]:
-    """One panel per loss term logged in ``history`` (a list of per-epoch dicts), against epoch."""
+def curves_figure(history: Sequence[Mapping[str, float]], title: str = "") -> Figure:
     frame = history_frame(history)
     if frame.empty:
         fig, ax = pyplot().subplots(figsize=(4, 2))
         ax.axis("off")
         ax.text(0.5, 0.5, "no history logged", ha="center", va="center")
         caption(fig, title)
-        return save_figure(fig, out)
+        return fig
     terms = list(frame["term"].cat.categories)
     ncols = min(4, len(terms))
     grid = sns.relplot(
@@ -63,4 +63,9 @@ def training_curves(history: Sequence[Mapping[str, float]], out: str | Path, tit
     grid.figure.set_size_inches(3.2 * ncols, grid.figure.get_figheight() + 0.4)  # room for the caption
     caption(grid.figure, title)
     grid.figure.tight_layout()
-    return save_figure(grid.figure, out)
+    return grid.figure
+
+
+def training_curves(history: Sequence[Mapping[str, float]], out: str | Path, title: str = "") -> list[Path]:
+    """One panel per loss term logged in ``history`` (a list of per-epoch dicts), against epoch."""
+    return save_figure(curves_figure(history, title), out)

@@ -2,7 +2,8 @@
 
 The models of the study and the paper's rows take the ten tab10 colours in ``COLOUR_ORDER``; any
 other model (a user's plugin) takes a colour of its own from its name: a hash picks one of
-``EXTRA`` dark husl hues, apart from tab10's mid tones (the next free one if two such models meet), so it is the same in every figure.
+``EXTRA`` dark husl hues, apart from tab10's mid tones (the next free one if two such models meet),
+so it is the same in every figure.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import pandas as pd
 from mgmvae.tables.clustering import clustering_table
 from mgmvae.tables.paper_table import paper_table
 from mgmvae.tables.runs import COLUMNS, load_run_metrics
-from mgmvae.tables.spec import EXTENSIONS, PAPER_TABLES, TABLE_NAMES, Column, TableSpec
+from mgmvae.tables.spec import EXTENSIONS, PAPER_TABLES, Column, TableSpec, table_names
 from mgmvae.tables.statistics import ci95_halfwidth, paired_test, rank_marks, seed_stats, t_interval
 from mgmvae.tables.summary import column_tests, table_summary
 
@@ -26,7 +26,6 @@ __all__ = [
     "COLUMNS",
     "EXTENSIONS",
     "PAPER_TABLES",
-    "TABLE_NAMES",
     "Column",
     "TableSpec",
     "build_tables",
@@ -37,6 +36,7 @@ __all__ = [
     "rank_marks",
     "seed_stats",
     "t_interval",
+    "table_names",
     "table_summary",
 ]
 
@@ -53,7 +53,7 @@ def _one_study(df: pd.DataFrame, study: str | None) -> tuple[pd.DataFrame, str |
 def build_tables(
     df: pd.DataFrame, table_datasets: Mapping[str, str], outdir: str | Path, study: str | None = None
 ) -> list[Path]:
-    """Write every table of ``TABLE_NAMES`` as .csv, .md, .tex and .html under ``outdir``; return their paths.
+    """Write every table of ``table_names()`` as .csv, .md, .tex and .html under ``outdir``; return their paths.
 
     ``table_datasets`` names the dataset each paper table reads, e.g. {"table1": "mnist_svhn",
     "table2": "mnist_svhn", "table3": "mnist_cdcb"}. ``df`` must hold a single study unless
@@ -71,4 +71,4 @@ def build_tables(
     for name, spec in PAPER_TABLES.items():
         paper_table(df, spec, study, table_datasets[spec.reads or name], outdir)
     clustering_table(df, study, outdir)
-    return [outdir / f"{name}.{ext}" for name in TABLE_NAMES for ext in EXTENSIONS]
+    return [outdir / f"{name}.{ext}" for name in table_names() for ext in EXTENSIONS]

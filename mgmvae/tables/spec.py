@@ -80,7 +80,12 @@ PAPER_TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (TABLE1, TABLE
 # The clustering table (one per study, every dataset): its metric keys and their labels.
 CLUSTER_KEYS = {"accuracy": "Accuracy", "nmi": "NMI", "ari": "ARI"}
 
-TABLE_NAMES = (*PAPER_TABLES, "clustering")
+
+def table_names() -> list[str]:
+    """Every table's file stem: the paper tables, then the clustering table."""
+    return [*PAPER_TABLES, "clustering"]
+
+
 EXTENSIONS = ("csv", "md", "tex", "html")
 
 DATASET_NOTES = {
