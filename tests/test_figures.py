@@ -161,6 +161,13 @@ def test_every_model_has_a_colour_of_its_own():
     assert palette["my_plugin"] not in F.model_palette(model_names()).values()
 
 
+def error_spans(ax, decimals: int) -> set[tuple[float, float]]:
+    """(low, high) of every error bar (seaborn draws each, caps included, as one line)."""
+    import numpy as np
+
+    return {(round(np.nanmin(y), decimals), round(np.nanmax(y), decimals)) for y in (l.get_ydata() for l in ax.lines)}
+
+
 def _metrics(tmp_path, models=("mvae", "dmvae", "my_plugin", "mgmvae"), seeds=(0, 1, 2)):
     from mgmvae.tables import load_run_metrics
 
@@ -186,12 +193,13 @@ def test_table_bars_show_means_intervals_seeds_and_paper(tmp_path):
     df = _metrics(tmp_path)
     summary = table_summary(df, PAPER_TABLES["table1"], "toy")
     ax = table_bars_figure(df, "table1", "toy", study="t").axes[0]
-    bars = sorted((round(p.get_x() + p.get_width() / 2, 3), p.get_height(), p.get_facecolor()[:3]) for p in ax.patches)
+    patches = [bar for container in ax.containers for bar in container]
+    bars = sorted((round(p.get_x() + p.get_width() / 2, 3), p.get_height(), p.get_facecolor()[:3]) for p in patches)
     assert len(bars) == len(summary) == 8  # 2 columns × 4 models, by column then model
     palette = F.model_palette(summary["model"])
     for (_, height, colour), row in zip(bars, summary.sort_values("column", kind="stable").itertuples(), strict=True):
         assert height == pytest.approx(row.mean) and colour == pytest.approx(to_rgb(palette[row.name]))
-    spans = {tuple(round(y, 2) for y in sorted(line.get_ydata())) for line in ax.lines if len(line.get_ydata()) == 2}
+    spans = error_spans(ax, 2)
     for row in summary.itertuples():
         assert (round(row.low, 2), round(row.high, 2)) in spans
     dots = [c.get_offsets() for c in ax.collections]
@@ -234,5 +242,5 @@ def test_curves_and_ablation_show_their_numbers():
     assert [p.get_height() for p in ax.patches] == pytest.approx([91.0, 81.0])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["full", "no center"]
     half = 4.302652729749462 / 3**0.5  # t_{0.975, 2} · std 1 / √3
-    spans = {tuple(round(y, 3) for y in sorted(line.get_ydata())) for line in ax.lines if len(line.get_ydata()) == 2}
+    spans = error_spans(ax, 3)
     assert (round(91 - half, 3), round(91 + half, 3)) in spans

@@ -23,7 +23,10 @@ LEGEND = "bars: mean over seeds, error bars: 95% t-interval, dots: seeds"
 def _bars_and_dots(ax: Axes, frame: pd.DataFrame, x: str, hue: str | None, **bar_kws: object) -> None:
     """Mean bars with t-interval error bars and one dot per row of ``frame`` (one per seed)."""
     common = {"data": frame, "x": x, "y": "value", "hue": hue, "ax": ax}
-    sns.barplot(**common, errorbar=t_interval, capsize=0.15, err_kws={"linewidth": 1}, alpha=0.85, **bar_kws)
+    # saturation 1: the models' own colours, not seaborn's desaturated ones
+    sns.barplot(
+        **common, errorbar=t_interval, capsize=0.15, err_kws={"linewidth": 1}, alpha=0.85, saturation=1, **bar_kws
+    )
     order = {k: bar_kws[k] for k in ("order", "hue_order") if k in bar_kws}
     dots = {"palette": dict.fromkeys(frame[hue], "black")} if hue else {"color": "black"}
     sns.stripplot(**common, **order, **dots, dodge=hue is not None, jitter=False, size=3, legend=False, zorder=3)
