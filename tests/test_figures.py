@@ -165,7 +165,9 @@ def error_spans(ax, decimals: int) -> set[tuple[float, float]]:
     """(low, high) of every error bar (seaborn draws each, caps included, as one line)."""
     import numpy as np
 
-    return {(round(np.nanmin(y), decimals), round(np.nanmax(y), decimals)) for y in (l.get_ydata() for l in ax.lines)}
+    return {
+        (round(np.nanmin(y), decimals), round(np.nanmax(y), decimals)) for y in (line.get_ydata() for line in ax.lines)
+    }
 
 
 def _metrics(tmp_path, models=("mvae", "dmvae", "my_plugin", "mgmvae"), seeds=(0, 1, 2)):

@@ -45,7 +45,8 @@ def render_all(
     tag = f" (seed {seed})"
     for spec in specs:
         kind, d, m, out = spec["kind"], spec["dataset"], spec["model"], outdir / spec["stem"]
-        data, src, tgt = datasets.get(d), spec["source"], spec["target"]
+        data: Any = datasets.get(d)  # None for the bar charts, which read the metrics
+        src, tgt = spec["source"], spec["target"]
         if kind == "cross_generation":
             title = f"{d}: cross-generation {src} → {tgt}{tag}"
             written += cross_generation_grid(data, models[d], src, tgt, out, title=title)

@@ -49,7 +49,8 @@ def retrieval_panel(
         g = embed_unimodal(model, data, target, "test", batch_size, False)
         q = model.embed({source: queries.to(device_of(model))}, [source])
         hits[name] = topk_indices(q, g, k=k).cpu()
-    cells, frames = [], []
+    cells: list[list[torch.Tensor | None]] = []
+    frames: list[list[str | None]] = []
     for i in range(len(idx)):
         cells.append([queries[i], partners[i]])
         frames.append([None, None])

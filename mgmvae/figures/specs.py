@@ -19,7 +19,9 @@ KINDS = {
 }
 
 
-def _spec(kind: str, dataset: str, model: str, stem: str, source: str | None = None, target: str | None = None):  # type: ignore[no-untyped-def]
+def _spec(
+    kind: str, dataset: str, model: str, stem: str, source: str | None = None, target: str | None = None
+) -> dict[str, Any]:
     direction = f"{source} → {target}" if source else "—"
     return {
         "kind": kind,

@@ -45,7 +45,7 @@ def translation_grid(
         {source: content.repeat_interleave(ns, 0)}, {target: style.repeat(nc, 1, 1, 1)}, source, target
     )
     cells = [[None] + list(style)] + [[content[i]] + list(grid[i * ns : (i + 1) * ns]) for i in range(nc)]
-    name = paper.display_name(model_name or getattr(model, "name", "model"))
+    name = paper.display_name(str(model_name or getattr(model, "name", "model")))
     c_lab = data.pair_labels("test", c_idx.to(data.device)).tolist()
     s_lab = data.pair_labels("test", s_idx.to(data.device)).tolist()
     fig = image_grid(

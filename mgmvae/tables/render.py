@@ -10,6 +10,7 @@ group headers, best ``\\textbf``, second ``\\underline``); HTML is ``Styler.to_h
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def tex_escape(text: object) -> str:
     return out
 
 
-def _spans(text: str, code: str, escape) -> str:  # type: ignore[no-untyped-def]
+def _spans(text: str, code: str, escape: Callable[[str], str]) -> str:
     """`code` spans in a caption: ``code`` is a template like "<code>{}</code>"."""
     parts = text.split("`")
     return "".join(code.format(escape(p)) if i % 2 else escape(p) for i, p in enumerate(parts))
