@@ -55,7 +55,7 @@ def curves_figure(history: Sequence[Mapping[str, float]], title: str = "") -> Fi
         facet_kws={"sharey": False, "sharex": False},
     )
     grid.set_titles("{col_name}", size=9)
-    grid.set_axis_labels("epoch", "")
+    grid.set_axis_labels("epoch", "", fontsize=8)
     for ax in grid.axes.flat:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
