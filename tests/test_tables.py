@@ -267,6 +267,9 @@ def test_latex_structure(three_seed_runs, tmp_path):
     assert lines[lines.index(group) + 1] == "\\cmidrule(lr){3-6} \\cmidrule(lr){7-10}"
     assert "\\label{tab:quick-table1}" in tex and "\\caption{Table 1 --- cross-modal generation" in tex
     assert tex.index("\\end{tabular}") < tex.index("MGMVAE vs DMVAE: t = 7.000") < tex.index("\\end{table}")
+    again = build_tables(load_run_metrics(three_seed_runs), TABLE_DATASETS, tmp_path / "again")
+    for path in again:  # same inputs, same bytes (Styler's ids are fixed, not random)
+        assert path.read_bytes() == (out / path.name).read_bytes(), path.name
 
 
 def test_a_column_and_a_table_are_spec_entries(three_seed_runs, tmp_path, monkeypatch):
