@@ -9,7 +9,7 @@ run, with a ``variant`` key. ``write_ablation`` reads them all and writes, under
 - ``ablation_table.md``: per dataset, one row per variant (its overrides, then every metric as
   mean ± std in %);
 - ``ablation_plot_<dataset>.{png,pdf}``: the headline metrics against variant
-  (``mgmvae.figures.ablation_plot``: mean bars, 95% t-intervals, one dot per seed).
+  (``mgmvae.figures.ablation_plot``, seaborn: mean bars, 95% t-intervals, one dot per seed).
 """
 
 from __future__ import annotations
@@ -24,16 +24,30 @@ import pandas as pd
 
 from mgmvae.config import variant_overrides
 from mgmvae.io import save_text
+from mgmvae.tables.render import markdown as table_markdown
 
 REFERENCE = "full"
 COLUMNS = ["dataset", "variant", "seed", "metric", "key", "value"]
-METRIC_ORDER = ("cross_generation", "probe", "retrieval_top1", "clustering")
+# The metric sections the table prints, all fractions (shown in %). The rest of a run's metrics
+# (the probe's chosen C, the joint-coherence sample count, log-likelihoods in nats) are settings
+# or other units: they stay in each run's metrics.json and MLflow run.
+METRIC_ORDER = (
+    "cross_generation",
+    "cross_generation_balanced",
+    "joint_coherence",
+    "probe",
+    "retrieval_top1",
+    "clustering",
+)
 METRIC_NAMES = {
     "cross_generation": "coherence",
+    "cross_generation_balanced": "balanced coherence",
+    "joint_coherence": "coherence",
     "probe": "probe",
     "retrieval_top1": "retrieval top-1",
     "clustering": "clustering",
 }
+NOT_FRACTIONS = {("joint_coherence", "samples")}
 
 
 def load_ablation_metrics(files: Iterable[str | Path]) -> pd.DataFrame:
@@ -44,8 +58,11 @@ def load_ablation_metrics(files: Iterable[str | Path]) -> pd.DataFrame:
             run = json.loads(Path(path).read_text())
             base = {"dataset": run["dataset"], "variant": run["variant"], "seed": int(run["seed"])}
             for metric, values in run["metrics"].items():
+                if metric not in METRIC_ORDER:
+                    continue
                 for key, value in values.items():
-                    if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "k":
+                    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+                    if numeric and key != "k" and (metric, key) not in NOT_FRACTIONS:
                         rows.append(base | {"metric": metric, "key": key, "value": float(value)})
         except (KeyError, ValueError, TypeError) as error:
             raise ValueError(f"{path}: not an ablation run's metrics file ({error!r})") from error
@@ -112,22 +129,17 @@ def markdown(stats: pd.DataFrame, frame: pd.DataFrame, config: Mapping, variants
         header = ["variant", "overrides", "seeds"] + [
             f"{METRIC_NAMES.get(m, m)} {k}".replace("->", "→") for m, k in keys
         ]
-        lines += [
-            f"### {dataset}",
-            "",
-            "| " + " | ".join(header) + " |",
-            "|" + "|".join(["---"] * 3 + ["---:"] * len(keys)) + "|",
-        ]
+        rows = []
         for variant in _order(frame[frame["dataset"] == dataset], variants):
-            rows = sub[sub["variant"] == variant].set_index(["metric", "key"])
+            cells = sub[sub["variant"] == variant].set_index(["metric", "key"])
             try:
                 overrides = describe_overrides(variant_overrides(config, variant))
             except ValueError:
                 overrides = "?"
-            seeds = int(rows["n_seeds"].max()) if len(rows) else 0
-            cells = [_cell(*rows.loc[(m, k), ["mean", "std"]]) if (m, k) in rows.index else "-" for m, k in keys]
-            lines.append("| " + " | ".join([variant, overrides, str(seeds)] + cells) + " |")
-        lines.append("")
+            seeds = int(cells["n_seeds"].max()) if len(cells) else 0
+            values = [_cell(*cells.loc[(m, k), ["mean", "std"]]) if (m, k) in cells.index else "-" for m, k in keys]
+            rows.append([variant, overrides, str(seeds)] + values)
+        lines += [f"### {dataset}", "", table_markdown(pd.DataFrame(rows, columns=header), None, lead=4)]
     return "\n".join(lines)
 
 

@@ -168,7 +168,11 @@ def test_write_ablation_table_and_plots(tmp_path):
     assert row["mean"] == pytest.approx(0.605) and row["n_seeds"] == 2
     assert row["delta_vs_full"] == pytest.approx(-0.2)
     md = (tmp_path / "out" / "ablation_table.md").read_text()
-    assert "| no_center | beta=0.0 | 2 |" in md and "| full | - | 2 |" in md
+    rows = {
+        c[0]: c for c in ([x.strip() for x in line.strip("|").split("|")] for line in md.splitlines() if "|" in line)
+    }
+    assert rows["no_center"][:3] == ["no_center", "beta=0.0", "2"] and rows["full"][:3] == ["full", "-", "2"]
+    assert rows["no_center"][3] == "60.5 ± 0.7"  # coherence of the first direction: 60 and 61 %
 
 
 # -------------------------------------------------------------- local run
@@ -295,3 +299,30 @@ def test_unreachable_tracking_server_is_refused_fast(tmp_path):
     assert f"http://127.0.0.1:{port}" in result.stderr and "MLFLOW_TRACKING_URI" in result.stderr
     assert time.monotonic() - start < 60  # imports included; MLflow's own retries would take minutes
     assert not (tmp_path / "d.pt").exists()
+
+
+def test_ablation_table_reads_fractions_only(tmp_path):
+    """The probe's chosen C, the joint-coherence sample count and log-likelihoods (nats) are not
+    fractions: the table (in %) leaves them out and keeps joint and balanced coherence."""
+    from mgmvae.ablation import load_ablation_metrics
+
+    record = _record("mnist_svhn", "full", 0, 0.5)
+    record["metrics"] |= {
+        "cross_generation_balanced": {"a->b": 0.4, "b->a": 0.45},
+        "joint_coherence": {"joint": 0.3, "samples": 2000},
+        "probe_selection": {"method": "logistic_cv", "C": 100.0, "cv_accuracy": 0.9, "folds": 3},
+        "log_likelihood": {"joint": -1200.5, "a": -600.0, "b": -700.0, "estimator": {"samples": 10}},
+    }
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(record))
+    frame = load_ablation_metrics([path])
+    assert set(frame["metric"]) == {
+        "cross_generation",
+        "cross_generation_balanced",
+        "joint_coherence",
+        "probe",
+        "retrieval_top1",
+        "clustering",
+    }
+    assert frame[frame["metric"] == "joint_coherence"]["key"].tolist() == ["joint"]
+    assert frame["value"].between(0, 1).all()

@@ -148,10 +148,105 @@ def test_figures_stage_writes_every_figure(data, models, tmp_path):
 
 
 def test_every_model_has_a_colour_of_its_own():
-    """Bars, dots and curves of different models must never share a colour."""
+    """Bars, dots and curves of different models never share a colour; a model unknown in advance
+    (a plugin) gets one of its own, from its name, whatever the other models."""
     import baselines  # noqa: F401  (registers the baselines)
     from mgmvae.base import model_names
 
-    names = model_names()
-    assert len({F._colour(m, i) for i, m in enumerate(names)}) == len(names)
-    assert F._colour("mgmvae", 0) == F._colour("MGMVAE", 3)  # by id or by display name
+    names = model_names() + ["my_plugin", "another_plugin"]
+    palette = F.model_palette(names)
+    assert len(set(palette.values())) == len(names) == len(palette)
+    assert palette["MGMVAE"] == F.model_palette(["MGMVAE"])["MGMVAE"]  # by id or by display name
+    assert palette["my_plugin"] == F.model_palette(["my_plugin", "mvae"])["my_plugin"]
+    assert palette["my_plugin"] not in F.model_palette(model_names()).values()
+
+
+def error_spans(ax, decimals: int) -> set[tuple[float, float]]:
+    """(low, high) of every error bar (seaborn draws each, caps included, as one line)."""
+    import numpy as np
+
+    return {
+        (round(np.nanmin(y), decimals), round(np.nanmax(y), decimals)) for y in (line.get_ydata() for line in ax.lines)
+    }
+
+
+def _metrics(tmp_path, models=("mvae", "dmvae", "my_plugin", "mgmvae"), seeds=(0, 1, 2)):
+    from mgmvae.tables import load_run_metrics
+
+    paths = []
+    for i, model in enumerate(models):
+        for seed in seeds:
+            v = 0.5 + 0.1 * i + 0.01 * seed
+            paths.append(tmp_path / f"{model}_{seed}.json")
+            metrics = {"cross_generation": {"a->b": v, "b->a": v / 2}, "probe": {"a": v, "b": v, "joint": v}}
+            metrics |= {"cross_generation_balanced": {"a->b": 0.9 * v, "b->a": 0.4 * v}}
+            metrics |= {"joint_coherence": {"joint": 0.8 * v, "samples": 100}}
+            record = {"study": "t", "dataset": "toy", "model": model, "seed": seed, "modalities": ["a", "b"]}
+            save_json(record | {"metrics": metrics}, paths[-1])
+    return load_run_metrics(paths)
+
+
+def test_table_bars_show_means_intervals_seeds_and_paper(tmp_path):
+    """The bar chart of Table 1 carries the table's numbers: a bar per (column, model) at its mean,
+    an error bar over its 95% interval, a dot per seed, a × per paper number, the model's colour."""
+    from matplotlib.colors import to_rgb
+
+    from mgmvae.figures.bars import table_bars_figure
+    from mgmvae.tables import PAPER_TABLES, table_summary
+
+    df = _metrics(tmp_path)
+    summary = table_summary(df, PAPER_TABLES["table1"], "toy")
+    ax = table_bars_figure(df, "table1", "toy", study="t").axes[0]
+    patches = [bar for container in ax.containers for bar in container]
+    bars = sorted((round(p.get_x() + p.get_width() / 2, 3), p.get_height(), p.get_facecolor()[:3]) for p in patches)
+    assert len(bars) == len(summary) == 20  # 5 columns × 4 models, by column then model
+    palette = F.model_palette(summary["model"])
+    order = {c: i for i, c in enumerate(dict.fromkeys(summary["column"]))}  # the spec's column order
+    by_column = summary.sort_values("column", key=lambda c: c.map(order), kind="stable")
+    for (_, height, colour), row in zip(bars, by_column.itertuples(), strict=True):
+        assert height == pytest.approx(row.mean) and colour == pytest.approx(to_rgb(palette[row.name]))
+    spans = error_spans(ax, 2)
+    for row in summary.itertuples():
+        assert (round(row.low, 2), round(row.high, 2)) in spans
+    dots = [c.get_offsets() for c in ax.collections]
+    seeds = sorted(y for o in dots for _, y in o if len(o) and o.shape[0])
+    paper_numbers = summary["paper"].dropna().tolist()
+    assert sorted(seeds) == pytest.approx(sorted(sum(summary["values"], []) + paper_numbers))
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["MVAE", "DMVAE", "my_plugin", "MGMVAE", "paper"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a→b", "b→a", "a→b balanced", "b→a balanced", "joint"]
+
+
+def test_curves_and_bars_deterministic(tmp_path):
+    history = [{"epoch": e, "loss": 10.0 / e, "a/kl": 1.0 / e} for e in (1, 2, 3)]
+    df = _metrics(tmp_path)
+    for name in ("one", "two"):
+        F.training_curves(history, tmp_path / name / "curves", title="toy")
+        F.table_bars(df, "table2", "toy", tmp_path / name / "bars")
+    for file in ("curves.png", "curves.pdf", "bars.png", "bars.pdf"):
+        assert (tmp_path / "one" / file).read_bytes() == (tmp_path / "two" / file).read_bytes(), file
+
+
+def test_curves_and_ablation_show_their_numbers():
+    """A panel per loss term (loss first) with the logged values; ablation bars at the seed means."""
+    from mgmvae.figures.bars import ablation_figure
+    from mgmvae.figures.curves import curves_figure
+
+    history = [{"epoch": e, "loss": 10.0 / e, "a/kl": 1.0 / e, "b/recon_b": -5.0 * e} for e in (1, 2, 3)]
+    axes = [ax for ax in curves_figure(history, "toy").axes if ax.get_visible() and ax.lines]
+    assert [ax.get_title() for ax in axes] == ["loss", "a/kl", "b/recon_b"]
+    assert list(axes[0].lines[0].get_ydata()) == pytest.approx([10.0, 5.0, 10.0 / 3])
+    assert list(axes[2].lines[0].get_xdata()) == [1, 2, 3]
+
+    frame = pd.DataFrame(
+        [
+            {"variant": v, "metric": "probe", "value": x + s, "seed": s}
+            for v, x in (("full", 90), ("no center", 80))
+            for s in range(3)
+        ]
+    )
+    ax = ablation_figure(frame).axes[0]
+    assert [p.get_height() for p in ax.patches] == pytest.approx([91.0, 81.0])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["full", "no center"]
+    half = 4.302652729749462 / 3**0.5  # t_{0.975, 2} · std 1 / √3
+    spans = error_spans(ax, 3)
+    assert (round(91 - half, 3), round(91 + half, 3)) in spans

@@ -200,12 +200,14 @@ def test_check_model_cli_fails_with_the_report(plugin_site, capsys):
 
 def test_a_plugin_gets_a_colour_of_its_own():
     """A model the figures do not know: a colour none of the built-ins has, the same in every figure."""
-    from mgmvae import figures
+    from mgmvae.figures.palette import model_palette
+    from mgmvae.paper import display_name
 
-    builtin = {figures._colour(m, i) for i, m in enumerate(builtin_model_names())}
-    assert figures._colour("tiny_vae", 0) not in builtin
-    assert figures._colour("tiny_vae", 3) == figures._colour("tiny_vae", 0)  # not by position
-    assert figures._colour("tiny_vae", 0) != figures._colour("my_vae", 0)
+    builtins = builtin_model_names()
+    colours = model_palette([*builtins, "tiny_vae", "my_vae"])
+    assert colours["tiny_vae"] not in {colours[display_name(m)] for m in builtins}
+    assert colours["tiny_vae"] != colours["my_vae"]
+    assert model_palette(["tiny_vae", *builtins])["tiny_vae"] == colours["tiny_vae"]  # not by position
 
 
 # ---------------------------------------------------------- config validation

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import shutil
+import subprocess
 
 import pandas as pd
 import pytest
@@ -27,8 +31,37 @@ def run(model, seed, dataset, modalities, v, study="quick"):
             "probe": {m0: v, m1: v / 2, "joint": v},
             "retrieval_top1": {f"{m0}->{m1}": v, f"{m1}->{m0}": v / 2},
             "clustering": {"accuracy": v, "nmi": v, "ari": v, "method": "mixture", "k": 10},
+            "cross_generation_balanced": {f"{m0}->{m1}": 0.9 * v, f"{m1}->{m0}": 0.45 * v},
+            "joint_coherence": {"joint": 0.8 * v, "samples": 100},
+            "probe_selection": {"method": "logistic_cv", "C": 1.0, "cv_accuracy": v, "folds": 3},
+            "log_likelihood": {
+                "joint": -1000.0 * (2 - v),
+                m0: -400.0 * (2 - v),
+                m1: -600.0 * (2 - v),
+                "estimator": {"samples": 10, "pairs": 50, "prior": "standard gaussian", "weighted": False},
+            },
         },
     }
+
+
+def md_row(text: str, first: str) -> list[str]:
+    """The cells of the Markdown table row whose first cell is ``first``."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first:
+            return cells
+    raise AssertionError(f"no row {first!r}")
+
+
+def html_marked(page: str, css: str) -> set[str]:
+    """Texts of the HTML cells that Styler's CSS rules give ``css`` (e.g. bold)."""
+    import re
+
+    ids = set()
+    for selectors, props in re.findall(r"([^{}]+)\{([^{}]*)\}", page):
+        if css in props:
+            ids |= {s.strip().lstrip("#") for s in selectors.split(",")}
+    return {text for cell_id, text in re.findall(r'<td id="([^"]+)"[^>]*>([^<]*)</td>', page) if cell_id in ids}
 
 
 @pytest.fixture
@@ -48,7 +81,7 @@ def test_build_tables(runs, tmp_path):
     out = tmp_path / "tables"
     written = build_tables(df, TABLE_DATASETS, out)
     assert {p.name for p in written} == {
-        f"{t}.{e}" for t in ("table1", "table2", "table3", "clustering") for e in ("csv", "md", "tex", "html")
+        f"{t}.{e}" for t in ("table1", "table2", "table3", "loglik", "clustering") for e in ("csv", "md", "tex", "html")
     }
     assert all(p.exists() for p in written)
 
@@ -60,16 +93,31 @@ def test_build_tables(runs, tmp_path):
     assert t1.loc["mgmvae", "paper MNIST->SVHN"] == pytest.approx(95.4)
     assert t1.loc["mgmvae", "paper SVHN->MNIST"] == pytest.approx(86.7)
     assert t1.loc["mvae", "n_seeds"] == 1 and pd.isna(t1.loc["mvae", "hand->street std"])
+    # balanced coherence and joint coherence beside the paper's columns; no paper number for them
+    assert t1.loc["mgmvae", "hand->street balanced mean"] == pytest.approx(81.0)
+    assert t1.loc["mgmvae", "street->hand balanced mean"] == pytest.approx(40.5)
+    assert t1.loc["mgmvae", "joint mean"] == pytest.approx(72.0)
+    assert "paper joint" not in t1.columns
+    # the test log-likelihood in nats (not percent), one column per estimate
+    ll = pd.read_csv(out / "loglik.csv").set_index("model")
+    assert ll.loc["mgmvae", "joint mean"] == pytest.approx(-1100.0)
+    assert ll.loc["mgmvae", "hand mean"] == pytest.approx(-440.0)
+    assert ll.loc["mvae", "street mean"] == pytest.approx(-900.0)
 
-    md = (out / "table1.md").read_text().splitlines()
+    text = (out / "table1.md").read_text()
+    md = text.splitlines()
     assert md[0].startswith("Table 1") and "study `quick`" in md[0] and "dataset `digits_street`" in md[0]
     assert "stand-in for MNIST-SVHN" in md[0]
-    mg = next(line for line in md if line.startswith("| MGMVAE"))
+    header = md_row(text, "Model")
+    assert header[:6] == ["Model", "Seeds", "hand→street Ours", "hand→street 95% CI"] + [
+        "hand→street Paper (MNIST→SVHN)",
+        "hand→street Δ paper",
+    ]
     # ours (best: bold) | 95% interval | paper | difference to the paper
-    assert "**90.00 ± 10.00** | [65.16, 114.84] | 95.4 | -5.40 |" in mg and "| 3 |" in mg
-    mv = next(line for line in md if line.startswith("| MVAE"))
-    assert "<u>50.00 ± —</u> | — | 31.8 | +18.20 |" in mv  # second: underlined; one seed: no interval
-    assert "n/a (fewer than 2 common seeds: 3 and 1)" in "\n".join(md)
+    assert md_row(text, "MGMVAE")[1:6] == ["3", "**90.00 ± 10.00**", "[65.16, 114.84]", "95.4", "-5.40"]
+    # second: underlined; one seed: no interval
+    assert md_row(text, "MVAE")[1:6] == ["1", "<u>50.00 ± —</u>", "—", "31.8", "+18.20"]
+    assert "n/a (fewer than 2 common seeds: 3 and 1)" in text
 
     t2 = pd.read_csv(out / "table2.csv").set_index("model")
     assert t2.loc["mgmvae", "hand mean"] == pytest.approx(90.0)
@@ -176,8 +224,8 @@ def test_table_statistics_known_answers(three_seed_runs, tmp_path):
 
     md = (out / "table1.md").read_text()
     assert "MGMVAE vs DMVAE: t = 7.000, p = 0.0198 (3 paired seeds)" in md
-    assert "| **90.00 ± 10.00** | [65.16, 114.84] | 95.4 | -5.40 |" in md
-    assert "| <u>78.33 ± 10.41</u> | [52.48, 104.19] | 91.6 | -13.27 |" in md
+    assert md_row(md, "MGMVAE")[2:6] == ["**90.00 ± 10.00**", "[65.16, 114.84]", "95.4", "-5.40"]
+    assert md_row(md, "DMVAE")[2:6] == ["<u>78.33 ± 10.41</u>", "[52.48, 104.19]", "91.6", "-13.27"]
 
     tex = (out / "table1.tex").read_text()
     assert "\\begin{tabular}" in tex and "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
@@ -197,4 +245,115 @@ def test_table_statistics_known_answers(three_seed_runs, tmp_path):
     assert row["accuracy ci95"] == pytest.approx(half, abs=1e-4)
     assert "\\textbf{90.00 $\\pm$ 10.00}" in (out / "clustering.tex").read_text()
     page = (out / "table1.html").read_text()
-    assert page.startswith("<!DOCTYPE html>") and "<b>90.00 ± 10.00</b>" in page and "<u>78.33 ± 10.41</u>" in page
+    assert page.startswith("<!DOCTYPE html>") and "MGMVAE vs DMVAE: t = 7.000" in page
+    bold = {"90.00 ± 10.00", "45.00 ± 5.00", "81.00 ± 9.00", "40.50 ± 4.50", "72.00 ± 8.00"}  # + balanced, joint
+    assert html_marked(page, "font-weight: bold") == bold
+    second = {"78.33 ± 10.41", "39.17 ± 5.20", "70.50 ± 9.37", "35.25 ± 4.68", "62.67 ± 8.33"}
+    assert html_marked(page, "text-decoration: underline") == second
+    assert '<th class="col_heading level0 col2" colspan="4">hand→street</th>' in page  # grouped header
+
+
+# ------------------------------------------------------------ LaTeX, specs, plugin models
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no TeX engine (.ci/run installs texlive-latex-base)")
+def test_latex_compiles(three_seed_runs, tmp_path):
+    """Every table's .tex compiles inside a document with booktabs (pdflatex, halting on the first error)."""
+    out = tmp_path / "tables"
+    build_tables(load_run_metrics(three_seed_runs), TABLE_DATASETS, out)
+    for name in ("table1", "table2", "table3", "clustering"):
+        doc = tmp_path / f"doc_{name}.tex"
+        doc.write_text(
+            "\\documentclass{article}\\usepackage{booktabs}\\usepackage[landscape,margin=1cm]{geometry}\n"
+            f"\\begin{{document}}\\input{{{out / name}}}\\end{{document}}\n"
+        )
+        done = subprocess.run(
+            ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout[-2000:]
+        assert (tmp_path / f"doc_{name}.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_latex_structure(three_seed_runs, tmp_path):
+    """booktabs rules, grouped headers with \\cmidrule, caption and label, notes under the tabular."""
+    out = tmp_path / "tables"
+    build_tables(load_run_metrics(three_seed_runs), TABLE_DATASETS, out)
+    tex = (out / "table1.tex").read_text()
+    lines = tex.splitlines()
+    assert lines.index("\\toprule") < lines.index("\\midrule") < lines.index("\\bottomrule")
+    group = next(line for line in lines if "\\multicolumn{4}{c}{hand$\\rightarrow$street}" in line)
+    assert "\\multicolumn{4}{c}{street$\\rightarrow$hand}" in group
+    rules = "\\cmidrule(lr){3-6} \\cmidrule(lr){7-10} \\cmidrule(lr){11-12} \\cmidrule(lr){13-14} \\cmidrule(lr){15-16}"
+    assert lines[lines.index(group) + 1] == rules
+    assert "\\label{tab:quick-table1}" in tex and "\\caption{Table 1 --- cross-modal generation" in tex
+    assert tex.index("\\end{tabular}") < tex.index("MGMVAE vs DMVAE: t = 7.000") < tex.index("\\end{table}")
+    again = build_tables(load_run_metrics(three_seed_runs), TABLE_DATASETS, tmp_path / "again")
+    for path in again:  # same inputs, same bytes (Styler's ids are fixed, not random)
+        assert path.read_bytes() == (out / path.name).read_bytes(), path.name
+
+
+def test_a_column_and_a_table_are_spec_entries(three_seed_runs, tmp_path, monkeypatch):
+    """A new metric key joins Table 1 (CSV, Markdown, bar chart) by one Column; a new table by one TableSpec."""
+    from mgmvae.figures import figure_specs
+    from mgmvae.figures.bars import table_bars_figure
+    from mgmvae.tables import PAPER_TABLES, Column, TableSpec, spec
+
+    paths = []
+    for i, path in enumerate(three_seed_runs):
+        record = json.loads(path.read_text())
+        ours = record["model"] == "mgmvae"
+        record["metrics"]["extra_metric"] = {"accuracy": 0.5 + 0.1 * ours + 0.01 * record["seed"]}
+        record["metrics"]["test_ll"] = {"joint": -100.0 - i}
+        paths.append(tmp_path / f"ext_{i}.json")
+        save_json(record, paths[-1])
+    table1 = PAPER_TABLES["table1"]
+    extended = {
+        "table1": dataclasses.replace(
+            table1, columns=(*table1.columns, Column("extra_metric", "accuracy", None, "extra"))
+        ),
+        "table4": TableSpec(
+            "table4",
+            "Table 4",
+            "test log-likelihood",
+            (Column("test_ll", "joint"),),
+            scale=1.0,
+            unit="nats",
+            reads="table1",
+        ),
+    }
+    for name, table in extended.items():  # the one registry every table and bar chart reads
+        monkeypatch.setitem(spec.PAPER_TABLES, name, table)
+    out = tmp_path / "tables"
+    written = build_tables(load_run_metrics(paths), TABLE_DATASETS, out)
+    assert out / "table4.tex" in written and (out / "table4.tex").exists()
+
+    t1 = pd.read_csv(out / "table1.csv").set_index("model")
+    assert t1.loc["mgmvae", "extra mean"] == pytest.approx(61.0)  # seeds 0-2: 60, 61, 62 %
+    assert "paper extra" not in t1.columns and "hand->street mean" in t1.columns
+    md = (out / "table1.md").read_text()
+    assert md_row(md, "Model")[-2:] == ["extra Ours", "extra 95% CI"]
+    assert md_row(md, "MGMVAE")[-2] == "**61.00 ± 1.00**"
+    t4 = pd.read_csv(out / "table4.csv").set_index("model")
+    assert t4.loc["mgmvae", "joint mean"] == pytest.approx(-101.0)  # scale 1: not percent
+    assert "Paper:" not in (out / "table4.md").read_text()  # no paper column, no paper note
+
+    fig = table_bars_figure(load_run_metrics(paths), "table1", "digits_street")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()][-3:] == ["street→hand balanced", "joint", "extra"]
+    assert "bars/table4" in {s["stem"] for s in figure_specs({}, ["mgmvae"])}
+
+
+def test_unknown_model_gets_dashes_in_paper_columns(tmp_path):
+    """A model the paper does not list (a plugin) runs through every table, with "—" for the paper."""
+    paths = []
+    for model, v in (("my_plugin", 0.6), ("mgmvae", 0.9)):
+        paths.append(tmp_path / f"{model}.json")
+        save_json(run(model, 0, "digits_street", ["hand", "street"], v), paths[-1])
+    out = tmp_path / "tables"
+    build_tables(load_run_metrics(paths), TABLE_DATASETS, out)
+    md = (out / "table1.md").read_text()
+    assert md_row(md, "my_plugin")[1:6] == ["1", "<u>60.00 ± —</u>", "—", "—", "—"]
+    assert list(pd.read_csv(out / "table1.csv")["model"]) == ["my_plugin", "mgmvae"]  # before MGMVAE
+    assert "\\underline{60.00 $\\pm$ ---} & --- & --- & ---" in (out / "table1.tex").read_text()
+    assert md_row((out / "clustering.md").read_text(), "digits_street")[1] == "my_plugin"

@@ -1,0 +1,74 @@
+"""The paper's tables from the per-run metrics: mean ± std over seeds with a 95% t-interval, the
+paper's number and our difference to it, a paired test of MGMVAE against the best baseline.
+
+One module per part: ``runs`` (metrics files into a long frame), ``spec`` (what each table shows,
+declared), ``statistics`` (per-cell seed statistics, paired test, marks), ``summary`` (one table's
+numbers), ``paper_table`` (Tables 1–3), ``clustering``, ``render`` (CSV, Markdown, LaTeX and HTML
+by pandas). Outputs per table: ``.csv`` (numbers), ``.md``, ``.tex`` (booktabs) and ``.html``
+(a self-contained page, for ``snakemake --report``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from mgmvae.tables.clustering import clustering_table
+from mgmvae.tables.paper_table import paper_table
+from mgmvae.tables.runs import COLUMNS, load_run_metrics
+from mgmvae.tables.spec import EXTENSIONS, PAPER_TABLES, Column, TableSpec, table_names
+from mgmvae.tables.statistics import ci95_halfwidth, paired_test, rank_marks, seed_stats, t_interval
+from mgmvae.tables.summary import column_tests, table_summary
+
+__all__ = [
+    "COLUMNS",
+    "EXTENSIONS",
+    "PAPER_TABLES",
+    "Column",
+    "TableSpec",
+    "build_tables",
+    "ci95_halfwidth",
+    "column_tests",
+    "load_run_metrics",
+    "paired_test",
+    "rank_marks",
+    "seed_stats",
+    "t_interval",
+    "table_names",
+    "table_summary",
+]
+
+
+def _one_study(df: pd.DataFrame, study: str | None) -> tuple[pd.DataFrame, str | None]:
+    studies = sorted(df["study"].unique())
+    if study is None:
+        if len(studies) > 1:
+            raise ValueError(f"metrics from several studies {studies}: pass study= to choose one")
+        return df, (studies[0] if studies else None)
+    return df[df["study"] == study], study
+
+
+def build_tables(
+    df: pd.DataFrame, table_datasets: Mapping[str, str], outdir: str | Path, study: str | None = None
+) -> list[Path]:
+    """Write every table of ``table_names()`` as .csv, .md, .tex and .html under ``outdir``; return their paths.
+
+    ``table_datasets`` names the dataset each paper table reads, e.g. {"table1": "mnist_svhn",
+    "table2": "mnist_svhn", "table3": "mnist_cdcb"}. ``df`` must hold a single study unless
+    ``study`` selects one.
+    """
+    df, study = _one_study(df, study)
+    dup = df.duplicated(["dataset", "model", "seed", "metric", "key"])
+    if dup.any():
+        first = df[dup].iloc[0]
+        raise ValueError(
+            f"duplicate run: study {study!r}, dataset {first['dataset']!r}, "
+            f"model {first['model']!r}, seed {first['seed']}"
+        )
+    outdir = Path(outdir)
+    for name, spec in PAPER_TABLES.items():
+        paper_table(df, spec, study, table_datasets[spec.reads or name], outdir)
+    clustering_table(df, study, outdir)
+    return [outdir / f"{name}.{ext}" for name in table_names() for ext in EXTENSIONS]

@@ -1,0 +1,130 @@
+"""Tables 1–3 (and any ``TableSpec``): ours beside the paper's numbers, per column of the spec.
+
+Per column: ours as mean ± std with its 95% interval, then — where the spec names a paper column —
+the paper's number and our difference to it; the paired test line per column under the table; the
+paper's rows for models not run here in a second table.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mgmvae import paper
+from mgmvae.tables.render import TableDoc, write_empty, write_table
+from mgmvae.tables.spec import DASH, DATASET_NOTES, OURS, TableSpec
+from mgmvae.tables.statistics import isnan
+from mgmvae.tables.summary import column_tests, table_summary
+
+
+def caption(spec: TableSpec, study: str | None, dataset: str) -> str:
+    note = DATASET_NOTES.get(dataset)
+    return f"{spec.number} — {spec.what}, study `{study}`, dataset `{dataset}`" + (f" ({note})" if note else "")
+
+
+def fmt(value: float, template: str = "{:.2f}") -> str:
+    return DASH if isnan(value) else template.format(value)
+
+
+def pm(mean: float, std: float) -> str:
+    return DASH if isnan(mean) else f"{mean:.2f} ± {fmt(std)}"
+
+
+def interval(low: float, high: float) -> str:
+    return DASH if isnan(low) or isnan(high) else f"[{low:.2f}, {high:.2f}]"
+
+
+def _arrow(text: str) -> str:
+    return text.replace("->", "→")
+
+
+def _cells(c: Any, paper_decimals: int) -> dict[str, tuple[str, str]]:
+    """One column's cells of one model: {sub-header: (text, mark)}."""
+    out = {"Ours": (pm(c.mean, c.std), c.mark), "95% CI": (interval(c.low, c.high), "")}
+    if isinstance(c.paper_column, str):  # NaN in the frame where the spec names none
+        out |= {f"Paper ({_arrow(c.paper_column)})": (fmt(c.paper, f"{{:.{paper_decimals}f}}"), "")}
+        out |= {"Δ paper": (fmt(c.diff, "{:+.2f}"), "")}
+    return out
+
+
+def _numbers(c: Any, model: str, tests: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One column's CSV fields of one model."""
+    label = c.column
+    row = {f"{label} mean": c.mean, f"{label} std": c.std, f"{label} ci95": c.ci95}
+    if isinstance(c.paper_column, str):  # NaN in the frame where the spec names none
+        row |= {f"paper {c.paper_column}": c.paper, f"{label} diff paper": c.diff}
+    if model == OURS:
+        t = tests[label]
+        row |= {
+            f"{label} paired vs": t["best"] or "",
+            f"{label} paired t": t["test"]["t"] if t["test"] else math.nan,
+            f"{label} paired p": t["test"]["p"] if t["test"] else math.nan,
+        }
+    return row
+
+
+def _notes(spec: TableSpec, tests: dict[str, dict[str, Any]], has_paper: bool) -> list[str]:
+    notes = [
+        f"Ours: mean ± sample std (ddof=1) over seeds; 95% CI: mean ± t(0.975, n−1)·std/√n; {DASH} with one seed. "
+        "Best of this study's models in bold, second underlined (per column)."
+    ]
+    if has_paper:
+        notes.append(
+            f"Paper: as reported on {spec.paper_on}; matched to our columns by position. "
+            f"Δ paper = our mean − the paper's number; {DASH} where the paper has no number."
+        )
+    return notes + [f"Paired t-test over seeds, {label}: {t['text']}." for label, t in tests.items()]
+
+
+def _paper_only(spec: TableSpec, models: list[str]) -> tuple[str, pd.DataFrame] | None:
+    rows = paper.TABLES.get(spec.name, {})
+    columns = [c.paper for c in spec.columns if c.paper]
+    only = [m for m in paper.model_order(rows) if m not in models]
+    if not only or not columns:
+        return None
+    decimals = paper.DECIMALS.get(spec.name, spec.decimals)
+    frame = pd.DataFrame(
+        [
+            [paper.display_name(m)] + [fmt(rows[m].get(c, math.nan), f"{{:.{decimals}f}}") for c in columns]
+            for m in only
+        ],
+        columns=["Model"] + [_arrow(c) for c in columns],
+    )
+    return "Reported in the paper only (not run here):", frame
+
+
+def paper_table(df: pd.DataFrame, spec: TableSpec, study: str | None, dataset: str, outdir: Path) -> None:
+    """``<spec.name>.{csv,md,tex,html}`` for the runs on ``dataset``."""
+    title = caption(spec, study, dataset)
+    summary = table_summary(df, spec, dataset)
+    if summary.empty:
+        write_empty(outdir, spec.name, title, "No runs of this study on this dataset.", ["model", "name", "n_seeds"])
+        return
+    tests = column_tests(summary)
+    decimals = paper.DECIMALS.get(spec.name, spec.decimals)
+    models = paper.model_order(summary["model"].unique())
+    numbers, cells = [], []
+    for model in models:
+        mine = summary[summary["model"] == model]
+        n = int(mine["n"].max())
+        numbers.append({"model": model, "name": paper.display_name(model), "n_seeds": n})
+        cells.append({("", "Model"): (paper.display_name(model), ""), ("", "Seeds"): (str(n), "")})
+        for c in mine.itertuples():
+            numbers[-1] |= _numbers(c, model, tests)
+            cells[-1] |= {(_arrow(c.column), sub): v for sub, v in _cells(c, decimals).items()}
+    frame = pd.DataFrame(cells)
+    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    doc = TableDoc(
+        caption=title,
+        label=f"{study}-{spec.name}",
+        numbers=pd.DataFrame(numbers),
+        cells=frame.map(lambda v: v[0]),
+        marks=frame.map(lambda v: v[1]),
+        lead=2,
+        notes=_notes(spec, tests, summary["paper_column"].notna().any()),
+        extra=_paper_only(spec, models),
+    )
+    write_table(outdir, spec.name, doc)

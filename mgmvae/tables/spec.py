@@ -1,0 +1,120 @@
+"""What each table shows, declared: its metric keys, column labels and the paper's column beside each.
+
+Adding a metric to a table is adding a ``Column`` to its spec (it then appears in the table's CSV,
+Markdown, LaTeX and HTML, and in its bar chart); adding a table is adding a ``TableSpec`` to
+``PAPER_TABLES`` (it then gets its own files, a bar chart when ``bars``, and a Snakemake output;
+give it a caption ``workflow/report/<name>.rst``). Example, a joint-coherence column in Table 1::
+
+    Column("joint_coherence", "accuracy", label="joint")
+
+Keys may name the dataset's modalities as ``{m0}`` and ``{m1}`` (in the order of its ``modalities``):
+our direction m0->m1 is matched with the paper's first column (MNIST->SVHN, CD->CB) by position,
+because the stand-in datasets name their modalities differently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    metric: str  # section of the per-run metrics JSON ("cross_generation", "probe", ...)
+    key: str  # key inside it; "{m0}" / "{m1}" stand for the dataset's modalities
+    paper: str | None = None  # the paper's column (mgmvae.paper.COLUMNS) printed beside ours
+    label: str | None = None  # our column label (and CSV prefix); default: the resolved key
+
+    def resolve(self, m0: str, m1: str) -> tuple[str, str]:
+        """(label, key) with the modalities filled in."""
+        key = self.key.format(m0=m0, m1=m1)
+        return (self.label.format(m0=m0, m1=m1) if self.label else key), key
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str  # file stem: <name>.{csv,md,tex,html}; bar chart figures/bars/<name>
+    number: str  # "Table 1"
+    what: str  # the caption's description
+    columns: tuple[Column, ...]
+    paper_on: str = ""  # the dataset the paper's numbers are from (notes)
+    scale: float = 100.0  # metrics are stored as fractions: shown in percent
+    decimals: int = 2  # as printed (marks rank on the printed mean)
+    unit: str = "%"  # the bar chart's y label; "%" also fixes its range to 0–105
+    bars: bool = True  # drawn as a bar chart
+    reads: str = ""  # the config `tables` key naming its dataset (default: its name)
+
+
+TABLE1 = TableSpec(
+    "table1",
+    "Table 1",
+    "cross-modal generation accuracy (%)",
+    (
+        Column("cross_generation", "{m0}->{m1}", paper="MNIST->SVHN"),
+        Column("cross_generation", "{m1}->{m0}", paper="SVHN->MNIST"),
+        # MultiVae's reading: the mean of per-class accuracies (the paper reports plain accuracy).
+        Column("cross_generation_balanced", "{m0}->{m1}", label="{m0}->{m1} balanced"),
+        Column("cross_generation_balanced", "{m1}->{m0}", label="{m1}->{m0} balanced"),
+        # MMVAE's joint coherence: prior draws on which both modalities' classifiers agree.
+        Column("joint_coherence", "joint", label="joint"),
+    ),
+    paper_on="MNIST-SVHN",
+)
+TABLE2 = TableSpec(
+    "table2",
+    "Table 2",
+    "linear-probe accuracy (%) on the shared latent",
+    (
+        Column("probe", "{m0}", paper="MNIST"),
+        Column("probe", "{m1}", paper="SVHN"),
+        Column("probe", "joint"),
+    ),
+    paper_on="MNIST-SVHN",
+)
+TABLE3 = TableSpec(
+    "table3",
+    "Table 3",
+    "cross-modal retrieval top-1 accuracy (%)",
+    (
+        Column("retrieval_top1", "{m0}->{m1}", paper="CD->CB"),
+        Column("retrieval_top1", "{m1}->{m0}", paper="CB->CD"),
+    ),
+    paper_on="MNIST-CDCB",
+)
+# Importance-sampled test log-likelihood (mgmvae/evaluation/likelihood.py), on Table 1's dataset
+# as MMVAE reports it on MNIST-SVHN; in nats per pair, higher is better; the paper has none.
+LOGLIK = TableSpec(
+    "loglik",
+    "Test log-likelihood",
+    "importance-sampled test log-likelihood (nats per pair)",
+    (
+        Column("log_likelihood", "joint"),
+        Column("log_likelihood", "{m0}"),
+        Column("log_likelihood", "{m1}"),
+    ),
+    scale=1.0,
+    decimals=1,
+    unit="nats",
+    bars=False,
+    reads="table1",
+)
+PAPER_TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (TABLE1, TABLE2, TABLE3, LOGLIK)}
+
+# The clustering table (one per study, every dataset): its metric keys and their labels.
+CLUSTER_KEYS = {"accuracy": "Accuracy", "nmi": "NMI", "ari": "ARI"}
+
+
+def table_names() -> list[str]:
+    """Every table's file stem: the paper tables, then the clustering table."""
+    return [*PAPER_TABLES, "clustering"]
+
+
+EXTENSIONS = ("csv", "md", "tex", "html")
+
+DATASET_NOTES = {
+    "digits_street": "embedded stand-in for MNIST-SVHN",
+    "digits_cdcb": "embedded stand-in for MNIST-CDCB",
+    "mnist_svhn": "MNIST-SVHN, as in the paper",
+    "mnist_cdcb": "MNIST-CDCB, as in the paper",
+}
+OURS = "mgmvae"  # the model the paired test compares with the best baseline
+DASH = "—"
