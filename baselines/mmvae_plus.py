@@ -65,6 +65,10 @@ class MMVAEPlus(MultimodalVAE):
     def auxiliary_prior(self, modality: str, like: Tensor) -> DiagGaussian:
         return DiagGaussian(torch.zeros_like(like), self.aux_logvar[modality].clamp(-12, 8).expand_as(like))
 
+    def private_prior(self, modality: str, like: Tensor) -> DiagGaussian:
+        """p(w_m) = N(0, I)."""
+        return DiagGaussian(torch.zeros_like(like), torch.zeros_like(like))
+
     # ---------------------------------------------------------------- objective
     def elbo_terms(self, batch: Batch, encoded, k: int, dreg: bool):
         """log W [M, K, B], its parts, and the sampled (z, w) [M, K, B, ·]."""
@@ -83,7 +87,7 @@ class MMVAEPlus(MultimodalVAE):
             )
             recon[d] = self.log_likelihood(d, batch[d], z, h)  # [M, K, B]
         log_pz = self.prior(z).log_prob(z)
-        log_pw = DiagGaussian(torch.zeros_like(w), torch.zeros_like(w)).log_prob(w)
+        log_pw = torch.stack([self.private_prior(m, w[i]).log_prob(w[i]) for i, m in enumerate(present)])
         log_qw = torch.stack(
             [(encoded[m][1].detach() if dreg else encoded[m][1]).log_prob(w[i]) for i, m in enumerate(present)]
         )

@@ -108,6 +108,12 @@ class MultimodalVAE(nn.Module):
             )
         return {**cls.default_params, **given}
 
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate one run's resolved settings before any work; return the resolved params.
+        Models whose params constrain other keys (e.g. epochs) override it."""
+        return cls.resolve_params(settings.get("params", {}))
+
     # -------------------------------------------------------------- building blocks
     @property
     def device(self) -> torch.device:

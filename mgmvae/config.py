@@ -116,9 +116,9 @@ def validate_models(config: Mapping) -> None:
             raise ConfigError(f"config key 'models': {error}") from None
         for dataset in studied_datasets(config):
             try:
-                cls.resolve_params(run_settings(config, dataset, name).get("params", {}))
+                cls.check_settings(run_settings(config, dataset, name))
             except ValueError as error:
-                raise ConfigError(f"config key 'model_settings.{name}.params': {error}") from None
+                raise ConfigError(f"config key 'model_settings.{name}.params' (dataset {dataset}): {error}") from None
     ablation = config.get("ablation")
     if ablation:
         try:
@@ -128,9 +128,11 @@ def validate_models(config: Mapping) -> None:
         for variant in ablation["variants"]:
             for dataset in ablation_datasets(config):
                 try:
-                    cls.resolve_params(run_settings(config, dataset, ablation["model"], variant).get("params", {}))
+                    cls.check_settings(run_settings(config, dataset, ablation["model"], variant))
                 except ValueError as error:
-                    raise ConfigError(f"config key 'ablation.variants.{variant}.params': {error}") from None
+                    raise ConfigError(
+                        f"config key 'ablation.variants.{variant}.params' (dataset {dataset}): {error}"
+                    ) from None
 
 
 def studied_datasets(config: Mapping) -> list[str]:
