@@ -64,11 +64,11 @@ from torch import Tensor, nn
 
 from baselines.mmvae_plus import MMVAEPlus
 from mgmvae.base import Batch, register
-from mgmvae.distributions import DiagGaussian
 from mgmvae.contrastive import info_nce
-
+from mgmvae.distributions import DiagGaussian
 
 ETA = 1e-8  # chatzikon/IDMVAE src/utils.py, Constants.eta: added to every softplus scale
+
 
 # ----------------------------------------------------------------- DDPM pieces
 @dataclass

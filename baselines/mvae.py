@@ -54,9 +54,7 @@ class MVAE(MultimodalVAE):
     def kl_annealing(self) -> float:
         return annealing_factor(self._step, self._steps_per_epoch, int(self.params["annealing_epochs"]))
 
-    def elbo(
-        self, batch: Batch, encoded: dict, subset: list[str], kl_scale: float
-    ) -> tuple[Tensor, dict[str, Tensor]]:
+    def elbo(self, batch: Batch, encoded: dict, subset: list[str], kl_scale: float) -> tuple[Tensor, dict[str, Tensor]]:
         q = product_of_experts([encoded[m][0] for m in subset], prior_expert=True)
         z = q.rsample()
         recon = {m: self.log_likelihood(m, batch[m], z) for m in subset}

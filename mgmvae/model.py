@@ -91,6 +91,10 @@ def center_loss(shared: Sequence[Tensor], centers: Tensor, gamma: Tensor, tau: f
     return (per_sample * mask).sum() / mask.sum().clamp_min(1.0), mask.mean()
 
 
+def _refresh_after_load(module: MGMVAE, _incompatible_keys: Any) -> None:
+    module.refresh_ready()
+
+
 @register("mgmvae")
 class MGMVAE(MultimodalVAE):
     uses_private = True
@@ -154,7 +158,7 @@ class MGMVAE(MultimodalVAE):
         self._ready = bool(self.mixture_ready)  # host copy: no device sync per step
         # The loss reads the host copy, so a loaded state must refresh it (a fitted checkpoint
         # would otherwise train and evaluate with the warm-up objective until on_epoch_start).
-        self.register_load_state_dict_post_hook(lambda module, _keys: module.refresh_ready())
+        self.register_load_state_dict_post_hook(_refresh_after_load)
         self._epoch = 0
 
     def refresh_ready(self) -> None:

@@ -359,7 +359,9 @@ def test_a_run_that_never_reaches_the_mixture_fit_is_refused():
         "dataset_settings": {"mnist_cdcb": {"epochs": 2}},
         "model_settings": {"mgmvae": {"params": {"mixture_init_epoch": 2}}},
     }
-    with pytest.raises(ConfigError, match=r"model_settings\.mgmvae\.params.*mnist_cdcb.*mixture_init_epoch = 2.*epochs = 2"):
+    with pytest.raises(
+        ConfigError, match=r"model_settings\.mgmvae\.params.*mnist_cdcb.*mixture_init_epoch = 2.*epochs = 2"
+    ):
         validate_models(load_config(overrides=never))
     for fix in ({"mixture_init_epoch": 1}, {"use_mixture_prior": False}, {"mixture_init": "random"}):
         ok = {**never, "model_settings": {"mgmvae": {"params": {"mixture_init_epoch": 2, **fix}}}}
