@@ -23,6 +23,7 @@ from torch import Tensor
 
 from mgmvae.base import Batch, MultimodalVAE, register
 from mgmvae.distributions import product_of_experts
+from mgmvae.train import steps_per_epoch
 
 
 def annealing_factor(step: int, steps_per_epoch: int, annealing_epochs: int) -> float:
@@ -46,8 +47,6 @@ class MVAE(MultimodalVAE):
 
     def on_epoch_start(self, epoch: int, data: Any, split: str = "train") -> None:
         """Derive the annealing step from the epoch (so resuming after epoch k continues at k·N)."""
-        from mgmvae.train import steps_per_epoch
-
         self._steps_per_epoch = steps_per_epoch(data.num_pairs(split), int(self.settings["batch_size"]))
         self._step = int(epoch) * self._steps_per_epoch
 

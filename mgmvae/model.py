@@ -175,7 +175,8 @@ class MGMVAE(MultimodalVAE):
         if fits and int(params["mixture_init_epoch"]) >= int(settings["epochs"]):
             raise ValueError(
                 f"params.mixture_init_epoch = {params['mixture_init_epoch']} is not below epochs = "
-                f"{settings['epochs']}: the mixture would never be fitted (k-means runs at the start of epoch "
+                f"{settings['epochs']} (the run's epochs: settings, dataset_settings or model_settings.mgmvae): "
+                "the mixture would never be fitted (k-means runs at the start of epoch "
                 "mixture_init_epoch, counted from 0). Lower params.mixture_init_epoch or raise epochs."
             )
         return params
