@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from mgmvae.base import Batch, MultimodalVAE, register
@@ -71,11 +72,11 @@ class MVAE(MultimodalVAE):
             self._step += 1
         kl_scale = float(self.params["kl_weight"]) * annealing
         terms: dict[str, Tensor] = {}
-        total = 0.0
+        elbos = []
         for subset in subsets:
             elbo, parts = self.elbo(batch, encoded, subset, kl_scale)
-            total = total + elbo.mean()
+            elbos.append(elbo.mean())
             tag = "joint" if len(subset) > 1 else subset[0]
             terms.update({f"{tag}/{k}": v.mean() for k, v in parts.items()})
-        loss = -total
+        loss = -torch.stack(elbos).sum()
         return {"loss": loss, **terms, "kl_annealing": loss.new_tensor(annealing)}
