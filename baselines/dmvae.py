@@ -15,8 +15,13 @@ KL: plain closed-form KL per latent. The code splits it β-TCVAE style (MI, TC, 
 with all three weights 1 by default, which equals the plain KL in expectation; we do not split.
 One sample each of h_m, z_m and z_PoE is shared by the terms that use it.
 With a modality missing: only the present modality's self term and its PoE (with the prior
-expert) term. ``embed``/``generate`` from one modality use its unimodal shared posterior (as the
-code's cross-generation); from several, the PoE.
+expert) term. ``embed`` from one modality uses its unimodal shared posterior (the code decodes
+cross-generations from it too), from several the PoE. ``generate`` (the base class) decodes the
+target from that posterior's *mean* with the target's private latent at its prior mean 0. The
+reference's cross-generation protocol differs: seqam-lab/DMVAE, mnist_svhn/main.py,
+``cross_acc_prior``, decodes a *sample* of the source's shared posterior (``q['sharedB'].value``)
+with the target's private latent *drawn* from N(0, I) (``p['priorA'].dist.sample()``); that
+protocol is the ``evaluation.protocol: sample`` setting, not this method's default.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """IDMVAE (information-disentangled multimodal VAE; seed 003, code chatzikon/IDMVAE).
 
 IDMVAE is MMVAE+ (its reference code builds on it: mixture of experts over the shared z, private
-w per modality, auxiliary priors for cross reconstruction, the same β-weighted ELBO) plus three
-regularisers. Ours, written from the paper's description and the released objective:
+w per modality, auxiliary priors for cross reconstruction, the same β-weighted ELBO, but with the priors of 4.
+below) plus three regularisers. Ours, written from the paper's description and the released objective:
 
 1. Cross-view mutual information maximisation on the shared part (weight ``cross_mi_weight``):
    InfoNCE between the unimodal shared posterior means of every ordered pair of present
@@ -34,6 +34,17 @@ regularisers. Ours, written from the paper's description and the released object
    ancestral sampling through all T steps (posterior variance β̃_t), w from N(0, I).
    The code also fits a diffusion prior to each private latent; we do not (open point). Its DDPM
    module predicts x_0 (sigmoid schedule, SNR-weighted); we predict ε on the linear schedule.
+4. Priors (``prior_scale``): ``softplus`` (default) is the reference's: p(z) = N(0, s²) and
+   p(w_m) = N(0, s²) with s = softplus(0) + η = log 2 + 10⁻⁸ ≈ 0.693 (chatzikon/IDMVAE,
+   src/models/idmvae.py, ``IDMVAE._init_prior_params`` sets a fixed zero "logvar" and
+   ``_compute_prior_from_params`` maps it to the Normal's *scale* softplus(logvar) + η, η =
+   ``Constants.eta`` = 1e-8 in src/utils.py; the ELBO in src/objectives.py reads them through
+   ``get_simple_prior_z`` and ``get_simple_prior_w(aux=False)``), and the auxiliary prior
+   r_d(w) = N(0, (softplus(ρ_d) + η)²) with a learnable ρ_d initialised at 0 (``pws_params_aux``,
+   so it starts at the same scale 0.693). η enters only these scales (and the reference encoder's
+   posterior scale, which ours parameterises by a log-variance as every model here). ``unit`` is
+   MMVAE+'s N(0, I) priors with the auxiliary N(0, exp ρ_d) (baselines/mmvae_plus.py).
+   ``sample`` still draws w from N(0, I) (the evaluation surface is not changed here).
 ``center`` applies to the gen-aug InfoNCE too. ``generate`` decodes the target with w at the
 prior mean (0) under ``mean``; under ``sample`` w is drawn from ``private_prior`` (the code's
 plain prior; with a private diffusion prior, which we do not fit, the code samples that).
@@ -49,12 +60,15 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from baselines.mmvae_plus import MMVAEPlus
 from mgmvae.base import Batch, register
 from mgmvae.contrastive import info_nce
 from mgmvae.distributions import DiagGaussian
+
+ETA = 1e-8  # chatzikon/IDMVAE src/utils.py, Constants.eta: added to every softplus scale
 
 
 # ----------------------------------------------------------------- DDPM pieces
@@ -172,13 +186,43 @@ class IDMVAE(MMVAEPlus):
         "diffusion_weight": 1.0,
         "diffusion_steps": 200,
         "diffusion_stop_grad": True,
+        "prior_scale": "softplus",
     }
 
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)
         if self.params["gen_aug_loss"] not in ("contrastive", "matching"):
             raise ValueError(f"idmvae gen_aug_loss {self.params['gen_aug_loss']!r}: choose contrastive or matching")
+        if self.params["prior_scale"] not in ("softplus", "unit"):
+            raise ValueError(f"idmvae prior_scale {self.params['prior_scale']!r}: choose softplus or unit")
+        if self.params["prior_scale"] == "softplus" and self.posterior_family != "gaussian":
+            raise ValueError("idmvae prior_scale softplus needs posterior: gaussian (the reference's Normal prior)")
         self.diffusion = LatentDiffusionPrior(self.shared_dim, int(self.params["diffusion_steps"]))
+
+    # ------------------------------------------------------------------ priors
+    def softplus_normal(self, raw: Tensor, like: Tensor) -> DiagGaussian:
+        """N(0, (softplus(raw) + η)²), the reference's ``_compute_prior_from_params`` for Normal."""
+        std = F.softplus(raw) + ETA
+        return DiagGaussian(torch.zeros_like(like), (2.0 * std.log()).expand_as(like))
+
+    def prior(self, like: Tensor):
+        if self.params["prior_scale"] == "unit":
+            return super().prior(like)
+        return self.softplus_normal(like.new_zeros(()), like)
+
+    def private_prior(self, modality: str, like: Tensor) -> DiagGaussian:
+        """p(w_m) = N(0, (softplus(0) + η)²), scale ≈ 0.693 (chatzikon/IDMVAE, src/models/idmvae.py
+        ``get_simple_prior_w(aux=False)`` → ``_compute_prior_from_params``): also what
+        ``self_and_cross_modal_generation_forward`` draws w from without a private diffusion prior
+        (which is not fitted here), so the sampled evaluation draws from it too."""
+        if self.params["prior_scale"] == "unit":
+            return super().private_prior(modality, like)
+        return self.softplus_normal(like.new_zeros(()), like)
+
+    def auxiliary_prior(self, modality: str, like: Tensor) -> DiagGaussian:
+        if self.params["prior_scale"] == "unit":
+            return super().auxiliary_prior(modality, like)
+        return self.softplus_normal(self.aux_logvar[modality], like)
 
     # -------------------------------------------------------------- regularisers
     def cross_mi_loss(self, encoded) -> Tensor:
@@ -240,20 +284,12 @@ class IDMVAE(MMVAEPlus):
     # --use_mean_for_latent_clf: its probe (src/eval_functions_polyMNIST.py ``train_clf_lr``) reads means.
     embeds_sample = False
 
-    def private_prior(self, modality: str, n: int) -> DiagGaussian:
-        """N(0, softplus(0) + η) with η = 1e-8 (scale ≈ 0.693): chatzikon/IDMVAE,
-        src/models/idmvae.py ``get_simple_prior_w(aux=False)`` → ``_compute_prior_from_params``,
-        what ``self_and_cross_modal_generation_forward`` draws w from without a private diffusion
-        prior (which we do not fit)."""
-        zeros = torch.zeros(n, self.private_dim, device=self.device)
-        scale = math.log(2.0) + 1e-8
-        return DiagGaussian(zeros, torch.full_like(zeros, 2.0 * math.log(scale)))
-
     def prior_name(self) -> str:
-        """The test log-likelihood weighs z by ``prior`` (N(0, I)), the prior of the ELBO the model is trained on
+        """The test log-likelihood weighs z by ``prior``, the prior of the ELBO the model is trained on
         (``elbo_terms``): the latent diffusion prior, fitted to detached posterior means after the
         fact, has no tractable density (a probability-flow ODE or its variational bound would be needed)."""
-        return f"standard {self.posterior_family} (the ELBO's; the latent diffusion prior's density is intractable)"
+        scale = "N(0, 0.693²)" if self.params["prior_scale"] == "softplus" else f"standard {self.posterior_family}"
+        return f"{scale} (the ELBO's; the latent diffusion prior's density is intractable)"
 
     @torch.no_grad()
     def draw_shared_prior(self, n: int) -> Tensor:

@@ -90,7 +90,7 @@ class MMVAEPlus(MultimodalVAE):
             )
             recon[d] = self.log_likelihood(d, batch[d], z, h)  # type: ignore[arg-type]  # [M, K, B]; d is present
         log_pz = self.prior(z).log_prob(z)
-        log_pw = DiagGaussian(torch.zeros_like(w), torch.zeros_like(w)).log_prob(w)
+        log_pw = torch.stack([self.private_prior(m, w[i]).log_prob(w[i]) for i, m in enumerate(present)])
         log_qw = torch.stack(
             [(encoded[m][1].detach() if dreg else encoded[m][1]).log_prob(w[i]) for i, m in enumerate(present)]
         )

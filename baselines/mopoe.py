@@ -6,8 +6,12 @@ each component the product of the unimodal Gaussian experts in S:
     q(z | x_1:M) = 1/(2^M − 1) Σ_S q_S(z),     q_S = PoE({q(z | x_m) : m ∈ S}).
 
 Choices (ours where the paper leaves room):
-- Prior expert: none by default (``prior_expert: false``), as the paper's definition of q_S; with
-  one modality q_S is then that modality's expert. ``true`` adds an N(0, I) expert to every q_S.
+- Prior expert (``prior_expert``): ``full_set`` (default) adds an N(0, I) expert to the product of
+  the full modality set only, as the reference code: thomassutter/MoPoE, utils/BaseMMVae.py,
+  ``BaseMMVae.poe_fusion`` appends a zero-mean, zero-log-variance expert when the subset holds
+  every modality of the model (``mus.shape[0] == len(self.modalities)``), and MultiVae's MoPoE
+  copies it. The other subsets are the product of their experts alone. ``none`` is the paper's
+  definition of q_S (no prior expert anywhere); ``all`` adds it to every q_S (MVAE's convention).
 - Objective: the ELBO of the mixture with its KL replaced by the mixture-weighted sum of
   component KLs (an upper bound on KL(q_mix || p), as the reference code's ``moe_fusion`` with
   ``calc_group_divergence_moe``), and the reconstruction expectation taken by stratified
@@ -35,10 +39,12 @@ from torch import Tensor
 from mgmvae.base import Batch, MultimodalVAE, register
 from mgmvae.distributions import DiagGaussian, MixtureOfExperts, nonempty_subsets, product_of_experts
 
+PRIOR_EXPERT = ("full_set", "none", "all")  # where an N(0, I) expert joins the product
+
 
 @register("mopoe")
 class MoPoE(MultimodalVAE):
-    default_params = {"beta": 2.5, "prior_expert": False, "stratified": True}
+    default_params = {"beta": 2.5, "prior_expert": "full_set", "stratified": True}
     # thomassutter/MoPoE, utils/BaseMMVae.py ``cond_generation``: decodes a reparameterised draw of
     # the subset posterior; eval_metrics/representation.py ``train_clf_lr_all_subsets`` fits the
     # probe (sklearn LogisticRegression) on the subset posterior means.
@@ -48,11 +54,21 @@ class MoPoE(MultimodalVAE):
         super().__init__(shapes, settings)
         if self.posterior_family != "gaussian":
             raise ValueError(f"{self.name} needs posterior: gaussian (its subset posteriors are Gaussian)")
+        choice = self.params.get("prior_expert", "full_set")
+        if choice not in PRIOR_EXPERT:
+            raise ValueError(f"{self.name} prior_expert {choice!r}: choose one of {PRIOR_EXPERT}")
 
     # ------------------------------------------------------------- aggregation
     def aggregate(self, encoded, subset: Sequence[str]) -> DiagGaussian:
-        """The posterior q_S of one subset: product of its experts (MoPoE)."""
-        return product_of_experts([encoded[m][0] for m in subset], prior_expert=bool(self.params["prior_expert"]))
+        """The posterior q_S of one subset: product of its experts (MoPoE), with the N(0, I)
+        expert where ``prior_expert`` puts one."""
+        return product_of_experts([encoded[m][0] for m in subset], prior_expert=self.has_prior_expert(subset))
+
+    def has_prior_expert(self, subset: Sequence[str]) -> bool:
+        """``full_set``: only a subset holding every modality of the model (not merely every present
+        one: with a modality missing, the reference builds no full-set product at all)."""
+        choice = self.params["prior_expert"]
+        return choice == "all" or (choice == "full_set" and set(subset) == set(self.modalities))
 
     def training_subsets(self, present: list[str]) -> list[list[str]]:
         return nonempty_subsets(present)

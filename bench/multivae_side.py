@@ -12,7 +12,8 @@ What is matched to ``python -m mgmvae.bench`` (which calls this script):
   (our likelihood takes the sigmoid of the logits inside ``log_prob``: the same arithmetic);
 - latent 20, Gaussian posteriors (``normal``), Laplace likelihood with scale 0.75, likelihood
   weights MNIST 3·32·32/784 ≈ 3.92 and SVHN 1 (its ``rescale_factors``);
-- objectives: MVAE joint + unimodal ELBOs (``use_subsampling``, k=0, no KL warm-up, as ours);
+- objectives: MVAE joint + unimodal ELBOs (``use_subsampling``, k=0, no KL warm-up; ours anneals the KL
+  weight, a scalar per step that does not change the cost);
   MMVAE DReG "looser" with K from config.yaml's mnist_svhn setting (10) and a learned prior;
 - Adam, lr 1e-4, batch 128, last partial batch dropped, the same synthetic uint8 images
   (``mgmvae.bench.synthetic_arrays``) given to MultiVae as float32 in [0, 1], the form its

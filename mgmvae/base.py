@@ -125,6 +125,12 @@ class MultimodalVAE(nn.Module):
             )
         return {**cls.default_params, **given}
 
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate one run's resolved settings before any work; return the resolved params.
+        Models whose params constrain other keys (e.g. epochs) override it."""
+        return cls.resolve_params(settings.get("params", {}))
+
     # -------------------------------------------------------------- building blocks
     @property
     def device(self) -> torch.device:
@@ -161,18 +167,20 @@ class MultimodalVAE(nn.Module):
     def prior(self, like: Tensor):
         return standard_prior(self.posterior_family, like)
 
-    def private_prior(self, modality: str, n: int) -> DiagGaussian:
-        """The distribution private latents of ``modality`` are drawn from when the evaluation
-        samples them (cross-generation under ``sample``, joint generation): N(0, I) by default,
-        as DMVAE's ``cross_acc_prior`` (seqam-lab/DMVAE, mnist_svhn/main.py) and MMVAE+'s
-        ``reconstruct_and_cross_reconstruct_forw`` (epalu/mmvaeplus, src/models/mmvae.py; the
-        unit prior, not the auxiliary one). Models whose reference uses another prior override it."""
-        zeros = torch.zeros(n, self.private_dim, device=self.device)
-        return DiagGaussian(zeros, zeros.clone())
+    def private_prior(self, modality: str, like: Tensor) -> DiagGaussian:
+        """p(h_m), shaped like ``like`` (as ``prior``): the one private prior a model trains against,
+        draws from when the evaluation samples private latents (cross-generation under ``sample``,
+        joint generation) and weighs by in the test log-likelihood. N(0, I) by default, as DMVAE's
+        ``cross_acc_prior`` (seqam-lab/DMVAE, mnist_svhn/main.py) and MMVAE+'s
+        ``reconstruct_and_cross_reconstruct_forw`` (epalu/mmvaeplus, src/models/mmvae.py; the unit
+        prior, not the auxiliary one); IDMVAE overrides it with its reference's scale."""
+        return DiagGaussian(torch.zeros_like(like), torch.zeros_like(like))
 
     def draw_private(self, modality: str, n: int) -> Tensor | None:
         """n private latents from ``private_prior`` (None for models without private latents)."""
-        return self.private_prior(modality, n).rsample() if self.private_dim else None
+        if not self.private_dim:
+            return None
+        return self.private_prior(modality, torch.zeros(n, self.private_dim, device=self.device)).rsample()
 
     def draw_shared_prior(self, n: int) -> Tensor:
         """n shared latents from the model's prior (joint generation, joint coherence)."""
@@ -188,8 +196,7 @@ class MultimodalVAE(nn.Module):
     def log_private_prior(self, modality: str, h: Tensor) -> Tensor:
         """log p(h_m) of a private latent under ``private_prior`` (leading dims of h kept), so the
         test log-likelihood and the sampled evaluation use one private prior per model."""
-        p = self.private_prior(modality, 1)
-        return DiagGaussian(p.mu.expand_as(h), p.logvar.expand_as(h)).log_prob(h)
+        return self.private_prior(modality, h).log_prob(h)
 
     def prior_name(self) -> str:
         """Which shared prior ``log_prior`` evaluates, recorded beside the estimate."""

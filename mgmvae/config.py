@@ -118,9 +118,9 @@ def validate_models(config: Mapping, contract: bool = False) -> None:
     for name, ref in refs.items():
         for dataset in studied_datasets(config):
             try:
-                ref.cls.resolve_params(run_settings(config, dataset, name).get("params", {}))
+                ref.cls.check_settings(run_settings(config, dataset, name))
             except ValueError as error:
-                raise ConfigError(f"config key 'model_settings.{name}.params': {error}") from None
+                raise ConfigError(f"config key 'model_settings.{name}.params' (dataset {dataset}): {error}") from None
     ablation = config.get("ablation")
     if ablation:
         try:
@@ -135,9 +135,11 @@ def validate_models(config: Mapping, contract: bool = False) -> None:
         for variant in ablation_variants(config):  # those that run: a plugin's study selects its own
             for dataset in ablation_datasets(config):
                 try:
-                    ablated.cls.resolve_params(run_settings(config, dataset, ablated.name, variant).get("params", {}))
+                    ablated.cls.check_settings(run_settings(config, dataset, ablated.name, variant))
                 except ValueError as error:
-                    raise ConfigError(f"config key 'ablation.variants.{variant}.params': {error}") from None
+                    raise ConfigError(
+                        f"config key 'ablation.variants.{variant}.params' (dataset {dataset}): {error}"
+                    ) from None
         refs = {**refs, ablated.name: ablated}
     if contract:
         check_plugins(config, refs.values())

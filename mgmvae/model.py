@@ -32,7 +32,8 @@ with ``unimodal_recon``, unimodal ones log p(m | z_m, h_m) (see ``cross_reconstr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -88,6 +89,10 @@ def center_loss(shared: Sequence[Tensor], centers: Tensor, gamma: Tensor, tau: f
     target = centers[label]
     per_sample = sum((z - target).pow(2).sum(-1) for z in shared)
     return (per_sample * mask).sum() / mask.sum().clamp_min(1.0), mask.mean()
+
+
+def _refresh_after_load(module: MGMVAE, _incompatible_keys: Any) -> None:
+    module.refresh_ready()
 
 
 @register("mgmvae")
@@ -152,7 +157,30 @@ class MGMVAE(MultimodalVAE):
         # Persistent (in checkpoints): whether the mixture has been fitted. Random init needs no fit.
         self.register_buffer("mixture_ready", torch.tensor(p["mixture_init"] == "random"))
         self._ready = bool(self.mixture_ready)  # host copy: no device sync per step
+        # The loss reads the host copy, so a loaded state must refresh it (a fitted checkpoint
+        # would otherwise train and evaluate with the warm-up objective until on_epoch_start).
+        self.register_load_state_dict_post_hook(_refresh_after_load)
         self._epoch = 0
+
+    def refresh_ready(self) -> None:
+        self._ready = bool(self.mixture_ready)
+
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Refuse a run whose epochs never reach the k-means fit (``mixture_init_epoch`` ≥ ``epochs``):
+        it would train only the warm-up objective and ``cluster``/``sample`` would read the random
+        initial mixture. Refused rather than fitted after training, because a mixture fitted once
+        training is over was never part of the objective the run reports."""
+        params = super().check_settings(settings)
+        fits = params["use_mixture_prior"] and params["mixture_init"] == "kmeans"
+        if fits and int(params["mixture_init_epoch"]) >= int(settings["epochs"]):
+            raise ValueError(
+                f"params.mixture_init_epoch = {params['mixture_init_epoch']} is not below epochs = "
+                f"{settings['epochs']} (the run's epochs: settings, dataset_settings or model_settings.mgmvae): "
+                "the mixture would never be fitted (k-means runs at the start of epoch "
+                "mixture_init_epoch, counted from 0). Lower params.mixture_init_epoch or raise epochs."
+            )
+        return params
 
     def resolve_recon_scale(self, spec) -> float:
         """``recon_scale``: a positive number, or "per_pixel" = 1 / the largest pixel count."""

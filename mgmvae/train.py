@@ -59,6 +59,11 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
 
 
+def steps_per_epoch(num_pairs: int, batch_size: int) -> int:
+    """Optimiser steps in one epoch: the last partial batch is dropped, so every step sees a full batch."""
+    return max(1, num_pairs // batch_size)
+
+
 def make_optimizer(model: torch.nn.Module, settings: Mapping[str, Any]) -> torch.optim.Optimizer:
     opt = settings["optimizer"]
     return torch.optim.Adam(model.parameters(), lr=opt["lr"], amsgrad=opt.get("amsgrad", False))
@@ -120,7 +125,7 @@ def train_model(
         print(f"resuming from {checkpoint} after epoch {start}", file=sys.stderr, flush=True)
 
     n, batch_size = data.num_pairs("train"), int(settings["batch_size"])
-    steps = max(1, n // batch_size)  # the last partial batch is dropped: every step sees a full batch
+    steps = steps_per_epoch(n, batch_size)
     log_every = int(settings.get("log_every", 50))
     epochs = int(settings["epochs"])
     bar = tqdm(

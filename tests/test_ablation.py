@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from mgmvae import paths
 from mgmvae.config import (
@@ -83,6 +84,38 @@ def test_variant_overrides_go_on_top_of_the_resolved_settings():
     assert run_settings(config, "mnist_svhn", "mgmvae", "full") == run_settings(config, "mnist_svhn", "mgmvae")
     with pytest.raises(ConfigError, match="unknown ablation variant 'nope'"):
         run_settings(config, "mnist_svhn", "mgmvae", "nope")
+
+
+def test_paper_literal_variant_trains_eq13_as_printed():
+    """No cross/unimodal reconstructions, log-likelihoods summed and unweighted: the loss is
+    −(Σ_m log p(m | z_s, h_m) − λ1·KL_mix − λ2·KL_private − λ3·KL_shared) + β·center + γ·align."""
+    from mgmvae.base import build_model
+    from tests.conftest import synthetic_paired
+
+    config = load_config()
+    for dataset in ("mnist_svhn", "mnist_cdcb"):
+        settings = run_settings(config, dataset, "mgmvae", "paper_literal")
+        params = settings["params"]
+        assert (params["extra_recon"], params["unimodal_recon"], params["recon_scale"]) == (False, False, 1.0)
+        assert settings["likelihood_weights"] == "none"
+    data = synthetic_paired(n_train=16, n_test=8)
+    settings = {**run_settings(config, "mnist_svhn", "mgmvae", "paper_literal"), "shared_dim": 4, "private_dim": 2}
+    settings["params"] = {**settings["params"], "mixture_init": "random"}  # the mixture terms in use at once
+    torch.manual_seed(0)
+    model = build_model("mgmvae", data.shapes, settings)
+    assert model.recon_scale == 1.0 and model.weights == {"a": 1.0, "b": 1.0}
+    terms = model.loss(data.batch("train", torch.arange(16)))
+    p = model.params
+    elbo = (
+        terms["recon_a"]
+        + terms["recon_b"]
+        - p["lambda1"] * terms["kl_mixture"]
+        - p["lambda2"] * terms["kl_private"]
+        - p["lambda3"] * terms["kl_unimodal_shared"]
+    )
+    assert "recon_cross" not in terms
+    torch.testing.assert_close(terms["elbo"], elbo)
+    torch.testing.assert_close(terms["loss"], -elbo + p["beta"] * terms["center"] + p["gamma"] * terms["align"])
 
 
 def test_config_hash_differs_per_variant():

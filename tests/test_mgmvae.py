@@ -331,3 +331,41 @@ def test_recon_scale_multiplies_the_log_likelihood():
         )
     with pytest.raises(ValueError, match="recon_scale"):
         make({"recon_scale": -1})
+
+
+# ------------------------------------------------------------------ state: load and validation
+def test_loaded_state_is_the_state_the_loss_uses():
+    data, batch = toy_batch(16)
+    params = {"mixture_init": "kmeans", "mixture_init_epoch": 0, "n_components": 4}
+    fitted = make(params)
+    fitted.on_epoch_start(0, data)  # k-means: the mixture is in use from here
+    loaded = make(params, seed=1)
+    loaded.load_state_dict(fitted.state_dict())  # no on_epoch_start before the loss
+    terms = []
+    for model in (fitted, loaded):
+        torch.manual_seed(5)
+        terms.append(model.loss(batch))
+    assert terms[0]["active_components"].item() > 0  # the mixture objective, not the warm-up one
+    for key, value in terms[0].items():
+        assert torch.equal(value, terms[1][key]), key
+    loaded.load_state_dict(make(params, seed=2).state_dict())  # an unfitted state: warm-up again
+    assert loaded.loss(batch)["active_components"].item() == 0
+
+
+def test_a_run_that_never_reaches_the_mixture_fit_is_refused():
+    from mgmvae.config import ConfigError, load_config, validate_models
+
+    never = {
+        "dataset_settings": {"mnist_cdcb": {"epochs": 2}},
+        "model_settings": {"mgmvae": {"params": {"mixture_init_epoch": 2}}},
+    }
+    with pytest.raises(
+        ConfigError, match=r"model_settings\.mgmvae\.params.*mnist_cdcb.*mixture_init_epoch = 2.*epochs = 2"
+    ):
+        validate_models(load_config(overrides=never))
+    for fix in ({"mixture_init_epoch": 1}, {"use_mixture_prior": False}, {"mixture_init": "random"}):
+        ok = {**never, "model_settings": {"mgmvae": {"params": {"mixture_init_epoch": 2, **fix}}}}
+        validate_models(load_config(overrides=ok))
+    variant = {"ablation": {"variants": {"late": {"params": {"mixture_init_epoch": 50}}}}}
+    with pytest.raises(ConfigError, match=r"ablation\.variants\.late\.params.*mixture_init_epoch = 50"):
+        validate_models(load_config(overrides=variant))

@@ -1,0 +1,167 @@
+"""The baselines' departures from their reference code, each checked against a closed form or
+against the reference's own formula written out here: MoPoE's prior expert in the full-set
+product (thomassutter/MoPoE ``poe_fusion``), MVAE's per-step KL annealing (mhw32/multimodal-vae-
+public ``train``), IDMVAE's softplus prior scale (chatzikon/IDMVAE ``_compute_prior_from_params``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from baselines.mvae import annealing_factor
+from mgmvae.base import build_model
+from mgmvae.train import train_model
+from tests.conftest import TOY_SETTINGS, synthetic_paired
+
+SHAPES = {"a": (1, 28, 28), "b": (3, 32, 32)}
+B, D, P = 5, 3, 2
+
+
+def make(name, params=None, seed=0):
+    torch.manual_seed(seed)
+    settings = {"shared_dim": D, "private_dim": P, "posterior": "gaussian", "params": params or {}}
+    return build_model(name, SHAPES, settings)
+
+
+def batch(n=B, seed=7):
+    g = torch.Generator().manual_seed(seed)
+    return {m: torch.rand(n, *s, generator=g) for m, s in SHAPES.items()}
+
+
+# ======================================================================== MoPoE
+def closed_form_poe(heads, modalities, prior):
+    """N(μ, σ²) with 1/σ² = Σ 1/σ_m² (+1 for an N(0, I) expert), μ = σ² Σ μ_m/σ_m²."""
+    prec = sum((-heads[m].shared_scale).exp() for m in modalities) + (1.0 if prior else 0.0)
+    mu = sum(heads[m].shared_loc * (-heads[m].shared_scale).exp() for m in modalities) / prec
+    return mu, 1.0 / prec
+
+
+def test_mopoe_default_puts_the_prior_expert_in_the_full_set_only():
+    model = make("mopoe")  # default: the reference's full_set
+    x = batch()
+    with torch.no_grad():
+        heads = {m: model.encoders[m](x[m]) for m in SHAPES}
+        _, mix = model.subset_mixture(model.encode(x))
+        for q, subset, prior in zip(mix.experts, [["a"], ["b"], ["a", "b"]], [False, False, True], strict=True):
+            mu, var = closed_form_poe(heads, subset, prior)
+            torch.testing.assert_close(q.mu, mu, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(q.var, var, rtol=1e-5, atol=1e-7)
+        mu, _ = closed_form_poe(heads, ["a", "b"], prior=True)  # the joint embedding is the full-set product
+        torch.testing.assert_close(model.embed(x, ["a", "b"]), mu, rtol=1e-5, atol=1e-6)
+        # without the prior expert the full-set mean differs: the test can tell the two apart
+        assert not torch.allclose(mu, closed_form_poe(heads, ["a", "b"], prior=False)[0], atol=1e-4)
+        # with b missing the only subset is {a}: no full-set product, so no prior expert (as the reference)
+        alone, _ = closed_form_poe(heads, ["a"], prior=False)
+        torch.testing.assert_close(model.embed({"a": x["a"], "b": None}, ["a"]), alone, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="prior_expert"):
+        make("mopoe", {"prior_expert": True})
+
+
+# ========================================================================= MVAE
+def reference_factors(epochs, n_batches, annealing_epochs):
+    """mhw32/multimodal-vae-public mnist/train.py, transcribed: epochs 1-based, batch_idx 0-based."""
+    out = []
+    for epoch in range(1, epochs + 1):
+        for batch_idx in range(n_batches):
+            if epoch < annealing_epochs:
+                out.append(float(batch_idx + (epoch - 1) * n_batches + 1) / float(annealing_epochs * n_batches))
+            else:
+                out.append(1.0)
+    return out
+
+
+@pytest.mark.parametrize("annealing_epochs", [0, 1, 3, 10])
+def test_mvae_annealing_factor_is_the_references_per_step(annealing_epochs):
+    ours = [annealing_factor(step, 4, annealing_epochs) for step in range(5 * 4)]
+    expected = reference_factors(5, 4, annealing_epochs) if annealing_epochs else [1.0] * 20
+    assert ours == pytest.approx(expected, rel=0, abs=1e-15)
+
+
+def test_mvae_loss_weights_every_kl_by_the_factor_of_its_step():
+    data = synthetic_paired(n_train=32, n_test=8)
+    model = make("mvae", {"annealing_epochs": 3})
+    model.settings["batch_size"] = 8  # 4 steps per epoch
+    x = data.batch("train", torch.arange(8))
+    model.train()
+    model.on_epoch_start(1, data)  # resumed at epoch 1 (0-based): step 4
+    for step in (4, 5):
+        terms = model.loss(x)
+        factor = (step + 1) / (3 * 4)
+        assert terms["kl_annealing"].item() == pytest.approx(factor)
+        elbo = sum(terms[f"{t}/recon_{m}"] for t in ("joint", "a", "b") for m in SHAPES if f"{t}/recon_{m}" in terms)
+        kl = terms["joint/kl"] + terms["a/kl"] + terms["b/kl"]
+        torch.testing.assert_close(terms["loss"], -(elbo - factor * kl))
+    model.on_epoch_start(2, data)  # epoch 3 (1-based) = annealing_epochs: weight 1 from here
+    assert model.loss(x)["kl_annealing"].item() == 1.0
+
+
+def test_mvae_annealing_resumes_bitwise(tmp_path):
+    data = synthetic_paired(n_train=48, n_test=8)
+    settings = {**TOY_SETTINGS, "epochs": 3, "batch_size": 16, "params": {"annealing_epochs": 3}}
+
+    def run(epochs, checkpoint=None):
+        torch.manual_seed(0)
+        model = build_model("mvae", data.shapes, settings)
+        history = train_model(
+            model, data, {**settings, "epochs": epochs}, seed=0, checkpoint=checkpoint, config_hash="h", progress=False
+        )
+        return model, history
+
+    straight, history = run(3)
+    assert [h["kl_annealing"] for h in history] == pytest.approx(
+        [sum(reference_factors(3, 3, 3)[e * 3 : e * 3 + 3]) / 3 for e in range(3)]
+    )
+    ckpt = tmp_path / "checkpoint.pt"
+    run(1, ckpt)
+    resumed, resumed_history = run(3, ckpt)
+    assert resumed_history == history
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+# ======================================================================= IDMVAE
+SOFTPLUS0 = math.log(2.0) + 1e-8  # softplus(0) + η
+
+
+def test_idmvae_priors_have_the_references_softplus_scale():
+    model = make("idmvae")
+    z = torch.randn(6, D)
+    w = torch.randn(6, P)
+    reference = torch.distributions.Normal(0.0, SOFTPLUS0)
+    torch.testing.assert_close(model.prior(z).log_prob(z), reference.log_prob(z).sum(-1))
+    torch.testing.assert_close(model.private_prior("a", w).log_prob(w), reference.log_prob(w).sum(-1))
+    aux = model.auxiliary_prior("b", w)  # learnable ρ starts at 0: the same scale
+    torch.testing.assert_close(aux.std, torch.full_like(w, SOFTPLUS0))
+    with torch.no_grad():
+        model.aux_logvar["b"].copy_(torch.tensor([1.5, -2.0]))
+    expected = torch.nn.functional.softplus(torch.tensor([1.5, -2.0])) + 1e-8
+    torch.testing.assert_close(model.auxiliary_prior("b", w).std, expected.expand_as(w))
+    unit = make("idmvae", {"prior_scale": "unit"})
+    torch.testing.assert_close(unit.prior(z).log_prob(z), torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1))
+
+
+def test_idmvae_elbo_uses_the_softplus_prior():
+    """Same weights and draws: the KL terms of the two prior choices differ by exactly
+    mean[log N(z; 0, 1) − log N(z; 0, s²)] (and the same for w), s = softplus(0) + η."""
+    x = batch()
+    terms = {}
+    for choice in ("softplus", "unit"):
+        model = make("idmvae", {"prior_scale": choice}, seed=3)
+        torch.manual_seed(11)
+        terms[choice] = model.loss(x)
+    with torch.no_grad():
+        model = make("idmvae", {"prior_scale": "unit"}, seed=3)
+        torch.manual_seed(11)
+        encoded = model.encode(x)
+        z = model.joint_posterior(encoded).rsample_stratified(1)  # the first draw of the loss
+        w = torch.stack([encoded[m][1].rsample(1) for m in SHAPES])
+    unit, scaled = torch.distributions.Normal(0.0, 1.0), torch.distributions.Normal(0.0, SOFTPLUS0)
+    gap_z = (unit.log_prob(z) - scaled.log_prob(z)).sum(-1).mean()
+    gap_w = (unit.log_prob(w) - scaled.log_prob(w)).sum(-1).mean()
+    torch.testing.assert_close(terms["softplus"]["kl_z"] - terms["unit"]["kl_z"], gap_z, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(terms["softplus"]["kl_w"] - terms["unit"]["kl_w"], gap_w, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="prior_scale"):
+        make("idmvae", {"prior_scale": "wide"})
