@@ -250,7 +250,7 @@ class Tracker:
         deadline, delay = time.monotonic() + self.retry_seconds, 0.5
         while True:
             try:
-                with self._locked():
+                with self._locked(), _store_call():
                     return fn()
             except Exception as error:  # noqa: BLE001 - MLflow raises many types for one cause
                 transient = any(s in str(error).lower() for s in TRANSIENT)
@@ -361,7 +361,31 @@ class Terminated(SystemExit):
     """SIGTERM (scancel, a SLURM time limit, Snakemake stopping a job) as an exception: the run is marked KILLED."""
 
 
+class _StoreCalls:
+    """Store calls in progress in this process, and a SIGTERM that arrived during one."""
+
+    depth = 0
+    pending: int | None = None
+
+
+@contextmanager
+def _store_call() -> Iterator[None]:
+    """A store call is not interrupted: a SQLite transaction cut short by the exception would keep
+    its lock on the connection it was on, and marking the run KILLED would then wait on it."""
+    _StoreCalls.depth += 1
+    try:
+        yield
+    finally:
+        _StoreCalls.depth -= 1
+    if _StoreCalls.depth == 0 and _StoreCalls.pending is not None:
+        signum, _StoreCalls.pending = _StoreCalls.pending, None
+        raise Terminated(128 + signum)
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
+    if _StoreCalls.depth:  # raised when the call returns (_store_call)
+        _StoreCalls.pending = signum
+        return
     raise Terminated(128 + signum)
 
 

@@ -74,6 +74,8 @@ def fake_env(monkeypatch):
     """This process sees fake GPUs too (for in-process leases against the holders)."""
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    # A stage run in this process by an earlier test placed it (on the CPU) for the process's life.
+    monkeypatch.setattr(gpu_slots, "_HELD", {})
 
     def set_gpus(n: int, visible: str | None = None) -> None:
         monkeypatch.setenv(FAKE_ENV, str(n))

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 WORKER = textwrap.dedent(
@@ -118,3 +119,22 @@ def test_sqlite_store_survives_jobs_killed_mid_write_and_a_rerun_adds_no_run(tmp
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert len(steps) == len(set(steps))  # each point once, however often the job ran
     assert set(range(300)) <= set(steps)
+
+
+def test_sigterm_during_a_store_call_waits_for_it_to_finish():
+    """A SIGTERM inside a store call is raised when the call returns, not in the middle of it
+    (where it would leave a SQLite transaction holding its lock); outside one it is raised at once."""
+    import signal
+
+    from mgmvae.tracking import Terminated, _on_sigterm, _store_call
+
+    finished = []
+    with pytest.raises(Terminated) as stop:
+        with _store_call():
+            _on_sigterm(signal.SIGTERM, None)  # as the handler runs between two bytecodes of the call
+            finished.append("write")
+    assert finished == ["write"] and stop.value.code == 128 + signal.SIGTERM
+    with pytest.raises(Terminated):
+        _on_sigterm(signal.SIGTERM, None)
+    with _store_call():  # nothing pending any more
+        pass
