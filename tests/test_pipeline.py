@@ -41,7 +41,7 @@ def test_ci_preset_end_to_end(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     tables = tmp_path / "results" / "ci" / "tables"
-    for name in ("table1", "table2", "table3", "clustering"):
+    for name in ("table1", "table2", "table3", "loglik", "clustering"):
         assert (tables / f"{name}.md").read_text().strip(), name
         assert "\\toprule" in (tables / f"{name}.tex").read_text(), name
         frame = pd.read_csv(tables / f"{name}.csv")
@@ -65,8 +65,13 @@ def test_ci_preset_end_to_end(tmp_path):
         "probe_selection",
         "retrieval_top1",
         "clustering",
+        "log_likelihood",
     }
     assert metrics["protocol"] == "sample" and metrics["metrics"]["joint_coherence"]["samples"] == 200
+    likelihood = metrics["metrics"]["log_likelihood"]
+    assert likelihood["estimator"]["samples"] == 2 and likelihood["joint"] < min(
+        likelihood["hand"], likelihood["street"]
+    )
     assert metrics["metrics"]["probe_selection"]["C"] in (0.01, 0.1, 1.0, 10.0, 100.0)
     assert not list(tmp_path.rglob("*.tmp")), "temporary files left behind"
 
