@@ -280,9 +280,10 @@ def check_plugin_mlflow_runs(workdir: Path, name: str, package: str, version: st
 
 @pytest.mark.slow
 def test_plugin_runs_through_the_ci_preset_beside_builtins(plugin_site, tmp_path):
-    """The installed plugin (entry point tiny_vae) beside three built-ins: tables, figures, MLflow."""
+    """The installed plugin (entry point tiny_vae) beside two built-ins: tables, figures, MLflow.
+    (Every built-in runs end to end in tests/test_pipeline.py; two keep this second DAG short.)"""
     extra = tmp_path / "plugin.yaml"
-    extra.write_text(yaml.safe_dump({"models": ["mvae", "mmvae", "mgmvae", "tiny_vae"]}))
+    extra.write_text(yaml.safe_dump({"models": ["mvae", "mgmvae", "tiny_vae"]}))
     result = snakemake(tmp_path, "--cores", "2", "--configfile", str(ROOT / "workflow/presets/ci.yaml"), str(extra))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     study = tmp_path / "results" / "ci"

@@ -104,7 +104,8 @@ def test_snakemake_rerun_incomplete_resumes_a_killed_training_job(tmp_path):
         ROOT / "workflow/presets/ci.yaml",
         overrides={
             "models": ["mgmvae"],
-            "dataset_settings": {"digits_street": {"epochs": 4, "batch_size": 64}},
+            # digits_cdcb is not built here, but validated: its epochs must reach the mixture fit too
+            "dataset_settings": {"digits_street": {"epochs": 4, "batch_size": 64}, "digits_cdcb": {"epochs": 4}},
             "model_settings": {"mgmvae": {"params": {"mixture_init_epoch": 1, "semi_hard_from_epoch": 2}}},
         },
     )
