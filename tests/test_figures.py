@@ -213,7 +213,7 @@ def test_table_bars_show_means_intervals_seeds_and_paper(tmp_path):
     paper_numbers = summary["paper"].dropna().tolist()
     assert sorted(seeds) == pytest.approx(sorted(sum(summary["values"], []) + paper_numbers))
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["MVAE", "DMVAE", "my_plugin", "MGMVAE", "paper"]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["a→b", "b→a", "a→b balanced", "b→a balanced", "joint"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a→b", "b→a", "a→b\nbalanced", "b→a\nbalanced", "joint"]
 
 
 def test_curves_and_bars_deterministic(tmp_path):

@@ -340,7 +340,7 @@ def test_a_column_and_a_table_are_spec_entries(three_seed_runs, tmp_path, monkey
     assert "Paper:" not in (out / "table4.md").read_text()  # no paper column, no paper note
 
     fig = table_bars_figure(load_run_metrics(paths), "table1", "digits_street")
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()][-3:] == ["street→hand balanced", "joint", "extra"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()][-3:] == ["street→hand\nbalanced", "joint", "extra"]
     assert "bars/table4" in {s["stem"] for s in figure_specs({}, ["mgmvae"])}
 
 

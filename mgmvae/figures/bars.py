@@ -44,7 +44,10 @@ def seed_frame(summary: pd.DataFrame) -> pd.DataFrame:
 
 def table_bars_figure(df: pd.DataFrame, table: str, dataset: str, study: str | None = None) -> Figure:
     spec = PAPER_TABLES[table]
-    summary = table_summary(df, spec, dataset).assign(column=lambda s: s["column"].str.replace("->", "→"))
+    # "->" as an arrow, and a long label (e.g. "hand→street balanced") on two lines so neighbours do not overlap
+    summary = table_summary(df, spec, dataset).assign(
+        column=lambda s: s["column"].str.replace("->", "→").str.replace(" ", "\n", n=1)
+    )
     columns = list(dict.fromkeys(summary["column"]))
     fig, ax = pyplot().subplots(figsize=(max(5.0, 1.2 + 1.6 * len(columns)), 3.6))
     if summary.empty:
