@@ -1,11 +1,1 @@
-"""Baseline models. Importing this package registers each of them in ``mgmvae.base.MODELS``."""
-
-from baselines import (  # noqa: F401  # noqa: F401
-    dmvae,
-    idmvae,
-    mmvae,
-    mmvae_plus,
-    mopoe,
-    mvae,  # noqa: F401
-    mwbvae,
-)
+"""The baseline models, one module each; ``mgmvae.registry.BUILTINS`` lists their classes."""

@@ -29,12 +29,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mgmvae.base import Batch, MultimodalVAE, register
+from mgmvae.base import Batch, MultimodalVAE
 from mgmvae.distributions import DiagGaussian, product_of_experts
 
 
-@register("dmvae")
 class DMVAE(MultimodalVAE):
+    name = "dmvae"
     uses_private = True
     default_params = {"poe_reconstruction": False, "kl_shared_weight": 1.0, "kl_private_weight": 1.0}
     # seqam-lab/DMVAE, mnist_svhn/main.py ``cross_acc_prior``: the source's shared posterior draw,

@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from baselines.mmvae_plus import MMVAEPlus
-from mgmvae.base import Batch, register
+from mgmvae.base import Batch
 from mgmvae.contrastive import info_nce
 from mgmvae.distributions import DiagGaussian
 
@@ -174,8 +174,8 @@ class LatentDiffusionPrior(nn.Module):
 
 
 # ---------------------------------------------------------------------- model
-@register("idmvae")
 class IDMVAE(MMVAEPlus):
+    name = "idmvae"
     default_params = {
         **MMVAEPlus.default_params,
         "cross_mi_weight": 80.0,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mgmvae.base import Batch, MultimodalVAE, register
+from mgmvae.base import Batch, MultimodalVAE
 from mgmvae.distributions import MixtureOfExperts, log_mean_exp, posterior, standard_prior
 
 OBJECTIVES = ("elbo", "iwae", "dreg")
@@ -39,8 +39,8 @@ def check_importance_params(name: str, params: dict) -> None:
         raise ValueError(f"{name} k must be >= 1, got {params['k']}")
 
 
-@register("mmvae")
 class MMVAE(MultimodalVAE):
+    name = "mmvae"
     # MMVAE's MNIST-SVHN command: --obj dreg --K 30 --learn-prior --looser (REFERENCES §3)
     default_params = {"objective": "dreg", "k": 30, "learn_prior": True}
     # iffsid/mmvae, src/report/analyse_ms.py: ``cross_coherence`` decodes a posterior draw (forward

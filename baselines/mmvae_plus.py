@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from baselines.mmvae import check_importance_params
-from mgmvae.base import Batch, MultimodalVAE, register
+from mgmvae.base import Batch, MultimodalVAE
 from mgmvae.distributions import DiagGaussian, MixtureOfExperts, log_mean_exp
 
 
@@ -48,8 +48,8 @@ def dreg_value(lw: Tensor, latents: list[Tensor], bound: Tensor) -> Tensor:
     return bound.mean().detach() + surrogate - surrogate.detach()
 
 
-@register("mmvae_plus")
 class MMVAEPlus(MultimodalVAE):
+    name = "mmvae_plus"
     uses_private = True
     default_params = {"objective": "elbo", "k": 1, "beta": 2.5}
     # epalu/mmvaeplus, src/models/mmvae.py ``reconstruct_and_cross_reconstruct_forw`` (used by

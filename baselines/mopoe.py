@@ -36,14 +36,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from mgmvae.base import Batch, MultimodalVAE, register
+from mgmvae.base import Batch, MultimodalVAE
 from mgmvae.distributions import DiagGaussian, MixtureOfExperts, nonempty_subsets, product_of_experts
 
 PRIOR_EXPERT = ("full_set", "none", "all")  # where an N(0, I) expert joins the product
 
 
-@register("mopoe")
 class MoPoE(MultimodalVAE):
+    name = "mopoe"
     default_params = {"beta": 2.5, "prior_expert": "full_set", "stratified": True}
     # thomassutter/MoPoE, utils/BaseMMVae.py ``cond_generation``: decodes a reparameterised draw of
     # the subset posterior; eval_metrics/representation.py ``train_clf_lr_all_subsets`` fits the

@@ -22,9 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mgmvae.base import Batch, MultimodalVAE, register
+from mgmvae.base import Batch, MultimodalVAE
 from mgmvae.distributions import product_of_experts
-from mgmvae.train import steps_per_epoch
 
 
 def annealing_factor(step: int, steps_per_epoch: int, annealing_epochs: int) -> float:
@@ -35,8 +34,8 @@ def annealing_factor(step: int, steps_per_epoch: int, annealing_epochs: int) -> 
     return (step + 1) / (annealing_epochs * steps_per_epoch)
 
 
-@register("mvae")
 class MVAE(MultimodalVAE):
+    name = "mvae"
     default_params = {"kl_weight": 1.0, "unimodal_elbos": True, "annealing_epochs": 20}
     # mhw32/multimodal-vae-public: ``reparametrize`` returns the posterior mean in eval mode.
     reference_protocol = "mean"
@@ -50,7 +49,7 @@ class MVAE(MultimodalVAE):
 
     def on_epoch_start(self, epoch: int, data: Any, split: str = "train") -> None:
         """Derive the annealing step from the epoch (so resuming after epoch k continues at k·N)."""
-        self._steps_per_epoch = steps_per_epoch(data.num_pairs(split), int(self.settings["batch_size"]))
+        self._steps_per_epoch = data.steps_per_epoch(int(self.settings["batch_size"]), split)
         self._step = int(epoch) * self._steps_per_epoch
 
     def kl_annealing(self) -> float:

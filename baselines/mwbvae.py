@@ -31,12 +31,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from baselines.mopoe import MoPoE
-from mgmvae.base import register
 from mgmvae.distributions import DiagGaussian, wasserstein_barycenter
 
 
-@register("mwbvae")
 class MWBVAE(MoPoE):
+    name = "mwbvae"
     default_params = {"beta": 1.0, "subsets": True, "weights": None, "stratified": True}
     reference_protocol = "mean"  # no public code: the project's own protocol (not MoPoE's)
 

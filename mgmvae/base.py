@@ -1,4 +1,4 @@
-"""The interface every model implements, the machinery they share, and the model registry.
+"""The interface every model implements and the machinery they share.
 
 Metrics never see model internals: they call ``embed``, ``generate``, ``cluster`` (and the
 figures ``translate`` and ``sample``). A batch is ``{modality: Tensor or None}``; a missing
@@ -14,7 +14,6 @@ evaluation seeds.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -33,39 +32,6 @@ from mgmvae.nets import Decoder, Encoder, Shape, compute_dtype
 
 Batch = Mapping[str, Tensor | None]
 PROTOCOLS = ("mean", "sample")  # evaluation protocols; see the module docstring
-MODELS: dict[str, type[MultimodalVAE]] = {}
-# Modules whose import registers models; looked up lazily so baselines/ can import mgmvae.
-_MODEL_MODULES = ("mgmvae.model", "baselines")
-
-
-def register(name: str):
-    def decorate(cls):
-        cls.name = name
-        MODELS[name] = cls
-        return cls
-
-    return decorate
-
-
-def builtin_model_names() -> list[str]:
-    for module in _MODEL_MODULES:
-        importlib.import_module(module)
-    return sorted(MODELS)
-
-
-model_names = builtin_model_names
-
-
-def get_model_class(name: str) -> type[MultimodalVAE]:
-    """The class of a built-in, an entry point (group ``mgmvae.models``), ``pkg.module:Class`` or
-    ``file.py:Class``: one registry for all (mgmvae/plugins.py); ValueError naming the fix."""
-    from mgmvae.plugins import resolve
-
-    return resolve(name).cls
-
-
-def build_model(name: str, shapes: Mapping[str, Shape], settings: Mapping[str, Any]) -> MultimodalVAE:
-    return get_model_class(name)(dict(shapes), settings)
 
 
 def likelihood_weights(shapes: Mapping[str, Sequence[int]], spec: Any) -> dict[str, float]:
@@ -102,19 +68,18 @@ class MultimodalVAE(nn.Module):
         self.modalities = list(shapes)
         self.shapes = {m: tuple(s) for m, s in shapes.items()}
         self.settings = dict(settings)
-        self.params = self.resolve_params(settings.get("params", {}))
+        self.params = self.resolve_params(settings["params"])
         self.shared_dim = int(settings["shared_dim"])
         self.private_dim = int(settings["private_dim"]) if self.uses_private else 0
-        self.posterior_family = settings.get("posterior", "gaussian")
-        dtype = compute_dtype(settings.get("precision", "float32"))
+        self.posterior_family = settings["posterior"]
+        dtype = compute_dtype(settings["precision"])
         self.encoders = nn.ModuleDict(
             {m: Encoder(s, self.shared_dim, self.private_dim, dtype) for m, s in shapes.items()}
         )
         latent = self.shared_dim + self.private_dim
         self.decoders = nn.ModuleDict({m: Decoder(s, latent, dtype) for m, s in shapes.items()})
-        lik = settings.get("likelihood", {"family": "laplace", "scale": 0.75})
-        self.likelihood = Likelihood(lik["family"], lik.get("scale", 0.75))
-        self.weights = likelihood_weights(self.shapes, settings.get("likelihood_weights", "auto"))
+        self.likelihood = Likelihood(**settings["likelihood"])
+        self.weights = likelihood_weights(self.shapes, settings["likelihood_weights"])
 
     @classmethod
     def resolve_params(cls, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,7 +94,7 @@ class MultimodalVAE(nn.Module):
     def check_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
         """Validate one run's resolved settings before any work; return the resolved params.
         Models whose params constrain other keys (e.g. epochs) override it."""
-        return cls.resolve_params(settings.get("params", {}))
+        return cls.resolve_params(settings["params"])
 
     # -------------------------------------------------------------- building blocks
     @property

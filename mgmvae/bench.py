@@ -191,9 +191,10 @@ def measure_model(
 ) -> dict[str, Any]:
     """Loop rate, bare rate and peak memory of one model (meant to run in a fresh process, which
     holds its GPU slot until it ends)."""
-    from mgmvae.base import build_model
     from mgmvae.gpu_slots import place_process
-    from mgmvae.train import make_optimizer, seed_everything, train_model
+    from mgmvae.registry import build_model
+    from mgmvae.seeding import seed_everything
+    from mgmvae.train import make_optimizer, train_model
 
     torch.set_num_threads(threads)
     placement = place_process(device, gpu_slot_settings(slots_per_device))
@@ -570,8 +571,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.worker_out).write_text(json.dumps({"results": results}))
         return 0
 
-    from mgmvae.base import model_names
     from mgmvae.io import save_json
+    from mgmvae.registry import builtin_model_names as model_names
     from mgmvae.train import resolve_device
 
     names = model_names()

@@ -13,6 +13,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from mgmvae import stages, tracking_server
+from mgmvae.config import DEFAULT_CONFIG, ROOT, ConfigError, load_config
+from mgmvae.data.paired import DataError
+from mgmvae.model_file import ModelFileError
+from mgmvae.tracking import TrackingError
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -29,11 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="stage", required=True)
 
     p = sub.add_parser("prepare", help="build a paired dataset")
+    p.set_defaults(func=stages.prepare_dataset)
     _common(p)
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", type=Path)
 
     p = sub.add_parser("classifier", help="train the digit classifier of one modality")
+    p.set_defaults(func=stages.train_digit_classifier)
     _common(p)
     p.add_argument("--dataset", required=True)
     p.add_argument("--modality", required=True)
@@ -41,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path)
 
     p = sub.add_parser("train", help="train one model on one dataset with one seed")
+    p.set_defaults(func=stages.train_run)
     _common(p)
     p.add_argument("--dataset", required=True)
     p.add_argument("--model", required=True)
@@ -54,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("evaluate", help="evaluate a trained run: Tables 1–3 metrics and clustering")
+    p.set_defaults(func=stages.evaluate_run)
     _common(p)
     p.add_argument("--dataset", required=True)
     p.add_argument("--model", required=True)
@@ -71,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("aggregate", help="tables from the per-run metrics")
+    p.set_defaults(func=stages.write_tables)
     _common(p)
     p.add_argument("--metrics", type=Path, nargs="+", required=True)
     p.add_argument("--outdir", type=Path)
@@ -83,11 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("ablation", help="the ablation table and plots from the ablation runs' metrics")
+    p.set_defaults(func=stages.write_ablation_table)
     _common(p)
     p.add_argument("--metrics", type=Path, nargs="+", required=True)
     p.add_argument("--outdir", type=Path)
 
     p = sub.add_parser("figures", help="figures: cross-generation, translation, retrieval, t-SNE, curves, bars")
+    p.set_defaults(func=stages.draw_figures)
     _common(p)
     p.add_argument("--data", type=Path, nargs="*", help="dataset files, named <dataset>.pt")
     p.add_argument("--model-files", type=Path, nargs="*", help="trained model files (one seed; default: the first)")
@@ -112,18 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
         "check-model",
         help="check that a model (a name, pkg.module:Class or file.py:Class) keeps the model contract",
     )
+    p.set_defaults(func=stages.check_model_contract)
     _common(p)
     p.add_argument("model", help="a built-in or entry-point name, pkg.module:Class, or path/to/file.py:Class")
-
-    from mgmvae import tracking_server
 
     tracking_server.add_parser(sub)  # not a stage: an authenticated MLflow server for the jobs
     return parser
 
 
 def load_stage_config(args: argparse.Namespace) -> dict:
-    from mgmvae.config import DEFAULT_CONFIG, ROOT, load_config
-
     files = list(args.config or [DEFAULT_CONFIG])
     if args.preset:
         files.append(ROOT / "workflow" / "presets" / f"{args.preset}.yaml")
@@ -136,22 +146,15 @@ OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # EFBIG: a file-size l
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.stage == "tracking-server":
-        from mgmvae import tracking_server
-
         return tracking_server.main(args)
-    from mgmvae import stages
-    from mgmvae.config import ConfigError
-    from mgmvae.data.paired import DataError
-    from mgmvae.tracking import TrackingError
-
     try:
         config = load_stage_config(args)
         if args.threads:
             import torch
 
             torch.set_num_threads(args.threads)
-        getattr(stages, args.stage.replace("-", "_"))(config, args)
-    except (ConfigError, DataError, stages.StageError, TrackingError) as error:
+        args.func(config, args)
+    except (ConfigError, DataError, ModelFileError, stages.StageError, TrackingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:

@@ -57,6 +57,11 @@ def _schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+def settings_keys() -> set[str]:
+    """The keys a ``settings`` layer may hold (the schema's ``$defs.settings``)."""
+    return set(_schema()["$defs"]["settings"]["properties"])
+
+
 def validate(config: Mapping) -> None:
     """Raise ConfigError naming the first offending key; return None if the config can run."""
     import jsonschema
@@ -82,9 +87,7 @@ def validate(config: Mapping) -> None:
 
 def validate_ablation(config: Mapping) -> None:
     """Cross-key checks of the optional ``ablation`` section (the schema types it)."""
-    ablation = config.get("ablation")
-    if not ablation:
-        return
+    ablation = config["ablation"]
     studied = studied_datasets(config)
     for dataset in ablation.get("datasets") or []:
         if dataset not in studied:
@@ -105,61 +108,6 @@ def validate_ablation(config: Mapping) -> None:
             )
 
 
-def validate_models(config: Mapping, contract: bool = False) -> None:
-    """Check ``models`` and ``ablation.model`` against the registry (built-ins, entry points, import
-    and file paths; mgmvae/plugins.py) and their params; with ``contract``, also run the model
-    contract (mgmvae/contract.py) on every plugin, so a broken one stops before any job. Imports torch."""
-    from mgmvae.plugins import PluginError, resolve, resolve_all
-
-    try:
-        refs = resolve_all(config["models"])
-    except PluginError as error:
-        raise ConfigError(f"config key 'models': {error}") from None
-    for name, ref in refs.items():
-        for dataset in studied_datasets(config):
-            try:
-                ref.cls.check_settings(run_settings(config, dataset, name))
-            except ValueError as error:
-                raise ConfigError(f"config key 'model_settings.{name}.params' (dataset {dataset}): {error}") from None
-    ablation = config.get("ablation")
-    if ablation:
-        try:
-            ablated = resolve(ablation["model"])
-        except PluginError as error:
-            raise ConfigError(f"config key 'ablation.model': {error}") from None
-        if ablated.name in refs and refs[ablated.name].cls is not ablated.cls:
-            raise ConfigError(
-                f"config key 'ablation.model': {ablation['model']!r} has the run name {ablated.name!r} of another "
-                f"entry of 'models' ({refs[ablated.name].target}); give one of the classes another `name`"
-            )
-        for variant in ablation_variants(config):  # those that run: a plugin's study selects its own
-            for dataset in ablation_datasets(config):
-                try:
-                    ablated.cls.check_settings(run_settings(config, dataset, ablated.name, variant))
-                except ValueError as error:
-                    raise ConfigError(
-                        f"config key 'ablation.variants.{variant}.params' (dataset {dataset}): {error}"
-                    ) from None
-        refs = {**refs, ablated.name: ablated}
-    if contract:
-        check_plugins(config, refs.values())
-
-
-def check_plugins(config: Mapping, refs) -> None:
-    """ConfigError naming the plugin and its broken methods if a plugin breaks the model contract."""
-    from mgmvae.contract import check_model
-
-    for ref in refs:
-        if ref.builtin:
-            continue  # the built-ins are checked by the tests (tests/test_plugins.py)
-        failures = check_model(ref, config)
-        if failures:
-            raise ConfigError(
-                f"model plugin {ref.target!r} (run name {ref.name!r}) breaks the model contract; nothing was run. "
-                f"{'; '.join(map(str, failures[:5]))}. Full report: python -m mgmvae check-model {ref.target}"
-            )
-
-
 def studied_datasets(config: Mapping) -> list[str]:
     """The datasets a study builds: those its tables read, in table order."""
     return list(dict.fromkeys(config["tables"].values()))
@@ -176,13 +124,12 @@ def run_settings(config: Mapping, dataset: str, model: str, variant: str | None 
     resolved = config["settings"]
     for layer in layers:
         resolved = deep_merge(resolved, layer)
-    resolved["params"] = resolved.get("params", {})
-    return resolved
+    return dict(resolved)
 
 
 def variant_overrides(config: Mapping, variant: str) -> dict:
     """The overrides of one ablation variant; ConfigError naming the declared ones if unknown."""
-    variants = (config.get("ablation") or {}).get("variants") or {}
+    variants = config["ablation"]["variants"]
     if variant not in variants:
         raise ConfigError(f"unknown ablation variant {variant!r}; declared under 'ablation.variants': {list(variants)}")
     return dict(variants[variant] or {})
@@ -190,20 +137,20 @@ def variant_overrides(config: Mapping, variant: str) -> dict:
 
 def ablation_datasets(config: Mapping) -> list[str]:
     """The datasets an ablation study runs on: ``ablation.datasets``, or (null) the study's own."""
-    return list((config.get("ablation") or {}).get("datasets") or studied_datasets(config))
+    return list(config["ablation"]["datasets"] or studied_datasets(config))
 
 
 def ablation_seeds(config: Mapping) -> list[int]:
     """The seeds of an ablation study: ``ablation.seeds``, or (null) the study's ``seeds``."""
-    return list((config.get("ablation") or {}).get("seeds") or config["seeds"])
+    return list(config["ablation"]["seeds"] or config["seeds"])
 
 
 def ablation_variants(config: Mapping) -> list[str]:
     """The variants an ablation study runs, in declaration order: ``ablation.select`` if given,
     else every variant declared under ``ablation.variants``."""
-    ablation = config.get("ablation") or {}
-    declared = list(ablation.get("variants") or {})
-    selected = ablation.get("select")
+    ablation = config["ablation"]
+    declared = list(ablation["variants"])
+    selected = ablation["select"]
     return [v for v in declared if v in selected] if selected else declared
 
 

@@ -1,4 +1,5 @@
-"""The model contract, checked in seconds on a CPU (``python -m mgmvae check-model NAME``).
+"""The model contract, checked in seconds on a CPU (``python -m mgmvae check-model NAME``), and the
+validation of a config's models against the registry and the contract before any job.
 
 What the training loop, the metrics and the figures assume of a model, tried on a tiny random
 batch for both dataset shape pairs (MNIST-SVHN: 1×28×28 and 3×32×32; MNIST-CDCB: 3×32×32 twice):
@@ -25,8 +26,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mgmvae.base import PROTOCOLS, MultimodalVAE
+from mgmvae.config import ConfigError, ablation_datasets, ablation_variants, run_settings, studied_datasets
 from mgmvae.data.paired import PairedData
-from mgmvae.plugins import ModelRef
+from mgmvae.registry import ModelRef, PluginError, resolve, resolve_all
+from mgmvae.seeding import seed_everything
 
 # The two shape pairs of the study's datasets, with the config dataset whose settings they use.
 SHAPE_PAIRS: dict[str, dict[str, tuple[int, int, int]]] = {
@@ -56,8 +59,6 @@ class Broken(Exception):
 
 def check_model(ref: ModelRef, config: Mapping[str, Any], progress: bool = False) -> list[Failure]:
     """Every contract check of ``ref`` under the config's resolved settings; [] if it keeps it."""
-    from mgmvae.config import run_settings
-
     failures: list[Failure] = []
     steps = [(pair, shapes) for pair, shapes in SHAPE_PAIRS.items()]
     for i, (pair, shapes) in enumerate(tqdm(steps, desc=f"check-model {ref.name}", disable=not progress)):
@@ -93,6 +94,57 @@ def _check_pair(
     return failures
 
 
+# ------------------------------------------------------------ config validation
+def validate_models(config: Mapping, contract: bool = False) -> None:
+    """Check ``models`` and ``ablation.model`` against the registry (built-ins, entry points, import
+    and file paths; mgmvae.registry) and their params; with ``contract``, also run the model
+    contract (``check_model``) on every plugin, so a broken one stops before any job."""
+    try:
+        refs = resolve_all(config["models"])
+    except PluginError as error:
+        raise ConfigError(f"config key 'models': {error}") from None
+    for name, ref in refs.items():
+        for dataset in studied_datasets(config):
+            try:
+                ref.cls.check_settings(run_settings(config, dataset, name))
+            except ValueError as error:
+                raise ConfigError(f"config key 'model_settings.{name}.params' (dataset {dataset}): {error}") from None
+    ablation = config["ablation"]
+    try:
+        ablated = resolve(ablation["model"])
+    except PluginError as error:
+        raise ConfigError(f"config key 'ablation.model': {error}") from None
+    if ablated.name in refs and refs[ablated.name].cls is not ablated.cls:
+        raise ConfigError(
+            f"config key 'ablation.model': {ablation['model']!r} has the run name {ablated.name!r} of another "
+            f"entry of 'models' ({refs[ablated.name].target}); give one of the classes another `name`"
+        )
+    for variant in ablation_variants(config):  # those that run: a plugin's study selects its own
+        for dataset in ablation_datasets(config):
+            try:
+                ablated.cls.check_settings(run_settings(config, dataset, ablated.name, variant))
+            except ValueError as error:
+                raise ConfigError(
+                    f"config key 'ablation.variants.{variant}.params' (dataset {dataset}): {error}"
+                ) from None
+    refs = {**refs, ablated.name: ablated}
+    if contract:
+        check_plugins(config, refs.values())
+
+
+def check_plugins(config: Mapping, refs) -> None:
+    """ConfigError naming the plugin and its broken methods if a plugin breaks the model contract."""
+    for ref in refs:
+        if ref.builtin:
+            continue  # the built-ins are checked by the tests (tests/test_plugins.py)
+        failures = check_model(ref, config)
+        if failures:
+            raise ConfigError(
+                f"model plugin {ref.target!r} (run name {ref.name!r}) breaks the model contract; nothing was run. "
+                f"{'; '.join(map(str, failures[:5]))}. Full report: python -m mgmvae check-model {ref.target}"
+            )
+
+
 # -------------------------------------------------------------------- pieces
 def tiny_data(shapes: Mapping[str, tuple[int, int, int]], n: int = BATCH, seed: int = 0) -> PairedData:
     """Random uint8 images (a fixed generator), labels 0..9, pair k = (k, k), both splits."""
@@ -114,8 +166,6 @@ def _call(method: str, fn: Callable[[], Any]) -> Any:
 
 
 def _build(cls: type[MultimodalVAE], shapes: Mapping, settings: Mapping, where: str) -> MultimodalVAE:
-    from mgmvae.train import seed_everything
-
     seed_everything(0)
     model = _call(f"__init__ {where}", lambda: cls(dict(shapes), settings))
     model.train()

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mgmvae.base import Batch, MultimodalVAE, register
+from mgmvae.base import Batch, MultimodalVAE
 from mgmvae.distributions import DiagGaussian, GaussianMixturePrior, product_of_experts
 
 VAR_FLOOR = 1e-4  # smallest component variance the k-means initialisation sets
@@ -95,8 +95,8 @@ def _refresh_after_load(module: MGMVAE, _incompatible_keys: Any) -> None:
     module.refresh_ready()
 
 
-@register("mgmvae")
 class MGMVAE(MultimodalVAE):
+    name = "mgmvae"
     uses_private = True
     mixture_ready: Tensor  # registered buffer
     default_params = {

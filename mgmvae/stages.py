@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mgmvae import paths
-from mgmvae.config import ConfigError, run_settings, settings_hash, studied_datasets, validate_models
-from mgmvae.io import load_torch, save_json, save_torch
+from mgmvae.config import ConfigError, run_settings, settings_hash, studied_datasets
+from mgmvae.io import save_json
 
 if TYPE_CHECKING:
-    from mgmvae.plugins import ModelRef
+    from mgmvae.registry import ModelRef
 
 
 class StageError(RuntimeError):
@@ -33,7 +33,7 @@ def _device(config: Mapping):
     from mgmvae.gpu_slots import LeaseError, place_process
 
     try:
-        return torch.device(place_process(config["device"], config.get("gpu_slots")).device)
+        return torch.device(place_process(config["device"], config["gpu_slots"]).device)
     except LeaseError as error:
         raise StageError(str(error)) from None
 
@@ -48,7 +48,7 @@ def _tracked(config: Mapping, args: argparse.Namespace, stage: str, name: str, t
 
 
 # ------------------------------------------------------------------------- prepare
-def prepare(config: Mapping, args: argparse.Namespace) -> None:
+def prepare_dataset(config: Mapping, args: argparse.Namespace) -> None:
     from mgmvae.data import build_dataset
 
     spec = _dataset_spec(config, args.dataset)
@@ -64,7 +64,7 @@ def prepare(config: Mapping, args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------- classifier
-def classifier(config: Mapping, args: argparse.Namespace) -> None:
+def train_digit_classifier(config: Mapping, args: argparse.Namespace) -> None:
     from mgmvae.data.paired import PairedData
     from mgmvae.evaluation.classifiers import save_classifier, train_classifier
 
@@ -111,14 +111,14 @@ def run_tags(args: argparse.Namespace, settings: Mapping, model_tags: Mapping[st
         "model": args.model,
         "seed": args.seed,
         "config_hash": settings_hash(settings, variant),
-        **(model_tags or {}),  # the model's import path, package and version (mgmvae.plugins.ModelRef.tags)
+        **(model_tags or {}),  # the model's import path, package and version (mgmvae.registry.ModelRef.tags)
     }
     return tags if variant is None else {**tags, "variant": variant}
 
 
 def _model_ref(config: Mapping, args: argparse.Namespace) -> ModelRef:
     """Resolve ``--model`` (a run name or a plugin path) and put the run name in ``args.model``."""
-    from mgmvae.plugins import find
+    from mgmvae.registry import find
 
     ref = find(config, args.model)
     args.model = ref.name
@@ -139,9 +139,12 @@ def _run_name(stage: str, args: argparse.Namespace) -> str:
     return f"{stage}/{args.dataset}/{middle}/seed{args.seed}"
 
 
-def train(config: Mapping, args: argparse.Namespace) -> None:
+def train_run(config: Mapping, args: argparse.Namespace) -> None:
+    from mgmvae.contract import validate_models
     from mgmvae.data.paired import PairedData
-    from mgmvae.train import seed_everything, train_model
+    from mgmvae.model_file import save_trained
+    from mgmvae.seeding import seed_everything
+    from mgmvae.train import train_model
 
     _dataset_spec(config, args.dataset)
     ref = _model_ref(config, args)
@@ -168,45 +171,29 @@ def train(config: Mapping, args: argparse.Namespace) -> None:
         for values in history:  # after a resume: the epochs an earlier attempt did not log (the rest are skipped)
             run.log_metrics(values, step=int(values["epoch"]))
         save_json(history, out.with_name("history.json"))
-        save_torch(
-            {
-                "model": args.model,
-                "model_entry": ref.entry,  # how load_trained finds a plugin's class again
-                "dataset": args.dataset,
-                "seed": args.seed,
-                "variant": args.variant,
-                "shapes": {m: list(s) for m, s in data.shapes.items()},
-                "settings": settings,
-                "config_hash": tags["config_hash"],
-                "history": history,
-                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-            },
+        save_trained(
             out,
+            model,
+            ref,
+            dataset=args.dataset,
+            seed=args.seed,
+            variant=args.variant,
+            settings=settings,
+            config_hash=tags["config_hash"],
+            history=history,
         )
         run.log_artifact(out.with_name("history.json"))
     print(f"wrote {out}: final loss {history[-1]['loss']:.4f}" if history else f"wrote {out}")
 
 
-def load_trained(path: Path, device):
-    from mgmvae.plugins import resolve
-
-    if not Path(path).exists():
-        raise StageError(f"model file {path} does not exist: run the 'train' stage first")
-    saved = load_torch(path, map_location="cpu")
-    ref = resolve(saved.get("model_entry") or saved["model"])
-    saved["model_tags"] = ref.tags()
-    model = ref.cls({m: tuple(s) for m, s in saved["shapes"].items()}, saved["settings"])
-    model.load_state_dict(saved["state_dict"])
-    return model.to(device).eval(), saved
-
-
 # ------------------------------------------------------------------------ evaluate
-def evaluate(config: Mapping, args: argparse.Namespace) -> None:
+def evaluate_run(config: Mapping, args: argparse.Namespace) -> None:
     from mgmvae.data.paired import PairedData
     from mgmvae.evaluation.classifiers import load_classifier
     from mgmvae.evaluation.protocol import resolve_protocol
     from mgmvae.evaluation.run import evaluate_model
-    from mgmvae.train import seed_everything
+    from mgmvae.model_file import load_trained
+    from mgmvae.seeding import seed_everything
 
     _dataset_spec(config, args.dataset)
     _model_ref(config, args)
@@ -223,9 +210,7 @@ def evaluate(config: Mapping, args: argparse.Namespace) -> None:
     out = args.out or run / "metrics.json"
     # --protocol overrides evaluation.protocol for this run (the CI test evaluates a run both ways).
     try:
-        protocol = resolve_protocol(
-            getattr(args, "protocol", None) or config["evaluation"].get("protocol", "mean"), type(model)
-        )
+        protocol = resolve_protocol(getattr(args, "protocol", None) or config["evaluation"]["protocol"], type(model))
     except ValueError as error:
         raise ConfigError(str(error)) from None
     tags = {
@@ -242,7 +227,9 @@ def evaluate(config: Mapping, args: argparse.Namespace) -> None:
     settings = {**config["evaluation"], "protocol": protocol}
     with _tracked(config, args, "evaluate", name, tags, settings) as tracker:
         seed_everything(args.seed)
-        metrics = evaluate_model(model, data, classifiers, {**settings, "progress": not args.no_progress}, args.seed)
+        metrics = evaluate_model(
+            model, data, classifiers, config["evaluation"], args.seed, protocol=protocol, progress=not args.no_progress
+        )
         record = {
             "study": config["study"],
             "dataset": args.dataset,
@@ -262,7 +249,7 @@ def evaluate(config: Mapping, args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------- aggregate
-def aggregate(config: Mapping, args: argparse.Namespace) -> None:
+def write_tables(config: Mapping, args: argparse.Namespace) -> None:
     from mgmvae.tables import build_tables, load_run_metrics
 
     outdir = args.outdir or paths.tables_dir(config)
@@ -285,11 +272,11 @@ def aggregate(config: Mapping, args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------ ablation
-def ablation(config: Mapping, args: argparse.Namespace) -> None:
+def write_ablation_table(config: Mapping, args: argparse.Namespace) -> None:
     """The ablation table (csv, md) and one plot per dataset from the ablation runs' metrics."""
     from mgmvae.ablation import write_ablation
     from mgmvae.config import ablation_datasets, ablation_seeds, ablation_variants
-    from mgmvae.plugins import find
+    from mgmvae.registry import find
 
     study = config.get("ablation")
     if not study:
@@ -311,19 +298,20 @@ def ablation(config: Mapping, args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------- figures
-def figures(config: Mapping, args: argparse.Namespace) -> None:
+def draw_figures(config: Mapping, args: argparse.Namespace) -> None:
     """The paper's Figures 3–7 and more (mgmvae/figures.py) from the first seed's models, the
     histories in their model files, and the per-run metrics of every seed. ``--part datasets``
     draws only the given models' datasets' figures, ``--part bars`` only the bar charts, so the
     pipeline draws each dataset in a job of its own."""
     from mgmvae.data.paired import PairedData
     from mgmvae.figures import figure_specs, render_all
-    from mgmvae.plugins import run_names
+    from mgmvae.model_file import load_trained
+    from mgmvae.registry import run_names
     from mgmvae.tables import load_run_metrics
 
     part = getattr(args, "part", "all")
     seed = int(config["seeds"][0] if args.seed is None else args.seed)
-    tsne_points = int(args.tsne_points or config.get("figures", {}).get("tsne_points", 2000))
+    tsne_points = int(args.tsne_points or config["figures"]["tsne_points"])
     device = _device(config)
     outdir = Path(args.outdir or paths.study_dir(config) / "figures")
     model_files = (
@@ -383,10 +371,10 @@ def figures(config: Mapping, args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------- check-model
-def check_model(config: Mapping, args: argparse.Namespace) -> None:
+def check_model_contract(config: Mapping, args: argparse.Namespace) -> None:
     """The model contract (mgmvae/contract.py) for one model: a report line per failure."""
     from mgmvae.contract import check_model as run_checks
-    from mgmvae.plugins import find
+    from mgmvae.registry import find
 
     ref = find(config, args.model)
     print(f"{ref.name}: {ref.kind} {ref.target} ({ref.package or 'no package'} {ref.version})")

@@ -9,7 +9,6 @@ after every epoch (model, optimiser, RNG states, history, config hash), and a re
 from __future__ import annotations
 
 import math
-import random
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -44,29 +43,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    # cuDNN: no autotuning by timing, deterministic convolution algorithms. Remaining GPU
-    # nondeterminism (atomic adds) is within tests/test_train.py's GPU_TOLERANCE.
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-
-
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
     # Data order depends on (seed, epoch) only, so a resumed run sees the same batches.
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
 
 
-def steps_per_epoch(num_pairs: int, batch_size: int) -> int:
-    """Optimiser steps in one epoch: the last partial batch is dropped, so every step sees a full batch."""
-    return max(1, num_pairs // batch_size)
-
-
 def make_optimizer(model: torch.nn.Module, settings: Mapping[str, Any]) -> torch.optim.Optimizer:
     opt = settings["optimizer"]
-    return torch.optim.Adam(model.parameters(), lr=opt["lr"], amsgrad=opt.get("amsgrad", False))
+    return torch.optim.Adam(model.parameters(), lr=opt["lr"], amsgrad=opt["amsgrad"])
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
@@ -125,8 +109,8 @@ def train_model(
         print(f"resuming from {checkpoint} after epoch {start}", file=sys.stderr, flush=True)
 
     n, batch_size = data.num_pairs("train"), int(settings["batch_size"])
-    steps = steps_per_epoch(n, batch_size)
-    log_every = int(settings.get("log_every", 50))
+    steps = data.steps_per_epoch(batch_size)
+    log_every = int(settings["log_every"])
     epochs = int(settings["epochs"])
     bar = tqdm(
         total=(epochs - start) * steps,

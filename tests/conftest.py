@@ -48,5 +48,13 @@ TOY_SETTINGS = {
     "epochs": 2,
     "batch_size": 16,
     "log_every": 2,
+    "precision": "float32",
     "params": {},
 }
+
+
+def evaluation_settings(**overrides) -> dict:
+    """config.yaml's ``evaluation`` section (where every default is stated) with ``overrides``."""
+    from mgmvae.config import load_config
+
+    return {**load_config()["evaluation"], **overrides}

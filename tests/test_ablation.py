@@ -21,8 +21,8 @@ from mgmvae.config import (
     load_config,
     run_settings,
     settings_hash,
-    validate_models,
 )
+from mgmvae.contract import validate_models
 
 ABLATION_QUICK = ROOT / "workflow" / "presets" / "ablation_quick.yaml"
 ABLATION_CI = ROOT / "workflow" / "presets" / "ablation_ci.yaml"
@@ -89,7 +89,7 @@ def test_variant_overrides_go_on_top_of_the_resolved_settings():
 def test_paper_literal_variant_trains_eq13_as_printed():
     """No cross/unimodal reconstructions, log-likelihoods summed and unweighted: the loss is
     −(Σ_m log p(m | z_s, h_m) − λ1·KL_mix − λ2·KL_private − λ3·KL_shared) + β·center + γ·align."""
-    from mgmvae.base import build_model
+    from mgmvae.registry import build_model
     from tests.conftest import synthetic_paired
 
     config = load_config()

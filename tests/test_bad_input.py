@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from mgmvae.cli import main
 from mgmvae.config import ROOT, ConfigError, load_config, validate
+from tests.conftest import TOY_SETTINGS
 
 BASE = load_config()
 SCALARS = st.one_of(
@@ -99,10 +100,10 @@ def test_truncated_dataset_file_is_refused(tmp_path, capsys):
 
 
 def test_wrong_image_shape_is_refused():
-    from mgmvae.base import build_model
+    from mgmvae.registry import build_model
 
     with pytest.raises(ValueError, match="no network for images of shape"):
-        build_model("mvae", {"a": (1, 32, 32), "b": (3, 32, 32)}, {"shared_dim": 4, "private_dim": 0})
+        build_model("mvae", {"a": (1, 32, 32), "b": (3, 32, 32)}, {**TOY_SETTINGS, "shared_dim": 4, "private_dim": 0})
 
 
 def test_bad_preset_file_is_refused(tmp_path):

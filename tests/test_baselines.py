@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mgmvae.base import build_model
+from mgmvae.registry import build_model
+from tests.conftest import TOY_SETTINGS
 
 SHAPES = {"a": (1, 28, 28), "b": (3, 32, 32)}
 WEIGHTS = {"a": 3 * 32 * 32 / (28 * 28), "b": 1.0}  # likelihood_weights: auto
@@ -21,7 +22,14 @@ B, D, P = 4, 3, 2
 
 def make(name, params=None, posterior="gaussian", shapes=SHAPES, seed=0, **extra):
     torch.manual_seed(seed)
-    settings = {"shared_dim": D, "private_dim": P, "posterior": posterior, "params": params or {}, **extra}
+    settings = {
+        **TOY_SETTINGS,
+        "shared_dim": D,
+        "private_dim": P,
+        "posterior": posterior,
+        "params": params or {},
+        **extra,
+    }
     return build_model(name, shapes, settings)
 
 

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from baselines.idmvae import LatentDiffusionPrior, diffusion_loss, linear_beta_schedule, q_sample
-from mgmvae.base import build_model
 from mgmvae.contrastive import info_nce
 from mgmvae.distributions import (
     DiagGaussian,
@@ -18,6 +17,8 @@ from mgmvae.distributions import (
     w2_squared,
     wasserstein_barycenter,
 )
+from mgmvae.registry import build_model
+from tests.conftest import TOY_SETTINGS
 
 SHAPES = {"a": (1, 28, 28), "b": (3, 32, 32)}
 WEIGHTS = {"a": 3 * 32 * 32 / (28 * 28), "b": 1.0}
@@ -27,7 +28,7 @@ B, D, P = 4, 4, 2
 
 def make(name, params=None, seed=0):
     torch.manual_seed(seed)
-    settings = {"shared_dim": D, "private_dim": P, "posterior": "gaussian", "params": params or {}}
+    settings = {**TOY_SETTINGS, "shared_dim": D, "private_dim": P, "posterior": "gaussian", "params": params or {}}
     return build_model(name, SHAPES, settings)
 
 
@@ -406,6 +407,6 @@ def test_unknown_params_and_families_are_rejected():
     with pytest.raises(ValueError, match="no parameter"):
         make("mopoe", {"k": 3})
     with pytest.raises(ValueError, match="gaussian"):
-        build_model("mwbvae", SHAPES, {"shared_dim": D, "private_dim": P, "posterior": "laplace"})
+        build_model("mwbvae", SHAPES, {**TOY_SETTINGS, "shared_dim": D, "private_dim": P, "posterior": "laplace"})
     with pytest.raises(ValueError, match="gen_aug_loss"):
         make("idmvae", {"gen_aug_loss": "other"})

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from baselines.mvae import annealing_factor
-from mgmvae.base import build_model
+from mgmvae.registry import build_model
 from mgmvae.train import train_model
 from tests.conftest import TOY_SETTINGS, synthetic_paired
 
@@ -22,7 +22,7 @@ B, D, P = 5, 3, 2
 
 def make(name, params=None, seed=0):
     torch.manual_seed(seed)
-    settings = {"shared_dim": D, "private_dim": P, "posterior": "gaussian", "params": params or {}}
+    settings = {**TOY_SETTINGS, "shared_dim": D, "private_dim": P, "posterior": "gaussian", "params": params or {}}
     return build_model(name, SHAPES, settings)
 
 

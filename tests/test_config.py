@@ -2,7 +2,8 @@
 
 import pytest
 
-from mgmvae.config import ROOT, ConfigError, load_config, run_settings, studied_datasets, validate_models
+from mgmvae.config import ROOT, ConfigError, load_config, run_settings, studied_datasets
+from mgmvae.contract import validate_models
 
 QUICK = ROOT / "workflow" / "presets" / "quick.yaml"
 CI = ROOT / "workflow" / "presets" / "ci.yaml"

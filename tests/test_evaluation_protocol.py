@@ -15,15 +15,16 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from mgmvae.base import build_model, get_model_class
 from mgmvae.config import ROOT as REPO
 from mgmvae.config import ConfigError, load_config
 from mgmvae.evaluation import evaluate_model
 from mgmvae.evaluation.classifiers import digit_classifier
 from mgmvae.evaluation.coherence import cross_coherence, joint_coherence
 from mgmvae.evaluation.probe import fit_linear_probe, linear_probe
-from mgmvae.evaluation.protocol import resolve_protocol, seeded
-from tests.conftest import TOY_SETTINGS, synthetic_paired
+from mgmvae.evaluation.protocol import resolve_protocol
+from mgmvae.registry import build_model, resolve
+from mgmvae.seeding import seeded
+from tests.conftest import TOY_SETTINGS, evaluation_settings, synthetic_paired
 from tests.test_metrics import STEP, CodeReader, PerfectModel, coded, decode, synthetic_data
 
 SHAPES = {"a": (1, 28, 28), "b": (3, 32, 32)}
@@ -185,10 +186,10 @@ def test_protocol_resolution():
         "idmvae": "sample",
         "mgmvae": "mean",
     }
-    assert {m: resolve_protocol("reference", get_model_class(m)) for m in expected} == expected
-    assert {resolve_protocol(p, get_model_class("mmvae")) for p in ("mean", "sample")} == {"mean", "sample"}
+    assert {m: resolve_protocol("reference", resolve(m).cls) for m in expected} == expected
+    assert {resolve_protocol(p, resolve("mmvae").cls) for p in ("mean", "sample")} == {"mean", "sample"}
     with pytest.raises(ValueError, match="evaluation.protocol"):
-        resolve_protocol("median", get_model_class("mvae"))
+        resolve_protocol("median", resolve("mvae").cls)
     with pytest.raises(ValueError, match="unknown evaluation protocol"):
         toy_model("mvae").generate(toy_batch(), "a", "b", "median")
 
@@ -209,11 +210,11 @@ def test_evaluate_model_is_seeded_and_the_protocols_differ():
     model = toy_model("mmvae_plus")
     torch.manual_seed(0)
     classifiers = {m: digit_classifier(data.shape(m)).eval() for m in data.modalities}
-    settings = {"batch_size": 16, "joint_coherence_samples": 50, "probe_folds": 2, "progress": False}
+    settings = evaluation_settings(batch_size=16, joint_coherence_samples=50, probe_folds=2, likelihood_samples=0)
     runs = {}
     for protocol in ("mean", "sample", "sample"):
         torch.manual_seed(len(runs))  # the global RNG state before the call must not matter
-        out = evaluate_model(model, data, classifiers, {**settings, "protocol": protocol}, seed=7)
+        out = evaluate_model(model, data, classifiers, settings, seed=7, protocol=protocol)
         runs.setdefault(protocol, []).append(out)
     assert runs["sample"][0] == runs["sample"][1]
     # MMVAE+ embeds posterior draws under sample: probe, retrieval and clustering scores move
@@ -242,8 +243,9 @@ def test_probe_cross_validation_never_sees_a_test_latent(monkeypatch):
     monkeypatch.setattr(
         StandardScaler, "fit", lambda self, X, *a, **k: seen.append(np.array(X)) or fit(self, X, *a, **k)
     )
-    settings = {"batch_size": 32, "probe_folds": 3, "progress": False, "joint_coherence_samples": 10}
-    out = evaluate_model(IntensityModel(data.shapes), data, {"a": CodeReader(), "b": CodeReader()}, settings, seed=0)
+    settings = evaluation_settings(batch_size=32, probe_folds=3, joint_coherence_samples=10, likelihood_samples=0)
+    readers = {"a": CodeReader(), "b": CodeReader()}
+    out = evaluate_model(IntensityModel(data.shapes), data, readers, settings, seed=0, protocol="mean")
     assert len(seen) == 3 * 5 + 1  # 3 folds × 5 values of C, and the refit
     intensity = np.concatenate([x[:, -1] for x in seen]).round().astype(int)
     assert (intensity % STEP == 0).all(), "the probe was fitted on a test latent"
@@ -257,7 +259,7 @@ def test_probe_cv_score_is_a_training_split_score():
     y = torch.randint(0, 10, (600,), generator=g)
     z = F.one_hot(y, 10).float() + 1.5 * torch.randn(600, 10, generator=g)
     grid = [0.001, 1.0]
-    probe = fit_linear_probe(z, y, seed=2, settings={"probe_c_grid": grid, "probe_folds": 4})
+    probe = fit_linear_probe(z, y, seed=2, settings=evaluation_settings(probe_c_grid=grid, probe_folds=4))
     cv = StratifiedKFold(4, shuffle=True, random_state=2)
     scores = {
         c: cross_val_score(
@@ -275,23 +277,23 @@ def test_probe_cv_score_is_a_training_split_score():
         "cv_accuracy": pytest.approx(scores[best]),
         "folds": 4,
     }
-    single = fit_linear_probe(z, y, seed=2, settings={"probe_c_grid": [0.5], "probe_folds": 4})
+    single = fit_linear_probe(z, y, seed=2, settings=evaluation_settings(probe_c_grid=[0.5], probe_folds=4))
     assert single.selection["C"] == 0.5
 
 
 def test_probe_refuses_too_few_latents_per_class():
     z, y = torch.randn(20, 3), torch.arange(20) % 10  # two of each class
     with pytest.raises(ValueError, match="probe_folds"):
-        fit_linear_probe(z, y, seed=0, settings={"probe_folds": 3})
+        fit_linear_probe(z, y, seed=0, settings=evaluation_settings(probe_folds=3))
     with pytest.raises(ValueError, match="evaluation.probe"):
-        fit_linear_probe(z, y, seed=0, settings={"probe": "svm"})
+        fit_linear_probe(z, y, seed=0, settings=evaluation_settings(probe="svm"))
 
 
 def test_paper_probe_gradient_descent_is_seeded_and_learns():
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 10, (2000,), generator=g)
     z = 3 * F.one_hot(y, 10).float() + 0.3 * torch.randn(2000, 10, generator=g)
-    settings = {"probe": "linear_sgd", "probe_epochs": 5, "probe_lr": 0.01, "probe_batch_size": 64}
+    settings = evaluation_settings(probe="linear_sgd", probe_epochs=5, probe_lr=0.01, probe_batch_size=64)
     tests = {"test": (z[1500:], y[1500:])}
     a = linear_probe(z[:1500], y[:1500], tests, seed=1, settings=settings)
     b = linear_probe(z[:1500], y[:1500], tests, seed=1, settings=settings)

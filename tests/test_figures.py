@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from mgmvae import figures as F
-from mgmvae.base import build_model
 from mgmvae.io import save_json, save_torch
+from mgmvae.registry import build_model
 from tests.conftest import TOY_SETTINGS, synthetic_paired
 
 MODELS = ("mvae", "mgmvae")  # without and with private latents
@@ -80,7 +80,8 @@ def test_deterministic(data, models, tmp_path):
 
 def test_figures_stage_writes_every_figure(data, models, tmp_path):
     """The stage on files laid out as the pipeline writes them: data, model files, per-run metrics."""
-    from mgmvae.stages import figures
+    from mgmvae.config import load_config
+    from mgmvae.stages import draw_figures as figures
 
     data.save(tmp_path / "toy.pt")
     model_files, metric_files = [], []
@@ -119,14 +120,12 @@ def test_figures_stage_writes_every_figure(data, models, tmp_path):
                 },
                 metric_files[-1],
             )
-    config = {
+    config = load_config() | {
         "study": "t",
         "results_dir": str(tmp_path),
         "device": "cpu",
         "seeds": [0, 1],
         "tables": {"table1": "toy", "table2": "toy", "table3": "toy"},
-        "evaluation": {"batch_size": 512, "n_clusters": 10},
-        "mlflow": {"experiment": "x", "tracking_uri": None},
     }
     args = argparse.Namespace(
         data=[tmp_path / "toy.pt"],
@@ -151,7 +150,7 @@ def test_every_model_has_a_colour_of_its_own():
     """Bars, dots and curves of different models never share a colour; a model unknown in advance
     (a plugin) gets one of its own, from its name, whatever the other models."""
     import baselines  # noqa: F401  (registers the baselines)
-    from mgmvae.base import model_names
+    from mgmvae.registry import builtin_model_names as model_names
 
     names = model_names() + ["my_plugin", "another_plugin"]
     palette = F.model_palette(names)

@@ -18,9 +18,11 @@ from scipy.stats import norm
 from torch import Tensor, nn
 from torch.distributions import Categorical, Independent, Laplace, MixtureSameFamily, MultivariateNormal, Normal
 
-from mgmvae.base import build_model, model_names
 from mgmvae.distributions import DiagGaussian, DiagLaplace, MixtureOfExperts, product_of_experts
 from mgmvae.evaluation.likelihood import draw, estimate_log_likelihood, evaluate_log_likelihood
+from mgmvae.registry import build_model
+from mgmvae.registry import builtin_model_names as model_names
+from tests.conftest import TOY_SETTINGS, evaluation_settings
 
 DIMS = {"x": 4, "y": 3}
 D, SIGMA = 2, 0.6
@@ -214,7 +216,7 @@ def test_mixture_draws_are_stratified():
 
 # ------------------------------------------------------------- MGMVAE's prior
 def test_mgmvae_mixture_prior_log_density_by_hand():
-    settings = {"shared_dim": 2, "private_dim": 1, "params": {"n_components": 2}}
+    settings = {**TOY_SETTINGS, "shared_dim": 2, "private_dim": 1, "params": {"n_components": 2}}
     model = build_model("mgmvae", {"x": (1, 28, 28), "y": (1, 28, 28)}, settings)
     z = torch.tensor([[0.3, -1.2], [2.0, 0.5]])
     standard = norm.logpdf(z.numpy()).sum(-1)
@@ -245,7 +247,7 @@ SHAPES = {"a": (1, 28, 28), "b": (3, 32, 32)}
 def test_every_model_gives_finite_estimates_of_the_right_shape(name):
     torch.set_default_dtype(torch.float32)
     torch.manual_seed(0)
-    settings = {"shared_dim": 4, "private_dim": 2, "likelihood": {"family": "bernoulli"}}
+    settings = {**TOY_SETTINGS, "shared_dim": 4, "private_dim": 2, "likelihood": {"family": "bernoulli", "scale": 0.75}}
     model = build_model(name, SHAPES, settings).eval()
     g = torch.Generator().manual_seed(1)
     data = {m: torch.rand(3, *s, generator=g) for m, s in SHAPES.items()}
@@ -270,7 +272,13 @@ def test_laplace_models_give_finite_estimates(name):
     """MMVAE's published setting: Laplace posterior, prior (learned scale) and likelihood."""
     torch.set_default_dtype(torch.float32)
     torch.manual_seed(0)
-    settings = {"shared_dim": 4, "private_dim": 2, "posterior": "laplace", "likelihood": {"family": "laplace"}}
+    settings = {
+        **TOY_SETTINGS,
+        "shared_dim": 4,
+        "private_dim": 2,
+        "posterior": "laplace",
+        "likelihood": {"family": "laplace", "scale": 0.75},
+    }
     model = build_model(name, SHAPES, settings).eval()
     data = {m: torch.rand(2, *s, generator=torch.Generator().manual_seed(1)) for m, s in SHAPES.items()}
     estimate = estimate_log_likelihood(model, data, ["a", "b"], samples=4, chunk=8)
@@ -293,13 +301,17 @@ def test_evaluate_model_reports_the_log_likelihood_when_asked(toy_data):
 
     torch.set_default_dtype(torch.float32)
     torch.manual_seed(0)
-    model = build_model("mvae", toy_data.shapes, {"shared_dim": 4, "likelihood": {"family": "bernoulli"}})
+    model = build_model(
+        "mvae", toy_data.shapes, {**TOY_SETTINGS, "shared_dim": 4, "likelihood": {"family": "bernoulli", "scale": 0.75}}
+    )
     classifiers = {m: digit_classifier(toy_data.shape(m)).eval() for m in toy_data.modalities}
-    settings = {"batch_size": 16, "probe_max_train": 32, "probe_folds": 2, "max_cluster": 16, "progress": False}
-    settings |= {"joint_coherence_samples": 16}
+    settings = evaluation_settings(
+        batch_size=16, probe_max_train=32, probe_folds=2, max_cluster=16, joint_coherence_samples=16
+    )
     likelihood = {"likelihood_samples": 3, "likelihood_pairs": 5, "likelihood_chunk": 4}
-    out = evaluate_model(model, toy_data, classifiers, settings | likelihood, seed=0)
+    out = evaluate_model(model, toy_data, classifiers, settings | likelihood, seed=0, protocol="mean")
     ll = out["log_likelihood"]
     assert ll["estimator"] == {"samples": 3, "pairs": 5, "prior": "standard gaussian", "weighted": False}
     assert ll["joint"] < min(ll["a"], ll["b"]) < 0
-    assert "log_likelihood" not in evaluate_model(model, toy_data, classifiers, settings, seed=0)  # off by default
+    skipped = settings | {"likelihood_samples": 0}  # K = 0 skips the metric
+    assert "log_likelihood" not in evaluate_model(model, toy_data, classifiers, skipped, seed=0, protocol="mean")

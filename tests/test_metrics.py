@@ -19,6 +19,7 @@ from mgmvae.evaluation import (
     top1_retrieval,
     topk_indices,
 )
+from tests.conftest import evaluation_settings
 
 STEP = 20  # class c is coded as a constant image of intensity c * STEP / 255
 
@@ -110,11 +111,11 @@ def test_probe_separable_and_random():
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 10, (2000,), generator=g)
     z = 3 * F.one_hot(y, 10).float() + 0.1 * torch.randn(2000, 10, generator=g)
-    res = linear_probe(z[:1500], y[:1500], {"test": (z[1500:], y[1500:])}, seed=0)
+    res = linear_probe(z[:1500], y[:1500], {"test": (z[1500:], y[1500:])}, seed=0, settings=evaluation_settings())
     assert res["test"] > 0.99
 
     zr, yr = torch.randn(4000, 20, generator=g), torch.randint(0, 10, (4000,), generator=g)
-    res = linear_probe(zr[:2000], yr[:2000], {"test": (zr[2000:], yr[2000:])}, seed=0)
+    res = linear_probe(zr[:2000], yr[:2000], {"test": (zr[2000:], yr[2000:])}, seed=0, settings=evaluation_settings())
     assert res["test"] < 0.16  # chance is 0.10
 
 
@@ -122,8 +123,8 @@ def test_probe_subsample_is_seeded():
     g = torch.Generator().manual_seed(1)
     y = torch.randint(0, 10, (600,), generator=g)
     z = F.one_hot(y, 10).float() + torch.randn(600, 10, generator=g)
-    a = linear_probe(z, y, {"t": (z, y)}, seed=3, max_train=200)
-    b = linear_probe(z, y, {"t": (z, y)}, seed=3, max_train=200)
+    a = linear_probe(z, y, {"t": (z, y)}, seed=3, settings=evaluation_settings(probe_max_train=200))
+    b = linear_probe(z, y, {"t": (z, y)}, seed=3, settings=evaluation_settings(probe_max_train=200))
     assert a == b
 
 
@@ -177,8 +178,10 @@ def test_evaluate_model_perfect_fake(own_clusters):
     data = synthetic_data()
     perm = torch.tensor([3, 1, 4, 0, 5, 9, 2, 6, 8, 7]) if own_clusters else None
     model = PerfectModel(data.shapes, cluster_perm=perm)
-    settings = {"batch_size": 16, "probe_max_train": 50, "probe_folds": 3, "max_cluster": 60, "progress": False}
-    out = evaluate_model(model, data, {"a": CodeReader(), "b": CodeReader()}, settings, seed=0)
+    settings = evaluation_settings(
+        batch_size=16, probe_max_train=50, probe_folds=3, max_cluster=60, likelihood_samples=0
+    )
+    out = evaluate_model(model, data, {"a": CodeReader(), "b": CodeReader()}, settings, seed=0, protocol="mean")
 
     assert set(out) == {
         "cross_generation",
@@ -210,7 +213,12 @@ def test_evaluate_model_scores_test_split_only():
     wrong = (data.labels["a"]["test"] + 1) % 10
     data.images["a"]["test"] = (coded(wrong, (1, 6, 6)) * 255).round().to(torch.uint8)
     out = evaluate_model(
-        PerfectModel(data.shapes), data, {"a": CodeReader(), "b": CodeReader()}, {"progress": False}, seed=0
+        PerfectModel(data.shapes),
+        data,
+        {"a": CodeReader(), "b": CodeReader()},
+        evaluation_settings(likelihood_samples=0),
+        seed=0,
+        protocol="mean",
     )
     assert out["cross_generation"]["a->b"] == 0.0
     assert out["probe"]["a"] == 0.0 and out["probe"]["b"] == 1.0

@@ -10,9 +10,9 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from mgmvae.base import build_model
 from mgmvae.distributions import DiagGaussian, GaussianMixturePrior, product_of_experts
 from mgmvae.model import MGMVAE, center_loss, select_negatives, triplet_loss
+from mgmvae.registry import build_model
 from mgmvae.train import train_model
 from tests.conftest import TOY_SETTINGS, synthetic_paired
 
@@ -353,7 +353,8 @@ def test_loaded_state_is_the_state_the_loss_uses():
 
 
 def test_a_run_that_never_reaches_the_mixture_fit_is_refused():
-    from mgmvae.config import ConfigError, load_config, validate_models
+    from mgmvae.config import ConfigError, load_config
+    from mgmvae.contract import validate_models
 
     never = {
         "dataset_settings": {"mnist_cdcb": {"epochs": 2}},

@@ -18,11 +18,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from mgmvae.base import builtin_model_names
 from mgmvae.cli import main
-from mgmvae.config import ROOT, ConfigError, load_config, validate_models
-from mgmvae.contract import check_model
-from mgmvae.plugins import PluginError, available, resolve
+from mgmvae.config import ROOT, ConfigError, load_config
+from mgmvae.contract import check_model, validate_models
+from mgmvae.registry import PluginError, available, builtin_model_names, resolve
 
 PLUGIN_SRC = ROOT / "tests" / "plugin_pkg"
 GUIDE = ROOT / "docs" / "plugins.md"

@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from mgmvae.base import build_model
 from mgmvae.io import load_torch
-from mgmvae.train import CheckpointMismatchError, NonFiniteLossError, seed_everything, train_model
-from tests.conftest import TOY_SETTINGS
+from mgmvae.registry import build_model
+from mgmvae.seeding import seed_everything
+from mgmvae.train import CheckpointMismatchError, NonFiniteLossError, train_model
+from tests.conftest import TOY_SETTINGS, evaluation_settings
 
 
 def run(data, settings=TOY_SETTINGS, seed=0, **kwargs):
@@ -119,8 +120,9 @@ def _train_and_evaluate(data, device):
         model,
         data,
         classifiers,
-        {"batch_size": 16, "probe_max_train": 64, "max_cluster": 32, "progress": False},
+        evaluation_settings(batch_size=16, probe_max_train=64, max_cluster=32, likelihood_samples=0),
         seed=0,
+        protocol="mean",
     )
     return history, metrics, model.state_dict()
 

@@ -85,6 +85,10 @@ class PairedData:
     def num_pairs(self, split: str) -> int:
         return len(self.pairs[split])
 
+    def steps_per_epoch(self, batch_size: int, split: str = "train") -> int:
+        """Optimiser steps in one epoch: the last partial batch is dropped, so every step sees a full batch."""
+        return max(1, self.num_pairs(split) // batch_size)
+
     @property
     def device(self) -> torch.device:
         return self.pairs["train"].device

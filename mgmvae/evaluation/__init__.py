@@ -11,7 +11,7 @@ from mgmvae.evaluation.clustering import clustering_scores, hungarian_accuracy, 
 from mgmvae.evaluation.coherence import cross_coherence, cross_generation_accuracy, joint_coherence
 from mgmvae.evaluation.likelihood import estimate_log_likelihood, evaluate_log_likelihood
 from mgmvae.evaluation.probe import fit_linear_probe, linear_probe
-from mgmvae.evaluation.protocol import resolve_protocol, seeded
+from mgmvae.evaluation.protocol import resolve_protocol
 from mgmvae.evaluation.retrieval import top1_retrieval, topk_indices
 from mgmvae.evaluation.run import evaluate_model
 
@@ -32,7 +32,6 @@ __all__ = [
     "load_classifier",
     "resolve_protocol",
     "save_classifier",
-    "seeded",
     "top1_retrieval",
     "topk_indices",
     "train_classifier",

@@ -20,7 +20,7 @@ data. Two probes, both a single linear layer (``evaluation.probe``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,14 +33,6 @@ from sklearn.preprocessing import StandardScaler
 from torch import Tensor, nn
 
 PROBES = ("logistic_cv", "linear_sgd")
-DEFAULT_PROBE: dict[str, Any] = {
-    "probe": "logistic_cv",
-    "probe_c_grid": [0.01, 0.1, 1.0, 10.0, 100.0],
-    "probe_folds": 5,
-    "probe_epochs": 30,  # MMVAE's classify_latents: 30 epochs (x10 on MNIST-SVHN's pairs)
-    "probe_lr": 1e-3,  # MMVAE's classify_latents: Adam, lr 1e-3
-    "probe_batch_size": 128,  # MMVAE's analysis batch size
-}
 
 
 @dataclass
@@ -105,9 +97,10 @@ def fit_linear_sgd(z: np.ndarray, y: np.ndarray, seed: int, epochs: int, lr: flo
     return FittedProbe(predict, {"method": "linear_sgd", "epochs": epochs, "lr": lr, "batch_size": batch_size})
 
 
-def fit_linear_probe(train_z: Tensor, train_y: Tensor, seed: int, settings: dict | None = None) -> FittedProbe:
-    """The probe of ``settings["probe"]`` fitted on training latents only (keys: ``DEFAULT_PROBE``)."""
-    cfg = {**DEFAULT_PROBE, **(settings or {})}
+def fit_linear_probe(train_z: Tensor, train_y: Tensor, seed: int, settings: Mapping[str, Any]) -> FittedProbe:
+    """The probe of ``settings["probe"]`` fitted on training latents only (``settings``: the config's
+    ``evaluation`` section, which holds the ``probe*`` keys)."""
+    cfg = settings
     if len(train_z) != len(train_y):
         raise ValueError("train_z and train_y differ in length")
     z, y = _numpy(train_z), _labels(train_y)
@@ -129,15 +122,15 @@ def linear_probe(
     train_y: Tensor,
     test_sets: dict[str, tuple[Tensor, Tensor]],
     seed: int,
-    max_train: int | None = 50_000,
-    settings: dict | None = None,
+    settings: Mapping[str, Any],
 ) -> dict[str, float]:
     """Fit the probe on ``train_z`` and return its accuracy on each named test set.
 
-    At most ``max_train`` training latents are used (a seeded subsample), which keeps the fit to
-    seconds on million-pair training sets; ``None`` uses all of them.
+    At most ``settings["probe_max_train"]`` training latents are used (a seeded subsample), which
+    keeps the fit to seconds on million-pair training sets.
     """
-    if max_train is not None and len(train_z) > max_train:
+    max_train = int(settings["probe_max_train"])
+    if len(train_z) > max_train:
         keep = torch.randperm(len(train_z), generator=torch.Generator().manual_seed(seed))[:max_train]
         train_z, train_y = train_z[keep.to(train_z.device)], train_y[keep.to(train_y.device)]
     return probe_accuracy(fit_linear_probe(train_z, train_y, seed, settings), test_sets)

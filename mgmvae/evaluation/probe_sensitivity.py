@@ -26,6 +26,7 @@ from sklearn.preprocessing import StandardScaler
 from mgmvae.data.paired import PairedData
 from mgmvae.evaluation.probe import fit_logistic_cv
 from mgmvae.evaluation.run import embed_pairs, embed_unimodal
+from mgmvae.model_file import load_trained
 
 GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 
@@ -41,8 +42,6 @@ def column_accuracies(
 
 def model_sensitivity(model_file: Path, data: PairedData, seed: int, grid: Sequence[float], folds: int) -> pd.DataFrame:
     """One row per (column, C): accuracy in %; ``cv_pick`` marks the C cross-validation chooses."""
-    from mgmvae.stages import load_trained
-
     model, _ = load_trained(model_file, torch.device("cpu"))
     numpy = lambda t: t.numpy().astype(np.float64)  # noqa: E731
     with torch.no_grad():

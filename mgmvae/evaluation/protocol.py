@@ -1,4 +1,4 @@
-"""The evaluation protocol of a run and the seeding of its random draws.
+"""The evaluation protocol of a run.
 
 ``evaluation.protocol`` (config.yaml):
   ``mean``       decode and embed posterior means, private latents at their prior mean (0);
@@ -13,11 +13,6 @@ The resolved protocol (``mean`` or ``sample``) is written into every metrics fil
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import torch
-
 from mgmvae.base import PROTOCOLS, MultimodalVAE
 
 SETTINGS = (*PROTOCOLS, "reference")
@@ -31,14 +26,3 @@ def resolve_protocol(setting: str, model_cls: type[MultimodalVAE]) -> str:
     if setting not in PROTOCOLS:
         raise ValueError(f"config key 'evaluation.protocol': {setting!r} is not one of {SETTINGS}")
     return setting
-
-
-@contextmanager
-def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
-    """Torch's global RNG (and the device's) seeded for the block and restored after it, so each
-    metric's draws depend on the seed only, not on what ran before."""
-    device = torch.device(device)
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield

@@ -14,7 +14,7 @@ training pairs only. Every random draw is seeded from the run's seed, one seed p
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -24,28 +24,13 @@ from mgmvae.data.paired import PairedData
 from mgmvae.evaluation.clustering import clustering_scores, kmeans_assignments
 from mgmvae.evaluation.coherence import cross_coherence, joint_coherence
 from mgmvae.evaluation.likelihood import evaluate_log_likelihood
-from mgmvae.evaluation.probe import DEFAULT_PROBE, fit_linear_probe, probe_accuracy
-from mgmvae.evaluation.protocol import seeded
+from mgmvae.evaluation.probe import fit_linear_probe, probe_accuracy
 from mgmvae.evaluation.retrieval import top1_retrieval
+from mgmvae.seeding import seeded
 
 if TYPE_CHECKING:
     from mgmvae.base import MultimodalVAE
 
-DEFAULT_SETTINGS = {
-    "batch_size": 1024,
-    "probe_max_train": 50_000,
-    "max_cluster": 10_000,
-    "n_clusters": 10,
-    "retrieval_chunk": 4096,
-    "likelihood_samples": 0,  # K importance draws per pair; 0 skips the metric (config.yaml: 1,000, MMVAE's)
-    "likelihood_pairs": 1000,  # seeded subsample of test pairs
-    "likelihood_chunk": 8192,  # latent draws × pairs decoded at once (bounds memory)
-    "likelihood_weighted": False,  # true: the joint estimate with the model's likelihood weights, as MMVAE's
-    "progress": True,
-    "protocol": "mean",  # resolved: mean | sample (the stage resolves evaluation.protocol per model)
-    "joint_coherence_samples": 10_000,  # MMVAE's joint coherence: 10,000 prior draws
-    **DEFAULT_PROBE,
-}
 # Offsets of each metric's seed from the run's seed: every metric draws from its own stream.
 SEED_OFFSET = {"cross": 0, "embed": 1000, "joint": 2000, "probe_train": 3000}
 
@@ -108,12 +93,19 @@ def _subsample(n: int, cap: int | None, seed: int) -> Tensor:
 
 
 def evaluate_model(
-    model: MultimodalVAE, data: PairedData, classifiers: Mapping[str, nn.Module], settings: dict | None, seed: int
+    model: MultimodalVAE,
+    data: PairedData,
+    classifiers: Mapping[str, nn.Module],
+    settings: Mapping[str, Any],
+    seed: int,
+    *,
+    protocol: str,
+    progress: bool = False,
 ) -> dict:
     """Tables 1-3 metrics, joint coherence and clustering for one trained model; a JSON-able dict
-    of dicts of numbers (fractions), keyed as ``METRIC_KEYS`` describes."""
-    cfg = {**DEFAULT_SETTINGS, **(settings or {})}
-    bs, progress, protocol = int(cfg["batch_size"]), bool(cfg["progress"]), str(cfg["protocol"])
+    of dicts of numbers (fractions), keyed as ``METRIC_KEYS`` describes. ``settings`` is the config's
+    ``evaluation`` section; ``protocol`` the resolved one (``mean`` or ``sample``)."""
+    bs = int(settings["batch_size"])
     m0, m1 = data.modalities
     directions = [(m0, m1), (m1, m0)]
     device = model_device(model)
@@ -129,7 +121,7 @@ def evaluate_model(
                     cross[f"{src}->{tgt}"] = cross_coherence(
                         generate, data.images[src]["test"], data.labels[src]["test"], classifiers[tgt], bs, progress
                     )
-            n_joint = int(cfg["joint_coherence_samples"])
+            n_joint = int(settings["joint_coherence_samples"])
             with seeded(seed + SEED_OFFSET["joint"], device):
                 joint = joint_coherence(model.sample, n_joint, classifiers, bs, progress)
 
@@ -142,21 +134,21 @@ def evaluate_model(
             joint_test_y = data.pair_labels("test")
 
             # Table 2: subsample train pairs before embedding them (1M pairs would be wasted work).
-            train_idx = _subsample(data.num_pairs("train"), cfg["probe_max_train"], seed)
+            train_idx = _subsample(data.num_pairs("train"), settings["probe_max_train"], seed)
             with seeded(seed + SEED_OFFSET["probe_train"], device):
                 train_z = embed_pairs(model, data, "train", train_idx, bs, progress, protocol)
             train_y = data.pair_labels("train", train_idx.to(data.device))
-            probe = fit_linear_probe(train_z, train_y, seed, cfg)
+            probe = fit_linear_probe(train_z, train_y, seed, settings)
             tests = {m: (uni[m], uni_y[m]) for m in data.modalities} | {"joint": (joint_test, joint_test_y)}
 
             # Table 3: every test image of the source queries every test image of the target.
             retrieval = {
-                f"{s}->{t}": top1_retrieval(uni[s], uni_y[s], uni[t], uni_y[t], chunk=int(cfg["retrieval_chunk"]))
+                f"{s}->{t}": top1_retrieval(uni[s], uni_y[s], uni[t], uni_y[t], chunk=int(settings["retrieval_chunk"]))
                 for s, t in directions
             }
 
-            clustering = _clustering(model, data, joint_test, joint_test_y, cfg, seed, progress)
-            likelihood = _log_likelihood(model, data, cfg, seed, progress)
+            clustering = _clustering(model, data, joint_test, joint_test_y, settings, seed, progress)
+            likelihood = _log_likelihood(model, data, settings, seed, progress)
     finally:
         model.train(was_training)
     return {
@@ -182,33 +174,33 @@ METRIC_KEYS = {
 }
 
 
-def _log_likelihood(model, data: PairedData, cfg: dict, seed: int, progress: bool) -> dict | None:
+def _log_likelihood(model, data: PairedData, settings: Mapping[str, Any], seed: int, progress: bool) -> dict | None:
     """Importance-sampled test log-likelihoods on a seeded subsample of test pairs (None: skipped)."""
-    samples = int(cfg["likelihood_samples"])
+    samples = int(settings["likelihood_samples"])
     if samples == 0:
         return None
-    idx = _subsample(data.num_pairs("test"), cfg["likelihood_pairs"], seed + 2)
+    idx = _subsample(data.num_pairs("test"), settings["likelihood_pairs"], seed + 2)
     device = model_device(model)
     return evaluate_log_likelihood(
         model,
         lambda i: _pair_batch(data, "test", idx[i], device),
         len(idx),
         samples,
-        int(cfg["likelihood_chunk"]),
+        int(settings["likelihood_chunk"]),
         seed=seed + 3,
-        weighted=bool(cfg["likelihood_weighted"]),
+        weighted=bool(settings["likelihood_weighted"]),
         progress=progress,
     )
 
 
 def _clustering(
-    model, data: PairedData, joint_z: Tensor, joint_y: Tensor, cfg: dict, seed: int, progress: bool
+    model, data: PairedData, joint_z: Tensor, joint_y: Tensor, settings: Mapping[str, Any], seed: int, progress: bool
 ) -> dict:
     """Model's own clusters on a seeded subsample of test pairs, else k-means on their joint embedding."""
-    idx = _subsample(len(joint_z), cfg["max_cluster"], seed + 1)
-    device, k = model_device(model), int(cfg["n_clusters"])
+    idx = _subsample(len(joint_z), settings["max_cluster"], seed + 1)
+    device, k = model_device(model), int(settings["n_clusters"])
     fn = lambda i: model.cluster(_pair_batch(data, "test", idx[i], device), data.modalities)  # noqa: E731
-    assignments = _batched(fn, len(idx), int(cfg["batch_size"]), "cluster", progress)
+    assignments = _batched(fn, len(idx), int(settings["batch_size"]), "cluster", progress)
     method = "mixture"
     if assignments is None:
         method = "kmeans"

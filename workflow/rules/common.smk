@@ -12,9 +12,10 @@ from snakemake.exceptions import WorkflowError
 
 from mgmvae import paper as _paper
 from mgmvae import paths
-from mgmvae.config import ConfigError, run_settings, studied_datasets, validate, validate_models
+from mgmvae.config import ConfigError, run_settings, studied_datasets, validate
+from mgmvae.contract import validate_models
 from mgmvae.data.preflight import check_raw_data
-from mgmvae.plugins import run_names
+from mgmvae.registry import run_names
 from mgmvae.tracking import TrackingError
 from mgmvae.tracking import check_uri as check_tracking_uri
 from mgmvae.tracking import preflight as check_tracking

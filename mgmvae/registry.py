@@ -1,8 +1,8 @@
-"""Model plugins: how a name in ``models`` (or ``ablation.model``, or ``--model``) becomes a class.
+"""The model registry: how a name in ``models`` (or ``ablation.model``, or ``--model``) becomes a class.
 
 One registry for every model. A config entry is one of
-  ``mvae``                      a built-in (``mgmvae.base.register``) or an installed package's entry
-                                point in the group ``mgmvae.models`` (``name = "pkg.module:Class"``);
+  ``mvae``                      a built-in (``BUILTINS``) or an installed package's entry point in the
+                                group ``mgmvae.models`` (``name = "pkg.module:Class"``);
   ``pkg.module:Class``          an importable class (installed, or on PYTHONPATH);
   ``path/to/file.py:Class``     a class in a local file (relative to the working directory).
 Each resolves to a ``ModelRef``. Its ``name`` (the class's ``name``; for an entry point, the entry
@@ -14,6 +14,7 @@ refused here, before any work; ``mgmvae.contract`` then checks what the model do
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -26,9 +27,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mgmvae.base import MODELS, MultimodalVAE, builtin_model_names
-from mgmvae.config import ConfigError
+from mgmvae.base import MultimodalVAE
+from mgmvae.config import ConfigError, settings_keys
 
+# The built-in models, by import path; each class's ``name`` is its run name.
+BUILTINS = (
+    "baselines.mvae:MVAE",
+    "baselines.mmvae:MMVAE",
+    "baselines.dmvae:DMVAE",
+    "baselines.mopoe:MoPoE",
+    "baselines.mwbvae:MWBVAE",
+    "baselines.mmvae_plus:MMVAEPlus",
+    "baselines.idmvae:IDMVAE",
+    "mgmvae.model:MGMVAE",
+)
 ENTRY_POINT_GROUP = "mgmvae.models"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -63,6 +75,25 @@ class ModelRef:
     def tags(self) -> dict[str, str]:
         """MLflow tags tracing a run to the code of its model."""
         return {"model_import_path": self.target, "model_package": self.package, "model_version": self.version}
+
+
+@functools.cache
+def builtins() -> dict[str, type[MultimodalVAE]]:
+    """The built-in model classes by run name (imported on first use)."""
+    classes = []
+    for target in BUILTINS:
+        module, _, attr = target.partition(":")
+        classes.append(getattr(importlib.import_module(module), attr))
+    return {cls.name: cls for cls in classes}
+
+
+def builtin_model_names() -> list[str]:
+    return sorted(builtins())
+
+
+def build_model(entry: str, shapes: Mapping[str, Any], settings: Mapping[str, Any]) -> MultimodalVAE:
+    """An untrained model of the class ``entry`` names (see ``resolve``)."""
+    return resolve(entry).cls(dict(shapes), settings)
 
 
 def is_path_entry(entry: str) -> bool:
@@ -113,7 +144,7 @@ def find(config: Mapping[str, Any], model: str) -> ModelRef:
     ``ablation.model`` (which may be paths), a built-in or entry point, or a path itself."""
     if is_path_entry(model):
         return resolve(model)
-    entries = [*config.get("models", []), (config.get("ablation") or {}).get("model")]
+    entries = [*config["models"], config["ablation"]["model"]]
     for entry in entries:
         if isinstance(entry, str) and is_path_entry(entry):
             ref = resolve(entry)
@@ -131,7 +162,7 @@ def _from_name(name: str) -> ModelRef:
                 f"the entry point {name!r} of package {_dist_name(points[name])!r} (group {ENTRY_POINT_GROUP}) "
                 f"has the name of a built-in model; rename the entry point and the class's `name`"
             )
-        cls = MODELS[name]
+        cls = builtins()[name]
         return ModelRef(name, cls, "builtin", _import_path(cls), *_project_version())
     if name in points:
         return _from_entry_point(points[name])
@@ -236,15 +267,6 @@ def check_default_params(cls: type[MultimodalVAE], label: str) -> None:
             ) from None
 
 
-def settings_keys() -> set[str]:
-    """The keys a ``settings`` layer may hold (the schema's ``$defs.settings``)."""
-    import yaml
-
-    from mgmvae.config import SCHEMA_PATH
-
-    return set(yaml.safe_load(SCHEMA_PATH.read_text())["$defs"]["settings"]["properties"])
-
-
 def _checked_attr(module: Any, attr: str, label: str) -> type[MultimodalVAE]:
     if not hasattr(module, attr):
         raise PluginError(f"{label}: module {module.__name__!r} has no attribute {attr!r}")
@@ -253,11 +275,12 @@ def _checked_attr(module: Any, attr: str, label: str) -> type[MultimodalVAE]:
 
 def _named(ref: ModelRef, entry: str) -> ModelRef:
     """Refuse a plugin that takes a built-in's run name (its runs would overwrite the built-in's)."""
-    if ref.name in builtin_model_names() and MODELS.get(ref.name) is not ref.cls:
+    builtin = builtins().get(ref.name)
+    if builtin is not None and builtin is not ref.cls:
         raise PluginError(
             f"model plugin {entry!r}: its name {ref.name!r} is a built-in model's; set another `name` on the class"
         )
-    if MODELS.get(ref.name) is ref.cls:  # a path to a built-in class is the built-in
+    if builtin is ref.cls:  # a path to a built-in class is the built-in
         return _from_name(ref.name)
     return ref
 

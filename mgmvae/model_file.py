@@ -1,0 +1,63 @@
+"""A trained model's file (``model.pt``): what rebuilds the model and what it was trained on.
+
+    {"model": run name, "model_entry": what resolves to its class again (mgmvae.registry),
+     "dataset", "seed", "variant", "shapes", "settings" (resolved), "config_hash", "history",
+     "state_dict"}
+
+Loaded with ``weights_only=True`` (``mgmvae.io.load_torch``): no code is unpickled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mgmvae.base import MultimodalVAE
+from mgmvae.io import load_torch, save_torch
+from mgmvae.registry import ModelRef, resolve
+
+
+class ModelFileError(FileNotFoundError):
+    """A model file that is missing; the message names the stage that writes it."""
+
+
+def save_trained(
+    path: Path,
+    model: MultimodalVAE,
+    ref: ModelRef,
+    *,
+    dataset: str,
+    seed: int,
+    variant: str | None,
+    settings: Mapping[str, Any],
+    config_hash: str,
+    history: Sequence[Mapping[str, float]],
+) -> None:
+    record = {
+        "model": ref.name,
+        "model_entry": ref.entry,
+        "dataset": dataset,
+        "seed": seed,
+        "variant": variant,
+        "shapes": {m: list(s) for m, s in model.shapes.items()},
+        "settings": dict(settings),
+        "config_hash": config_hash,
+        "history": list(history),
+        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+    }
+    save_torch(record, path)
+
+
+def load_trained(path: Path, device: torch.device | str) -> tuple[MultimodalVAE, dict[str, Any]]:
+    """The model in eval mode on ``device``, and the file's record (plus ``model_tags``: its class's provenance)."""
+    if not Path(path).exists():
+        raise ModelFileError(f"model file {path} does not exist: run the 'train' stage first")
+    saved = load_torch(path, map_location="cpu")
+    ref = resolve(saved.get("model_entry") or saved["model"])
+    saved["model_tags"] = ref.tags()
+    model = ref.cls({m: tuple(s) for m, s in saved["shapes"].items()}, saved["settings"])
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval(), saved
