@@ -1,6 +1,6 @@
 """MGMVAE (AAAI 2026): a PoE multimodal VAE with a Gaussian-mixture prior on the shared latent,
 a cluster-guided center loss and a triplet alignment loss. Equation numbers follow the paper
-(REFERENCES.md §1).
+(Chen et al., "Multimodal Gaussian Mixture Variational Autoencoder with Consistency Regularizations", AAAI 2026).
 
 Per pair (x, y) with shared/private unimodal posteriors q(z_x|x), q(h_x|x), q(z_y|y), q(h_y|y):
 
@@ -19,7 +19,7 @@ Per pair (x, y) with shared/private unimodal posteriors q(z_x|x), q(h_x|x), q(z_
 - Eq. 11–12: L_align = L_triplet(x, y, y') + L_triplet(y, x, x') on the unimodal posterior means,
           Euclidean distance, margin α, K negatives per anchor taken from the other instances of
           the batch, in the modality of the positive (the printed Eq. 12 swaps x'/y'; we read it as
-          anchor x against y-negatives and anchor y against x-negatives, REFERENCES §1). Batch mean.
+          anchor x against y-negatives and anchor y against x-negatives, as the paper's text describes). Batch mean.
 - Eq. 13: loss = −ELBO + β L_center + γ L_align (batch means); β = 0 or γ = 0 skips the term.
 
 Choices where the paper is silent are documented in ``default_params`` and in the methods. Among them:
@@ -360,7 +360,7 @@ class MGMVAE(MultimodalVAE):
         return self.use_mixture and bool(self.mixture_ready)
 
     def log_prior(self, z: Tensor) -> Tensor:
-        """log p(z_s) = log Σ_c π_c N(z_s; μ_c, σ²_c), the generative model's prior (REFERENCES §1)."""
+        """log p(z_s) = log Σ_c π_c N(z_s; μ_c, σ²_c), the generative model's prior (paper, Eq. 1)."""
         return self.mixture.log_prob(z) if self.uses_fitted_mixture() else super().log_prior(z)
 
     def prior_name(self) -> str:

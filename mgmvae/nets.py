@@ -1,4 +1,5 @@
-"""Encoders and decoders per modality shape, shared by every model (REFERENCES §3, MMVAE's nets).
+"""Encoders and decoders per modality shape, shared by every model: MMVAE's nets
+(iffsid/mmvae, src/models/vae_mnist.py and vae_svhn.py, ``Enc``/``Dec``).
 
 - 1×28×28 (MNIST, hand digits): MLP 784→400, ReLU, heads 400→L; decoder L→400, ReLU, 400→784.
 - 3×32×32 (SVHN, street digits, CD, CB): Conv(3→32→64→128, k4 s2 p1) with ReLU, heads on the

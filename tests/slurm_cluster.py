@@ -5,7 +5,7 @@
     ...                                                 # sinfo, sbatch, snakemake --executor slurm
     python tests/slurm_cluster.py stop /tmp/slurm      # stops the daemons it started, by PID
 
-Packages come from apt (`slurm-wlm`, `munge`; REFERENCES §5), installed once: a second start
+Packages come from apt (`slurm-wlm`, `munge`), installed once: a second start
 finds the binaries and skips apt. The configuration goes to /etc/slurm/slurm.conf, where every
 SLURM command looks (the slurm executor's job steps drop $SLURM_CONF from their environment, so
 a private path would not reach `srun` inside the jobs); a slurm.conf not written here is moved

@@ -83,7 +83,7 @@ def test_mixture_kl_matches_monte_carlo():
     mc_component = (gamma * (log_q.unsqueeze(-1) - log_p)).sum(-1).mean().item()
     categorical = (gamma * (gamma.log() - prior.log_weights())).sum().item()
     assert closed == pytest.approx(categorical + mc_component, abs=0.01)
-    # and the VaDE closed form of REFERENCES §3 (written out independently)
+    # and VaDE's closed form (Jiang et al., IJCAI 2017, Eq. 17; written out independently)
     var_c, mu_c, pi = prior.logvars.exp(), prior.means, prior.log_weights().exp()
     vade = (
         gamma[0] * 0.5 * (torch.log(2 * math.pi * var_c) + q.var / var_c + (q.mu - mu_c) ** 2 / var_c).sum(-1)

@@ -1,7 +1,8 @@
 """One entry point from a dataset spec to a PairedData, for the four dataset sources.
 
 A spec is ``{"source": ..., **parameters}``; every parameter is optional with the defaults below
-(REFERENCES.md §2, §6) and an unknown one is an error rather than silently ignored. The same seed
+(MMVAE's MNIST-SVHN construction, iffsid/mmvae bin/make-mnist-svhn-idx.py: 20 pairings as its
+README says, at most 10,000 images a class) and an unknown one is an error rather than silently ignored. The same seed
 gives bitwise identical tensors.
 """
 
@@ -23,7 +24,7 @@ DEFAULTS: dict[str, dict[str, int]] = {
     "mnist_svhn": {"pairings": 20, "max_per_class": 10_000},
     "mnist_cdcb": {"colourings": 1, "size": 32},
     # 300 street images a class: the pairing uses ~150 (hand has ~144 a class), the rest help the
-    # street classifier (REFERENCES.md §6).
+    # street classifier.
     "digits_street": {"pairings": 20, "street_per_class_train": 300, "street_per_class_test": 100,
                       "max_per_class": 10_000},
     "digits_cdcb": {"colourings": 10},

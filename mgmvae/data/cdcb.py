@@ -1,4 +1,4 @@
-"""CDCB colouring of grayscale digits (Gonzalez-Garcia et al. 2018; REFERENCES.md §2).
+"""CDCB colouring of grayscale digits (Gonzalez-Garcia, van de Weijer and Bengio, NeurIPS 2018).
 
 With ink ``x`` in [0, 1] and an RGB colour ``c``: CD (coloured digit on black) is ``x·c``; CB (white
 digit on a coloured background) is ``(1−x)·c + x``. Colours are uniform in RGB and drawn

@@ -1,4 +1,4 @@
-"""MMVAE's class-matched pairing of two labelled image sets (REFERENCES.md §2).
+"""MMVAE's class-matched pairing of two labelled image sets (iffsid/mmvae, bin/make-mnist-svhn-idx.py).
 
 For each class c keep the first ``n_c = min(#A_c, #B_c, max_per_class)`` indices of each side, then
 concatenate ``pairings`` independent random permutations of each list and pair them position by

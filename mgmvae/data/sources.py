@@ -2,7 +2,8 @@
 
 Layout under ``root`` follows torchvision, so an earlier ``torchvision.datasets`` download is reused:
 ``root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz`` and ``root/{train,test}_32x32.mat``.
-The expected MD5s are torchvision's own lists (REFERENCES.md §2); ``MD5_OVERRIDES`` replaces them
+The expected MD5s are torchvision's own lists (``torchvision.datasets.MNIST.resources``,
+``SVHN.split_list``); ``MD5_OVERRIDES`` replaces them
 per file name (tests write tiny files in the real formats, whose sums differ). Downloads go to a
 temporary file that is renamed into place only after its MD5 checks, so an interrupted or offline
 download never leaves a half-written file behind.

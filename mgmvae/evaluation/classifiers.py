@@ -1,6 +1,7 @@
 """Pretrained digit classifiers used to score cross-modal generation (Table 1).
 
-The architectures are MMVAE's (Shi et al. 2019; REFERENCES §3): the same small CNN for both digit
+The architectures are MMVAE's (Shi et al. 2019; iffsid/mmvae, src/report/helper.py,
+``MNIST_Classifier`` and ``SVHN_Classifier``): the same small CNN for both digit
 modalities, differing only in the input channels and hence in the flattened size (320 for
 1x28x28, 500 for 3x32x32). Classifiers take float images in [0, 1].
 """

@@ -1,6 +1,6 @@
 """Figures: the paper's Figures 3–7 for every model, and more.
 
-Like the paper (REFERENCES §1): cross-generation grids (the source row, then one generated row per
+Like the paper's Figures 3–7: cross-generation grids (the source row, then one generated row per
 model), translation grids (content × style), retrieval panels (query, true partner, top-3).
 Beyond it: a t-SNE of the shared latent coloured by label and by cluster, training curves per
 loss term, bar charts of the paper tables with seed intervals, and the ablation plot.
