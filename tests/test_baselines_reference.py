@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 
+from baselines.mopoe import subset_blocks
 from baselines.mvae import annealing_factor
 from mgmvae.base import build_model
 from mgmvae.train import train_model
@@ -58,6 +59,45 @@ def test_mopoe_default_puts_the_prior_expert_in_the_full_set_only():
         torch.testing.assert_close(model.embed({"a": x["a"], "b": None}, ["a"]), alone, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="prior_expert"):
         make("mopoe", {"prior_expert": True})
+
+
+def reference_subset_rows(batch_size, n_subsets):
+    """thomassutter/MoPoE utils/utils.py ``mixture_component_selection``, transcribed with the uniform
+    float32 weights ``BaseMMVae.inference`` passes: the component of each row."""
+    weights = torch.ones(n_subsets) / n_subsets
+    weights = weights / weights.sum()  # reweight_weights
+    starts, ends = [], []
+    for k in range(n_subsets):
+        start = 0 if k == 0 else int(ends[k - 1])
+        end = batch_size if k == n_subsets - 1 else start + int(torch.floor(batch_size * weights[k]))
+        starts.append(start)
+        ends.append(end)
+    ends[-1] = batch_size
+    return torch.cat([torch.full((ends[k] - starts[k],), k) for k in range(n_subsets)])
+
+
+@pytest.mark.parametrize("n_subsets", [1, 3, 7, 15])  # 2^M − 1 for M = 1 … 4 modalities
+def test_mopoe_subset_blocks_are_the_references(n_subsets):
+    for batch_size in range(1, 300):
+        expected = reference_subset_rows(batch_size, n_subsets)
+        assert torch.equal(subset_blocks(batch_size, n_subsets), expected), batch_size
+
+
+def test_mopoe_unstratified_loss_decodes_each_rows_block_subset():
+    """Seven rows, three subsets: rows 0-1 decode {a}'s draw, 2-3 {b}'s, 4-6 {a, b}'s (row % 3 would
+    give 0,1,2,0,1,2,0)."""
+    model = make("mopoe", {"stratified": False, "beta": 1.0})
+    x = batch(n=7)
+    torch.manual_seed(3)
+    terms = model.loss(x)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        _, mix = model.subset_mixture(model.encode(x))
+        draws = [q.mu + q.std * torch.randn(7, D) for q in mix.experts]
+        z = torch.stack([draws[s][i] for i, s in enumerate([0, 0, 1, 1, 2, 2, 2])])
+        for m in SHAPES:
+            expected = model.log_likelihood(m, x[m], z).mean()
+            torch.testing.assert_close(terms[f"recon_{m}"], expected, rtol=1e-5, atol=1e-4)
 
 
 # ========================================================================= MVAE
