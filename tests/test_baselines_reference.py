@@ -1,7 +1,8 @@
 """The baselines' departures from their reference code, each checked against a closed form or
 against the reference's own formula written out here: MoPoE's prior expert in the full-set
-product (thomassutter/MoPoE ``poe_fusion``), MVAE's per-step KL annealing (mhw32/multimodal-vae-
-public ``train``), IDMVAE's softplus prior scale (chatzikon/IDMVAE ``_compute_prior_from_params``).
+product (thomassutter/MoPoE ``poe_fusion``), MVAE's per-step KL annealing and its share of training
+at full weight (mhw32/multimodal-vae-public ``train``), IDMVAE's softplus prior scale
+(chatzikon/IDMVAE ``_compute_prior_from_params``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from baselines.mopoe import subset_blocks
 from baselines.mvae import annealing_factor
 from mgmvae.base import build_model
+from mgmvae.config import ROOT, load_config, run_settings
 from mgmvae.train import train_model
 from tests.conftest import TOY_SETTINGS, synthetic_paired
 
@@ -160,6 +162,44 @@ def test_mvae_annealing_resumes_bitwise(tmp_path):
     assert resumed_history == history
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+PRESETS = {
+    "paper": (ROOT / "config.yaml",),
+    "quick": (ROOT / "config.yaml", ROOT / "workflow" / "presets" / "quick.yaml"),
+    "published": (ROOT / "config.yaml", ROOT / "workflow" / "presets" / "published.yaml"),
+}
+# Share of training at full KL weight in the reference's scripts: MNIST 200 of 500 epochs annealed
+# (epochs 200-500 at weight 1), CelebA 20 of 100 (epochs 20-100).
+REFERENCE_SHARES = (301 / 500, 81 / 100)
+
+
+def full_weight_share(epochs, annealing_epochs, n_batches=3):
+    factors = reference_factors(epochs, n_batches, annealing_epochs)
+    return sum(f == 1.0 for f in factors) / len(factors)
+
+
+def test_reference_shares_are_the_scripts():
+    assert full_weight_share(500, 200) == pytest.approx(REFERENCE_SHARES[0])
+    assert full_weight_share(100, 20) == pytest.approx(REFERENCE_SHARES[1])
+
+
+@pytest.mark.parametrize(
+    "preset, datasets",
+    [
+        ("paper", ["mnist_svhn", "mnist_cdcb"]),
+        ("quick", ["digits_street", "digits_cdcb"]),
+        ("published", ["mnist_svhn", "mnist_cdcb"]),
+    ],
+)
+def test_mvae_trains_the_references_share_at_full_kl_weight(preset, datasets):
+    """Under the reference's formula, the share of the run's steps at weight 1 lies within the
+    reference scripts' (annealing_epochs equal to the epochs would leave only the last epoch)."""
+    config = load_config(*PRESETS[preset])
+    for dataset in datasets:
+        settings = run_settings(config, dataset, "mvae")
+        share = full_weight_share(settings["epochs"], settings["params"]["annealing_epochs"])
+        assert REFERENCE_SHARES[0] <= share <= REFERENCE_SHARES[1], (dataset, settings["epochs"], share)
 
 
 # ======================================================================= IDMVAE
