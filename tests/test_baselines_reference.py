@@ -16,6 +16,7 @@ from baselines.mopoe import subset_blocks
 from baselines.mvae import annealing_factor
 from mgmvae.base import build_model
 from mgmvae.config import ROOT, load_config, run_settings
+from mgmvae.distributions import continuous_bernoulli_mean
 from mgmvae.train import train_model
 from tests.conftest import TOY_SETTINGS, synthetic_paired
 
@@ -23,9 +24,9 @@ SHAPES = {"a": (1, 28, 28), "b": (3, 32, 32)}
 B, D, P = 5, 3, 2
 
 
-def make(name, params=None, seed=0):
+def make(name, params=None, seed=0, **settings):
     torch.manual_seed(seed)
-    settings = {"shared_dim": D, "private_dim": P, "posterior": "gaussian", "params": params or {}}
+    settings = {"shared_dim": D, "private_dim": P, "posterior": "gaussian", "params": params or {}, **settings}
     return build_model(name, SHAPES, settings)
 
 
@@ -245,3 +246,15 @@ def test_idmvae_elbo_uses_the_softplus_prior():
     torch.testing.assert_close(terms["softplus"]["kl_w"] - terms["unit"]["kl_w"], gap_w, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="prior_scale"):
         make("idmvae", {"prior_scale": "wide"})
+
+
+# ================================================================ continuous Bernoulli
+def test_generation_decodes_the_continuous_bernoullis_mean():
+    model = make("mvae", likelihood={"family": "continuous_bernoulli"})
+    model.eval()
+    x = batch()
+    with torch.no_grad():
+        logits = model.decode("b", model.shared_posterior(x, ["a"]).mean)
+        generated = model.generate(x, "a", "b")
+    torch.testing.assert_close(generated, continuous_bernoulli_mean(logits))
+    assert not torch.allclose(generated, torch.sigmoid(logits), atol=1e-3)
