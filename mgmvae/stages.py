@@ -286,10 +286,12 @@ def aggregate(config: Mapping, args: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------------ ablation
 def ablation(config: Mapping, args: argparse.Namespace) -> None:
-    """The ablation table (csv, md) and one plot per dataset from the ablation runs' metrics."""
-    from mgmvae.ablation import write_ablation
+    """The ablation table (csv, md, tex, html) and one plot per dataset from the ablation runs' metrics."""
     from mgmvae.config import ablation_datasets, ablation_seeds, ablation_variants
+    from mgmvae.figures import ablation_plots
     from mgmvae.plugins import find
+    from mgmvae.tables import load_run_metrics
+    from mgmvae.tables.ablation import ablation_table
 
     study = config.get("ablation")
     if not study:
@@ -304,7 +306,10 @@ def ablation(config: Mapping, args: argparse.Namespace) -> None:
         "variants": ablation_variants(config),
     }
     with _tracked(config, args, "ablation", "ablation", tags, params) as run:
-        written = write_ablation(args.metrics, config, outdir)
+        # Variants in the order of the metric files: Snakemake passes them in declaration order (the
+        # study's merged config.yaml has its keys sorted).
+        frame = load_run_metrics(args.metrics)
+        written = ablation_table(frame, config, outdir) + ablation_plots(frame, outdir, study["model"], config["study"])
         for path in written:
             run.log_artifact(path, "ablation")
     print(f"wrote {len(written)} files under {outdir}")
