@@ -1,10 +1,9 @@
 """The MGMVAE paper's reported numbers (percent), to print beside ours.
 
 Source: Chen et al., "Multimodal Gaussian Mixture Variational Autoencoder with Consistency
-Regularizations", AAAI 2026 (shared/seeds/001_2b371d8f25ac0130.txt; REFERENCES.md §1):
-Table 1 (cross-modal generation accuracy, MNIST-SVHN), Table 2 (linear-probe accuracy on the
-shared latent, MNIST-SVHN), Table 3 (cross-modal retrieval top-1, MNIST-CDCB). The paper copies
-the baseline rows from elsewhere; they disagree with those papers' own figures (REFERENCES §1).
+Regularizations", AAAI 2026: Table 1 (cross-modal generation accuracy, MNIST-SVHN), Table 2
+(linear-probe accuracy on the shared latent, MNIST-SVHN), Table 3 (cross-modal retrieval top-1,
+MNIST-CDCB).
 """
 
 from __future__ import annotations
@@ -56,12 +55,6 @@ TABLE3 = {
 }
 
 TABLES = {"table1": TABLE1, "table2": TABLE2, "table3": TABLE3}
-# The paper's columns in order: position 0 is our m0->m1 (or probe on m0), position 1 the reverse.
-COLUMNS = {
-    "table1": ["MNIST->SVHN", "SVHN->MNIST"],
-    "table2": ["MNIST", "SVHN"],
-    "table3": ["CD->CB", "CB->CD"],
-}
 DECIMALS = {"table1": 1, "table2": 2, "table3": 1}  # as printed in the paper
 
 
@@ -75,8 +68,3 @@ def model_order(models) -> list[str]:
     known = [m for m in MODEL_ORDER if m in models]
     unknown = sorted(models - set(known))
     return [m for m in known if m != "mgmvae"] + unknown + (["mgmvae"] if "mgmvae" in known else [])
-
-
-def paper_value(table: str, model: str, column: str) -> float | None:
-    """The paper's number (percent) for ``model`` in ``column`` of ``table``, or None where it has none."""
-    return TABLES[table].get(model, {}).get(column)

@@ -5,9 +5,14 @@ results/<study>/
   data/<dataset>.pt                    paired uint8 tensors + pair indices
   classifiers/<dataset>/<modality>.pt  digit classifier (+ .json with its test accuracy)
   runs/<dataset>/<model>/seed<k>/      model.pt, checkpoint.pt, history.json, metrics.json
-  tables/                              table1–3 and clustering as .csv and .md
+  tables/                              table1–3, loglik and clustering as .csv, .md, .tex and .html
+  figures/<kind>/                      every figure as .png and .pdf
   ablation/<dataset>/<variant>/seed<k>/  an ablation run (model.pt, checkpoint.pt, history.json, metrics.json)
-  ablation/                            ablation_table.{csv,md}, ablation_plot_<dataset>.{png,pdf}
+  ablation/                            ablation_table.{csv,md,tex,html}, ablation_plot_<dataset>.{png,pdf}
+  logs/<stage>/.../<job>.log           each Snakemake job's output, named like what it writes
+
+The CLI calls these with concrete names; the Snakefile calls them with wildcards ("{dataset}",
+"{model}", "{seed}", ...), which pass through unchanged and make the rules' path patterns.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ def study_dir(config: Mapping) -> Path:
     return Path(config["results_dir"]) / config["study"]
 
 
+def study_config(config: Mapping) -> Path:
+    return study_dir(config) / "config.yaml"
+
+
 def data_file(config: Mapping, dataset: str) -> Path:
     return study_dir(config) / "data" / f"{dataset}.pt"
 
@@ -28,20 +37,40 @@ def classifier_file(config: Mapping, dataset: str, modality: str) -> Path:
     return study_dir(config) / "classifiers" / dataset / f"{modality}.pt"
 
 
-def run_dir(config: Mapping, dataset: str, model: str, seed: int) -> Path:
-    return study_dir(config) / "runs" / dataset / model / f"seed{seed}"
+def _run(dataset: str, model: str, seed: int | str) -> Path:
+    return Path(dataset, model, f"seed{seed}")
+
+
+def run_dir(config: Mapping, dataset: str, model: str, seed: int | str) -> Path:
+    return study_dir(config) / "runs" / _run(dataset, model, seed)
 
 
 def tables_dir(config: Mapping) -> Path:
     return study_dir(config) / "tables"
 
 
+def figures_dir(config: Mapping) -> Path:
+    return study_dir(config) / "figures"
+
+
 def ablation_dir(config: Mapping) -> Path:
     return study_dir(config) / "ablation"
 
 
-def ablation_run_dir(config: Mapping, dataset: str, variant: str, seed: int) -> Path:
-    return ablation_dir(config) / dataset / variant / f"seed{seed}"
+def ablation_run_dir(config: Mapping, dataset: str, variant: str, seed: int | str) -> Path:
+    return ablation_dir(config) / _run(dataset, variant, seed)
+
+
+def log_file(config: Mapping, *parts: str) -> Path:
+    """``logs/<parts[0]>/.../<parts[-1]>.log``."""
+    *folders, name = parts
+    return study_dir(config).joinpath("logs", *folders, f"{name}.log")
+
+
+def run_log(config: Mapping, stage: str, dataset: str, model: str, seed: int | str) -> Path:
+    """``logs/<stage>/<dataset>/<model>/seed<k>.log``: the log of one run's stage (``model`` is the
+    variant for an ablation run, under the stage ``ablation/<stage>``)."""
+    return log_file(config, stage, *_run(dataset, model, seed).parts)
 
 
 # Modality names per dataset source (fixed by the builders in mgmvae/data).

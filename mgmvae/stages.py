@@ -273,14 +273,14 @@ def write_tables(config: Mapping, args: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------------ ablation
 def write_ablation_table(config: Mapping, args: argparse.Namespace) -> None:
-    """The ablation table (csv, md) and one plot per dataset from the ablation runs' metrics."""
-    from mgmvae.ablation import write_ablation
+    """The ablation table (csv, md, tex, html) and one plot per dataset from the ablation runs' metrics."""
     from mgmvae.config import ablation_datasets, ablation_seeds, ablation_variants
+    from mgmvae.figures import ablation_plots
     from mgmvae.registry import find
+    from mgmvae.tables import load_run_metrics
+    from mgmvae.tables.ablation import ablation_table
 
-    study = config.get("ablation")
-    if not study:
-        raise ConfigError("the config has no 'ablation' section: nothing to aggregate")
+    study = config["ablation"]
     outdir = Path(args.outdir or paths.ablation_dir(config))
     ref = find(config, study["model"])
     tags = {"model": ref.name, "datasets": ",".join(ablation_datasets(config)), **ref.tags()}
@@ -291,7 +291,10 @@ def write_ablation_table(config: Mapping, args: argparse.Namespace) -> None:
         "variants": ablation_variants(config),
     }
     with _tracked(config, args, "ablation", "ablation", tags, params) as run:
-        written = write_ablation(args.metrics, config, outdir)
+        # Variants in the order of the metric files: Snakemake passes them in declaration order (the
+        # study's merged config.yaml has its keys sorted).
+        frame = load_run_metrics(args.metrics)
+        written = ablation_table(frame, config, outdir) + ablation_plots(frame, outdir, study["model"], config["study"])
         for path in written:
             run.log_artifact(path, "ablation")
     print(f"wrote {len(written)} files under {outdir}")
@@ -313,7 +316,7 @@ def draw_figures(config: Mapping, args: argparse.Namespace) -> None:
     seed = int(config["seeds"][0] if args.seed is None else args.seed)
     tsne_points = int(args.tsne_points or config["figures"]["tsne_points"])
     device = _device(config)
-    outdir = Path(args.outdir or paths.study_dir(config) / "figures")
+    outdir = Path(args.outdir or paths.figures_dir(config))
     model_files = (
         []
         if part == "bars"
@@ -333,9 +336,15 @@ def draw_figures(config: Mapping, args: argparse.Namespace) -> None:
     data_files = {Path(p).stem: Path(p) for p in args.data or []}
     datasets = {d: PairedData.load(data_files.get(d, paths.data_file(config, d))) for d in models}
     bars = part in ("all", "bars")
-    metric_files = (args.metrics or sorted(paths.study_dir(config).glob("runs/*/*/seed*/metrics.json"))) if bars else []
+    expected = [
+        paths.run_dir(config, d, m, s) / "metrics.json"
+        for d in studied_datasets(config)
+        for m in run_names(config["models"])
+        for s in config["seeds"]
+    ]
+    metric_files = (args.metrics or [f for f in expected if f.exists()]) if bars else []
     if bars and not metric_files:
-        raise StageError(f"no per-run metrics under {paths.study_dir(config) / 'runs'}: run the 'evaluate' stage first")
+        raise StageError(f"no per-run metrics such as {expected[0]}: run the 'evaluate' stage first")
     specs = figure_specs(
         {d: data.modalities for d, data in datasets.items()}, {d: list(models[d]) for d in datasets}, bars=bars
     )

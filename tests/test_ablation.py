@@ -130,6 +130,14 @@ def test_ablation_paths():
     assert paths.ablation_run_dir(config, "mnist_svhn", "tau_0.5", 2) == Path(
         "results/paper/ablation/mnist_svhn/tau_0.5/seed2"
     )
+    # the same function with wildcards is the Snakefile's pattern
+    assert str(paths.ablation_run_dir(config, "{dataset}", "{variant}", "{seed}")) == (
+        "results/paper/ablation/{dataset}/{variant}/seed{seed}"
+    )
+    assert str(paths.run_log(config, "ablation/train", "{dataset}", "{variant}", "{seed}")) == (
+        "results/paper/logs/ablation/train/{dataset}/{variant}/seed{seed}.log"
+    )
+    assert str(paths.log_file(config, "tables")) == "results/paper/logs/tables.log"
 
 
 @pytest.mark.parametrize(
@@ -175,9 +183,17 @@ def _record(dataset, variant, seed, value):
     }
 
 
-def test_write_ablation_table_and_plots(tmp_path):
-    from mgmvae.ablation import write_ablation
+def write_ablation(files, config, outdir):
+    """What the `ablation` stage writes: the table through mgmvae.tables, the plots through mgmvae.figures."""
+    from mgmvae.figures import ablation_plots
+    from mgmvae.tables import load_run_metrics
+    from mgmvae.tables.ablation import ablation_table
 
+    frame = load_run_metrics(files)
+    return ablation_table(frame, config, outdir) + ablation_plots(frame, outdir, "mgmvae", config["study"])
+
+
+def test_write_ablation_table_and_plots(tmp_path):
     config = load_config()
     files = []
     for variant, value in (("full", 0.8), ("no_center", 0.6), ("tau_0.5", 0.7)):
@@ -192,7 +208,9 @@ def test_write_ablation_table_and_plots(tmp_path):
         "ablation_plot_mnist_svhn.pdf",
         "ablation_plot_mnist_svhn.png",
         "ablation_table.csv",
+        "ablation_table.html",
         "ablation_table.md",
+        "ablation_table.tex",
     ]
     assert all(p.stat().st_size > 0 for p in written)
     table = pd.read_csv(tmp_path / "out" / "ablation_table.csv")
@@ -206,6 +224,37 @@ def test_write_ablation_table_and_plots(tmp_path):
     }
     assert rows["no_center"][:3] == ["no_center", "beta=0.0", "2"] and rows["full"][:3] == ["full", "-", "2"]
     assert rows["no_center"][3] == "60.5 ± 0.7"  # coherence of the first direction: 60 and 61 %
+
+
+def test_ablation_table_sections_formats_and_interval(tmp_path):
+    """One table per dataset with its own modality columns, in all four formats; the CSV's ci95 is
+    the 95% t half-width: t_{0.975, 2} · 0.01 / √3 for seeds at 0.80, 0.81, 0.82."""
+    config = load_config()
+    files = []
+    for dataset, modalities in (("mnist_svhn", ["a", "b"]), ("mnist_cdcb", ["c", "d"])):
+        for variant in ("full", "no_center"):
+            for seed in (0, 1, 2):
+                record = _record(dataset, variant, seed, 0.8 + 0.01 * seed)
+                record["modalities"] = modalities
+                if modalities == ["c", "d"]:
+                    record["metrics"]["cross_generation"] = {"c->d": 0.5, "d->c": 0.5}
+                path = tmp_path / f"{dataset}-{variant}-{seed}.json"
+                path.write_text(json.dumps(record))
+                files.append(path)
+    write_ablation(files, config, tmp_path / "out")
+    out = tmp_path / "out"
+    table = pd.read_csv(out / "ablation_table.csv")
+    row = table[(table.dataset == "mnist_svhn") & (table.variant == "full") & (table.key == "joint")].iloc[0]
+    assert row["ci95"] == pytest.approx(4.302652729749462 * 0.01 / 3**0.5, abs=1e-4)
+    assert list(dict.fromkeys(table["dataset"])) == ["mnist_cdcb", "mnist_svhn"]
+    md = (out / "ablation_table.md").read_text()
+    cdcb, svhn = md.split("### mnist_cdcb")[1].split("### mnist_svhn")
+    assert "coherence c→d" in cdcb and "coherence a→b" not in cdcb
+    assert "coherence a→b" in svhn and "coherence c→d" not in svhn
+    tex = (out / "ablation_table.tex").read_text()
+    assert tex.count("\\begin{table}") == 2 and "tab:paper-ablation-mnist_svhn" in tex
+    page = (out / "ablation_table.html").read_text()
+    assert page.count("<h3>") == 2 and "81.0 ± 1.0" in page
 
 
 # -------------------------------------------------------------- local run
@@ -238,6 +287,8 @@ def check_ablation_outputs(workdir: Path, study: str, variants, dataset: str = "
     for name in (
         "ablation_table.csv",
         "ablation_table.md",
+        "ablation_table.tex",
+        "ablation_table.html",
         f"ablation_plot_{dataset}.png",
         f"ablation_plot_{dataset}.pdf",
     ):
@@ -338,7 +389,8 @@ def test_unreachable_tracking_server_is_refused_fast(tmp_path):
 def test_ablation_table_reads_fractions_only(tmp_path):
     """The probe's chosen C, the joint-coherence sample count and log-likelihoods (nats) are not
     fractions: the table (in %) leaves them out and keeps joint and balanced coherence."""
-    from mgmvae.ablation import load_ablation_metrics
+    from mgmvae.tables import load_run_metrics
+    from mgmvae.tables.ablation import fractions
 
     record = _record("mnist_svhn", "full", 0, 0.5)
     record["metrics"] |= {
@@ -349,7 +401,7 @@ def test_ablation_table_reads_fractions_only(tmp_path):
     }
     path = tmp_path / "run.json"
     path.write_text(json.dumps(record))
-    frame = load_ablation_metrics([path])
+    frame = fractions(load_run_metrics([path]))
     assert set(frame["metric"]) == {
         "cross_generation",
         "cross_generation_balanced",

@@ -227,7 +227,7 @@ def test_curves_and_bars_deterministic(tmp_path):
 
 def test_curves_and_ablation_show_their_numbers():
     """A panel per loss term (loss first) with the logged values; ablation bars at the seed means."""
-    from mgmvae.figures.bars import ablation_figure
+    from mgmvae.figures.ablation import ablation_figure
     from mgmvae.figures.curves import curves_figure
 
     history = [{"epoch": e, "loss": 10.0 / e, "a/kl": 1.0 / e, "b/recon_b": -5.0 * e} for e in (1, 2, 3)]

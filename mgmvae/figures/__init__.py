@@ -6,7 +6,7 @@ Beyond it: a t-SNE of the shared latent coloured by label and by cluster, traini
 loss term, bar charts of the paper tables with seed intervals, and the ablation plot.
 
 One module per kind (``cross_generation``, ``translation``, ``retrieval``, ``tsne``, ``curves``,
-``bars``), on ``grid`` (torchvision's make_grid), ``palette`` (one colour per model) and ``save``
+``bars``, ``ablation``), on ``grid`` (torchvision's make_grid), ``palette`` (one colour per model) and ``save``
 (PNG and PDF, atomic, no timestamps); ``specs`` names every figure, ``render`` draws them all.
 Everything is deterministic: example pairs are fixed by ``example_pairs`` (the first test pairs of
 each class, in class order), subsamples and t-SNE are seeded. Models are ``{model name: model}``
@@ -15,7 +15,8 @@ each class, in class order), subsamples and t-SNE are seeded. Models are ``{mode
 
 from __future__ import annotations
 
-from mgmvae.figures.bars import ablation_plot, table_bars
+from mgmvae.figures.ablation import ablation_plot, ablation_plots
+from mgmvae.figures.bars import table_bars
 from mgmvae.figures.cross_generation import cross_generation_grid
 from mgmvae.figures.curves import training_curves
 from mgmvae.figures.grid import example_pairs
@@ -31,6 +32,7 @@ __all__ = [
     "FORMATS",
     "KINDS",
     "ablation_plot",
+    "ablation_plots",
     "cross_generation_grid",
     "example_pairs",
     "figure_specs",

@@ -1,10 +1,10 @@
 """Bar charts with seaborn from long-form frames: bars of the mean over seeds, the 95% Student-t
 interval as error bar (none with one seed), one black dot per seed; Tables 1–3 add the paper's
-number as a black ×. Models keep their colours (``palette.model_palette``)."""
+number as a black ×. Models keep their colours (``palette.model_palette``). The ablation plot
+(``figures.ablation``) draws its bars the same way."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +20,7 @@ from mgmvae.tables import PAPER_TABLES, t_interval, table_summary
 LEGEND = "bars: mean over seeds, error bars: 95% t-interval, dots: seeds"
 
 
-def _bars_and_dots(ax: Axes, frame: pd.DataFrame, x: str, hue: str | None, **bar_kws: object) -> None:
+def bars_and_dots(ax: Axes, frame: pd.DataFrame, x: str, hue: str | None, **bar_kws: object) -> None:
     """Mean bars with t-interval error bars and one dot per row of ``frame`` (one per seed)."""
     common = {"data": frame, "x": x, "y": "value", "hue": hue, "ax": ax}
     # saturation 1: the models' own colours, not seaborn's desaturated ones
@@ -57,7 +57,7 @@ def table_bars_figure(df: pd.DataFrame, table: str, dataset: str, study: str | N
         names = list(dict.fromkeys(summary["name"]))
         palette = model_palette(summary["model"])
         order = {"order": columns, "hue_order": names}
-        _bars_and_dots(ax, seed_frame(summary), "column", "name", palette=palette, **order)
+        bars_and_dots(ax, seed_frame(summary), "column", "name", palette=palette, **order)
         reported = summary.dropna(subset=["paper"])
         sns.stripplot(
             reported, x="column", y="paper", hue="name", **order, palette=dict.fromkeys(names, "black"),
@@ -80,36 +80,3 @@ def table_bars_figure(df: pd.DataFrame, table: str, dataset: str, study: str | N
 def table_bars(df: pd.DataFrame, table: str, dataset: str, out: str | Path, study: str | None = None) -> list[Path]:
     """A paper table as grouped bars (``df`` is ``mgmvae.tables.load_run_metrics`` output)."""
     return save_figure(table_bars_figure(df, table, dataset, study), out)
-
-
-def ablation_figure(frame: pd.DataFrame, title: str = "Ablation") -> Figure:
-    missing = {"variant", "metric", "value", "seed"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"ablation_plot needs columns variant, metric, value, seed; missing {sorted(missing)}")
-    metrics = list(dict.fromkeys(frame["metric"]))
-    variants = list(dict.fromkeys(frame["variant"]))
-    # Panels wrap onto rows so that a study with many variants stays within a page's width (~16 in).
-    panel_width = max(3.5, 0.4 * len(variants) + 1.5)
-    ncols = max(1, min(len(metrics), int(16 // panel_width)))
-    nrows = max(1, math.ceil(len(metrics) / ncols))
-    fig, axes = pyplot().subplots(nrows, ncols, figsize=(panel_width * ncols, 3.8 * nrows), squeeze=False)
-    for ax in axes.flat[len(metrics) :]:
-        ax.axis("off")
-    for ax, metric in zip(axes.flat, metrics, strict=False):
-        _bars_and_dots(ax, frame[frame["metric"] == metric], "variant", None, order=variants)
-        ax.set_title(str(metric), fontsize=10)
-        ax.set(xlabel="", ylabel="")
-        ax.tick_params(axis="x", rotation=30)
-        for label in ax.get_xticklabels():
-            label.set_ha("right")
-    if not metrics:
-        axes[0, 0].text(0.5, 0.5, "no ablation results", ha="center", va="center")
-    caption(fig, f"{title}\n{LEGEND}")
-    fig.tight_layout()
-    return fig
-
-
-def ablation_plot(frame: pd.DataFrame, out: str | Path, title: str = "Ablation") -> list[Path]:
-    """A metric against variant: one panel per metric. ``frame`` has columns variant, metric, value,
-    seed; variants appear in their order of first appearance."""
-    return save_figure(ablation_figure(frame, title), out)

@@ -2,7 +2,8 @@
 
 A table arrives as a ``TableDoc``: the cells as text under two-level column headers (group, column;
 the leading columns have the group ""), the marks ("best", "second" or "") in a frame of the same
-shape, a caption (with `code` spans), notes, and optionally a second, plain table. Markdown is
+shape, a caption (with `code` spans), notes, and optionally a second, plain table. Several tables
+(one per dataset, say) may share one file set, each under its heading (``write_sections``). Markdown is
 ``DataFrame.to_markdown`` (tabulate); LaTeX is ``Styler.to_latex`` (booktabs rules, multicolumn
 group headers, best ``\\textbf``, second ``\\underline``); HTML is ``Styler.to_html`` in a page.
 """
@@ -164,6 +165,19 @@ def write_table(outdir: Path, name: str, doc: TableDoc) -> None:
     save_text(md, outdir / f"{name}.md")
     save_text(latex(doc), outdir / f"{name}.tex")
     save_text(html_page(doc.caption, body, doc.notes), outdir / f"{name}.html")
+
+
+def write_sections(outdir: Path, name: str, caption: str, sections: dict[str, TableDoc]) -> None:
+    """``<name>.{csv,md,tex,html}`` of several tables, each under its heading (the key): the .csv
+    stacks their numbers, the .tex has each as a float of its own, .md and .html end with their notes."""
+    docs = list(sections.values())
+    notes = list(dict.fromkeys(note for doc in docs for note in doc.notes))
+    save_text(pd.concat([d.numbers for d in docs]).to_csv(index=False, float_format="%.4f"), outdir / f"{name}.csv")
+    md = "\n".join(f"### {h}\n\n{markdown(d.cells, d.marks, d.lead)}" for h, d in sections.items())
+    save_text(f"{caption}\n\n{md}\n" + "\n\n".join(notes) + "\n", outdir / f"{name}.md")
+    save_text("\n".join(latex(d) for d in docs), outdir / f"{name}.tex")
+    body = "".join(f"<h3>{html.escape(h)}</h3>\n{html_table(d)}" for h, d in sections.items())
+    save_text(html_page(caption, body, notes), outdir / f"{name}.html")
 
 
 def write_empty(outdir: Path, name: str, caption: str, message: str, columns: list[str]) -> None:

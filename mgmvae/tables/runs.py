@@ -3,6 +3,8 @@
 Each run writes one JSON file::
 
     {"study": s, "dataset": d, "model": m, "seed": k, "modalities": [m0, m1], "metrics": <evaluate_model output>}
+
+and an ablation run adds ``"variant": v`` (the column ``variant``; None for the other runs).
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from typing import Any
 
 import pandas as pd
 
-COLUMNS = ["study", "dataset", "model", "seed", "m0", "m1", "metric", "key", "value", "method", "k"]
+COLUMNS = ["study", "dataset", "model", "variant", "seed", "m0", "m1", "metric", "key", "value", "method", "k"]
 
 
 def _run_rows(run: dict[str, Any]) -> list[dict[str, Any]]:
     m0, m1 = run["modalities"]
-    base = {k: run[k] for k in ("study", "dataset", "model")} | {"seed": int(run["seed"]), "m0": m0, "m1": m1}
+    base = {k: run[k] for k in ("study", "dataset", "model")} | {"variant": run.get("variant")}
+    base |= {"seed": int(run["seed"]), "m0": m0, "m1": m1}
     rows = []
     for metric, values in run["metrics"].items():
         extra = {"method": values.get("method"), "k": values.get("k")} if metric == "clustering" else {}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 class Column:
     metric: str  # section of the per-run metrics JSON ("cross_generation", "probe", ...)
     key: str  # key inside it; "{m0}" / "{m1}" stand for the dataset's modalities
-    paper: str | None = None  # the paper's column (mgmvae.paper.COLUMNS) printed beside ours
+    paper: str | None = None  # the paper's column (a key of mgmvae.paper.TABLES' rows) printed beside ours
     label: str | None = None  # our column label (and CSV prefix); default: the resolved key
 
     def resolve(self, m0: str, m1: str) -> tuple[str, str]:

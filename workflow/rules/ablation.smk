@@ -1,95 +1,76 @@
 # The ablation study (config `ablation`), run by `snakemake ablation`; not part of the default target.
-# `ablation.model` is trained and evaluated once per variant × dataset × seed by the same
-# `python -m mgmvae train/evaluate` stages as every run, with `--variant NAME`: the variant's
-# overrides go on top of the resolved settings (mgmvae.config.run_settings), the run lives in
-# results/<study>/ablation/<dataset>/<variant>/seed<k>/ and its MLflow runs carry a `variant` tag.
-# The aggregation (target `ablation`) writes ablation/ablation_table.{csv,md} and
-# ablation/ablation_plot_<dataset>.{png,pdf}.
+# `ablation.model` is trained and evaluated once per variant × dataset × seed by the rules of every
+# run with their own paths and `--variant NAME`: the variant's overrides go on top of the resolved
+# settings (mgmvae.config.run_settings), the run lives in results/<study>/ablation/<dataset>/<variant>/seed<k>/
+# and its MLflow runs carry a `variant` tag. The aggregation (target `ablation`) writes
+# ablation/ablation_table.{csv,md,tex,html} and ablation/ablation_plot_<dataset>.{png,pdf}.
 import re
 
 from mgmvae.config import ablation_datasets, ablation_seeds, ablation_variants
+from mgmvae.figures.ablation import PLOT as ABLATION_PLOT
+from mgmvae.tables.ablation import NAME as ABLATION_TABLE
 
-ABLATION = config.get("ablation") or {}
-ABLATION_MODEL = run_names([ABLATION.get("model", "mgmvae")])[0]  # a plugin's path becomes its run name
-ABLATION_DATASETS = ablation_datasets(config) if ABLATION else []
-ABLATION_SEEDS = ablation_seeds(config) if ABLATION else []
+ABLATION = config["ablation"]
+ABLATION_MODEL = run_names([ABLATION["model"]])[0]  # a plugin's path becomes its run name
+ABLATION_DATASETS = ablation_datasets(config)
+ABLATION_SEEDS = ablation_seeds(config)
 ABLATION_VARIANTS = ablation_variants(config)
-ABLATION_DIR = f"{STUDY}/ablation"
-ABLATION_RUN = f"{ABLATION_DIR}/{{dataset}}/{{variant}}/seed{{seed}}"
-# In declaration order: the table and plots list the variants in this order.
-ABLATION_METRICS = [
-    f"{ABLATION_DIR}/{d}/{v}/seed{s}/metrics.json"
-    for d in ABLATION_DATASETS
-    for v in ABLATION_VARIANTS
-    for s in ABLATION_SEEDS
-]
+ABLATION_DIR = paths.ablation_dir(config)
+ABLATION_RUN = paths.ablation_run_dir(config, "{dataset}", "{variant}", "{seed}")
+ABLATION_CLI = f"--model {ABLATION_MODEL} --variant {{variant}}"  # the run's CLI arguments beside dataset and seed
+ABLATION_VARIANT = "|".join(re.escape(v) for v in ABLATION_VARIANTS) or "(?!)"
 
 
-rule train_ablation:
-    input:
-        data=f"{STUDY}/data/{{dataset}}.pt",
+use rule train_model as train_ablation with:
     output:
-        model=f"{ABLATION_RUN}/model.pt",
-        history=f"{ABLATION_RUN}/history.json",
+        model=ABLATION_RUN / "model.pt",
+        history=ABLATION_RUN / "history.json",
     log:
-        f"{STUDY}/logs/ablation/train/{{dataset}}/{{variant}}/seed{{seed}}.log",
+        paths.run_log(config, "ablation/train", "{dataset}", "{variant}", "{seed}"),
     wildcard_constraints:
-        variant="|".join(re.escape(v) for v in ABLATION_VARIANTS) or "(?!)",
-    conda:
-        CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=16000,
-        runtime=240,
-        gpu=1 if config["device"] != "cpu" else 0,
+        variant=ABLATION_VARIANT,
     params:
-        cli=MGMVAE,
-        config=STUDY_CONFIG,
-        model=ABLATION_MODEL,
         # the variant's resolved settings: a change reruns exactly the affected ablation runs
         settings=lambda w: json.dumps(run_settings(config, w.dataset, ABLATION_MODEL, w.variant), sort_keys=True),
-    shell:
-        "{params.cli} train --config {params.config} --dataset {wildcards.dataset} --model {params.model} "
-        "--variant {wildcards.variant} --seed {wildcards.seed} --data {input.data} --out {output.model} "
-        "--threads {threads} --no-progress > {log} 2>&1"
+        run=ABLATION_CLI,
+        progress="--no-progress",
 
 
-rule evaluate_ablation:
+use rule evaluate_run as evaluate_ablation with:
     input:
-        model=f"{ABLATION_RUN}/model.pt",
-        data=f"{STUDY}/data/{{dataset}}.pt",
-        classifiers=lambda w: [f"{STUDY}/classifiers/{w.dataset}/{m}.pt" for m in modalities_of(w.dataset)],
+        model=ABLATION_RUN / "model.pt",
+        data=DATA,
+        classifiers=classifier_files,
     output:
-        f"{ABLATION_RUN}/metrics.json",
+        ABLATION_RUN / "metrics.json",
     log:
-        f"{STUDY}/logs/ablation/evaluate/{{dataset}}/{{variant}}/seed{{seed}}.log",
+        paths.run_log(config, "ablation/evaluate", "{dataset}", "{variant}", "{seed}"),
     wildcard_constraints:
-        variant="|".join(re.escape(v) for v in ABLATION_VARIANTS) or "(?!)",
-    conda:
-        CONDA_ENV
-    threads: 1
-    resources:
-        mem_mb=16000,
-        runtime=60,
+        variant=ABLATION_VARIANT,
     params:
-        cli=MGMVAE,
-        config=STUDY_CONFIG,
-        model=ABLATION_MODEL,
-        evaluation=json.dumps(config["evaluation"], sort_keys=True),
-    shell:
-        "{params.cli} evaluate --config {params.config} --dataset {wildcards.dataset} --model {params.model} "
-        "--variant {wildcards.variant} --seed {wildcards.seed} --data {input.data} --model-file {input.model} "
-        "--classifiers {input.classifiers} --out {output} --threads {threads} --no-progress > {log} 2>&1"
+        run=ABLATION_CLI,
 
 
 rule ablation:
     input:
-        ABLATION_METRICS,
+        # in declaration order: the table and plots list the variants in this order
+        [
+            paths.ablation_run_dir(config, d, v, s) / "metrics.json"
+            for d in ABLATION_DATASETS
+            for v in ABLATION_VARIANTS
+            for s in ABLATION_SEEDS
+        ],
     output:
-        table=expand(f"{ABLATION_DIR}/ablation_table.{{ext}}", ext=["csv", "md"]),
-        plots=expand(f"{ABLATION_DIR}/ablation_plot_{{dataset}}.{{ext}}", dataset=ABLATION_DATASETS, ext=["png", "pdf"]),
+        table=expand(ABLATION_DIR / f"{ABLATION_TABLE}.{{ext}}", ext=[e for e in EXTENSIONS if e != "html"]),
+        html=report(
+            ABLATION_DIR / f"{ABLATION_TABLE}.html",
+            caption=f"../report/{ABLATION_TABLE}.rst",
+            category="Tables",
+            labels={"table": "ablation"},
+        ),
+        plots=expand(ABLATION_DIR / f"{ABLATION_PLOT}.{{ext}}", dataset=ABLATION_DATASETS, ext=FIGURE_FORMATS),
     log:
-        f"{STUDY}/logs/ablation/ablation.log",
+        paths.log_file(config, "ablation", "ablation"),
     conda:
         CONDA_ENV
     threads: 1

@@ -1,11 +1,11 @@
 rule train_classifier:
     input:
-        data=f"{STUDY}/data/{{dataset}}.pt",
+        data=DATA,
     output:
-        weights=f"{STUDY}/classifiers/{{dataset}}/{{modality}}.pt",
-        metrics=f"{STUDY}/classifiers/{{dataset}}/{{modality}}.json",
+        weights=paths.classifier_file(config, "{dataset}", "{modality}"),
+        metrics=paths.classifier_file(config, "{dataset}", "{modality}").with_suffix(".json"),
     log:
-        f"{STUDY}/logs/classifiers/{{dataset}}/{{modality}}.log",
+        paths.log_file(config, "classifiers", "{dataset}", "{modality}"),
     conda:
         CONDA_ENV
     threads: 1

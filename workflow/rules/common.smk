@@ -1,8 +1,8 @@
 # Helpers shared by the rules: config validation, the study layout, the resolved settings.
+# Every path comes from mgmvae.paths, called with wildcards ("{dataset}", ...) where a rule has them.
 import json
 import os
 import sys
-from pathlib import Path
 
 import yaml
 
@@ -19,6 +19,7 @@ from mgmvae.registry import run_names
 from mgmvae.tracking import TrackingError
 from mgmvae.tracking import check_uri as check_tracking_uri
 from mgmvae.tracking import preflight as check_tracking
+from mgmvae.figures import FORMATS as FIGURE_FORMATS
 from mgmvae.figures import KINDS as FIGURE_KINDS
 from mgmvae.figures import figure_specs
 
@@ -44,7 +45,6 @@ onstart:
     check_tracking(config)
 
 
-STUDY = str(paths.study_dir(config))
 DATASETS = studied_datasets(config)
 MODELS = run_names(config["models"])  # run names: a plugin's path entry becomes its class's `name`
 SEEDS = list(config["seeds"])
@@ -56,7 +56,7 @@ MGMVAE = f'PYTHONPATH="{workflow.basedir}${{PYTHONPATH:+:$PYTHONPATH}}" python -
 
 def _write_study_config():
     """The merged config every job reads; rewritten only when it changes (mtimes stay put)."""
-    target = Path(STUDY) / "config.yaml"
+    target = paths.study_config(config)
     text = yaml.safe_dump(dict(config), sort_keys=True)
     if not target.exists() or target.read_text() != text:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -85,12 +85,16 @@ def settings_json(wildcards):
     return json.dumps(run_settings(config, wildcards.dataset, wildcards.model), sort_keys=True)
 
 
-def run_path(dataset, model, seed, name):
-    return f"{STUDY}/runs/{dataset}/{model}/seed{seed}/{name}"
+def classifier_files(wildcards):
+    return [paths.classifier_file(config, wildcards.dataset, m) for m in modalities_of(wildcards.dataset)]
+
+
+DATA = paths.data_file(config, "{dataset}")
+RUN = paths.run_dir(config, "{dataset}", "{model}", "{seed}")
 
 
 def all_metrics():
-    return [run_path(d, m, s, "metrics.json") for d in DATASETS for m in MODELS for s in SEEDS]
+    return [paths.run_dir(config, d, m, s) / "metrics.json" for d in DATASETS for m in MODELS for s in SEEDS]
 
 
 # ------------------------------------------------------------------ figures
@@ -98,7 +102,7 @@ def figure_pngs(specs):
     """(PNG path, arguments of its `report` flag: caption and labels) per figure."""
     return [
         (
-            f"{STUDY}/figures/{spec['stem']}.png",
+            paths.figures_dir(config) / f"{spec['stem']}.png",
             dict(
                 caption=f"../report/{spec['kind']}.rst",
                 category="Figures",
@@ -115,13 +119,13 @@ def figure_pngs(specs):
 
 
 def figure_pdfs(specs):
-    return [f"{STUDY}/figures/{spec['stem']}.pdf" for spec in specs]
+    return [paths.figures_dir(config) / f"{spec['stem']}.pdf" for spec in specs]
 
 
 FIGURE_SPECS = {d: figure_specs({d: modalities_of(d)}, MODELS, bars=False) for d in DATASETS}
 FIGURE_SPECS["bars"] = figure_specs({}, MODELS, bars=True)
 ALL_FIGURES = [
-    f"{STUDY}/figures/{spec['stem']}.{ext}"
+    paths.figures_dir(config) / f"{spec['stem']}.{ext}"
     for specs in FIGURE_SPECS.values()
     for spec in specs
     for ext in ("png", "pdf")

@@ -1,8 +1,8 @@
 rule prepare_dataset:
     output:
-        f"{STUDY}/data/{{dataset}}.pt",
+        DATA,
     log:
-        f"{STUDY}/logs/prepare/{{dataset}}.log",
+        paths.log_file(config, "prepare", "{dataset}"),
     conda:
         CONDA_ENV
     threads: 1

@@ -1,12 +1,13 @@
+# evaluate_ablation (ablation.smk) is this rule with its own paths and params.
 rule evaluate_run:
     input:
-        model=f"{STUDY}/runs/{{dataset}}/{{model}}/seed{{seed}}/model.pt",
-        data=f"{STUDY}/data/{{dataset}}.pt",
-        classifiers=lambda w: [f"{STUDY}/classifiers/{w.dataset}/{m}.pt" for m in modalities_of(w.dataset)],
+        model=RUN / "model.pt",
+        data=DATA,
+        classifiers=classifier_files,
     output:
-        f"{STUDY}/runs/{{dataset}}/{{model}}/seed{{seed}}/metrics.json",
+        RUN / "metrics.json",
     log:
-        f"{STUDY}/logs/evaluate/{{dataset}}/{{model}}/seed{{seed}}.log",
+        paths.run_log(config, "evaluate", "{dataset}", "{model}", "{seed}"),
     conda:
         CONDA_ENV
     threads: 1
@@ -17,7 +18,8 @@ rule evaluate_run:
         cli=MGMVAE,
         config=STUDY_CONFIG,
         evaluation=json.dumps(config["evaluation"], sort_keys=True),
+        run="--model {model}",  # the run's CLI arguments beside dataset and seed
     shell:
-        "{params.cli} evaluate --config {params.config} --dataset {wildcards.dataset} --model {wildcards.model} "
+        "{params.cli} evaluate --config {params.config} --dataset {wildcards.dataset} {params.run} "
         "--seed {wildcards.seed} --data {input.data} --model-file {input.model} "
         "--classifiers {input.classifiers} --out {output} --threads {threads} --no-progress > {log} 2>&1"

@@ -24,13 +24,13 @@ for _dataset in DATASETS:
         name:
             f"figures_{_dataset}"
         input:
-            data=f"{STUDY}/data/{_dataset}.pt",
-            models=[run_path(_dataset, m, FIGURES_SEED, "model.pt") for m in MODELS],
+            data=paths.data_file(config, _dataset),
+            models=[paths.run_dir(config, _dataset, m, FIGURES_SEED) / "model.pt" for m in MODELS],
         output:
             png=[report(png, **flag) for png, flag in figure_pngs(FIGURE_SPECS[_dataset])],
             pdf=figure_pdfs(FIGURE_SPECS[_dataset]),
         log:
-            f"{STUDY}/logs/figures/{_dataset}.log",
+            paths.log_file(config, "figures", _dataset),
         conda:
             CONDA_ENV
         threads: 1
@@ -52,7 +52,7 @@ rule figures_bars:
         png=[report(png, **flag) for png, flag in figure_pngs(FIGURE_SPECS["bars"])],
         pdf=figure_pdfs(FIGURE_SPECS["bars"]),
     log:
-        f"{STUDY}/logs/figures/bars.log",
+        paths.log_file(config, "figures", "bars"),
     conda:
         CONDA_ENV
     threads: 1

@@ -1,6 +1,7 @@
-from mgmvae.tables.spec import table_names
+from mgmvae.tables.spec import EXTENSIONS, table_names
 
 TABLES = table_names()  # the paper tables of mgmvae/tables/spec.py, then clustering
+TABLES_DIR = paths.tables_dir(config)
 
 
 rule tables:
@@ -8,13 +9,13 @@ rule tables:
         metrics=all_metrics(),
         figures=ALL_FIGURES,  # attached to the aggregation run in MLflow, beside the tables
     output:
-        expand(f"{STUDY}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
+        expand(TABLES_DIR / "{table}.{ext}", table=TABLES, ext=[e for e in EXTENSIONS if e != "html"]),
         [
-            report(f"{STUDY}/tables/{t}.html", caption=f"../report/{t}.rst", category="Tables", labels={"table": t})
+            report(TABLES_DIR / f"{t}.html", caption=f"../report/{t}.rst", category="Tables", labels={"table": t})
             for t in TABLES
         ],
     log:
-        f"{STUDY}/logs/tables.log",
+        paths.log_file(config, "tables"),
     conda:
         CONDA_ENV
     threads: 1

@@ -1,11 +1,12 @@
+# train_ablation (ablation.smk) is this rule with its own paths and params.
 rule train_model:
     input:
-        data=f"{STUDY}/data/{{dataset}}.pt",
+        data=DATA,
     output:
-        model=f"{STUDY}/runs/{{dataset}}/{{model}}/seed{{seed}}/model.pt",
-        history=f"{STUDY}/runs/{{dataset}}/{{model}}/seed{{seed}}/history.json",
+        model=RUN / "model.pt",
+        history=RUN / "history.json",
     log:
-        f"{STUDY}/logs/train/{{dataset}}/{{model}}/seed{{seed}}.log",
+        paths.run_log(config, "train", "{dataset}", "{model}", "{seed}"),
     conda:
         CONDA_ENV
     threads: 1
@@ -17,6 +18,9 @@ rule train_model:
         cli=MGMVAE,
         config=STUDY_CONFIG,
         settings=settings_json,
+        run="--model {model}",  # the run's CLI arguments beside dataset and seed
+        progress="",
     shell:
-        "{params.cli} train --config {params.config} --dataset {wildcards.dataset} --model {wildcards.model} "
-        "--seed {wildcards.seed} --data {input.data} --out {output.model} --threads {threads} > {log} 2>&1"
+        "{params.cli} train --config {params.config} --dataset {wildcards.dataset} {params.run} "
+        "--seed {wildcards.seed} --data {input.data} --out {output.model} --threads {threads} "
+        "{params.progress} > {log} 2>&1"
