@@ -1,4 +1,6 @@
-"""The ablation study: variants resolved in mgmvae.config, the aggregation, and a tiny local run."""
+"""The ablation study: variants resolved in mgmvae.config, the aggregation and the DAG. The tiny ablation runs
+end to end in tests/test_slurm.py (through SLURM) and, with a plugin as the ablated model, in the shared CI
+study (tests/conftest.py ``ci_study``)."""
 
 import json
 import os
@@ -23,10 +25,10 @@ from mgmvae.config import (
     settings_hash,
 )
 from mgmvae.contract import validate_models
+from tests.conftest import snakemake
 
 ABLATION_QUICK = ROOT / "workflow" / "presets" / "ablation_quick.yaml"
 ABLATION_CI = ROOT / "workflow" / "presets" / "ablation_ci.yaml"
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 # ------------------------------------------------------------------ config
@@ -258,18 +260,6 @@ def test_ablation_table_sections_formats_and_interval(tmp_path):
 
 
 # -------------------------------------------------------------- local run
-def snakemake(workdir, *args, timeout=900):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    return subprocess.run(
-        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-
-
 def test_default_target_has_no_ablation_and_ablation_target_lists_every_variant(tmp_path):
     default = snakemake(tmp_path, "-n", "--configfile", str(ABLATION_QUICK), timeout=300)
     assert default.returncode == 0, default.stderr[-3000:]
@@ -334,21 +324,6 @@ def check_mlflow_runs(client, study: str, variants) -> None:
     assert sorted(hashes) == sorted(variants)
     assert all(len(h) == 1 for h in hashes.values())  # train and evaluate agree
     assert len({next(iter(h)) for h in hashes.values()}) == n  # one config_hash per variant
-
-
-@pytest.mark.slow
-def test_tiny_ablation_runs_locally(tmp_path):
-    from mlflow.tracking import MlflowClient
-
-    start = time.monotonic()
-    result = snakemake(tmp_path, "ablation", "--cores", "2", "--configfile", str(ABLATION_CI))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    print(f"local tiny ablation: {time.monotonic() - start:.0f} s")
-    variants = ["full", "no_center", "gaussian_prior"]
-    check_ablation_outputs(tmp_path, "ablation_ci", variants)
-    check_mlflow_runs(MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"), "ablation_ci", variants)
-    again = snakemake(tmp_path, "-n", "ablation", "--configfile", str(ABLATION_CI))
-    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def test_unreachable_tracking_server_is_refused_fast(tmp_path):

@@ -1,45 +1,22 @@
 """The whole DAG end to end on the tiny CI preset, as Snakemake runs it, plus its refusals."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
 from mgmvae.config import ROOT
-
-MODELS = yaml.safe_load((ROOT / "workflow/presets/ci.yaml").read_text())["models"]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-
-
-def snakemake_env() -> dict:
-    """No MLFLOW_* from the caller (runs go to the workdir's store); this venv's tools first on PATH."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    return env
-
-
-def snakemake(workdir, *args, timeout=900):
-    return subprocess.run(
-        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args],
-        capture_output=True,
-        text=True,
-        env=snakemake_env(),
-        timeout=timeout,
-    )
+from tests.conftest import CI_PRESET, SNAKEMAKE, snakemake, snakemake_env
 
 
 @pytest.mark.slow
-def test_ci_preset_end_to_end(tmp_path):
+def test_ci_preset_end_to_end(ci_study):
     """≥ 4 concurrent jobs log to MLflow's default store (sqlite:///mlflow.db in the workdir)."""
-    result = snakemake(tmp_path, "--cores", "4", "--configfile", str(ROOT / "workflow/presets/ci.yaml"))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
+    tmp_path, MODELS = ci_study.workdir, ci_study.models
     tables = tmp_path / "results" / "ci" / "tables"
     for name in ("table1", "table2", "table3", "loglik", "clustering"):
         assert (tables / f"{name}.md").read_text().strip(), name
@@ -78,12 +55,17 @@ def test_ci_preset_end_to_end(tmp_path):
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("mgmvae-benchmark").experiment_id])
     stages = sorted(r.data.tags["stage"] for r in runs)
-    n = 2 * len(MODELS)  # 2 datasets × models
+    n = 2 * len(MODELS) + 2 * len(ci_study.ablation_variants)  # 2 datasets × (models and ablation variants)
     # prepare ×2, classifier ×4 (2 modalities each), train and evaluate per run, aggregate, figures
-    # per dataset and for the bar charts
+    # per dataset and for the bar charts, the ablation table
     assert (
         stages
-        == ["aggregate"] + ["classifier"] * 4 + ["evaluate"] * n + ["figures"] * 3 + ["prepare"] * 2 + ["train"] * n
+        == ["ablation", "aggregate"]
+        + ["classifier"] * 4
+        + ["evaluate"] * n
+        + ["figures"] * 3
+        + ["prepare"] * 2
+        + ["train"] * n
     )
     assert all(r.info.status == "FINISHED" for r in runs)
     for run in runs:
@@ -105,7 +87,7 @@ def test_ci_preset_end_to_end(tmp_path):
         assert logged == on_disk and logged, kind
 
     # Nothing to do on a second run: outputs are complete and up to date.
-    again = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "workflow/presets/ci.yaml"))
+    again = snakemake(tmp_path, "-n", "all", "ablation", "--configfile", str(CI_PRESET), str(tmp_path / "study.yaml"))
     assert "Nothing to be done" in again.stdout + again.stderr
 
     # The CI study runs the sample protocol; one run evaluated again with mean covers the other
@@ -152,11 +134,5 @@ def test_bad_config_stops_before_any_job_naming_the_key(tmp_path):
 
 
 def test_lint_is_clean():
-    result = subprocess.run(
-        [SNAKEMAKE, "--lint"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
-    )
+    result = subprocess.run([SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True, env=snakemake_env())
     assert result.returncode == 0 and "Lints for" not in result.stdout + result.stderr, result.stdout[-2000:]

@@ -7,11 +7,7 @@ point tiny_vae), installed with pip into a folder put on the path, as a user wou
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,39 +18,9 @@ from mgmvae.cli import main
 from mgmvae.config import ROOT, ConfigError, load_config
 from mgmvae.contract import check_model, validate_models
 from mgmvae.registry import PluginError, available, builtin_model_names, resolve
+from tests.conftest import PLUGIN_SRC, snakemake, template_code
 
-PLUGIN_SRC = ROOT / "tests" / "plugin_pkg"
-GUIDE = ROOT / "docs" / "plugins.md"
 BASE = load_config()
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-
-
-@pytest.fixture(scope="module")
-def plugin_site(tmp_path_factory):
-    """``pip install`` the plugin package into a fresh folder and put it on sys.path and PYTHONPATH."""
-    root = tmp_path_factory.mktemp("plugin")
-    shutil.copytree(PLUGIN_SRC, root / "src")  # setuptools writes build files beside the sources
-    site = root / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index"]
-        + ["--target", str(site), str(root / "src")],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    sys.path.insert(0, str(site))
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = f"{site}:{old}" if old else str(site)
-    yield site
-    sys.path.remove(str(site))
-    os.environ.pop("PYTHONPATH") if old is None else os.environ.update(PYTHONPATH=old)
-    for name in [m for m in sys.modules if m == "tiny_plugin" or m.startswith("tiny_plugin.")]:
-        del sys.modules[name]
-
-
-def template_code() -> str:
-    """The template model of the guide (its first python block)."""
-    return re.search(r"```python\n(.*?)```", GUIDE.read_text(), re.S).group(1)
 
 
 # ---------------------------------------------------------------- the registry
@@ -238,18 +204,6 @@ def test_bad_plugin_config_is_refused(plugin_site, models, overrides, message):
         validate_models(with_models(*models, **overrides), contract=True)
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    return subprocess.run(
-        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-
-
 def test_broken_plugin_stops_snakemake_before_any_job(plugin_site, tmp_path):
     extra = tmp_path / "extra.yaml"
     extra.write_text(yaml.safe_dump({"models": ["mvae", "tiny_plugin.broken:WrongShape"]}))
@@ -278,14 +232,9 @@ def check_plugin_mlflow_runs(workdir: Path, name: str, package: str, version: st
 
 
 @pytest.mark.slow
-def test_plugin_runs_through_the_ci_preset_beside_builtins(plugin_site, tmp_path):
-    """The installed plugin (entry point tiny_vae) beside two built-ins: tables, figures, MLflow.
-    (Every built-in runs end to end in tests/test_pipeline.py; two keep this second DAG short.)"""
-    extra = tmp_path / "plugin.yaml"
-    extra.write_text(yaml.safe_dump({"models": ["mvae", "mgmvae", "tiny_vae"]}))
-    result = snakemake(tmp_path, "--cores", "2", "--configfile", str(ROOT / "workflow/presets/ci.yaml"), str(extra))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    study = tmp_path / "results" / "ci"
+def test_plugin_runs_through_the_ci_preset_beside_builtins(ci_study):
+    """The installed plugin (entry point tiny_vae) beside the built-ins: tables, figures, MLflow."""
+    study = ci_study.results
     for table in ("table1", "table2", "table3", "clustering"):
         frame = pd.read_csv(study / "tables" / f"{table}.csv")
         assert "tiny_vae" in set(frame["model"]), table
@@ -294,23 +243,15 @@ def test_plugin_runs_through_the_ci_preset_beside_builtins(plugin_site, tmp_path
     assert (study / "runs/digits_street/tiny_vae/seed0/metrics.json").exists()
     for stem in ("translation/digits_street_tiny_vae_hand_to_street", "curves/digits_cdcb_tiny_vae"):
         assert (study / "figures" / f"{stem}.png").stat().st_size > 1000
-    check_plugin_mlflow_runs(tmp_path, "tiny_vae", "mgmvae-tiny-plugin", "0.3.1")
+    check_plugin_mlflow_runs(ci_study.workdir, "tiny_vae", "mgmvae-tiny-plugin", "0.3.1")
 
 
 @pytest.mark.slow
-def test_plugin_file_runs_through_the_ablation(plugin_site, tmp_path):
+def test_plugin_file_runs_through_the_ablation(ci_study):
     """The guide's template as a local file is the ablation's model, with variants of its own."""
-    (tmp_path / "tiny.py").write_text(template_code())
-    extra = tmp_path / "plugin.yaml"
-    ablation = {"model": f"{tmp_path / 'tiny.py'}:TinyVAE", "select": ["full", "kl_half"]}
-    ablation["variants"] = {"full": {}, "kl_half": {"params": {"kl_weight": 0.5}}}
-    extra.write_text(yaml.safe_dump({"ablation": ablation}))
-    preset = str(ROOT / "workflow/presets/ablation_ci.yaml")
-    result = snakemake(tmp_path, "ablation", "--cores", "2", "--configfile", preset, str(extra))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    outdir = tmp_path / "results" / "ablation_ci" / "ablation"
+    outdir = ci_study.results / "ablation"
     table = pd.read_csv(outdir / "ablation_table.csv")
-    assert set(table["variant"]) == {"full", "kl_half"}
+    assert set(table["variant"]) == set(ci_study.ablation_variants) == {"full", "kl_half"}
     assert (outdir / "ablation_plot_digits_street.png").stat().st_size > 1000
     assert (outdir / "digits_street" / "kl_half" / "seed0" / "metrics.json").exists()
-    check_plugin_mlflow_runs(tmp_path, "tiny_vae", "", r"sha256:[0-9a-f]{16}", builtin=False)
+    check_plugin_mlflow_runs(ci_study.workdir, ci_study.ablation_model, "", r"sha256:[0-9a-f]{16}", builtin=False)

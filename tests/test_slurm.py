@@ -22,6 +22,7 @@ from test_ablation import ABLATION_CI, check_ablation_outputs, check_mlflow_runs
 from mgmvae import tracking_server
 from mgmvae.config import ROOT
 from mgmvae.tracking_server import _admin_password, read_env
+from tests.conftest import snakemake
 
 BIN = Path(sys.executable).parent
 VARIANTS = ["full", "no_center", "gaussian_prior"]  # ablation.select of workflow/presets/ablation_ci.yaml
@@ -105,6 +106,8 @@ def test_tiny_ablation_on_slurm_logging_to_an_mlflow_server(tmp_path):
         assert len(done) >= 10, jobs  # prepare, 2 classifiers, 3 trainings, 3 evaluations, the ablation
 
         check_ablation_outputs(work, "ablation_ci", VARIANTS)
+        again = snakemake(work, "-n", "ablation", "--configfile", str(ABLATION_CI))
+        assert "Nothing to be done" in again.stdout + again.stderr
         assert not (work / "mlflow.db").exists(), "jobs logged to a local store, not the server"
         with admin_client(server, uri) as mlflow_client:
             check_mlflow_runs(mlflow_client, "ablation_ci", VARIANTS)
