@@ -44,6 +44,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from mgmvae import paths
 from mgmvae.config import (
     DEFAULT_CONFIG,
     ROOT,
@@ -126,9 +127,11 @@ def expected_runs(config: Mapping, kind: str) -> list[dict]:
 
 
 def metrics_file(study: Path, run: Mapping) -> Path:
+    """The run's metrics.json in the study folder ``study`` (the layout of ``mgmvae.paths``)."""
+    where = {"results_dir": study.parent, "study": study.name}
     if "variant" in run:
-        return study / "ablation" / run["dataset"] / run["variant"] / f"seed{run['seed']}" / "metrics.json"
-    return study / "runs" / run["dataset"] / run["model"] / f"seed{run['seed']}" / "metrics.json"
+        return paths.ablation_run_dir(where, run["dataset"], run["variant"], run["seed"]) / "metrics.json"
+    return paths.run_dir(where, run["dataset"], run["model"], run["seed"]) / "metrics.json"
 
 
 def current_hash(config: Mapping, run: Mapping) -> str:
@@ -301,7 +304,8 @@ def render_table(snapshot: Path, view: Mapping[str, Any], where: str) -> str:
     columns = view["columns"]
     rows = [[cell(row, field, view, where) for field in columns.values()] for _, row in frame.iterrows()]
     table = pd.DataFrame(rows, columns=list(columns))
-    align = ["left"] + ["right"] * (len(columns) - 1)
+    numeric = re.compile(r"[-−\d]")  # a column of numbers is right-aligned, one of text left-aligned
+    align = ["right" if table[c].map(lambda v: bool(numeric.match(v))).any() else "left" for c in table.columns]
     return table.to_markdown(index=False, tablefmt="pipe", colalign=align, disable_numparse=True)
 
 
@@ -474,7 +478,7 @@ def check(pages: Sequence[Path], snapshots: Path = SNAPSHOTS, root: Path = ROOT)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mgmvae.docs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--snapshots", type=Path, default=SNAPSHOTS, help="the snapshots folder (with recipes.yaml)")
-    parser.add_argument("--pages", type=Path, nargs="+", help="default: README.md and docs/*.md")
+    parser.add_argument("--pages", type=Path, action="append", help="a page (repeat; default: README.md and docs/*.md)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("snapshot", help="copy a study's results into the snapshots folder with their provenance")
     p.add_argument("name", help="a snapshot declared in recipes.yaml")
