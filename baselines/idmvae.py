@@ -31,8 +31,8 @@ below) plus three regularisers. Ours, written from the paper's description and t
    small MLP denoiser ε_θ(z_t, t) is trained on the unimodal shared posterior means (detached by
    default, ``diffusion_stop_grad``; the released PolyMNIST script trains with it off) with the
    noise-prediction loss mean‖ε − ε_θ(√ᾱ_t z_0 + √(1−ᾱ_t) ε, t)‖². ``sample(n)`` draws z by
-   ancestral sampling through all T steps (posterior variance β̃_t), w from N(0, I).
-   The code also fits a diffusion prior to each private latent; we do not (open point). Its DDPM
+   ancestral sampling through all T steps (posterior variance β̃_t), w from ``private_prior``.
+   The code also fits a diffusion prior to each private latent (``pws_diffusion``); we do not. Its DDPM
    module predicts x_0 (sigmoid schedule, SNR-weighted); we predict ε on the linear schedule.
 4. Priors (``prior_scale``): ``softplus`` (default) is the reference's: p(z) = N(0, s²) and
    p(w_m) = N(0, s²) with s = softplus(0) + η = log 2 + 10⁻⁸ ≈ 0.693 (chatzikon/IDMVAE,
@@ -43,11 +43,12 @@ below) plus three regularisers. Ours, written from the paper's description and t
    r_d(w) = N(0, (softplus(ρ_d) + η)²) with a learnable ρ_d initialised at 0 (``pws_params_aux``,
    so it starts at the same scale 0.693). η enters only these scales (and the reference encoder's
    posterior scale, which ours parameterises by a log-variance as every model here). ``unit`` is
-   MMVAE+'s N(0, I) priors with the auxiliary N(0, exp ρ_d) (baselines/mmvae_plus.py).
-   ``sample`` still draws w from N(0, I) (the evaluation surface is not changed here).
+   MMVAE+'s unit priors with its auxiliary prior (baselines/mmvae_plus.py).
 ``center`` applies to the gen-aug InfoNCE too. ``generate`` decodes the target with w at the
-prior mean (0) under ``mean``; under ``sample`` w is drawn from ``private_prior`` (the code's
-plain prior; with a private diffusion prior, which we do not fit, the code samples that).
+prior mean (0) under ``mean``; under ``sample`` w is drawn from ``private_prior``, N(0, 0.693²):
+the code's plain prior, which its ``self_and_cross_modal_generation_forward`` (src/models/
+idmvae.py) samples only with the diffusion weight at 0. With the weight on (the released script,
+and our default) it samples w from the private diffusion prior, which we do not fit.
 Defaults from the released PolyMNIST script (paper App. B.1): β = 2.5, K = 1, cross-MI scale 80,
 gen-aug scale 20 with "CL", diffusion weight 1, temperature 1 (its ``ContrastiveLoss(tau=1)``);
 T = 200, the DDPM module's default (the model class passes 1000 with 100 DDIM sampling steps; we
@@ -66,7 +67,7 @@ from torch import Tensor, nn
 from baselines.mmvae_plus import MMVAEPlus
 from mgmvae.base import Batch
 from mgmvae.contrastive import info_nce
-from mgmvae.distributions import DiagGaussian
+from mgmvae.distributions import DiagGaussian, DiagLaplace
 
 ETA = 1e-8  # chatzikon/IDMVAE src/utils.py, Constants.eta: added to every softplus scale
 
@@ -210,16 +211,17 @@ class IDMVAE(MMVAEPlus):
             return super().prior(like)
         return self.softplus_normal(like.new_zeros(()), like)
 
-    def private_prior(self, modality: str, like: Tensor) -> DiagGaussian:
+    def private_prior(self, modality: str, like: Tensor) -> DiagGaussian | DiagLaplace:  # type: ignore[override]  # Laplace family too
         """p(w_m) = N(0, (softplus(0) + η)²), scale ≈ 0.693 (chatzikon/IDMVAE, src/models/idmvae.py
-        ``get_simple_prior_w(aux=False)`` → ``_compute_prior_from_params``): also what
-        ``self_and_cross_modal_generation_forward`` draws w from without a private diffusion prior
-        (which is not fitted here), so the sampled evaluation draws from it too."""
+        ``get_simple_prior_w(aux=False)`` → ``_compute_prior_from_params``), which the sampled
+        evaluation draws from too: ``self_and_cross_modal_generation_forward`` draws w from it
+        only with ``diffusion_loss_weight`` 0, otherwise from the private diffusion prior, which is
+        not fitted here."""
         if self.params["prior_scale"] == "unit":
             return super().private_prior(modality, like)
         return self.softplus_normal(like.new_zeros(()), like)
 
-    def auxiliary_prior(self, modality: str, like: Tensor) -> DiagGaussian:
+    def auxiliary_prior(self, modality: str, like: Tensor) -> DiagGaussian | DiagLaplace:
         if self.params["prior_scale"] == "unit":
             return super().auxiliary_prior(modality, like)
         return self.softplus_normal(self.aux_logvar[modality], like)

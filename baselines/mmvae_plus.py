@@ -2,9 +2,17 @@
 modality-specific latents and auxiliary priors.
 
 Latents: a shared z with q(z | x_1:M) = (1/M) Σ_m q(z | x_m) (MMVAE's mixture) and a private w_m
-per modality with q(w_m | x_m). Priors: p(z) the standard prior of the posterior family, p(w_m) =
-N(0, I). Auxiliary priors r_d(w) = N(0, diag exp(ρ_d)) with a learnable log-variance ρ_d per
-modality (initialised 0), as MMVAE+'s auxiliary prior with learnable scale.
+per modality with q(w_m | x_m). Every distribution of z and w is of the ``posterior`` family, a
+switch of the settings:
+
+- ``laplace``, the reference's (epalu/mmvaeplus, src/models/vae_polymnist.py ``PolyMNIST``: prior,
+  likelihood and posterior all ``dist.Laplace``; the ``published`` preset): posteriors with scales
+  softmax(raw)·D + 10⁻⁶ over each latent's own dimensions (``Enc.forward``, η = ``Constants.eta``
+  in src/utils.py); the unit prior p(z) p(w_m) = Laplace(0, 1) (``pu_params``: softmax(0)·D = 1,
+  fixed; src/models/mmvae_polymnist.py); the auxiliary prior r_d(w) = Laplace(0, softmax(ρ_d)·D_w),
+  ρ_d learnable from 0 (``pw_params``), so its scales are tied: they sum to D_w.
+- ``gaussian`` (the paper setting's identical settings): N(·, exp(logvar)) posteriors, p(z) p(w_m)
+  = N(0, I) and r_d(w) = N(0, diag exp(ρ_d)), ρ_d learnable from 0.
 
 Objective, sampled stratified over the present modalities m (as MMVAE, "looser": average over
 strata outside the log): z_m ~ q(z | x_m), w_m ~ q(w_m | x_m), and for every target d
@@ -22,18 +30,29 @@ Defaults: ``objective: elbo``, ``k: 1`` (CPU budget; K=1 makes all three equal i
 ``beta: 2.5`` (MMVAE+'s PolyMNIST value, also IDMVAE's). Missing modality: the strata and targets
 are the present modalities only.
 Evaluation (protocols in mgmvae/base.py): ``embed`` is the mixture mean (a draw under ``sample``);
-``generate`` decodes the target with w at the prior mean (``mean``) or drawn from p(w) = N(0, I)
-(``sample``, as the reference); ``translate`` takes the style reference's w (base class).
+``generate`` decodes the target with w at the prior mean (``mean``) or drawn from the unit prior
+p(w) (``sample``, as the reference); ``translate`` takes the style reference's w (base class).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from baselines.mmvae import check_importance_params
 from mgmvae.base import Batch, MultimodalVAE
-from mgmvae.distributions import DiagGaussian, MixtureOfExperts, log_mean_exp
+from mgmvae.distributions import (
+    DiagGaussian,
+    DiagLaplace,
+    MixtureOfExperts,
+    log_mean_exp,
+    posterior,
+    softmax_scale,
+    standard_prior,
+)
 
 
 def dreg_value(lw: Tensor, latents: list[Tensor], bound: Tensor) -> Tensor:
@@ -54,7 +73,7 @@ class MMVAEPlus(MultimodalVAE):
     default_params = {"objective": "elbo", "k": 1, "beta": 2.5}
     # epalu/mmvaeplus, src/models/mmvae.py ``reconstruct_and_cross_reconstruct_forw`` (used by
     # ``cross_coherence`` in src/main_polymnist.py): z a posterior draw, w drawn from the unit prior
-    # (not the auxiliary prior r_d: the base ``private_prior``); ``unconditional_coherence_and_lr``
+    # (not the auxiliary prior r_d: ``private_prior``); ``unconditional_coherence_and_lr``
     # fits the latent classifier on posterior draws (``qu_x(...).rsample()``).
     reference_protocol = "sample"
     embeds_sample = True
@@ -64,13 +83,33 @@ class MMVAEPlus(MultimodalVAE):
         check_importance_params(self.name, self.params)
         if self.private_dim < 1:
             raise ValueError(f"{self.name} needs private_dim >= 1")
+        # ρ_d: the auxiliary prior's raw scale (a log-variance under gaussian, softmax logits under laplace)
         self.aux_logvar = nn.ParameterDict({m: nn.Parameter(torch.zeros(self.private_dim)) for m in self.modalities})
+
+    def encode(self, batch: Batch, modalities: Sequence[str] | None = None) -> dict[str, tuple[Any, Any]]:
+        """Shared and private posteriors, both of the ``posterior`` family (the base class keeps
+        private posteriors Gaussian)."""
+        out = {}
+        for m in self.present(batch, modalities):
+            e = self.encoders[m](batch[m])
+            shared = posterior(self.posterior_family, e.shared_loc, e.shared_scale)
+            out[m] = (shared, posterior(self.posterior_family, e.private_loc, e.private_scale))
+        return out
 
     def joint_posterior(self, encoded) -> MixtureOfExperts:
         return MixtureOfExperts([q for q, _ in encoded.values()])
 
-    def auxiliary_prior(self, modality: str, like: Tensor) -> DiagGaussian:
-        return DiagGaussian(torch.zeros_like(like), self.aux_logvar[modality].clamp(-12, 8).expand_as(like))
+    def private_prior(self, modality: str, like: Tensor) -> DiagGaussian | DiagLaplace:  # type: ignore[override]  # Laplace family too
+        """The unit prior p(w_m): N(0, I), or Laplace(0, 1) under ``laplace`` (the reference's ``pu``)."""
+        return standard_prior(self.posterior_family, like)
+
+    def auxiliary_prior(self, modality: str, like: Tensor) -> DiagGaussian | DiagLaplace:
+        """r_d(w): N(0, diag exp(ρ_d)), or Laplace(0, softmax(ρ_d)·D_w) under ``laplace`` (the
+        reference's ``pw_params``, no η)."""
+        raw = self.aux_logvar[modality]
+        if self.posterior_family == "laplace":
+            return DiagLaplace(torch.zeros_like(like), softmax_scale(raw).expand_as(like))
+        return DiagGaussian(torch.zeros_like(like), raw.clamp(-12, 8).expand_as(like))
 
     # ---------------------------------------------------------------- objective
     def elbo_terms(self, batch: Batch, encoded, k: int, dreg: bool):

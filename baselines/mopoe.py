@@ -19,10 +19,13 @@ Choices (ours where the paper leaves room):
 
       L = (1/|S|) Σ_S [ Σ_m w_m log p(x_m | z_S) − β KL(q_S || N(0, I)) ].
 
-  ``stratified: false`` is the reference code's cheaper estimator (``mixture_component_selection``):
-  batch element i decodes only z_{S(i)} with S(i) = subsets[i mod |S|], so each stratum gets
-  ~B/|S| elements; same expectation, more variance, |S|× fewer decoder passes. The KL term is
-  the same in both.
+  ``stratified: false`` is the reference code's cheaper estimator: batch element i decodes only
+  z_{S(i)}, the subsets taking contiguous blocks of rows in the order of ``nonempty_subsets`` (by
+  size, as utils/BaseExperiment.py ``set_subsets``), ⌊B/|S|⌋ rows each and the last subset the rest
+  (thomassutter/MoPoE, utils/utils.py, ``mixture_component_selection`` with the uniform weights
+  of ``BaseMMVae.inference``; ``subset_blocks``). The batch is shuffled, so a row's subset is
+  random; same expectation, more variance, |S|× fewer decoder passes. The KL term is the same in
+  both.
 - β = 2.5, the published MNIST-SVHN-Text value. KL to N(0, I) in closed form.
 - Missing modalities: the subsets are those of the present modalities.
 - ``embed`` / ``generate`` from a set of modalities use q_S for exactly that set (the subset
@@ -42,6 +45,14 @@ from mgmvae.distributions import DiagGaussian, MixtureOfExperts, nonempty_subset
 PRIOR_EXPERT = ("full_set", "none", "all")  # where an N(0, I) expert joins the product
 
 
+def subset_blocks(rows: int, n_subsets: int, device: torch.device | None = None) -> Tensor:
+    """The subset index of each row: contiguous blocks of ⌊rows/n⌋, the last block holding the
+    remainder (all rows when rows < n), as ``mixture_component_selection`` with weights 1/n."""
+    block = rows // n_subsets
+    sizes = torch.tensor([block] * (n_subsets - 1) + [rows - block * (n_subsets - 1)], device=device)
+    return torch.repeat_interleave(torch.arange(n_subsets, device=device), sizes)
+
+
 class MoPoE(MultimodalVAE):
     name = "mopoe"
     default_params = {"beta": 2.5, "prior_expert": "full_set", "stratified": True}
@@ -54,8 +65,8 @@ class MoPoE(MultimodalVAE):
         super().__init__(shapes, settings)
         if self.posterior_family != "gaussian":
             raise ValueError(f"{self.name} needs posterior: gaussian (its subset posteriors are Gaussian)")
-        choice = self.params.get("prior_expert", "full_set")
-        if choice not in PRIOR_EXPERT:
+        choice = self.params.get("prior_expert")  # MWB-VAE inherits this constructor without a prior expert
+        if "prior_expert" in self.default_params and choice not in PRIOR_EXPERT:
             raise ValueError(f"{self.name} prior_expert {choice!r}: choose one of {PRIOR_EXPERT}")
 
     # ------------------------------------------------------------- aggregation
@@ -90,7 +101,7 @@ class MoPoE(MultimodalVAE):
         z = torch.stack([q.rsample() for q in mixture.experts])  # [S, B, D], one draw per stratum
         if not self.params["stratified"]:  # one subset per batch element: z [B, D]
             rows = torch.arange(z.shape[1], device=z.device)
-            z = z[rows % len(subsets), rows]
+            z = z[subset_blocks(z.shape[1], len(subsets), z.device), rows]
         recon = {m: self.log_likelihood(m, batch[m], z) for m in present}  # type: ignore[arg-type]  # [S, B] or [B] each; m is present
         kl = torch.stack([q.kl_standard_normal() for q in mixture.experts])  # type: ignore[union-attr]  # [S, B]; aggregate() gives DiagGaussians
         beta = float(self.params["beta"])

@@ -21,7 +21,9 @@ this is our reading of the formulation. Choices:
   one z_S ~ q*_S per subset, every present modality reconstructed from it, and the
   mixture-weighted component KLs to N(0, I) in closed form,
       L = (1/|S|) Σ_S [ Σ_m w_m log p(x_m | z_S) − β KL(q*_S || N(0, I)) ];
-  ``stratified: false``: one subset per batch element (see baselines/mopoe.py), |S|× cheaper.
+  ``stratified: false``: one subset per batch element, |S|× cheaper, assigned as our MoPoE does:
+  contiguous blocks of ⌊B/|S|⌋ rows per subset, the last subset the rest (the MoPoE reference's
+  ``mixture_component_selection``; MWB-VAE has no public code to follow).
 - β = 1 (plain ELBO; the paper's value is not in our sources).
 - ``embed`` / ``generate`` from a set of modalities use the barycenter of exactly that set.
 """

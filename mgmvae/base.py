@@ -193,11 +193,12 @@ class MultimodalVAE(nn.Module):
         return q.mean
 
     @torch.no_grad()
-    def generate(self, batch: Batch, source: str, target: str, protocol: str = "mean") -> Tensor:
-        """Cross-modal generation, the decoder mean of ``target`` from ``source`` alone. ``mean``:
-        from the source's posterior mean with the target's private latent at its prior mean (0).
+    def generate(self, batch: Batch, source: str | Sequence[str], target: str, protocol: str = "mean") -> Tensor:
+        """Cross-modal generation, the decoder mean of ``target`` from ``source`` alone, or from a
+        subset of modalities (a list) through the model's own aggregation (``joint_posterior``).
+        ``mean``: from the posterior mean with the target's private latent at its prior mean (0).
         ``sample``: from a posterior draw with the private latent drawn from ``private_prior``."""
-        q = self.shared_posterior(batch, [source])
+        q = self.shared_posterior(batch, [source] if isinstance(source, str) else list(source))
         if check_protocol(protocol) == "mean":
             return self.likelihood.mean(self.decode(target, q.mean))
         z = posterior_draw(q)

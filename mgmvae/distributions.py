@@ -79,13 +79,19 @@ class DiagLaplace:
         return DiagLaplace(self.loc.detach(), self.scale.detach())
 
 
+def softmax_scale(raw: Tensor) -> Tensor:
+    """Laplace scales tied through a softmax, softmax(raw)·D over the last dimension (mean 1, and 1
+    everywhere at raw = 0): MMVAE's and MMVAE+'s parameterisation of posterior and prior scales."""
+    return F.softmax(raw, dim=-1) * raw.shape[-1]
+
+
 def posterior(family: str, loc: Tensor, raw_scale: Tensor) -> DiagGaussian | DiagLaplace:
     """Build a posterior from an encoder head. ``raw_scale`` is a log-variance for Gaussians;
     for Laplace, MMVAE's parameterisation softmax(raw)·D + eps is used for the scale."""
     if family == "gaussian":
         return DiagGaussian(loc, raw_scale.clamp(LOGVAR_MIN, LOGVAR_MAX))
     if family == "laplace":
-        return DiagLaplace(loc, F.softmax(raw_scale, dim=-1) * raw_scale.shape[-1] + 1e-6)
+        return DiagLaplace(loc, softmax_scale(raw_scale) + 1e-6)
     raise ValueError(f"unknown posterior family {family!r}; use 'gaussian' or 'laplace'")
 
 
@@ -217,28 +223,71 @@ class GaussianMixturePrior(nn.Module):
 
 
 # ------------------------------------------------------------------------- likelihoods
+SERIES_BELOW = 0.1  # |logit| under which the continuous Bernoulli uses its Taylor series (no 0/0)
+
+
+def continuous_bernoulli_log_norm(logits: Tensor) -> Tensor:
+    """log C of the continuous Bernoulli (Loaiza-Ganem & Cunningham 2019), elementwise in the logit l.
+
+    C(λ) = 2 atanh(1 − 2λ) / (1 − 2λ) with λ = sigmoid(l) is l / tanh(l/2), even in l, so
+    log C = log|l| − log(1 − e^−|l|) + log(1 + e^−|l|), exact for every |l| (torch's
+    ``ContinuousBernoulli`` clamps λ and stops growing past |l| ≈ 16 in float32), and
+    log 2 + l²/12 − 7l⁴/1440 near 0, where the first form is 0/0."""
+    a = logits.abs()
+    safe = a.clamp_min(SERIES_BELOW)  # keeps the unused branch of ``where`` finite, gradients too
+    exact = safe.log() - torch.log(-torch.expm1(-safe)) + F.softplus(-safe)
+    series = math.log(2.0) + a.pow(2) / 12.0 - 7.0 * a.pow(4) / 1440.0
+    return torch.where(a < SERIES_BELOW, series, exact)
+
+
+def continuous_bernoulli_mean(logits: Tensor) -> Tensor:
+    """E[x] of the continuous Bernoulli: λ/(2λ − 1) + 1/(2 atanh(1 − 2λ)) = 1/(1 − e^−l) − 1/l in the
+    logit l, and 1/2 + l/12 − l³/720 near 0, where the first form cancels."""
+    small = logits.abs() < SERIES_BELOW
+    safe = torch.where(small, torch.full_like(logits, SERIES_BELOW), logits)
+    exact = -1.0 / torch.expm1(-safe) - 1.0 / safe
+    series = 0.5 + logits / 12.0 - logits.pow(3) / 720.0
+    return torch.where(small, series, exact)
+
+
 class Likelihood:
-    """p(x | decoder output). The decoder emits logits; the mean image is their sigmoid.
+    """p(x | decoder output). The decoder emits logits, one per pixel.
 
     - ``laplace``/``gaussian``: location = sigmoid(logits), fixed scale (MMVAE: Laplace, 0.75);
-    - ``bernoulli``: binary cross-entropy on intensities in [0, 1] (DMVAE's choice).
+    - ``bernoulli``: binary cross-entropy on intensities in [0, 1] (DMVAE's choice); a density on
+      {0, 1} only, so on grey levels it is not normalised;
+    - ``continuous_bernoulli``: the normalised density on [0, 1] with the same logits,
+      −BCE(logits, x) + log C(logits) (torch's ``ContinuousBernoulli``, with its normaliser in exact form).
+
+    ``mean`` is the distribution's mean, what generation decodes: sigmoid(logits) for the first
+    three, the continuous Bernoulli's own mean (not its λ) for the last.
     """
 
-    FAMILIES = ("laplace", "gaussian", "bernoulli")
+    FAMILIES = ("laplace", "gaussian", "bernoulli", "continuous_bernoulli")
 
-    def __init__(self, family: str = "laplace", scale: float = 0.75):
+    def __init__(self, family: str, scale: float):
         if family not in self.FAMILIES:
             raise ValueError(f"unknown likelihood {family!r}; choose one of {self.FAMILIES}")
         self.family, self.scale = family, float(scale)
 
-    @staticmethod
-    def mean(logits: Tensor) -> Tensor:
+    @property
+    def normalised(self) -> bool:
+        """Whether ``log_prob`` is the log of a density that integrates to 1 over the data's values
+        (continuous Bernoulli on [0, 1], Gaussian and Laplace on the real line); a Bernoulli on grey
+        levels is not, so its log-likelihoods are not comparable with a density's."""
+        return self.family != "bernoulli"
+
+    def mean(self, logits: Tensor) -> Tensor:
+        if self.family == "continuous_bernoulli":
+            return continuous_bernoulli_mean(logits)
         return torch.sigmoid(logits)
 
     def log_prob(self, logits: Tensor, x: Tensor) -> Tensor:
         """log p(x | logits) summed over all pixels: [..., C, H, W] -> [...]."""
-        if self.family == "bernoulli":
+        if self.family in ("bernoulli", "continuous_bernoulli"):
             ll = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+            if self.family == "continuous_bernoulli":
+                ll = ll + continuous_bernoulli_log_norm(logits)
         elif self.family == "laplace":
             ll = -(torch.sigmoid(logits) - x).abs() / self.scale - math.log(2.0 * self.scale)
         else:

@@ -1,5 +1,6 @@
 """Test helpers: MLflow's basic-auth server on 127.0.0.1 through the project's own helper
-(mgmvae/tracking_server.py), and worker processes that log to it like pipeline jobs do."""
+(mgmvae/tracking_server.py), worker processes that log to it like pipeline jobs do, and an
+intruder's fake listener."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from mgmvae import tracking_server
@@ -61,19 +64,58 @@ def job_env(folder: Path, **extra: str) -> dict[str, str]:
 
 def start_server(folder: Path, port: int, **kwargs) -> str:
     uri = tracking_server.start(folder, "127.0.0.1", port, workers=1, **kwargs)
-    tracking_server.provision(folder, uri, EXPERIMENT, "study", folder / "study.env")
+    tracking_server.provision(folder, EXPERIMENT, "study", folder / "study.env")
     return uri
 
 
 def kill_server(folder: Path) -> None:
-    """SIGKILL the server's whole process group at once: a crash, not a shutdown."""
-    pid = tracking_server.running_pid(folder)
-    assert pid is not None, "no server to kill"
-    os.killpg(pid, 9)
+    """SIGKILL the server's whole process group at once: a crash, not a shutdown (server.json stays)."""
+    group = tracking_server.running_pid(folder)
+    assert group is not None, "no server to kill"
+    os.killpg(group, 9)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and tracking_server._alive(pid):
+    while time.monotonic() < deadline and tracking_server.server_pids(folder):
+        tracking_server._reap([group])
         time.sleep(0.1)
-    (folder / "server.pid").unlink()
+    assert not tracking_server.server_pids(folder)
+
+
+class FakeListener:
+    """An intruder's HTTP server on a port: answers every request 200 (so /health looks fine) and keeps
+    what it was sent: (method, path, headers, body)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append((self.command, self.path, dict(self.headers), body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _answer
+
+            def log_message(self, *args) -> None:
+                pass
+
+        server_class = type("Server", (ThreadingHTTPServer,), {"address_family": socket.getaddrinfo(host, port)[0][0]})
+        self.server = server_class((host, port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeListener:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def secrets_seen(self) -> list:
+        """Every request that carried credentials or a body."""
+        return [r for r in self.received if "Authorization" in r[2] or r[3]]
 
 
 def spawn(env: dict[str, str], study: str, k: int, steps: int, pause: float, retry: float, outdir: Path):
@@ -98,17 +140,17 @@ def admin_client(folder: Path, uri: str) -> Iterator:
     """An MlflowClient as the admin (reads every run); the admin's credentials only inside the block."""
     from mlflow.tracking import MlflowClient
 
-    names = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-    saved = {k: os.environ.get(k) for k in names}
-    os.environ.update(dict(zip(names, (tracking_server.ADMIN, tracking_server._admin_password(folder)), strict=True)))
-    try:
+    with tracking_server.admin_credentials(folder):
         yield MlflowClient(tracking_uri=uri)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+
+
+@contextmanager
+def auth_client(folder: Path, uri: str) -> Iterator:
+    """MLflow's basic-auth client as the admin (users and permissions), inside the block."""
+    from mlflow.server import get_app_client
+
+    with tracking_server.admin_credentials(folder):
+        yield get_app_client("basic-auth", tracking_uri=uri)
 
 
 def check_study(mlflow_client, study: str, jobs: int, steps: int) -> dict[str, int]:

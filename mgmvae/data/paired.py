@@ -4,14 +4,15 @@ On-disk layout (one ``torch.save`` file, loadable with ``weights_only=True``)::
 
     {
       "name": str,                         # dataset name, e.g. "mnist_svhn"
-      "modalities": [m0, m1],              # order matters: tables read m0->m1 and m1->m0
+      "modalities": [m0, m1, ...],         # M >= 2; order matters: tables read m0->m1 and m1->m0
       "images": {m: {"train": uint8[N, C, H, W], "test": uint8[N', C, H, W]}},
       "labels": {m: {"train": int64[N], "test": int64[N']}},
-      "pairs":  {"train": int64[P, 2], "test": int64[P', 2]},   # column j indexes images[modalities[j]]
+      "pairs":  {"train": int64[P, M], "test": int64[P', M]},   # column j indexes images[modalities[j]]
       "meta": {...},                       # construction parameters (JSON-able)
     }
 
-A training batch is an index gather on the device plus one float conversion: no per-sample Python.
+A "pair" is one tuple of M images, one per modality, sharing a label. A training batch is an index
+gather on the device plus one float conversion: no per-sample Python.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class PairedData:
 
     # ----------------------------------------------------------------- checks
     def validate(self) -> None:
-        if len(self.modalities) != 2:
-            raise DataError(f"dataset {self.name!r}: expected 2 modalities, got {self.modalities}")
+        if len(self.modalities) < 2 or len(set(self.modalities)) != len(self.modalities):
+            raise DataError(f"dataset {self.name!r}: expected two or more distinct modalities, got {self.modalities}")
         for m in self.modalities:
             for split in SPLITS:
                 img = self.images[m][split]
@@ -67,8 +68,10 @@ class PairedData:
                 raise DataError(f"dataset {self.name!r}: train and test images of {m!r} differ in shape")
         for split in SPLITS:
             p = self.pairs[split]
-            if p.dim() != 2 or p.shape[1] != 2 or len(p) == 0:
-                raise DataError(f"dataset {self.name!r}: pairs[{split!r}] must be a non-empty int64 [P,2]")
+            if p.dim() != 2 or p.shape[1] != len(self.modalities) or len(p) == 0:
+                raise DataError(
+                    f"dataset {self.name!r}: pairs[{split!r}] must be a non-empty int64 [P,{len(self.modalities)}]"
+                )
             for j, m in enumerate(self.modalities):
                 n = len(self.images[m][split])
                 if int(p[:, j].min()) < 0 or int(p[:, j].max()) >= n:
@@ -100,7 +103,7 @@ class PairedData:
         return {m: self.images[m][split][rows[:, j]].float().div_(255.0) for j, m in enumerate(self.modalities)}
 
     def pair_labels(self, split: str, pair_index: Tensor | None = None) -> Tensor:
-        """Label of each pair (both sides share it by construction; taken from modality 0)."""
+        """Label of each pair (every modality shares it by construction; taken from modality 0)."""
         rows = self.pairs[split] if pair_index is None else self.pairs[split][pair_index]
         return self.labels[self.modalities[0]][split][rows[:, 0]]
 

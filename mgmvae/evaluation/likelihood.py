@@ -10,9 +10,10 @@ latent z and private latents h_m (models without them skip every h term):
 
 E[p̂] = p(x_S), so log p̂ is a stochastic lower bound (IWAE) that rises towards log p(x_S) as K
 grows. The priors come from the model: ``log_prior`` (MGMVAE: its Gaussian mixture; MMVAE: its
-learned scale; IDMVAE: its ELBO's N(0, I), see ``IDMVAE.prior_name``) and ``log_private_prior``.
+learned scale; IDMVAE: its ELBO's N(0, 0.693²), see ``IDMVAE.prior_name``) and ``log_private_prior``.
 The likelihood is the model's decoder family, unweighted (w_m = 1) by default, so the number is a
-log-density; ``weighted: true`` multiplies each modality's term of the *joint* estimate by the
+log-density where the family is a normalised density on the data (``Likelihood.normalised``: not
+Bernoulli on grey levels); ``weighted: true`` multiplies each modality's term of the *joint* estimate by the
 model's likelihood weight, as MMVAE's does (iffsid/mmvae, src/report/calculate_likelihoods.py,
 ``m_iwae``: ``.mul(model.vaes[d].llik_scaling)``), and leaves the unimodal ones unweighted, as its
 ``cross_iwaes`` (whose diagonal, q(z | x_d) for p(x_d), is our unimodal estimate). MGMVAE's
