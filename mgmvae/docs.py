@@ -90,9 +90,15 @@ def recipe_of(recipes: Mapping[str, dict], name: str) -> dict:
     return recipes[name]
 
 
-def remake_commands(name: str, recipe: Mapping[str, Any]) -> str:
+def remake_commands(name: str, recipe: Mapping[str, Any], snapshots: Path = SNAPSHOTS) -> str:
     """The commands that regenerate a snapshot and the regions showing it."""
-    return f"`{recipe['command']}`, then `python -m mgmvae.docs snapshot {name}` and `{RENDER}`"
+    where = "" if snapshots == SNAPSHOTS else f" --snapshots {_shown(snapshots)}"
+    return f"`{recipe['command']}`, then `python -m mgmvae.docs{where} snapshot {name}` and `{RENDER}`"
+
+
+def _shown(path: Path) -> str:
+    """A path as a command takes it: relative to the repository where it is inside it."""
+    return str(path.resolve().relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else str(path)
 
 
 # ------------------------------------------------------------------ the config and its runs
@@ -326,7 +332,8 @@ def render_region(ref: str, page: Path, snapshots: Path, recipes: Mapping[str, d
         raise SnapshotError(f"{where}: no view {view_name!r} under {name} in {RECIPES}")
     meta_file = snapshots / name / "snapshot.yaml"
     if not meta_file.exists():
-        return f"*Not yet regenerated from a run of the current code: run {remake_commands(name, recipe)}.*\n"
+        commands = remake_commands(name, recipe, snapshots)
+        return f"*Not yet regenerated from a run of the current code: run {commands}.*\n"
     meta = yaml.safe_load(meta_file.read_text())
     table = render_table(snapshots / name, recipe["views"][view_name], where)
     link = Path(os.path.relpath(meta_file, page.resolve().parent)).as_posix()
@@ -403,7 +410,7 @@ def check_hashes(snapshots: Path = SNAPSHOTS, root: Path = ROOT) -> list[str]:
         meta = yaml.safe_load(meta_file.read_text())
         if not meta["runs"]:
             continue
-        remake = remake_commands(name, recipes[name])
+        remake = remake_commands(name, recipes[name], snapshots)
         try:
             config = resolve_config(meta["config_files"], meta["overrides"], root)
         except ConfigError as error:

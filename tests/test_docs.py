@@ -109,7 +109,7 @@ def test_a_region_without_its_snapshot_says_how_to_make_it(tmp_path):
     text = render(page_with(tmp_path, "ci/table1"), snapshots)
     assert "Not yet regenerated" in text
     assert "`snakemake --cores 2 --configfile workflow/presets/ci.yaml`" in text
-    assert "`python -m mgmvae.docs snapshot ci`" in text
+    assert f"`python -m mgmvae.docs --snapshots {snapshots} snapshot ci`" in text
     assert not re.search(r"\d\.\d", text.split("<!-- snapshot: ci/table1 -->")[1])  # no number shown
 
 
@@ -206,7 +206,7 @@ def test_a_run_whose_hash_the_code_no_longer_resolves_fails_naming_the_snapshot_
     assert "snapshot ci" in problems[0] and docs.run_label(run) in problems[0]
     assert "0123456789abcdef" in problems[0] and pipeline_hash(config, run) in problems[0]
     assert "`snakemake --cores 2 --configfile workflow/presets/ci.yaml`" in problems[0]
-    assert "`python -m mgmvae.docs snapshot ci`" in problems[0]
+    assert f"`python -m mgmvae.docs --snapshots {snapshots} snapshot ci`" in problems[0]
 
 
 def test_a_config_that_moved_makes_every_run_stale(tmp_path):
