@@ -6,7 +6,7 @@ CORES  ?= 2
 # Rules run `python -m mgmvae`: the venv's python must come first on PATH (as `source .venv/bin/activate`).
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env quick test test-fast lint format paper ablation bench bench-env clean
+.PHONY: env quick test test-fast lint format docs paper ablation bench bench-env clean
 
 # The environment: torch first (its CPU or CUDA build, as pip finds it), then the project with
 # every other pin. `pip install torch==2.13.0` on these machines takes the local CPU wheel.
@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev,lint]'
+	$(BIN)/pip install --quiet -e '.[dev,lint,docs]'
 	touch $@
 
 env: $(BIN)/.installed
@@ -39,6 +39,10 @@ lint: env
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint --cores 1 > /dev/null
 	$(BIN)/mypy mgmvae baselines
+
+# The documentation site under site/ (mkdocs.yml); --strict: a broken link or a missing page fails it.
+docs: env
+	$(BIN)/mkdocs build --strict
 
 # Apply the formatters and the safe lint fixes.
 format: env
@@ -74,4 +78,4 @@ $(BENCH_VENV)/.installed:
 	touch $@
 
 clean:
-	rm -rf results/quick results/ci .snakemake
+	rm -rf results/quick results/ci .snakemake site

@@ -6,8 +6,8 @@ For every trained model of a study (``<study>/runs/<dataset>/<model>/seed<k>/mod
 training pairs jointly and each modality's test images alone, as the evaluate stage does (protocol
 ``mean``), fits the standardised logistic probe once per C of the grid on the training latents,
 and prints each Table 2 column's test accuracy per C, its range over the grid, and the C that
-``evaluation.probe: logistic_cv`` picks by cross-validation on the training latents. The README's
-sensitivity figures come from it.
+``evaluation.probe: logistic_cv`` picks by cross-validation on the training latents. Its ``--out`` CSV is
+the snapshot ``probe-sensitivity`` that docs/results.md shows.
 """
 
 from __future__ import annotations
