@@ -1,7 +1,7 @@
 # MGMVAE benchmark: dataset construction -> digit classifiers -> training -> evaluation -> tables.
 #   snakemake --cores 8 --use-conda                                  the paper setting (config.yaml)
 #   snakemake --cores 2 --configfile workflow/presets/quick.yaml     offline, CPU, embedded digits
-# Each rule runs one `python -m mgmvae <stage>` command; see README.md.
+# Each rule runs one `python -m mgmvae <stage>` command; see docs/architecture.md.
 
 import os
 

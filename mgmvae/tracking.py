@@ -108,8 +108,8 @@ def _request(uri: str, path: str, timeout: float, params: Mapping[str, str] | No
     except requests.exceptions.RequestException as error:
         raise TrackingError(
             f"the MLflow tracking server {uri} does not answer ({error}; timeout {timeout:g} s). "
-            f"Start it (`python -m mgmvae tracking-server start`, see README) or point MLFLOW_TRACKING_URI "
-            f"(or mlflow.tracking_uri) at a running one; --no-mlflow runs a stage without tracking."
+            f"Start it (`python -m mgmvae tracking-server start`, see docs/tracking-server.md) or point "
+            f"MLFLOW_TRACKING_URI (or mlflow.tracking_uri) at a running one; --no-mlflow runs a stage without tracking."
         ) from None
 
 

@@ -1,4 +1,4 @@
-# evaluate_ablation (ablation.smk) is this rule with its own paths and params.
+# evaluate_ablation (ablation.smk) inherits this, with its own paths and params.
 rule evaluate_run:
     input:
         model=RUN / "model.pt",

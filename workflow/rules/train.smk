@@ -1,4 +1,4 @@
-# train_ablation (ablation.smk) is this rule with its own paths and params.
+# train_ablation (ablation.smk) inherits this, with its own paths and params.
 rule train_model:
     input:
         data=DATA,
