@@ -223,7 +223,7 @@ def test_under_slurm_the_scheduler_gpu_is_used_without_leasing(tmp_path, fake_en
         assert lease.how == "lease"
         monkeypatch.setenv("SLURM_JOB_ID", "42")
         slurm = place("auto", section(tmp_path, per_device=1))  # every slot held, yet no wait
-        assert (slurm.device, slurm.how, slurm.fd) == ("cuda:0", "slurm", None)
+        assert (slurm.device, slurm.how, slurm.lock) == ("cuda:0", "slurm", None)
         assert "SLURM job 42" in slurm.describe()
         with pytest.raises(LeaseError):  # lease: always leases even under SLURM (e.g. a multi-GPU salloc)
             place("auto", section(tmp_path, per_device=1, lease="always"))
