@@ -400,7 +400,7 @@ def run_quick_preset(cores: int, tmp: Path, timeout: float | None = None) -> dic
 def _table_row(name: str, r: dict[str, Any]) -> dict[str, str]:
     fmt = lambda v, p=0: "-" if v is None else f"{v:,.{p}f}"  # noqa: E731
     if "error" in r:
-        return {"model": name, "loop pairs/s": "error"}
+        return {"model": name, "precision": r.get("precision", ""), "loop pairs/s": "error"}  # the columns' order
     mv = r.get("multivae") or {}
     return {
         "model": r["model"],
