@@ -24,13 +24,14 @@ device) at the paper's batch size (128) and the paper's per-model settings (conf
 - ``--quick``: wall time of ``snakemake --cores 2 --configfile workflow/presets/quick.yaml`` in a
   fresh temporary working folder (minutes on CPU).
 
-Each measurement runs in its own worker process (``--worker``), so peak memory and thread
-settings are per model. ``--precision float32 bfloat16`` measures each model at each network
-precision (config ``settings.precision``: bf16 autocast on the encoders/decoders only, float32
-likelihoods and optimiser; on CPU and GPU alike); MultiVae runs once, in float32, and every row's
-ratio is against it. ``--compile`` (GPU only; accepted, recorded and ignored on CPU) wraps the
-model's ``loss`` in ``torch.compile`` for the loop and bare rates alike. CUDA graphs are not
-implemented.
+Each measurement (a :class:`Measurement`, pickled) runs in a fresh worker process of its own
+(:func:`in_own_processes`, multiprocessing's spawn), so peak memory, thread settings and the GPU
+lease are per model; MultiVae runs as a command line under its own interpreter. ``--precision
+float32 bfloat16`` measures each model at each network precision (config ``settings.precision``:
+bf16 autocast on the encoders/decoders only, float32 likelihoods and optimiser; on CPU and GPU
+alike); MultiVae runs once, in float32, and every row's ratio is against it. ``--compile`` (GPU
+only; accepted, recorded and ignored on CPU) wraps the model's ``loss`` in ``torch.compile`` for the
+loop and bare rates alike. CUDA graphs are not implemented.
 
 Only torch and the standard library are imported at module level: ``bench/multivae_side.py``
 imports :func:`synthetic_arrays` from here under the other virtualenv.
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -48,6 +50,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -173,22 +178,26 @@ def apply_gpu_options(model: MultimodalVAE, device: torch.device, compile: bool)
 
 
 # --------------------------------------------------------------------------- worker
-def measure_model(
-    name: str,
-    *,
-    pairs: int,
-    batch_size: int,
-    epochs: int,
-    bare_steps: int | None,
-    device: str,
-    threads: int,
-    seed: int = 0,
-    compile: bool = False,
-    precision: str = "float32",
-    log_every: int | None = None,
-    skip_bare: bool = False,
-    slots_per_device: int | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Measurement:
+    """One model's measurement, as a worker process receives it (pickled)."""
+
+    model: str
+    pairs: int
+    batch_size: int
+    epochs: int
+    device: str
+    threads: int
+    bare_steps: int | None = None  # default: one epoch's steps
+    seed: int = 0
+    compile: bool = False
+    precision: str = "float32"
+    log_every: int | None = None
+    skip_bare: bool = False
+    slots_per_device: int | None = None
+
+
+def measure_model(job: Measurement) -> dict[str, Any]:
     """Loop rate, bare rate and peak memory of one model (meant to run in a fresh process, which
     holds its GPU slot until it ends)."""
     from mgmvae.gpu_slots import place_process
@@ -196,21 +205,21 @@ def measure_model(
     from mgmvae.seeding import seed_everything
     from mgmvae.train import make_optimizer, train_model
 
-    torch.set_num_threads(threads)
-    placement = place_process(device, gpu_slot_settings(slots_per_device))
+    torch.set_num_threads(job.threads)
+    placement = place_process(job.device, gpu_slot_settings(job.slots_per_device))
     dev = torch.device(placement.device)
-    if epochs < 2:
+    if job.epochs < 2:
         raise ValueError("--epochs must be >= 2: the first epoch is warm-up")
-    seed_everything(seed)
-    data = synthetic_data(pairs, seed=seed, device=dev)
-    settings = model_settings(name, batch_size, epochs, log_every, precision)
+    seed_everything(job.seed)
+    data = synthetic_data(job.pairs, seed=job.seed, device=dev)
+    settings = model_settings(job.model, job.batch_size, job.epochs, job.log_every, job.precision)
     rss_base = _rss_mb()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
 
-    model = build_model(name, data.shapes, settings).to(dev)
-    gpu_on = apply_gpu_options(model, dev, compile)
-    steps = max(1, pairs // batch_size)
+    model = build_model(job.model, data.shapes, settings).to(dev)
+    gpu_on = apply_gpu_options(model, dev, job.compile)
+    steps = max(1, job.pairs // job.batch_size)
     starts: dict[int, float] = {}
     ends: dict[int, float] = {}
     hook = model.on_epoch_start
@@ -227,21 +236,22 @@ def measure_model(
     model.on_epoch_start = timed_epoch_start  # type: ignore[method-assign]  # times each epoch, then calls the method
     wall0 = time.time()
     t0 = time.perf_counter()
-    train_model(model, data, settings, seed=seed, on_epoch=on_epoch, progress=False)
+    train_model(model, data, settings, seed=job.seed, on_epoch=on_epoch, progress=False)
     total = time.perf_counter() - t0
-    timed = [e for e in range(2, epochs + 1)]
+    timed = [e for e in range(2, job.epochs + 1)]
     seconds = sum(ends[e] - starts[e] for e in timed)
-    window = (wall0 + (starts[2] - t0), wall0 + (ends[epochs] - t0))
-    loop_pairs = len(timed) * steps * batch_size
+    window = (wall0 + (starts[2] - t0), wall0 + (ends[job.epochs] - t0))
+    loop_pairs = len(timed) * steps * job.batch_size
     result: dict[str, Any] = {
-        "model": name,
+        "model": job.model,
         "precision": settings["precision"],
         "device": str(dev),
         "device_placement": placement.describe(),
+        "pid": os.getpid(),  # the worker process: its own peak memory and GPU lease
         "threads": torch.get_num_threads(),
-        "batch_size": batch_size,
-        "pairs": pairs,
-        "epochs": epochs,
+        "batch_size": job.batch_size,
+        "pairs": job.pairs,
+        "epochs": job.epochs,
         "steps_per_epoch": steps,
         "timed_epochs": len(timed),
         "loop_pairs_per_s": loop_pairs / seconds,
@@ -253,12 +263,13 @@ def measure_model(
         "params": settings.get("params", {}),
     }
 
-    if not skip_bare:
+    if not job.skip_bare:
         # The ceiling: same model (in the state of the last loop epoch), pre-made float batches.
         optimizer = make_optimizer(model, settings)
-        g = torch.Generator(device=dev).manual_seed(seed)
+        g = torch.Generator(device=dev).manual_seed(job.seed)
         batches = [
-            data.batch("train", torch.randint(0, pairs, (batch_size,), generator=g, device=dev)) for _ in range(4)
+            data.batch("train", torch.randint(0, job.pairs, (job.batch_size,), generator=g, device=dev))
+            for _ in range(4)
         ]
         model.train()
 
@@ -270,14 +281,14 @@ def measure_model(
 
         for i in range(3):  # warm-up
             step(batches[i % len(batches)])
-        n_bare = bare_steps or steps
+        n_bare = job.bare_steps or steps
         _sync(dev)
         t = time.perf_counter()
         for i in range(n_bare):
             step(batches[i % len(batches)])
         _sync(dev)
         bare_s = time.perf_counter() - t
-        result.update(bare_pairs_per_s=n_bare * batch_size / bare_s, bare_steps=n_bare, bare_seconds=bare_s)
+        result.update(bare_pairs_per_s=n_bare * job.batch_size / bare_s, bare_steps=n_bare, bare_seconds=bare_s)
         result["loop_over_bare"] = result["loop_pairs_per_s"] / result["bare_pairs_per_s"]
 
     if dev.type == "cuda":
@@ -293,113 +304,58 @@ def measure_model(
 
 
 # ------------------------------------------------------------------- orchestration
-def _worker_cmd(
-    args: argparse.Namespace, model: str, threads: int, out: Path, skip_bare: bool = False, precision: str = "float32"
-) -> list[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "mgmvae.bench",
-        "--worker",
-        "--models",
-        model,
-        "--precision",
-        precision,
-        "--pairs",
-        str(args.pairs),
-        "--batch-size",
-        str(args.batch_size),
-        "--epochs",
-        str(args.epochs),
-        "--device",
-        args.device,
-        "--threads",
-        str(threads),
-        "--seed",
-        str(args.seed),
-        "--worker-out",
-        str(out),
-    ]
-    if args.bare_steps:
-        cmd += ["--bare-steps", str(args.bare_steps)]
-    if args.log_every:
-        cmd += ["--log-every", str(args.log_every)]
-    if args.slots_per_device:
-        cmd += ["--slots-per-device", str(args.slots_per_device)]
-    cmd += ["--compile"] * args.compile + ["--skip-bare"] * skip_bare
-    return cmd
+def in_own_processes(work: Callable[[Any], dict[str, Any]], jobs: Sequence[Any]) -> list[dict[str, Any]]:
+    """``work(job)`` for each job at once, each in a fresh process of its own (its own peak memory,
+    threads and GPU lease). A worker that fails (or dies) gives ``{"error": ...}``."""
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no parent state, no torch threads
+    pools = [ProcessPoolExecutor(1, mp_context=spawn) for _ in jobs]
+    try:
+        futures = [pool.submit(work, job) for pool, job in zip(pools, jobs, strict=True)]  # all started
+        return [_outcome(future) for future in futures]
+    finally:
+        for pool in pools:
+            pool.shutdown()
 
 
-def _run_json(cmd: list[str], out: Path, timeout: float | None = None) -> dict[str, Any]:
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0 or not out.exists():
-        tail = (proc.stderr or proc.stdout)[-2000:]
-        return {"error": f"exit {proc.returncode}: {tail.strip()}"}
-    return json.loads(out.read_text())
+def _outcome(future: Future) -> dict[str, Any]:
+    try:
+        return future.result()
+    except Exception as error:  # noqa: BLE001 - any worker failure is recorded in the summary
+        return {"error": f"{type(error).__name__}: {error}"}
 
 
-def run_multivae(model: str, args: argparse.Namespace, threads: int, tmp: Path) -> dict[str, Any]:
+def run_multivae(job: Measurement, epochs: int, tmp: Path) -> dict[str, Any]:
+    """MultiVae on ``job``'s model, data and threads: a command line, as it runs under the other virtualenv."""
     if not MULTIVAE_PYTHON.exists():
         return {"status": "not installed", "hint": "make bench-env creates .venv-bench with multivae"}
-    out = tmp / f"multivae_{model}.json"
-    cmd = [
-        str(MULTIVAE_PYTHON),
-        str(MULTIVAE_SCRIPT),
-        "--model",
-        model,
-        "--pairs",
-        str(args.pairs),
-        "--batch-size",
-        str(args.batch_size),
-        "--epochs",
-        str(args.multivae_epochs),
-        "--threads",
-        str(threads),
-        "--seed",
-        str(args.seed),
-        "--device",
-        args.device,
-        "--out",
-        str(out),
-    ]
-    result = _run_json(cmd, out)
-    result.setdefault("status", "error" if "error" in result else "ok")
-    return result
+    out = tmp / f"multivae_{job.model}.json"
+    options = {"model": job.model, "pairs": job.pairs, "batch-size": job.batch_size, "epochs": epochs}
+    options.update(threads=job.threads, seed=job.seed, device=job.device, out=out)
+    cmd = [str(MULTIVAE_PYTHON), str(MULTIVAE_SCRIPT), *(x for k, v in options.items() for x in (f"--{k}", str(v)))]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0 or not out.exists():
+        return {"status": "error", "error": f"exit {proc.returncode}: {(proc.stderr or proc.stdout)[-2000:].strip()}"}
+    return {"status": "ok", **json.loads(out.read_text())}
 
 
-def run_concurrent(model: str, n: int, args: argparse.Namespace, tmp: Path, single: dict | None) -> dict[str, Any]:
-    """N trainings of ``model`` at once; total throughput over the span of their timed windows."""
+def run_concurrent(job: Measurement, n: int, single: dict | None) -> dict[str, Any]:
+    """N trainings of ``job.model`` at once; total throughput over the span of their timed windows."""
     from mgmvae.train import resolve_device
 
-    on_gpu = resolve_device(args.device).type == "cuda"
-    total_threads = args.threads or torch.get_num_threads()
-    threads = total_threads if on_gpu else max(1, total_threads // n)  # CPU: the cores are split
+    job = replace(job, skip_bare=True)
     if not single or not single.get("loop_pairs_per_s"):  # one training alone, as the reference
-        out = tmp / f"concurrent_{model}_single.json"
-        got = _run_json(_worker_cmd(args, model, total_threads, out, skip_bare=True), out)
-        single = got["results"][0] if "results" in got else None
-    outs = [tmp / f"concurrent_{model}_{i}.json" for i in range(n)]
-    procs = [
-        subprocess.Popen(
-            _worker_cmd(args, model, threads, out, skip_bare=True),
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for out in outs
-    ]
-    errors = [p.communicate()[1] for p in procs]
-    runs = []
-    for p, out, err in zip(procs, outs, errors, strict=True):
-        if p.returncode != 0 or not out.exists():
-            return {"n": n, "error": f"a worker failed: {err[-1500:]}"}
-        runs.append(json.loads(out.read_text())["results"][0])
+        [single] = in_own_processes(measure_model, [job])
+    if resolve_device(job.device).type != "cuda":
+        job = replace(job, threads=max(1, job.threads // n))  # CPU: the cores are split
+    runs = in_own_processes(measure_model, [job] * n)
+    failed = [r["error"] for r in runs if "error" in r]
+    if failed:
+        return {"n": n, "error": f"a worker failed: {failed[0][-1500:]}"}
     span = max(r["window"][1] for r in runs) - min(r["window"][0] for r in runs)
     total_pairs = sum(r["loop_pairs_per_s"] * r["loop_seconds"] for r in runs)
     result = {
         "n": n,
-        "threads_each": threads,
+        "threads_each": job.threads,
         "per_run_pairs_per_s": [r["loop_pairs_per_s"] for r in runs],
         "devices": [r["device_placement"] for r in runs],
         "sum_pairs_per_s": sum(r["loop_pairs_per_s"] for r in runs),
@@ -442,47 +398,32 @@ def run_quick_preset(cores: int, tmp: Path, timeout: float | None = None) -> dic
     return out
 
 
-def format_table(summary: dict[str, Any]) -> str:
-    rows = [
-        (
-            "model",
-            "precision",
-            "loop pairs/s",
-            "bare pairs/s",
-            "loop/bare",
-            "MultiVae pairs/s",
-            "ours/MultiVae",
-            "peak MiB",
-            "threads",
-        )
-    ]
+def _table_row(name: str, r: dict[str, Any]) -> dict[str, str]:
     fmt = lambda v, p=0: "-" if v is None else f"{v:,.{p}f}"  # noqa: E731
-    for name, r in summary["models"].items():
-        if "error" in r:
-            rows.append((name, "", "error", "", "", "", "", "", ""))
-            continue
-        mv = r.get("multivae") or {}
-        rows.append(
-            (
-                r["model"],
-                r["precision"],
-                fmt(r.get("loop_pairs_per_s")),
-                fmt(r.get("bare_pairs_per_s")),
-                fmt(r.get("loop_over_bare"), 2),
-                fmt(mv.get("pairs_per_s"))
-                if mv.get("status") == "ok"
-                else ("n/a" if not mv else mv.get("status", "-")),
-                fmt(r.get("ours_over_multivae"), 2),
-                fmt(r.get("peak_memory_mb")),
-                str(r.get("threads", "")),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [
-        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    if "error" in r:
+        return {"model": name, "precision": r.get("precision", ""), "loop pairs/s": "error"}  # the columns' order
+    mv = r.get("multivae") or {}
+    return {
+        "model": r["model"],
+        "precision": r["precision"],
+        "loop pairs/s": fmt(r.get("loop_pairs_per_s")),
+        "bare pairs/s": fmt(r.get("bare_pairs_per_s")),
+        "loop/bare": fmt(r.get("loop_over_bare"), 2),
+        "MultiVae pairs/s": fmt(mv.get("pairs_per_s")) if mv.get("status") == "ok" else mv.get("status", "n/a"),
+        "ours/MultiVae": fmt(r.get("ours_over_multivae"), 2),
+        "peak MiB": fmt(r.get("peak_memory_mb")),
+        "threads": str(r.get("threads", "")),
+    }
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """The machine, a Markdown table of the models (pandas), then concurrency and the quick preset."""
+    import pandas as pd
+
+    rows = pd.DataFrame([_table_row(name, r) for name, r in summary["models"].items()]).fillna("")
+    table = rows.to_markdown(
+        index=False, disable_numparse=True, colalign=["left"] * 2 + ["right"] * (rows.shape[1] - 2)
+    )
     m, c = summary["machine"], summary["config"]
     head = (
         f"device {summary['device']} | {m['cpu']} | {m['logical_cores']} logical cores | torch {m['torch']} | "
@@ -503,7 +444,7 @@ def format_table(summary: dict[str, Any]) -> str:
     if q:
         tail.append(f"quick preset: {q['wall_s']:.0f} s wall ({q['status']}; {q['command']})")
     tail.append(f"GPU options: {summary['gpu_options']['note']}")
-    return "\n".join([head, *lines, *tail])
+    return "\n".join([head, table, *tail])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -543,33 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--multivae-epochs", type=int, default=2, help="MultiVae epochs; epoch 1 is warm-up (default 2)")
     p.add_argument("--quick", action="store_true", help="also time the quick preset (minutes)")
     p.add_argument("--out", default=str(REPO / "results" / "bench" / "summary.json"))
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--skip-bare", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-
-    if args.worker:
-        threads = args.threads or torch.get_num_threads()
-        results = [
-            measure_model(
-                m,
-                pairs=args.pairs,
-                batch_size=args.batch_size,
-                epochs=args.epochs,
-                bare_steps=args.bare_steps,
-                device=args.device,
-                threads=threads,
-                seed=args.seed,
-                compile=args.compile,
-                precision=args.precision[0],
-                log_every=args.log_every,
-                skip_bare=args.skip_bare,
-                slots_per_device=args.slots_per_device,
-            )
-            for m in args.models
-        ]
-        Path(args.worker_out).write_text(json.dumps({"results": results}))
-        return 0
 
     from mgmvae.io import save_json
     from mgmvae.registry import builtin_model_names as model_names
@@ -584,6 +499,19 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--slots-per-device must be >= 1 (trainings at once per GPU), not {args.slots_per_device}")
     device = resolve_device(args.device)
     threads = args.threads or torch.get_num_threads()
+    base = Measurement(
+        model="",
+        pairs=args.pairs,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        device=args.device,
+        threads=threads,
+        bare_steps=args.bare_steps,
+        seed=args.seed,
+        compile=args.compile,
+        log_every=args.log_every,
+        slots_per_device=args.slots_per_device,
+    )
     gpu_note = (
         "on CPU: --compile is a GPU option, accepted and ignored; CUDA graphs not implemented"
         if device.type != "cuda"
@@ -613,13 +541,13 @@ def main(argv: list[str] | None = None) -> int:
             for precision in args.precision:
                 key = name if precision == "float32" else f"{name} ({precision})"
                 print(f"[bench] {key}: loop + bare ...", file=sys.stderr, flush=True)
-                out = tmp / f"{name}_{precision}.json"
-                got = _run_json(_worker_cmd(args, name, threads, out, precision=precision), out)
-                result = got["results"][0] if "results" in got else {"model": name, "precision": precision, **got}
+                [result] = in_own_processes(measure_model, [replace(base, model=name, precision=precision)])
+                if "error" in result:
+                    result = {"model": name, "precision": precision, **result}
                 if args.multivae != "off" and name in MULTIVAE_MODELS and "error" not in result:
                     if multivae is None:  # once per model, float32: MultiVae's own setting
                         print(f"[bench] {name}: MultiVae side by side ...", file=sys.stderr, flush=True)
-                        multivae = run_multivae(name, args, threads, tmp)
+                        multivae = run_multivae(replace(base, model=name), args.multivae_epochs, tmp)
                     result["multivae"] = multivae
                     if multivae.get("status") == "ok":
                         result["ours_over_multivae"] = result["loop_pairs_per_s"] / multivae["pairs_per_s"]
@@ -629,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.concurrent_models:
                 print(f"[bench] {name}: {args.concurrent} trainings at once ...", file=sys.stderr, flush=True)
                 summary["concurrent"][name] = run_concurrent(
-                    name, args.concurrent, args, tmp, summary["models"].get(name)
+                    replace(base, model=name), args.concurrent, summary["models"].get(name)
                 )
         if args.quick:
             print("[bench] quick preset (snakemake) ...", file=sys.stderr, flush=True)

@@ -1,13 +1,11 @@
 """GPU slot leasing on one machine: each job that needs a GPU holds one of K slots on one device.
 
-A slot is a lock file, ``<lock_dir>/gpu-<id>.slot<k>.lock``, held with ``flock(LOCK_EX)`` for the
-life of the process. flock rather than anything we would clean up ourselves, because the kernel
-drops the lock when the process's last descriptor closes: at exit, on a crash and on SIGKILL, so a
-lease can never outlive its job and there is no stale state to detect. flock rather than fcntl
-(POSIX) record locks, because those are dropped when *any* descriptor of the file is closed by the
-process and are awkward to reason about. A short exclusive lock on ``<lock_dir>/choose.lock``
-serialises the choice, so that two starting jobs see each other's slots and spread over the
-devices (least-loaded device first, then the lowest index).
+A slot is a lock file, ``<lock_dir>/gpu-<id>.slot<k>.lock``, held for the life of the process with
+``filelock`` (``flock`` underneath): the kernel drops the lock when the process's descriptor closes,
+at exit, on a crash and on SIGKILL, so a lease can never outlive its job and there is no stale state
+to detect. filelock's fallback to marker files (which a killed job would leave behind) is turned
+off. A short lock on ``<lock_dir>/choose.lock`` serialises the choice, so that two starting jobs see
+each other's slots and spread over the devices (least-loaded device first, then the lowest index).
 
 A device is identified by its UUID (CUDA's own, the same whatever ``CUDA_VISIBLE_DEVICES`` or
 ``CUDA_DEVICE_ORDER`` a job runs under), so jobs that see the GPUs in different orders or subsets
@@ -20,18 +18,18 @@ filters them as CUDA would), so the leasing is tested without a GPU; such a devi
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 FAKE_ENV = "MGMVAE_FAKE_GPUS"
 SLURM_ENV = ("SLURM_JOB_ID",)  # set in every SLURM allocation (sbatch, srun, salloc)
@@ -46,19 +44,23 @@ class LeaseError(RuntimeError):
 
 @dataclass(frozen=True)
 class SlotOptions:
-    """The config's ``gpu_slots`` section; defaults as in config.yaml (a test checks they agree)."""
+    """The config's ``gpu_slots`` section (config.yaml states its defaults)."""
 
-    per_device: int = 2
-    wait_s: float = 14400.0
-    lock_dir: str | None = None
-    lease: str = "auto"
+    per_device: int
+    wait_s: float
+    lock_dir: str | None
+    lease: str
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> SlotOptions:
-        unknown = sorted(set(section or {}) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise LeaseError(f"unknown gpu_slots key(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        options = cls(**dict(section or {}))
+    def from_config(cls, section: Mapping[str, Any]) -> SlotOptions:
+        known = set(cls.__dataclass_fields__)
+        unknown, missing = sorted(set(section) - known), sorted(known - set(section))
+        if unknown or missing:
+            raise LeaseError(
+                f"gpu_slots keys: unknown {unknown}, missing {missing}; it needs exactly {sorted(known)} "
+                "(config.yaml states every default)"
+            )
+        options = cls(**dict(section))
         options.check()
         return options
 
@@ -88,12 +90,14 @@ class Placement:
     gpu: str | None = None  # the device's id (UUID), for a GPU
     slot: int | None = None
     slots: int | None = None
-    lock: Path | None = None
-    fd: int | None = field(default=None, repr=False)
+    lock: FileLock | None = field(default=None, repr=False)
 
     def describe(self) -> str:
-        if self.how == "lease":
-            return f"{self.device} (GPU {self.gpu}), slot {(self.slot or 0) + 1} of {self.slots}, lease {self.lock}"
+        if self.how == "lease" and self.lock is not None:
+            return (
+                f"{self.device} (GPU {self.gpu}), slot {(self.slot or 0) + 1} of {self.slots}, "
+                f"lease {self.lock.lock_file}"
+            )
         if self.how == "slurm":
             return f"{self.device} (SLURM job {os.environ.get('SLURM_JOB_ID')}: the scheduler's GPU, not leased)"
         if self.how == "unleased":
@@ -106,9 +110,8 @@ class Placement:
 
     def release(self) -> None:
         """Give the slot back now (otherwise the kernel does it when the process ends)."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        if self.lock is not None:
+            self.lock.release()
 
     def __enter__(self) -> Placement:
         return self
@@ -179,29 +182,29 @@ def _wanted(device: str, gpus: Sequence[str], env: Mapping[str, str]) -> list[in
 
 
 # ------------------------------------------------------------------------ slots
-@contextmanager
-def _choosing(lock_dir: Path) -> Iterator[None]:
-    """Serialise the choice of a slot between jobs starting at once (held for milliseconds)."""
-    fd = os.open(lock_dir / "choose.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+def _lock(path: Path, **options: Any) -> FileLock:
+    # No fallback to a marker file when the filesystem lacks flock: a killed job would leave it behind.
+    return FileLock(path, fallback_to_soft=False, **options)
 
 
 def _slot_path(lock_dir: Path, gpu: str, slot: int) -> Path:
     return lock_dir / f"gpu-{gpu}.slot{slot}.lock"
 
 
-def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _sign(fd: int) -> None:
+    """Write who holds a slot into its file (on_acquired), for the messages of jobs that wait."""
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "argv": sys.argv, "since": time.time()}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(record).encode(), 0)
+
+
+def _try_lock(path: Path) -> FileLock | None:
+    lock = _lock(path, blocking=False, on_acquired=_sign)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+        lock.acquire()
+    except Timeout:
         return None
-    return fd
+    return lock
 
 
 def _holder(path: Path, command: bool = False) -> str:
@@ -216,25 +219,20 @@ def _holder(path: Path, command: bool = False) -> str:
 
 def _try_lease(lock_dir: Path, gpus: Sequence[str], wanted: Sequence[int], slots: int) -> Placement | None:
     """Lock a free slot on the least-loaded wanted device, or None if every slot is held."""
-    with _choosing(lock_dir):
-        free: dict[int, list[tuple[int, int]]] = {}
+    with _lock(lock_dir / "choose.lock"):  # starting jobs choose one at a time, each seeing the others' slots
+        free: dict[int, list[tuple[int, FileLock]]] = {}
         for i in wanted:
             locked = ((k, _try_lock(_slot_path(lock_dir, gpus[i], k))) for k in range(slots))
-            free[i] = [(k, fd) for k, fd in locked if fd is not None]
+            free[i] = [(k, lock) for k, lock in locked if lock is not None]
         candidates = [i for i in wanted if free[i]]
         best = min(candidates, key=lambda i: (slots - len(free[i]), i)) if candidates else None
         for i, got in free.items():
-            for _, fd in got[1:] if i == best else got:
-                os.close(fd)  # only probed: closing drops the lock
-        if best is None:
-            return None
-        slot, fd = free[best][0]
-        # Who holds it, for the messages of jobs that wait (written before others may look).
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "argv": sys.argv, "since": time.time()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(record).encode(), 0)
-    path = _slot_path(lock_dir, gpus[best], slot)
-    return Placement(f"cuda:{best}", "lease", gpus[best], slot, slots, path, fd)
+            for _, lock in got[1:] if i == best else got:
+                lock.release()  # only probed
+    if best is None:
+        return None
+    slot, lock = free[best][0]
+    return Placement(f"cuda:{best}", "lease", gpus[best], slot, slots, lock)
 
 
 def _all_held(lock_dir: Path, gpus: Sequence[str], wanted: Sequence[int], slots: int) -> str:
@@ -255,7 +253,6 @@ def lease_slot(
     """Hold one free slot on one of the ``wanted`` devices, waiting up to ``options.wait_s`` for one."""
     say = say or (lambda message: print(message, file=sys.stderr, flush=True))
     lock_dir = options.directory()
-    lock_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     said = None
     while True:
@@ -282,7 +279,7 @@ def lease_slot(
 
 
 # --------------------------------------------------------------------- placing
-def place(device: str, section: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Placement:
+def place(device: str, section: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Placement:
     """Where this job runs for ``device`` (auto, cpu, cuda, cuda:<i>): on a GPU, a leased slot
     (waiting for one if need be) unless under SLURM or ``gpu_slots.lease: never``."""
     env = os.environ if env is None else env
@@ -303,7 +300,7 @@ def place(device: str, section: Mapping[str, Any] | None = None, env: Mapping[st
 _HELD: dict[str, Placement] = {}
 
 
-def place_process(device: str, section: Mapping[str, Any] | None = None) -> Placement:
+def place_process(device: str, section: Mapping[str, Any]) -> Placement:
     """:func:`place` once per process and device request: the lease lasts until the process ends."""
     if device not in _HELD:
         placement = place(device, section)
@@ -322,7 +319,7 @@ def held() -> Placement | None:
 
 
 # ---------------------------------------------------------------------- status
-def slot_table(section: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> list[str]:
+def slot_table(section: Mapping[str, Any], env: Mapping[str, str] | None = None) -> list[str]:
     """One line per slot of every visible GPU: free, or the job holding it."""
     env = os.environ if env is None else env
     options = SlotOptions.from_config(section)
@@ -331,17 +328,15 @@ def slot_table(section: Mapping[str, Any] | None = None, env: Mapping[str, str] 
         f"{len(gpus)} GPU(s) visible ({_visible_note(env)}), {options.per_device} slot(s) each "
         f"(gpu_slots.per_device), lock dir {lock_dir}"
     ]
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with _choosing(lock_dir):  # probing takes the lock for an instant: not while a job chooses
+    with _lock(lock_dir / "choose.lock"):  # probing takes a slot for an instant: not while a job chooses
         for i, gpu in enumerate(gpus):
             for k in range(options.per_device):
                 path = _slot_path(lock_dir, gpu, k)
-                fd = _try_lock(path)
-                lines.append(
-                    f"cuda:{i} (GPU {gpu}) slot {k + 1}: " + ("free" if fd is not None else _holder(path, command=True))
-                )
-                if fd is not None:
-                    os.close(fd)
+                probe = _try_lock(path)
+                state = "free" if probe is not None else _holder(path, command=True)
+                lines.append(f"cuda:{i} (GPU {gpu}) slot {k + 1}: {state}")
+                if probe is not None:
+                    probe.release()
     if gpus:
         lines.append(f"local runs: snakemake --cores <N> --resources gpu={len(gpus) * options.per_device}")
     return lines
@@ -357,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", nargs="+", default=[DEFAULT_CONFIG], metavar="YAML", help="default: config.yaml")
     args = parser.parse_args(argv)
     try:
-        print("\n".join(slot_table(load_config(*args.config).get("gpu_slots"))))
+        print("\n".join(slot_table(load_config(*args.config)["gpu_slots"])))
     except LeaseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

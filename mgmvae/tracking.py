@@ -4,9 +4,12 @@ Tags: study, dataset, model, seed, stage, git_commit, config_hash (+ variant for
 ``mlflow.tracking_uri`` from the config, else ``$MLFLOW_TRACKING_URI``, else MLflow's default
 (``sqlite:///mlflow.db`` in the working directory, artifacts under ``./mlruns``).
 
-Several Snakemake jobs write one SQLite store at once, and SQLite answers "database is locked"
-under contention. Writes here are rare (params once, metrics once per epoch), so every call to a
-SQLite store takes an exclusive ``flock`` on ``<db>.lock`` first; HTTP stores need no lock.
+Several Snakemake jobs write one SQLite store at once. MLflow's SQLite store waits for a busy
+database (``PRAGMA busy_timeout``, 20 s), but SQLite fails at once, without waiting, a transaction
+that would deadlock (two connections upgrading from reading to writing), and two jobs creating a new
+store race on its schema. Writes here are rare (params once, metrics once per epoch), so every call
+to a SQLite store takes ``<db>.lock`` (filelock: flock, freed by the kernel when a job dies) first
+and the jobs take turns; HTTP stores need no lock.
 
 An http(s) store (``mlflow server``, for jobs on other nodes) is checked once when a job starts,
 and by the workflow before any job (:func:`preflight`): a server that does not answer within
@@ -15,18 +18,20 @@ and by the workflow before any job (:func:`preflight`): a server that does not a
 stop the job at once, naming what to set. ``https://`` servers are verified against
 ``MLFLOW_TRACKING_SERVER_CERT_PATH`` (a CA bundle) when it is set.
 
-Faults: a transient error (server restarting, connection refused or reset, SQLite busy) is retried
-with exponential back-off for at most ``mlflow.retry_seconds``; MLflow's own per-request retries are
-turned off (unless set) so that this budget is the only one. Every retried call is idempotent: a run
-is looked up by its job key (study, stage, run name, hash of the params) before one is created, a
-metric point keeps the timestamp of its first attempt, and a (key, step) point is logged once per
-run. A rerun of a job whose run did not finish (killed, failed, server gone) continues that run
-instead of adding another, and skips the points already logged.
+Faults: over http(s), MLflow's client retries a transient failure (connection refused or reset, a
+timeout, HTTP 408/429/5xx) with exponential back-off; its retry count and back-off factor are set
+(:func:`http_retries`, unless already set in the environment) so that its waits add up to
+``mlflow.retry_seconds``, after which the job stops saying how to resume. A retried request may have
+reached the server, so every store call is idempotent: a metric point keeps the timestamp of its
+first attempt (the store keeps one row), an experiment created twice is found, a run is looked up by
+its job key (study, stage, run name, hash of the params) before one is created and a twin from a
+resent create is deleted, and a (key, step) point is logged once per run. A rerun of a job whose run
+did not finish (killed, failed, server gone) continues that run instead of adding another, and skips
+the points already logged.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -40,17 +45,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from mgmvae.config import ROOT
 
-RETRY_SECONDS = 300.0  # default budget for transient errors (config mlflow.retry_seconds)
 PROBE_TIMEOUT = 5.0  # seconds to wait for an http(s) tracking server before refusing to start
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 CERT_PATH = "MLFLOW_TRACKING_SERVER_CERT_PATH"
 JOB_KEY = "job_key"  # tag: the identity of a pipeline job, to continue its run on a rerun
-TRANSIENT = (  # error texts of a store that is restarting, overloaded or briefly locked
-    *("locked", "busy", "timed out", "timeout", "connection", "max retries", "temporarily", "reset by peer"),
-    *("502", "503", "504", "bad gateway", "service unavailable", "remote end closed"),
-)
+MAX_RETRIES = 10  # MLflow refuses more HTTP retries (_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT)
+MAX_WAIT_S = 120  # urllib3's longest wait between two retries (Retry.DEFAULT_BACKOFF_MAX)
+REQUEST_TIMEOUT_S = 30  # a request to a server that hangs (stopped, not refusing) is given up, then retried
 
 
 def git_commit() -> str:
@@ -186,10 +191,34 @@ def preflight(config: Mapping) -> None:
     check_access(uri, config["mlflow"]["experiment"])
 
 
-def _quiet_mlflow_retries() -> None:
-    # MLflow retries each request up to 7 times with back-off (minutes); our budget replaces that.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+def http_retries(budget_s: float) -> tuple[int, int]:
+    """MLflow's (retries, back-off factor) whose waits add up to ``budget_s``: the smallest factor (short
+    first waits: a quick restart costs little), then the fewest retries.
+
+    urllib3 retries at once, then waits factor x 2, 4, 8, ... s, each wait at most MAX_WAIT_S (plus
+    MLflow's jitter, up to 1 s each)."""
+    schedules = [
+        (factor, sum(min(MAX_WAIT_S, factor * 2**k) for k in range(1, retries)), retries)
+        for factor in range(1, MAX_WAIT_S + 1)
+        for retries in range(MAX_RETRIES + 1)
+    ]
+    fits = [schedule for schedule in schedules if schedule[1] >= budget_s]
+    if not fits:
+        raise TrackingError(
+            f"mlflow.retry_seconds is {budget_s:g} s, longer than MLflow's HTTP retries can wait "
+            f"({max(waits for _, waits, _ in schedules)} s: {MAX_RETRIES} retries, at most {MAX_WAIT_S} s apart); "
+            "lower it"
+        )
+    factor, _, retries = min(fits)
+    return retries, factor
+
+
+def _use_mlflow_retries(budget_s: float) -> None:
+    """MLflow reads these at every request; a value already in the environment wins."""
+    retries, factor = http_retries(budget_s)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", str(factor))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(REQUEST_TIMEOUT_S))
 
 
 def job_key(study: str, stage: str, run_name: str, params: Mapping[str, Any]) -> str:
@@ -203,9 +232,9 @@ class Tracker:
     def __init__(
         self,
         experiment: str,
-        tracking_uri: str | None = None,
-        enabled: bool = True,
-        retry_seconds: float = RETRY_SECONDS,
+        tracking_uri: str | None,
+        enabled: bool,
+        retry_seconds: float,
     ):
         self.enabled = enabled
         self.run_id: str | None = None
@@ -218,50 +247,29 @@ class Tracker:
         self.uri = resolve_tracking_uri(tracking_uri)
         check_reachable(self.uri)
         check_access(self.uri, experiment)
-        _quiet_mlflow_retries()
-        self.lock_path = self._lock_path(self.uri)
+        if _is_http(self.uri):
+            _use_mlflow_retries(self.retry_seconds)
+        self.lock = _sqlite_lock(self.uri)
         # Creating the client creates (migrates) a new SQLite schema: under the lock too.
         self.client = self._call(lambda: _client(MlflowClient, self.uri))
         self.experiment_id = self._call(lambda: self._experiment(experiment))
 
-    @staticmethod
-    def _lock_path(uri: str) -> Path | None:
-        if not uri.startswith("sqlite:///"):
-            return None
-        db = Path(uri[len("sqlite:///") :])
-        return db.with_name(db.name + ".lock")
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        if self.lock_path is None:
-            yield
-            return
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def _call(self, fn: Callable[..., Any]) -> Any:
-        """``fn()``, retried with back-off (0.5 s doubling to 10 s) on transient errors for at most
-        ``retry_seconds``; then a TrackingError that says how to resume."""
-        deadline, delay = time.monotonic() + self.retry_seconds, 0.5
-        while True:
-            try:
-                with self._locked(), _store_call():
-                    return fn()
-            except Exception as error:  # noqa: BLE001 - MLflow raises many types for one cause
-                transient = any(s in str(error).lower() for s in TRANSIENT)
-                if not transient:
-                    raise TrackingError(f"MLflow call to {self.uri} failed: {error}") from error
-                if time.monotonic() + delay > deadline:
-                    raise TrackingError(self._gave_up(error)) from error
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        """``fn()`` on the store; a SQLite store in this job's turn (the file lock) and without a SIGTERM
+        in the middle. A failure (over http(s): once MLflow's retries ran out) as a TrackingError."""
+        try:
+            if self.lock is None:
+                return fn()
+            with self.lock, _store_call():
+                return fn()
+        except Exception as error:  # noqa: BLE001 - MLflow raises many types for one cause
+            raise TrackingError(self._failed(error)) from error
 
-    def _gave_up(self, error: Exception) -> str:
+    def _failed(self, error: Exception) -> str:
+        import requests
+
+        if not isinstance(error.__cause__ or error.__context__, requests.RequestException):
+            return f"MLflow call to {self.uri} failed: {error}"
         run = f"run {self.run_id}" if self.run_id else "its run"
         return (
             f"the MLflow tracking store {self.uri} was unreachable for {self.retry_seconds:g} s "
@@ -270,8 +278,17 @@ class Tracker:
         )
 
     def _experiment(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
         found = self.client.get_experiment_by_name(name)
-        return found.experiment_id if found else self.client.create_experiment(name)
+        if found:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException as error:  # made first by another job, or by a resent create
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return self.client.get_experiment_by_name(name).experiment_id
 
     # ------------------------------------------------------------------ run API
     def start(self, run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any]) -> None:
@@ -279,19 +296,19 @@ class Tracker:
             return
         key = job_key(str(tags.get("study")), str(tags.get("stage")), run_name, params)
         tags = {k: str(v) for k, v in {**tags, "git_commit": git_commit(), JOB_KEY: key}.items()}
-        # Find-or-create in one retried call: a create whose answer was lost is found, not repeated.
         self.run_id = self._call(lambda: self._find_or_create(run_name, tags))
         self.log_params(params)
 
     def _find_or_create(self, run_name: str, tags: Mapping[str, str]) -> str:
         from mlflow.entities import RunTag
 
-        found = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.{JOB_KEY} = '{tags[JOB_KEY]}'", max_results=50
-        )
-        unfinished = [r for r in found if r.info.status != "FINISHED"]
+        unfinished = self._unfinished(tags[JOB_KEY])
         if not unfinished:
-            return self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+            run_id = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags).info.run_id
+            for twin in self._unfinished(tags[JOB_KEY]):  # MLflow resent a create whose answer was lost
+                if twin.info.run_id != run_id:
+                    self.client.delete_run(twin.info.run_id)
+            return run_id
         run = unfinished[0]
         self.client.update_run(run.info.run_id, status="RUNNING")
         self.client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
@@ -300,6 +317,10 @@ class Tracker:
             self._logged.update((metric, m.step) for m in history)
         print(f"continuing MLflow run {run.info.run_id} ({run.info.status}) of an earlier attempt", file=sys.stderr)
         return run.info.run_id
+
+    def _unfinished(self, key: str) -> list:
+        found = self.client.search_runs([self.experiment_id], filter_string=f"tags.{JOB_KEY} = '{key}'", max_results=50)
+        return [run for run in found if run.info.status != "FINISHED"]
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if not (self.enabled and params):
@@ -333,6 +354,14 @@ class Tracker:
     def end(self, status: str = "FINISHED") -> None:
         if self.enabled and self.run_id:
             self._call(lambda: self.client.set_terminated(self.run_id, status=status))
+
+
+def _sqlite_lock(uri: str) -> FileLock | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri[len("sqlite:///") :])
+    # No fallback to a marker file when the filesystem lacks flock: a killed job would leave it behind.
+    return FileLock(db.with_name(db.name + ".lock"), fallback_to_soft=False)
 
 
 def _client(factory, uri: str):
@@ -370,8 +399,9 @@ class _StoreCalls:
 
 @contextmanager
 def _store_call() -> Iterator[None]:
-    """A store call is not interrupted: a SQLite transaction cut short by the exception would keep
-    its lock on the connection it was on, and marking the run KILLED would then wait on it."""
+    """A SQLite store call is not interrupted: a transaction cut short by the exception would keep
+    its lock on the connection it was on, and marking the run KILLED would then wait on it. (An HTTP
+    call may be: the server's transaction is its own, and MLflow's retries may run for minutes.)"""
     _StoreCalls.depth += 1
     try:
         yield
@@ -408,9 +438,7 @@ def tracked_run(
     """One MLflow run around a pipeline job; marked FAILED if the job raises, KILLED on SIGTERM. If even
     that cannot be recorded (server gone), the job's own error is raised and the rerun continues the run."""
     settings = config["mlflow"]
-    tracker = Tracker(
-        settings["experiment"], settings.get("tracking_uri"), enabled, settings.get("retry_seconds", RETRY_SECONDS)
-    )
+    tracker = Tracker(settings["experiment"], settings["tracking_uri"], enabled, settings["retry_seconds"])
     tracker.start(run_name, {"study": config["study"], "stage": stage, **tags}, params)
     try:
         with _sigterm_raises():

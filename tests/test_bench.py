@@ -4,6 +4,9 @@ No timing assertions (rates depend on the machine and its load)."""
 from __future__ import annotations
 
 import json
+import os
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,6 +68,7 @@ def test_bench_writes_summary(tmp_path, capsys):
         assert key in r and r[key] is not None, key
     assert r["threads"] == 1 and r["steps_per_epoch"] == 4 and r["timed_epochs"] == 1
     assert r["precision"] == "float32"
+    assert r["pid"] != os.getpid()  # measured in a worker process of its own
     low = summary["models"]["mvae (bfloat16)"]
     assert "error" not in low, low.get("error")
     assert low["precision"] == "bfloat16" and low["loop_pairs_per_s"] > 0
@@ -76,8 +80,8 @@ def test_bench_writes_summary(tmp_path, capsys):
 
 def test_multivae_missing_is_recorded(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "MULTIVAE_PYTHON", tmp_path / "no-such-venv" / "python")
-    args = type("A", (), {})()
-    assert bench.run_multivae("mvae", args, 1, tmp_path)["status"] == "not installed"
+    job = bench.Measurement("mvae", pairs=128, batch_size=64, epochs=2, device="cpu", threads=1)
+    assert bench.run_multivae(job, 2, tmp_path)["status"] == "not installed"
 
 
 def test_gpu_options_are_ignored_on_cpu():
@@ -98,15 +102,17 @@ def test_bench_workers_lease_their_device_like_pipeline_jobs(monkeypatch):
 
     monkeypatch.setattr(gpu_slots, "place_process", fake_place)
     result = bench.measure_model(
-        "mvae",
-        pairs=128,
-        batch_size=64,
-        epochs=2,
-        bare_steps=1,
-        device="auto",
-        threads=1,
-        skip_bare=True,
-        slots_per_device=3,
+        bench.Measurement(
+            "mvae",
+            pairs=128,
+            batch_size=64,
+            epochs=2,
+            bare_steps=1,
+            device="auto",
+            threads=1,
+            skip_bare=True,
+            slots_per_device=3,
+        )
     )
     expected = {**load_config(ROOT / "config.yaml")["gpu_slots"], "per_device": 3}
     assert calls == [("auto", expected)] and result["device_placement"] == "cpu"
@@ -116,3 +122,24 @@ def test_bad_slots_per_device_is_refused_before_any_work(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--models", "mvae", "--slots-per-device", "0", "--device", "cpu"])
     assert "--slots-per-device must be >= 1" in capsys.readouterr().err
+
+
+def _meet(job: tuple[str, int, int]) -> dict:
+    """A worker: says it is there, then waits (at most 30 s) until all ``n`` are."""
+    folder, k, n = job
+    Path(folder, str(k)).touch()
+    deadline = time.monotonic() + 30
+    while len(list(Path(folder).iterdir())) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"pid": os.getpid(), "met": len(list(Path(folder).iterdir())) == n}
+
+
+def _fail(job: str) -> dict:
+    raise ValueError(f"no such model {job!r}")
+
+
+def test_workers_run_at_once_each_in_a_process_of_its_own(tmp_path):
+    got = bench.in_own_processes(_meet, [(str(tmp_path), k, 3) for k in range(3)])
+    assert [g["met"] for g in got] == [True] * 3  # all three were alive together
+    assert len({g["pid"] for g in got} | {os.getpid()}) == 4
+    assert bench.in_own_processes(_fail, ["x"]) == [{"error": "ValueError: no such model 'x'"}]

@@ -175,7 +175,7 @@ def test_wait_is_bounded_and_the_failure_names_the_fix(tmp_path, fake_env):
             gpu_slots.lease_slot(
                 ["0"],
                 [0],
-                SlotOptions(per_device=1, wait_s=1.5, lock_dir=str(tmp_path / "locks")),
+                SlotOptions(per_device=1, wait_s=1.5, lock_dir=str(tmp_path / "locks"), lease="auto"),
                 poll_s=0.2,
                 say=messages.append,
             )
@@ -223,7 +223,7 @@ def test_under_slurm_the_scheduler_gpu_is_used_without_leasing(tmp_path, fake_en
         assert lease.how == "lease"
         monkeypatch.setenv("SLURM_JOB_ID", "42")
         slurm = place("auto", section(tmp_path, per_device=1))  # every slot held, yet no wait
-        assert (slurm.device, slurm.how, slurm.fd) == ("cuda:0", "slurm", None)
+        assert (slurm.device, slurm.how, slurm.lock) == ("cuda:0", "slurm", None)
         assert "SLURM job 42" in slurm.describe()
         with pytest.raises(LeaseError):  # lease: always leases even under SLURM (e.g. a multi-GPU salloc)
             place("auto", section(tmp_path, per_device=1, lease="always"))
@@ -268,16 +268,19 @@ def test_cuda_without_a_visible_gpu_is_refused(tmp_path, fake_env):
 
 def test_bad_options_are_refused(tmp_path, fake_env):
     fake_env(1)
-    with pytest.raises(LeaseError, match="unknown gpu_slots key"):
-        place("auto", {"slots": 2})
+    with pytest.raises(LeaseError, match=r"unknown \['slots'\]"):
+        place("auto", {**section(tmp_path), "slots": 2})
     with pytest.raises(LeaseError, match="wait_s"):
         place("auto", {**section(tmp_path), "wait_s": -1})
     with pytest.raises(LeaseError, match=f"{FAKE_ENV} must be a device count"):
         gpu_slots.visible_gpus({FAKE_ENV: "two"})
 
 
-def test_defaults_agree_with_config_yaml():
-    assert SlotOptions.from_config(load_config(ROOT / "config.yaml")["gpu_slots"]) == SlotOptions()
+def test_config_yaml_states_the_defaults_and_nothing_falls_back():
+    options = SlotOptions.from_config(load_config(ROOT / "config.yaml")["gpu_slots"])
+    assert (options.per_device, options.wait_s, options.lock_dir, options.lease) == (2, 14400, None, "auto")
+    with pytest.raises(LeaseError, match=r"missing \['lease'\]"):
+        SlotOptions.from_config({"per_device": 2, "wait_s": 0, "lock_dir": None})
 
 
 # ------------------------------------------------------------- the stages use it

@@ -11,7 +11,8 @@ WORKER = textwrap.dedent(
     """
     import sys
     from mgmvae.tracking import tracked_run
-    config = {"study": "concurrency", "mlflow": {"experiment": "concurrency", "tracking_uri": None}}
+    mlflow = {"experiment": "concurrency", "tracking_uri": None, "retry_seconds": 300}
+    config = {"study": "concurrency", "mlflow": mlflow}
     k = int(sys.argv[1])
     with tracked_run(config, "train", f"job{k}", {"seed": k}, {"lr": 0.1 * k, "nested": {"a": k}}) as run:
         for step in range(25):
@@ -56,7 +57,10 @@ def test_failed_job_is_marked_failed(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    config = {"study": "s", "mlflow": {"experiment": "e", "tracking_uri": f"sqlite:///{tmp_path}/m.db"}}
+    config = {
+        "study": "s",
+        "mlflow": {"experiment": "e", "tracking_uri": f"sqlite:///{tmp_path}/m.db", "retry_seconds": 300},
+    }
     try:
         with tracked_run(config, "train", "boom", {}, {}):
             raise RuntimeError("boom")
@@ -138,3 +142,40 @@ def test_sigterm_during_a_store_call_waits_for_it_to_finish():
         _on_sigterm(signal.SIGTERM, None)
     with _store_call():  # nothing pending any more
         pass
+
+
+def test_mlflow_http_retries_wait_out_the_budget_and_no_longer_than_needed():
+    """urllib3's waits: none before the first retry, then factor x 2, 4, 8, ... s (at most 120 s each)."""
+    from mgmvae.tracking import TrackingError, http_retries
+
+    assert http_retries(0) == (0, 1)
+    assert http_retries(4) == (3, 1)  # waits 0 + 2 + 4 = 6 s; two retries wait only 2 s
+    assert http_retries(300) == (9, 1)  # 2+4+8+16+32+64+120+120 = 366 s; eight retries wait 246 s
+    assert http_retries(487) == (10, 2)  # factor 1 waits at most 486 s; factor 2: 4+8+16+32+64+4x120 = 604
+    with pytest.raises(TrackingError, match="longer than MLflow's HTTP retries can wait .1080 s"):
+        http_retries(1081)
+
+
+def test_a_store_gone_for_longer_than_the_budget_stops_the_job_saying_how_to_resume(tmp_path, monkeypatch):
+    """MLflow's own retries ride out the budget (retry_seconds 1: two retries, 0 + 2 s apart), then the
+    job stops with the message that says how to resume."""
+    import socket
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from mgmvae.tracking import Tracker, TrackingError, http_retries
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there once the socket closes
+    retries, factor = http_retries(1)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", str(factor))
+    tracker = Tracker("e", f"sqlite:///{tmp_path}/m.db", enabled=True, retry_seconds=1)
+    tracker.uri, tracker.lock, tracker.run_id = gone, None, "r1"  # the server went away after the job started
+    tracker.client = MlflowClient(tracking_uri=gone)
+    start = time.monotonic()
+    with pytest.raises(TrackingError, match="unreachable for 1 s .*resumes from its checkpoint.*continues run r1"):
+        tracker.log_metrics({"loss": 1.0}, step=0)
+    assert 2 <= time.monotonic() - start < 30

@@ -147,7 +147,7 @@ def _main(*args: str) -> int:
 
 def test_bad_credentials_are_refused_naming_the_variables(server, no_mlflow_env):
     folder, uri, _ = server
-    config = {"study": "s", "mlflow": {"experiment": EXPERIMENT, "tracking_uri": uri}}
+    config = {"study": "s", "mlflow": {"experiment": EXPERIMENT, "tracking_uri": uri, "retry_seconds": 300}}
     with pytest.raises(TrackingError, match="MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD not set"):
         preflight(config)
     no_mlflow_env.setenv("MLFLOW_TRACKING_USERNAME", "study")
@@ -167,7 +167,7 @@ def test_bad_credentials_are_refused_naming_the_variables(server, no_mlflow_env)
 
 def test_grant_gives_another_user_edit_rights(server, no_mlflow_env):
     folder, uri, _ = server
-    config = {"study": "s", "mlflow": {"experiment": EXPERIMENT, "tracking_uri": uri}}
+    config = {"study": "s", "mlflow": {"experiment": EXPERIMENT, "tracking_uri": uri, "retry_seconds": 300}}
     no_mlflow_env.setenv("MLFLOW_TRACKING_USERNAME", "alice")
     no_mlflow_env.setenv("MLFLOW_TRACKING_PASSWORD", _grant(folder, uri, "alice", "READ"))
     with pytest.raises(TrackingError, match="may not edit"):
@@ -393,7 +393,10 @@ def test_a_grant_that_fails_after_creating_the_user_leaves_no_user(server, monke
 
 
 def test_a_password_inside_the_uri_is_refused_without_repeating_it(no_mlflow_env):
-    config = {"study": "s", "mlflow": {"experiment": "e", "tracking_uri": "http://study:s3cret-pw@127.0.0.1:1"}}
+    config = {
+        "study": "s",
+        "mlflow": {"experiment": "e", "tracking_uri": "http://study:s3cret-pw@127.0.0.1:1", "retry_seconds": 300},
+    }
     with pytest.raises(TrackingError, match="carries a password") as refused:
         preflight(config)
     assert "s3cret-pw" not in str(refused.value)
@@ -553,6 +556,6 @@ def test_https_with_a_private_ca(tmp_path, no_mlflow_env):
             assert check_study(mlflow_client, "tls", 1, 3)["metric points"] == 6
         no_mlflow_env.delenv("MLFLOW_TRACKING_SERVER_CERT_PATH")  # the system's CAs do not know ours
         with pytest.raises(TrackingError, match="MLFLOW_TRACKING_SERVER_CERT_PATH"):
-            preflight({"study": "tls", "mlflow": {"experiment": EXPERIMENT, "tracking_uri": uri}})
+            preflight({"study": "tls", "mlflow": {"experiment": EXPERIMENT, "tracking_uri": uri, "retry_seconds": 300}})
     finally:
         tracking_server.stop(folder)
