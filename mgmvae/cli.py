@@ -129,6 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("model", help="a built-in or entry-point name, pkg.module:Class, or path/to/file.py:Class")
 
+    p = sub.add_parser(
+        "check-dataset",
+        help="check that a dataset (a config dataset, a source name, pkg.module:Class or file.py:Class) "
+        "keeps the dataset contract",
+    )
+    p.set_defaults(func=stages.check_dataset_contract)
+    _common(p)
+    p.add_argument(
+        "dataset",
+        help="a dataset of the config (its source and parameters), or a source: a built-in or entry-point "
+        "name, pkg.module:Class or path/to/file.py:Class (its default parameters)",
+    )
+
     tracking_server.add_parser(sub)  # not a stage: an authenticated MLflow server for the jobs
     return parser
 

@@ -5,6 +5,11 @@
 - 3×32×32 (SVHN, street digits, CD, CB): Conv(3→32→64→128, k4 s2 p1) with ReLU, heads on the
   128×4×4 map (a k4 conv head on a 4×4 map is a linear layer on its 2,048 values); the decoder
   mirrors it with transposed convolutions.
+- 3×28×28 (PolyMNIST, embedded PolyMNIST): MoPoE's PolyMNIST nets (thomassutter/MoPoE,
+  mmnist/networks/ConvNetworksImgCMNIST.py, ``EncoderImg``/``DecoderImg``): Conv(3→32→64→128,
+  k3 s2 p1) with ReLU to 128×4×4, Linear(2,048→L_total), ReLU, then the heads (MoPoE's
+  ``class_mu``/``class_logvar``/``style_*`` as one linear layer); the decoder is Linear(L→2,048),
+  ReLU, ConvTranspose(128→64→32→3, k3 s2 p1, output padding 0, 1, 1) to 28×28.
 Decoders return logits; the likelihood turns them into a mean image (sigmoid).
 
 On a CPU the convolutional nets run in chunks of ``CPU_CHUNK`` rows: one call on 1,024 or 2,560
@@ -28,6 +33,8 @@ Shape = tuple[int, int, int]
 CPU_CHUNK = 128
 MLP_SHAPE: Shape = (1, 28, 28)
 CNN_SHAPE: Shape = (3, 32, 32)
+POLY_SHAPE: Shape = (3, 28, 28)
+CONV_SHAPES = (CNN_SHAPE, POLY_SHAPE)
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -62,7 +69,8 @@ class EncoderOutput(NamedTuple):
     private_scale: Tensor | None
 
 
-def _body(shape: Shape) -> tuple[nn.Module, int]:
+def _body(shape: Shape, hidden: int) -> tuple[nn.Module, int]:
+    """The encoder up to its heads, and its output width (``hidden``: MoPoE's L_total layer)."""
     if tuple(shape) == MLP_SHAPE:
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 400), nn.ReLU()), 400
     if tuple(shape) == CNN_SHAPE:
@@ -75,8 +83,21 @@ def _body(shape: Shape) -> tuple[nn.Module, int]:
             nn.ReLU(),
             nn.Flatten(),
         ), 128 * 4 * 4
+    if tuple(shape) == POLY_SHAPE:
+        return nn.Sequential(
+            nn.Conv2d(3, 32, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(64, 128, 3, 2, 1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(128 * 4 * 4, hidden),
+            nn.ReLU(),
+        ), hidden
     raise ValueError(
-        f"no network for images of shape {tuple(shape)}; supported: {MLP_SHAPE} (MLP) and {CNN_SHAPE} (CNN)"
+        f"no network for images of shape {tuple(shape)}; supported: {MLP_SHAPE} (MLP), {CNN_SHAPE} (CNN) "
+        f"and {POLY_SHAPE} (PolyMNIST CNN)"
     )
 
 
@@ -86,10 +107,10 @@ class Encoder(nn.Module):
     def __init__(self, shape: Shape, shared_dim: int, private_dim: int = 0, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.dtype = dtype
-        self.body, features = _body(shape)
+        self.body, features = _body(shape, shared_dim + private_dim)
         self.shared_dim, self.private_dim = shared_dim, private_dim
         self.head = nn.Linear(features, 2 * (shared_dim + private_dim))
-        self.chunked = tuple(shape) == CNN_SHAPE
+        self.chunked = tuple(shape) in CONV_SHAPES
 
     def forward(self, x: Tensor) -> EncoderOutput:
         body = (lambda v: run_chunked(self.body, v)) if self.chunked else self.body
@@ -121,11 +142,22 @@ class Decoder(nn.Module):
                 nn.ReLU(),
                 nn.ConvTranspose2d(32, 3, 4, 2, 1),
             )
+        elif self.shape == POLY_SHAPE:
+            self.net = nn.Sequential(
+                nn.Linear(latent_dim, 128 * 4 * 4),
+                nn.ReLU(),
+                nn.Unflatten(-1, (128, 4, 4)),
+                nn.ConvTranspose2d(128, 64, 3, 2, 1),
+                nn.ReLU(),
+                nn.ConvTranspose2d(64, 32, 3, 2, 1, output_padding=1),
+                nn.ReLU(),
+                nn.ConvTranspose2d(32, 3, 3, 2, 1, output_padding=1),
+            )
         else:
-            _body(shape)  # raises the helpful error
+            _body(shape, latent_dim)  # raises the helpful error
 
     def forward(self, latent: Tensor) -> Tensor:
         lead = latent.shape[:-1]
         flat = latent.reshape(-1, latent.shape[-1])
-        net = (lambda v: run_chunked(self.net, v)) if self.shape == CNN_SHAPE else self.net
+        net = (lambda v: run_chunked(self.net, v)) if self.shape in CONV_SHAPES else self.net
         return run_in(self.dtype, net, flat).reshape(*lead, *self.shape)

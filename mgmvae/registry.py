@@ -1,15 +1,17 @@
-"""The model registry: how a name in ``models`` (or ``ablation.model``, or ``--model``) becomes a class.
+"""The registry: how a name in ``models`` (or ``ablation.model``, or ``--model``) becomes a model
+class, and how a ``datasets.<name>.source`` becomes a dataset class.
 
-One registry for every model. A config entry is one of
-  ``mvae``                      a built-in (``BUILTINS``) or an installed package's entry point in the
-                                group ``mgmvae.models`` (``name = "pkg.module:Class"``);
+One registry, one resolution path, for both kinds (``MODELS``, ``DATASETS``). An entry is one of
+  ``mvae``                      a built-in (the kind's ``builtins``) or an installed package's entry
+                                point in the kind's group, ``mgmvae.models`` or ``mgmvae.datasets``
+                                (``name = "pkg.module:Class"``);
   ``pkg.module:Class``          an importable class (installed, or on PYTHONPATH);
   ``path/to/file.py:Class``     a class in a local file (relative to the working directory).
-Each resolves to a ``ModelRef``. Its ``name`` (the class's ``name``; for an entry point, the entry
-point's name, which must equal it) is the run name: a path component
-(``results/<study>/runs/<dataset>/<name>/``), a Snakemake wildcard and the ``model_settings`` key,
-so it must match ``NAME_PATTERN`` and may not be a built-in's name. A class that is not a model is
-refused here, before any work; ``mgmvae.contract`` then checks what the model does.
+Each resolves to a ``PluginRef``. Its ``name`` (the class's ``name``; for an entry point, the entry
+point's name, which must equal it) must match ``NAME_PATTERN`` and may not be a built-in's name: a
+model's is its run name, a path component (``results/<study>/runs/<dataset>/<name>/``), a Snakemake
+wildcard and the ``model_settings`` key. A class that is not of the kind is refused here, before
+any work; ``mgmvae.contract`` then checks what a model does, ``mgmvae.data.check`` what a dataset builds.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ import importlib.util
 import json
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mgmvae.base import MultimodalVAE
 from mgmvae.config import ConfigError, settings_keys
+
+if TYPE_CHECKING:
+    from mgmvae.base import MultimodalVAE
 
 # The built-in models, by import path; each class's ``name`` is its run name.
 BUILTINS = (
@@ -41,27 +45,51 @@ BUILTINS = (
     "baselines.idmvae:IDMVAE",
     "mgmvae.model:MGMVAE",
 )
-ENTRY_POINT_GROUP = "mgmvae.models"
+# The built-in dataset sources; each class's ``name`` is the source name a config gives.
+DATASET_BUILTINS = (
+    "mgmvae.data.mnist:MnistSvhn",
+    "mgmvae.data.mnist:MnistCdcb",
+    "mgmvae.data.embedded:DigitsStreet",
+    "mgmvae.data.embedded:DigitsCdcb",
+    "mgmvae.data.digits_poly:DigitsPoly",
+    "mgmvae.data.polymnist:PolyMnist",
+)
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 FILE_PATH = re.compile(r"^.+\.py:[A-Za-z_]\w*$")
-GUIDE = "docs/plugins.md"
 
 
 class PluginError(ConfigError):
-    """A model entry that cannot be used; the message names the entry, the problem and the fix."""
+    """A model or dataset entry that cannot be used; the message names the entry, the problem and the fix."""
 
 
 @dataclass(frozen=True)
-class ModelRef:
-    """A resolved model: its run name, its class and where it came from (logged to MLflow)."""
+class Kind:
+    """What the registry resolves: models or datasets. The base class is named by import path and
+    imported on first use, like the built-ins (mgmvae.data imports this module)."""
+
+    noun: str  # "model" | "dataset": in messages and in the provenance tags
+    base: str  # "pkg.module:Class" every class of the kind subclasses
+    builtins: tuple[str, ...]
+    group: str  # the entry point group
+    guide: str  # the docs page a refusal points to
+    name_role: str  # what the class's `name` is, for messages
+    reserved: Callable[[], set[str]]  # keys default_params may not have
+    reserved_why: str  # why, for messages ({key} is filled in)
+    checks: Callable[[type[Any], str], None]  # what a class of the kind must define (PluginError otherwise)
+
+
+@dataclass(frozen=True)
+class PluginRef:
+    """A resolved model or dataset: its name, its class and where it came from (logged to MLflow)."""
 
     name: str
-    cls: type[MultimodalVAE]
+    cls: type[Any]
     kind: str  # "builtin" | "entry point" | "import path" | "file"
     target: str  # "pkg.module:Class" or "/abs/path/file.py:Class"
     package: str  # the distribution that provides it ("" for a local file)
     version: str  # the distribution's version, or the file's sha256 prefix
+    noun: str  # "model" | "dataset"
 
     @property
     def builtin(self) -> bool:
@@ -73,22 +101,96 @@ class ModelRef:
         return self.name if self.kind in ("builtin", "entry point") else self.target
 
     def tags(self) -> dict[str, str]:
-        """MLflow tags tracing a run to the code of its model."""
-        return {"model_import_path": self.target, "model_package": self.package, "model_version": self.version}
+        """MLflow tags tracing a run to the code of its model (or dataset)."""
+        return {
+            f"{self.noun}_import_path": self.target,
+            f"{self.noun}_package": self.package,
+            f"{self.noun}_version": self.version,
+        }
+
+
+ModelRef = PluginRef  # a model's ref: the type the model plumbing names
+
+
+def _import(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+# ------------------------------------------------------------------- the two kinds
+def _model_checks(cls: type[Any], label: str) -> None:
+    if cls.loss is _import(MODELS.base).loss:
+        raise PluginError(f"{label}: {cls.__name__} lacks the method loss(batch) -> dict (see {MODELS.guide})")
+
+
+def _dataset_checks(cls: type[Any], label: str) -> None:
+    """A dataset declares two or more modalities (path components and wildcards, hence
+    NAME_PATTERN), a (C, H, W) shape for each, and builds (see docs/datasets.md)."""
+    if cls.build is _import(DATASETS.base).build:
+        raise PluginError(
+            f"{label}: {cls.__name__} lacks the method build(name, seed, data_dir, download) -> PairedData "
+            f"(see {DATASETS.guide})"
+        )
+    modalities = cls.modalities
+    if (
+        not isinstance(modalities, tuple | list)
+        or len(modalities) < 2
+        or len(set(modalities)) != len(modalities)
+        or not all(isinstance(m, str) and NAME_PATTERN.match(m) for m in modalities)
+    ):
+        raise PluginError(
+            f"{label}: the class attribute `modalities` is {modalities!r}; give two or more distinct names of "
+            f'lowercase letters, digits and _, e.g. modalities = ("photo", "sketch")'
+        )
+    shapes = cls.shapes
+    if not isinstance(shapes, Mapping) or list(shapes) != list(modalities):
+        raise PluginError(
+            f"{label}: the class attribute `shapes` must map each modality, in the order of `modalities`, to "
+            f"its image shape (C, H, W); got {shapes!r}"
+        )
+    for m, shape in shapes.items():
+        if not (isinstance(shape, tuple) and len(shape) == 3 and all(isinstance(n, int) and n > 0 for n in shape)):
+            raise PluginError(f"{label}: shapes[{m!r}] = {shape!r} is not a (C, H, W) tuple of positive integers")
+
+
+MODELS = Kind(
+    noun="model",
+    base="mgmvae.base:MultimodalVAE",
+    builtins=BUILTINS,
+    group="mgmvae.models",
+    guide="docs/plugins.md",
+    name_role="the run name",
+    reserved=settings_keys,
+    reserved_why="a settings key of the config schema (settings.{key}); a model parameter of that name would "
+    "be confused with it in model_settings",
+    checks=_model_checks,
+)
+DATASETS = Kind(
+    noun="dataset",
+    base="mgmvae.data.dataset:Dataset",
+    builtins=DATASET_BUILTINS,
+    group="mgmvae.datasets",
+    guide="docs/datasets.md",
+    name_role="the source name (what datasets.<name>.source gives)",
+    reserved=lambda: {"source"},
+    reserved_why="the key datasets.<name>.{key}, which names the dataset class",
+    checks=_dataset_checks,
+)
 
 
 @functools.cache
-def builtins() -> dict[str, type[MultimodalVAE]]:
-    """The built-in model classes by run name (imported on first use)."""
-    classes = []
-    for target in BUILTINS:
-        module, _, attr = target.partition(":")
-        classes.append(getattr(importlib.import_module(module), attr))
+def builtins(kind: Kind = MODELS) -> dict[str, type[Any]]:
+    """The built-in classes of a kind (models by default) by name (imported on first use)."""
+    classes = [_import(target) for target in kind.builtins]
     return {cls.name: cls for cls in classes}
 
 
 def builtin_model_names() -> list[str]:
-    return sorted(builtins())
+    return sorted(builtins(MODELS))
+
+
+def builtin_dataset_names() -> list[str]:
+    return sorted(builtins(DATASETS))
 
 
 def build_model(entry: str, shapes: Mapping[str, Any], settings: Mapping[str, Any]) -> MultimodalVAE:
@@ -100,24 +202,27 @@ def is_path_entry(entry: str) -> bool:
     return ":" in entry
 
 
-def resolve(entry: str) -> ModelRef:
-    """The model an entry names; PluginError naming the entry and the fix otherwise."""
+def resolve(entry: str, kind: Kind = MODELS) -> PluginRef:
+    """The model (or, with ``kind=DATASETS``, the dataset) an entry names; PluginError naming the
+    entry and the fix otherwise."""
     if not isinstance(entry, str) or not entry:
         raise PluginError(
-            f"model entry {entry!r} must be a non-empty string (a name, pkg.module:Class or file.py:Class)"
+            f"{kind.noun} entry {entry!r} must be a non-empty string (a name, pkg.module:Class or file.py:Class)"
         )
     if FILE_PATH.match(entry):
-        return _from_file(entry)
+        return _from_file(entry, kind)
     if IMPORT_PATH.match(entry):
-        return _from_import_path(entry)
+        return _from_import_path(entry, kind)
     if is_path_entry(entry):
-        raise PluginError(f"model entry {entry!r} is neither pkg.module:Class nor path/to/file.py:Class (see {GUIDE})")
-    return _from_name(entry)
+        raise PluginError(
+            f"{kind.noun} entry {entry!r} is neither pkg.module:Class nor path/to/file.py:Class (see {kind.guide})"
+        )
+    return _from_name(entry, kind)
 
 
-def available() -> list[str]:
-    """Every model name that resolves without a path: built-ins and installed entry points."""
-    return sorted({*builtin_model_names(), *(ep.name for ep in _entry_points())})
+def available(kind: Kind = MODELS) -> list[str]:
+    """Every name of a kind that resolves without a path: built-ins and installed entry points."""
+    return sorted({*builtins(kind), *(ep.name for ep in _entry_points(kind))})
 
 
 def resolve_all(entries: Iterable[str]) -> dict[str, ModelRef]:
@@ -154,55 +259,57 @@ def find(config: Mapping[str, Any], model: str) -> ModelRef:
 
 
 # ---------------------------------------------------------------- the three ways in
-def _from_name(name: str) -> ModelRef:
-    points = {ep.name: ep for ep in _entry_points()}
-    if name in builtin_model_names():
+def _from_name(name: str, kind: Kind) -> PluginRef:
+    points = {ep.name: ep for ep in _entry_points(kind)}
+    if name in builtins(kind):
         if name in points:
             raise PluginError(
-                f"the entry point {name!r} of package {_dist_name(points[name])!r} (group {ENTRY_POINT_GROUP}) "
-                f"has the name of a built-in model; rename the entry point and the class's `name`"
+                f"the entry point {name!r} of package {_dist_name(points[name])!r} (group {kind.group}) "
+                f"has the name of a built-in {kind.noun}; rename the entry point and the class's `name`"
             )
-        cls = builtins()[name]
-        return ModelRef(name, cls, "builtin", _import_path(cls), *_project_version())
+        cls = builtins(kind)[name]
+        return PluginRef(name, cls, "builtin", _import_path(cls), *_project_version(), kind.noun)
     if name in points:
-        return _from_entry_point(points[name])
+        return _from_entry_point(points[name], kind)
     raise PluginError(
-        f"unknown model {name!r}; available models: {', '.join(available())}. A model of your own: "
-        f"pkg.module:Class, path/to/file.py:Class, or an entry point in the group {ENTRY_POINT_GROUP} (see {GUIDE})"
+        f"unknown {kind.noun} {name!r}; available {kind.noun}s: {', '.join(map(repr, available(kind)))}. "
+        f"A {kind.noun} of your own: pkg.module:Class, path/to/file.py:Class, or an entry point in the group "
+        f"{kind.group} (see {kind.guide})"
     )
 
 
-def _from_entry_point(ep: importlib.metadata.EntryPoint) -> ModelRef:
+def _from_entry_point(ep: importlib.metadata.EntryPoint, kind: Kind) -> PluginRef:
     label = f"entry point {ep.name!r} ({ep.value}) of package {_dist_name(ep)!r}"
     try:
         obj = ep.load()
     except Exception as error:  # noqa: BLE001 - any import failure of user code is the same refusal
         raise PluginError(f"{label}: cannot be loaded ({type(error).__name__}: {error})") from None
-    cls = check_class(obj, label)
+    cls = check_class(obj, label, kind)
     if cls.name != ep.name:
         raise PluginError(f"{label}: the class's `name` is {cls.name!r}; make it equal to the entry point's name")
     dist = ep.dist
-    return ModelRef(ep.name, cls, "entry point", ep.value, _dist_name(ep), dist.version if dist else "unknown")
+    version = dist.version if dist else "unknown"
+    return PluginRef(ep.name, cls, "entry point", ep.value, _dist_name(ep), version, kind.noun)
 
 
-def _from_import_path(entry: str) -> ModelRef:
+def _from_import_path(entry: str, kind: Kind) -> PluginRef:
     module_name, _, attr = entry.partition(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # noqa: BLE001
         raise PluginError(
-            f"model plugin {entry!r}: cannot import module {module_name!r} ({type(error).__name__}: {error}); "
+            f"{kind.noun} plugin {entry!r}: cannot import module {module_name!r} ({type(error).__name__}: {error}); "
             f"install its package into this environment or put its folder on PYTHONPATH"
         ) from None
-    cls = _checked_attr(module, attr, f"model plugin {entry!r}")
+    cls = _checked_attr(module, attr, f"{kind.noun} plugin {entry!r}", kind)
     package, version = _package_of(module_name)
-    return _named(ModelRef(cls.name, cls, "import path", entry, package, version), entry)
+    return _named(PluginRef(cls.name, cls, "import path", entry, package, version, kind.noun), entry, kind)
 
 
-def _from_file(entry: str) -> ModelRef:
+def _from_file(entry: str, kind: Kind) -> PluginRef:
     file, _, attr = entry.rpartition(":")
     path = Path(file).expanduser().resolve()
-    label = f"model plugin {entry!r}"
+    label = f"{kind.noun} plugin {entry!r}"
     if not path.is_file():
         raise PluginError(f"{label}: file {path} does not exist (relative paths start at the working directory)")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -220,44 +327,46 @@ def _from_file(entry: str) -> ModelRef:
         except Exception as error:  # noqa: BLE001
             del sys.modules[module_name]
             raise PluginError(f"{label}: importing {path} failed ({type(error).__name__}: {error})") from None
-    cls = _checked_attr(module, attr, label)
-    return _named(ModelRef(cls.name, cls, "file", f"{path}:{attr}", "", f"sha256:{digest[:16]}"), entry)
+    cls = _checked_attr(module, attr, label, kind)
+    ref = PluginRef(cls.name, cls, "file", f"{path}:{attr}", "", f"sha256:{digest[:16]}", kind.noun)
+    return _named(ref, entry, kind)
 
 
 # ---------------------------------------------------------------------- class checks
-def check_class(obj: Any, label: str) -> type[MultimodalVAE]:
-    """Refuse what cannot be a model class, naming the problem; return the class."""
-    if not (isinstance(obj, type) and issubclass(obj, MultimodalVAE)):
-        raise PluginError(f"{label}: {obj!r} is not a model: subclass mgmvae.base.MultimodalVAE (see {GUIDE})")
-    if obj.loss is MultimodalVAE.loss:
-        raise PluginError(f"{label}: {obj.__name__} lacks the method loss(batch) -> dict (see {GUIDE})")
-    name = obj.name
-    if not isinstance(name, str) or name == MultimodalVAE.name or not NAME_PATTERN.match(name):
+def check_class(obj: Any, label: str, kind: Kind = MODELS) -> type[Any]:
+    """Refuse what cannot be a class of the kind (a model by default), naming the problem; return the class."""
+    base = _import(kind.base)
+    if not (isinstance(obj, type) and issubclass(obj, base)):
         raise PluginError(
-            f"{label}: the class attribute `name` is {name!r}; set it to the run name, lowercase letters, "
-            f'digits and _ (pattern {NAME_PATTERN.pattern}), e.g. name = "my_vae"'
+            f"{label}: {obj!r} is not a {kind.noun}: subclass {kind.base.replace(':', '.')} (see {kind.guide})"
         )
-    check_default_params(obj, label)
-    return obj
+    cls: type[Any] = obj
+    kind.checks(cls, label)
+    name = cls.name
+    if not isinstance(name, str) or name == base.name or not NAME_PATTERN.match(name):
+        raise PluginError(
+            f"{label}: the class attribute `name` is {name!r}; set it to {kind.name_role}, lowercase letters, "
+            f'digits and _ (pattern {NAME_PATTERN.pattern}), e.g. name = "my_{kind.noun}"'
+        )
+    check_default_params(cls, label, kind)
+    return cls
 
 
-def check_default_params(cls: type[MultimodalVAE], label: str) -> None:
-    """``default_params`` is the model's ``params`` section: a mapping of identifiers to
-    JSON-able values (they are hashed and logged) that does not shadow a settings key."""
+def check_default_params(cls: type[Any], label: str, kind: Kind = MODELS) -> None:
+    """``default_params`` is a model's ``params`` section, or a dataset's parameters: a mapping of
+    identifiers to JSON-able values (they are hashed and logged) that does not shadow a reserved
+    key (a settings key, or a dataset's ``source``)."""
     params = cls.default_params
     if not isinstance(params, Mapping):
         raise PluginError(
             f"{label}: default_params must be a dict of parameter -> default, not {type(params).__name__}"
         )
-    reserved = settings_keys()
+    reserved = kind.reserved()
     for key, value in params.items():
         if not (isinstance(key, str) and key.isidentifier()):
             raise PluginError(f"{label}: default_params key {key!r} is not a Python identifier")
         if key in reserved:
-            raise PluginError(
-                f"{label}: default_params key {key!r} is a settings key of the config schema (settings.{key}); "
-                f"a model parameter of that name would be confused with it in model_settings: rename it"
-            )
+            raise PluginError(f"{label}: default_params key {key!r} is {kind.reserved_why.format(key=key)}: rename it")
         try:
             json.dumps(value)
         except (TypeError, ValueError):
@@ -267,27 +376,28 @@ def check_default_params(cls: type[MultimodalVAE], label: str) -> None:
             ) from None
 
 
-def _checked_attr(module: Any, attr: str, label: str) -> type[MultimodalVAE]:
+def _checked_attr(module: Any, attr: str, label: str, kind: Kind) -> type[Any]:
     if not hasattr(module, attr):
         raise PluginError(f"{label}: module {module.__name__!r} has no attribute {attr!r}")
-    return check_class(getattr(module, attr), label)
+    return check_class(getattr(module, attr), label, kind)
 
 
-def _named(ref: ModelRef, entry: str) -> ModelRef:
-    """Refuse a plugin that takes a built-in's run name (its runs would overwrite the built-in's)."""
-    builtin = builtins().get(ref.name)
+def _named(ref: PluginRef, entry: str, kind: Kind) -> PluginRef:
+    """Refuse a plugin that takes a built-in's name (a model's runs would overwrite the built-in's)."""
+    builtin = builtins(kind).get(ref.name)
     if builtin is not None and builtin is not ref.cls:
         raise PluginError(
-            f"model plugin {entry!r}: its name {ref.name!r} is a built-in model's; set another `name` on the class"
+            f"{kind.noun} plugin {entry!r}: its name {ref.name!r} is a built-in {kind.noun}'s; "
+            f"set another `name` on the class"
         )
     if builtin is ref.cls:  # a path to a built-in class is the built-in
-        return _from_name(ref.name)
+        return _from_name(ref.name, kind)
     return ref
 
 
 # ------------------------------------------------------------------- provenance
-def _entry_points() -> list[importlib.metadata.EntryPoint]:
-    return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+def _entry_points(kind: Kind) -> list[importlib.metadata.EntryPoint]:
+    return list(importlib.metadata.entry_points(group=kind.group))
 
 
 def _dist_name(ep: importlib.metadata.EntryPoint) -> str:

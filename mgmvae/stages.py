@@ -397,3 +397,28 @@ def check_model_contract(config: Mapping, args: argparse.Namespace) -> None:
         f"{ref.name}: keeps the model contract (both shape pairs: build, loss, backward, embed, generate, "
         "translate, sample, cluster, seed, save/load)"
     )
+
+
+# ------------------------------------------------------------------- check-dataset
+def check_dataset_contract(config: Mapping, args: argparse.Namespace) -> None:
+    """The dataset contract (mgmvae/data/check.py) for one dataset, a config's (its source and
+    parameters) or a source entry (its default parameters): a report line per failure."""
+    from mgmvae.data.build import config_source, source_of
+    from mgmvae.data.check import check_dataset, describe
+
+    entry = args.dataset
+    in_config = entry in config["datasets"]
+    ref, source = config_source(config, entry) if in_config else source_of({"source": entry})
+    name = entry if in_config else ref.name
+    print(describe(ref, source))
+    failures, data = check_dataset(source, name, config["data_seed"], config["data_dir"], config["download"])
+    if failures:
+        raise StageError(
+            f"{name} breaks the dataset contract in {len(failures)} place(s) (see docs/datasets.md):\n  "
+            + "\n  ".join(map(str, failures))
+        )
+    assert data is not None  # built when nothing failed
+    sizes = ", ".join(f"{s} {data.num_pairs(s)} tuples" for s in ("train", "test"))
+    print(
+        f"{name}: keeps the dataset contract ({sizes}; modalities, shapes and networks, dtypes, labels, tuples, seed)"
+    )

@@ -4,6 +4,7 @@ import pytest
 
 from mgmvae.config import ROOT, ConfigError, load_config, run_settings, studied_datasets
 from mgmvae.contract import validate_models
+from mgmvae.data.check import validate_datasets
 
 QUICK = ROOT / "workflow" / "presets" / "quick.yaml"
 CI = ROOT / "workflow" / "presets" / "ci.yaml"
@@ -47,7 +48,7 @@ def test_presets_point_tables_at_embedded_data():
 )
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=f"config key '{key}'"):
-        load_config(overrides=override)
+        validate_datasets(load_config(overrides=override))  # the schema, then each dataset class its parameters
 
 
 def test_unknown_model_and_param_are_refused():

@@ -7,10 +7,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mgmvae.data import DATASET_BUILDERS, DataError, build_dataset
+from mgmvae.data import DataError, build_dataset
 from mgmvae.data.cdcb import colour_digits, make_cdcb
 from mgmvae.data.embedded import hand_digits, hand_split
 from mgmvae.data.pairing import class_counts, class_matched_pairs
+from mgmvae.registry import builtin_dataset_names
 
 
 # ------------------------------------------------------------------------------ pairing
@@ -154,7 +155,8 @@ def test_digits_cdcb_split_by_source_image():
 
 # -------------------------------------------------------------------------------- spec
 def test_spec_errors_name_the_problem():
-    assert set(DATASET_BUILDERS) == {"mnist_svhn", "mnist_cdcb", "digits_street", "digits_cdcb"}
+    builtins = {"mnist_svhn", "mnist_cdcb", "digits_street", "digits_cdcb", "digits_poly", "polymnist"}
+    assert set(builtin_dataset_names()) == builtins
     with pytest.raises(DataError, match="'digits_street'") as info:
         build_dataset("x", {"source": "nope"}, "data", False, 0)
     assert "mnist_svhn" in str(info.value)

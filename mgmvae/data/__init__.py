@@ -1,6 +1,8 @@
-"""Datasets: raw sources (torchvision), embedded digits, pairing, CDCB colouring, the paired tensors."""
+"""Datasets: the dataset interface, the built-in sources (raw MNIST/SVHN/PolyMNIST files, the
+embedded digits), pairing, CDCB colouring, the paired tensors."""
 
-from mgmvae.data.build import DATASET_BUILDERS, build_dataset
+from mgmvae.data.build import build_dataset, dataset_modalities
+from mgmvae.data.dataset import Dataset, ParamError
 from mgmvae.data.paired import DataError, PairedData
 
-__all__ = ["DATASET_BUILDERS", "DataError", "PairedData", "build_dataset"]
+__all__ = ["DataError", "Dataset", "PairedData", "ParamError", "build_dataset", "dataset_modalities"]

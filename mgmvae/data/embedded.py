@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mgmvae.data.cdcb import make_cdcb
+from mgmvae.data.dataset import Dataset, check_positive
 from mgmvae.data.paired import SPLITS, DataError, PairedData
 from mgmvae.data.pairing import class_matched_pairs, derive_seed
 
@@ -221,46 +222,64 @@ def street_digits(per_class: int, seed: int, progress: bool = True) -> tuple[Ten
 
 
 # -------------------------------------------------------------------------- datasets
-def build_digits_street(
-    name: str, seed: int, pairings: int, street_per_class_train: int, street_per_class_test: int,
-    max_per_class: int,
-) -> PairedData:  # fmt: skip
+class DigitsStreet(Dataset):
     """Hand ↔ street pairs by MMVAE's class-matched rule (as MNIST-SVHN: iffsid/mmvae, bin/make-mnist-svhn-idx.py)."""
-    hand, hand_labels = hand_digits()
-    split = hand_split(hand_labels)
-    per_class = {"train": street_per_class_train, "test": street_per_class_test}
-    # Independent streams per (purpose, split): test draws never repeat train's.
-    images: dict[str, dict[str, Tensor]] = {"hand": {}, "street": {}}
-    labels: dict[str, dict[str, Tensor]] = {"hand": {}, "street": {}}
-    pairs = {}
-    for k, s in enumerate(SPLITS):
-        images["hand"][s], labels["hand"][s] = hand[split[s]], hand_labels[split[s]]
-        street, street_labels = street_digits(per_class[s], derive_seed(seed, STREET_STREAM, k))
-        images["street"][s], labels["street"][s] = street, street_labels
-        pairs[s] = class_matched_pairs(
-            labels["hand"][s], street_labels, pairings, max_per_class, derive_seed(seed, PAIRS_STREAM, k)
-        )
-    meta = {
-        "source": "digits_street", "seed": seed, "pairings": pairings, "max_per_class": max_per_class,
-        "street_per_class_train": street_per_class_train, "street_per_class_test": street_per_class_test,
-        "hand_split_seed": HAND_SPLIT_SEED, "street_fonts": list(STREET_FONTS),
-    }  # fmt: skip
-    return PairedData(name, ["hand", "street"], images, labels, pairs, meta)
+
+    name = "digits_street"
+    modalities = ("hand", "street")
+    shapes = {"hand": (1, 28, 28), "street": (3, STREET_SIZE, STREET_SIZE)}
+    # 300 street images a class: the pairing uses ~150 (hand has ~144 a class), the rest help the
+    # street classifier.
+    default_params = {"pairings": 20, "street_per_class_train": 300, "street_per_class_test": 100,
+                      "max_per_class": 10_000}  # fmt: skip
+
+    def check_params(self) -> None:
+        check_positive(self.params, *self.default_params)
+
+    def build(self, name: str, seed: int, data_dir: Path, download: bool) -> PairedData:
+        hand, hand_labels = hand_digits()
+        split = hand_split(hand_labels)
+        p = self.params
+        per_class = {"train": p["street_per_class_train"], "test": p["street_per_class_test"]}
+        # Independent streams per (purpose, split): test draws never repeat train's.
+        images: dict[str, dict[str, Tensor]] = {"hand": {}, "street": {}}
+        labels: dict[str, dict[str, Tensor]] = {"hand": {}, "street": {}}
+        pairs = {}
+        for k, s in enumerate(SPLITS):
+            images["hand"][s], labels["hand"][s] = hand[split[s]], hand_labels[split[s]]
+            street, street_labels = street_digits(per_class[s], derive_seed(seed, STREET_STREAM, k))
+            images["street"][s], labels["street"][s] = street, street_labels
+            pairs[s] = class_matched_pairs(
+                labels["hand"][s], street_labels, p["pairings"], p["max_per_class"], derive_seed(seed, PAIRS_STREAM, k)
+            )
+        meta = {"source": self.name, "seed": seed, **p, "hand_split_seed": HAND_SPLIT_SEED,
+                "street_fonts": list(STREET_FONTS)}  # fmt: skip
+        return PairedData(name, list(self.modalities), images, labels, pairs, meta)
 
 
-def build_digits_cdcb(name: str, seed: int, colourings: int) -> PairedData:
+class DigitsCdcb(Dataset):
     """CD ↔ CB from the hand digits at 3×32×32; split by source image, so no digit is in both."""
-    hand, hand_labels = hand_digits()
-    split = hand_split(hand_labels)
-    images: dict[str, dict[str, Tensor]] = {"cd": {}, "cb": {}}
-    labels: dict[str, dict[str, Tensor]] = {"cd": {}, "cb": {}}
-    pairs = {}
-    for k, s in enumerate(SPLITS):
-        seed_k = derive_seed(seed, CDCB_STREAM, k)
-        cd, cb, source = make_cdcb(hand[split[s]], colourings, seed_k, size=STREET_SIZE)
-        images["cd"][s], images["cb"][s] = cd, cb
-        labels["cd"][s] = labels["cb"][s] = hand_labels[split[s]][source]
-        pairs[s] = torch.arange(len(cd)).unsqueeze(1).repeat(1, 2)
-    meta = {"source": "digits_cdcb", "seed": seed, "colourings": colourings, "size": STREET_SIZE,
-            "hand_split_seed": HAND_SPLIT_SEED}  # fmt: skip
-    return PairedData(name, ["cd", "cb"], images, labels, pairs, meta)
+
+    name = "digits_cdcb"
+    modalities = ("cd", "cb")
+    shapes = {"cd": (3, STREET_SIZE, STREET_SIZE), "cb": (3, STREET_SIZE, STREET_SIZE)}
+    default_params = {"colourings": 10}
+
+    def check_params(self) -> None:
+        check_positive(self.params, "colourings")
+
+    def build(self, name: str, seed: int, data_dir: Path, download: bool) -> PairedData:
+        hand, hand_labels = hand_digits()
+        split = hand_split(hand_labels)
+        images: dict[str, dict[str, Tensor]] = {"cd": {}, "cb": {}}
+        labels: dict[str, dict[str, Tensor]] = {"cd": {}, "cb": {}}
+        pairs = {}
+        for k, s in enumerate(SPLITS):
+            seed_k = derive_seed(seed, CDCB_STREAM, k)
+            cd, cb, source = make_cdcb(hand[split[s]], self.params["colourings"], seed_k, size=STREET_SIZE)
+            images["cd"][s], images["cb"][s] = cd, cb
+            labels["cd"][s] = labels["cb"][s] = hand_labels[split[s]][source]
+            pairs[s] = torch.arange(len(cd)).unsqueeze(1).repeat(1, 2)
+        meta = {"source": self.name, "seed": seed, **self.params, "size": STREET_SIZE,
+                "hand_split_seed": HAND_SPLIT_SEED}  # fmt: skip
+        return PairedData(name, list(self.modalities), images, labels, pairs, meta)

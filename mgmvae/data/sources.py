@@ -114,7 +114,7 @@ def _ensure_files(paths: list[Path], download: bool) -> None:
         for path in paths:
             if not path.exists():
                 try:
-                    _download(path, _expected_md5(path))
+                    download_verified(path, _torchvision_catalogue()[path.name][0], _expected_md5(path))
                 except Exception as error:  # offline, mirror down, wrong checksum
                     errors.append(f"{path.name}: {error}")
     missing = [path for path in paths if not path.exists()]
@@ -126,14 +126,19 @@ def _ensure_files(paths: list[Path], download: bool) -> None:
             "put these files at exactly these paths, or set `download: true` on a machine with network access"
         )
     for path in paths:
-        if not _tv_utils().check_integrity(path, _expected_md5(path)):
+        if not verified(path, _expected_md5(path)):
             raise _corrupt(path, "fails its MD5 check (corrupted or truncated)")
 
 
-def _download(path: Path, md5: str) -> None:
-    """Try each known URL for ``path``; the file appears only once complete and MD5-verified."""
+def verified(path: Path, md5: str) -> bool:
+    """Whether ``path`` exists and has the MD5 ``md5``."""
+    return bool(_tv_utils().check_integrity(path, md5))
+
+
+def download_verified(path: Path, urls: list[str], md5: str) -> None:
+    """Try each URL for ``path``; the file appears only once complete and MD5-verified
+    (RuntimeError listing each URL's failure otherwise)."""
     utils = _tv_utils()
-    urls = _torchvision_catalogue()[path.name][0]
     failures = []
     for url in urls:
         try:

@@ -14,6 +14,7 @@ from mgmvae import paper as _paper
 from mgmvae import paths
 from mgmvae.config import ConfigError, run_settings, studied_datasets, validate
 from mgmvae.contract import validate_models
+from mgmvae.data.check import validate_datasets
 from mgmvae.data.preflight import check_raw_data
 from mgmvae.registry import run_names
 from mgmvae.tracking import TrackingError
@@ -26,8 +27,9 @@ from mgmvae.figures import figure_specs
 # Stop before any job if the config is wrong, naming the key.
 try:
     validate(config)
-    # Plugins: importable, a model, and (in the main process, not again in each SLURM job) the contract.
+    # Plugins: importable, a model or dataset, and (in the main process, not again in each SLURM job) the contract.
     validate_models(config, contract=workflow.is_main_process)
+    validate_datasets(config, contract=workflow.is_main_process)
 except (ConfigError, ValueError) as error:
     raise WorkflowError(str(error)) from None
 

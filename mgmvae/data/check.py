@@ -1,0 +1,148 @@
+"""The dataset contract (``python -m mgmvae check-dataset ENTRY``) and the validation of a config's
+datasets before any job.
+
+What the pipeline assumes of a dataset: its class declares two or more modalities and a (C, H, W)
+shape for each that the shared encoders and decoders (mgmvae/nets.py) and the digit classifiers
+(mgmvae/evaluation/classifiers.py) accept; ``build`` returns a PairedData with exactly those
+modalities and shapes, uint8 images, int64 labels in 0..9 (the classifiers' ten classes), int64
+tuple indices in range, every modality of a tuple of the same label, every test label also in
+training; and the same seed gives bitwise the same tensors. Each failure names what was expected
+and what came back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mgmvae.config import ConfigError, studied_datasets
+from mgmvae.contract import Failure
+from mgmvae.data.build import config_source
+from mgmvae.data.dataset import Dataset, Shape
+from mgmvae.data.paired import SPLITS, PairedData
+from mgmvae.registry import PluginRef
+
+NUM_CLASSES = 10  # the digit classifiers' outputs
+
+
+def network_problem(shape: Shape) -> str | None:
+    """Why the shared nets or the digit classifier cannot take images of ``shape``; None if they can."""
+    from mgmvae import nets
+    from mgmvae.evaluation.classifiers import digit_classifier
+
+    try:
+        nets.Encoder(shape, 2, 1)
+        nets.Decoder(shape, 3)
+        digit_classifier(shape)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def check_dataset(
+    source: Dataset, name: str, seed: int, data_dir: str | Path, download: bool
+) -> tuple[list[Failure], PairedData | None]:
+    """Every contract check of ``source`` (on its parameters), built as ``name``: the failures ([] if
+    it keeps the contract) and what it built (None if it did not)."""
+    shapes = source.image_shapes()
+    by_shape: dict[Shape, list[str]] = {}
+    for m, shape in shapes.items():
+        by_shape.setdefault(tuple(shape), []).append(m)  # type: ignore[arg-type]  # (C, H, W)
+    failures = [
+        Failure(f"shapes of {ms}", "a shape the networks accept", problem)
+        for shape, ms in by_shape.items()
+        if (problem := network_problem(shape))
+    ]
+    builds = []
+    for attempt in ("build", "build again (same seed)"):
+        try:
+            builds.append(source.build(name, seed, Path(data_dir), download))
+        except Exception as error:  # noqa: BLE001 - any exception of user code is a contract failure
+            return [*failures, Failure(attempt, "a PairedData, no exception", f"{type(error).__name__}: {error}")], None
+        if not isinstance(builds[-1], PairedData):
+            return [*failures, Failure(attempt, "a PairedData", f"{type(builds[-1]).__name__}")], None
+    data, again = builds
+    return failures + _declared(data, source, shapes) + _labels(data) + _same(data, again), data
+
+
+def _declared(data: PairedData, source: Dataset, shapes: Mapping[str, Shape]) -> list[Failure]:
+    if list(data.modalities) != list(source.modalities):
+        return [Failure("modalities", f"the declared {list(source.modalities)}", f"{list(data.modalities)}")]
+    return [
+        Failure(f"shape of {m!r}", f"the declared {shapes[m]}", f"{data.shape(m)}")
+        for m in data.modalities
+        if data.shape(m) != tuple(shapes[m])
+    ]
+
+
+def _labels(data: PairedData) -> list[Failure]:
+    failures = []
+    for s in SPLITS:
+        if data.pairs[s].dtype != torch.int64:
+            failures.append(Failure(f"pairs[{s!r}]", "int64 tuple indices", f"{data.pairs[s].dtype}"))
+        for m in data.modalities:
+            y = data.labels[m][s]
+            if y.dtype != torch.int64 or int(y.min()) < 0 or int(y.max()) >= NUM_CLASSES:
+                got = f"{y.dtype} in [{int(y.min())}, {int(y.max())}]"
+                failures.append(Failure(f"labels[{m!r}][{s!r}]", f"int64 in 0..{NUM_CLASSES - 1}", got))
+                continue
+            rows = data.pairs[s][:, data.modalities.index(m)]
+            if not torch.equal(y[rows], data.pair_labels(s)):
+                differ = int((y[rows] != data.pair_labels(s)).sum())
+                failures.append(
+                    Failure(
+                        f"tuples of {s}", f"{m!r} of each tuple labelled as {data.modalities[0]!r}", f"{differ} not"
+                    )
+                )
+    for m in data.modalities:
+        unseen = sorted(set(data.labels[m]["test"].tolist()) - set(data.labels[m]["train"].tolist()))
+        if unseen:
+            failures.append(Failure(f"labels[{m!r}]", "every test label also in training", f"test-only {unseen}"))
+    return failures
+
+
+def _same(data: PairedData, again: PairedData) -> list[Failure]:
+    tensors = lambda d: {  # noqa: E731
+        **{f"images[{m!r}][{s!r}]": d.images[m][s] for m in d.modalities for s in SPLITS},
+        **{f"labels[{m!r}][{s!r}]": d.labels[m][s] for m in d.modalities for s in SPLITS},
+        **{f"pairs[{s!r}]": d.pairs[s] for s in SPLITS},
+    }
+    first, second = tensors(data), tensors(again)
+    differ = [k for k in first if k not in second or not torch.equal(first[k], second[k])]
+    return (
+        [Failure("seed", "bitwise the same tensors from the same seed", f"{', '.join(differ[:4])} differ")]
+        if differ
+        else []
+    )
+
+
+def describe(ref: PluginRef, source: Dataset) -> str:
+    """One line: the dataset's name, where it comes from, its modalities, shapes and parameters."""
+    shapes = ", ".join(f"{m} {'×'.join(map(str, s))}" for m, s in source.image_shapes().items())
+    origin = f"{ref.kind} {ref.target} ({ref.package or 'no package'} {ref.version})"
+    return f"{ref.name}: {origin}; modalities {shapes}; parameters {source.params}"
+
+
+# ------------------------------------------------------------ config validation
+def validate_datasets(config: Mapping[str, Any], contract: bool = False) -> None:
+    """Every entry of ``datasets``: its source resolves (mgmvae.registry) and its parameters are the
+    class's. The studied ones: their modalities' shapes have networks; with ``contract``, those that
+    are plugins also keep the dataset contract (built twice), so a broken one stops before any job."""
+    studied = set(studied_datasets(config))
+    for dataset in config["datasets"]:
+        ref, source = config_source(config, dataset)
+        if dataset not in studied:
+            continue
+        for m, shape in source.image_shapes().items():
+            if problem := network_problem(shape):
+                raise ConfigError(f"config key 'datasets.{dataset}.source': modality {m!r}: {problem}")
+        if contract and not ref.builtin:
+            failures, _ = check_dataset(source, dataset, config["data_seed"], config["data_dir"], config["download"])
+            if failures:
+                raise ConfigError(
+                    f"dataset {dataset!r} ({ref.target}) breaks the dataset contract; nothing was run. "
+                    f"{'; '.join(map(str, failures[:5]))}. Full report: python -m mgmvae check-dataset {dataset}"
+                )
