@@ -22,6 +22,15 @@ reference's cross-generation protocol differs: seqam-lab/DMVAE, mnist_svhn/main.
 ``cross_acc_prior``, decodes a *sample* of the source's shared posterior (``q['sharedB'].value``)
 with the target's private latent *drawn* from N(0, I) (``p['priorA'].dist.sample()``); that
 protocol is the ``evaluation.protocol: sample`` setting, not this method's default.
+
+M modalities (the released code has two; the paper defines the terms per modality): for each
+modality m its self term, one cross term from every other modality's shared latent (M − 1 of
+them, summed, not averaged) and its PoE term (the product of all M experts with the prior
+expert), each with its own KLs as above. MultiVae's M-modality DMVAE (AgatheSenellart/MultiVae,
+src/multivae/models/dmvae/dmvae_model.py, ``DMVAE.forward``) sums the same reconstructions — every
+modality decoded from the joint and from each unimodal shared latent — but charges each shared KL
+once per source instead of once per (target, source) term as the released code does. Cost per
+step: M targets × (M + 1) shared latents decoded, O(M²) decoder rows (one decoder call per target).
 """
 
 from __future__ import annotations

@@ -49,6 +49,11 @@ prior mean (0) under ``mean``; under ``sample`` w is drawn from ``private_prior`
 the code's plain prior, which its ``self_and_cross_modal_generation_forward`` (src/models/
 idmvae.py) samples only with the diffusion weight at 0. With the weight on (the released script,
 and our default) it samples w from the private diffusion prior, which we do not fit.
+M modalities, as the reference's PolyMNIST code (chatzikon/IDMVAE, src/objectives.py): the cross-view
+InfoNCE over the M(M − 1) ordered pairs divided by M − 1 (``compute_cross_mi_loss``); the gen-aug
+cycle summed over the M modalities (``compute_gen_aug_loss``); the diffusion loss averaged over
+them (``compute_diffusion_prior_loss``); the ELBO is MMVAE+'s. Cost per step: MMVAE+'s O(M² K)
+decoder rows, M(M − 1) B × B InfoNCE terms, and per modality 2B more decoded and re-encoded rows.
 Defaults from the released PolyMNIST script (paper App. B.1): β = 2.5, K = 1, cross-MI scale 80,
 gen-aug scale 20 with "CL", diffusion weight 1, temperature 1 (its ``ContrastiveLoss(tau=1)``);
 T = 200, the DDPM module's default (the model class passes 1000 with 100 DDIM sampling steps; we

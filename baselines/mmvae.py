@@ -16,6 +16,11 @@ Caveat (ours, not the paper's): DReG's identity needs the density in the weight 
 sampling density. With one modality present it is, and the estimator is unbiased; with a
 mixture it is exact for K=1 (sticking-the-landing) but biased for K>1 — as in the reference code.
 
+M modalities: as written, over the M present experts: M strata, each decoding all M modalities
+and weighing by the M-component mixture density (iffsid/mmvae, src/objectives.py, ``_m_dreg_looser``
+and ``_m_iwae_looser`` loop over ``model.vaes`` and every decoder ``px_zs[r]``). Cost per step:
+M·K latent draws each decoded by M decoders, O(M² K) decoder rows, and M² K expert densities.
+
 Prior: the standard prior of the posterior family; ``learn_prior`` learns its scale (Gaussian
 log-variance, Laplace softmax·D scale) with the location fixed at 0, as MMVAE's ``pz_params``.
 """

@@ -26,6 +26,12 @@ strata outside the log): z_m ~ q(z | x_m), w_m ~ q(w_m | x_m), and for every tar
   ``elbo``: (1/M) Σ_m mean_k log W_mk; ``iwae``: (1/M) Σ_m log mean_k W_mk; ``dreg``: the iwae
   value with DReG gradients for z and w (as our MMVAE; with K=1 it is sticking-the-landing).
   β multiplies the log-density ratio inside the weight, as the reference code (and IDMVAE's).
+M modalities: as written, over the M present modalities: every stratum m decodes every target d,
+cross targets with w̃_d from r_d (epalu/mmvaeplus, src/models/mmvae.py ``MMVAE.forward`` fills the
+off-diagonal of ``px_us`` from each source's z and a draw of the target's ``pw``; src/objectives.py
+``_m_iwae`` and ``_m_dreg`` sum over the targets and average over the strata; the PolyMNIST model,
+src/models/mmvae_polymnist.py ``PolyMNIST_5modalities``, is that class with five VAEs). Cost per
+step: O(M² K) decoder rows (M·K draws, each decoded by M decoders).
 Defaults: ``objective: elbo``, ``k: 1`` (CPU budget; K=1 makes all three equal in value),
 ``beta: 2.5`` (MMVAE+'s PolyMNIST value, also IDMVAE's). Missing modality: the strata and targets
 are the present modalities only.

@@ -28,6 +28,11 @@ Choices (ours where the paper leaves room):
   both.
 - β = 2.5, the published MNIST-SVHN-Text value. KL to N(0, I) in closed form.
 - Missing modalities: the subsets are those of the present modalities.
+- M modalities: all 2^M − 1 subsets, by size and then in the modalities' order, as the reference's
+  ``set_subsets`` (thomassutter/MoPoE, utils/BaseExperiment.py) and ``BaseMMVae.inference``; the N(0, I)
+  expert joins the full set's product only. Cost per step: 2^M − 1 products of experts and
+  closed-form KLs; stratified, (2^M − 1)·M decoder passes over the batch, O(M 2^M); with
+  ``stratified: false`` M passes over B rows.
 - ``embed`` / ``generate`` from a set of modalities use q_S for exactly that set (the subset
   posterior, as the reference evaluation reads ``mus[s_key]``), not the mixture.
 """

@@ -1,8 +1,17 @@
 """MVAE (Wu & Goodman, NeurIPS 2018): product-of-experts posterior with an N(0, I) prior expert.
 
-Training objective (the "subsampled" form): the joint ELBO plus each unimodal ELBO,
-ELBO(x_S) = E_{q_S(z)}[Σ_{m∈S} w_m log p(x_m | z)] − a_t β KL(q_S(z) || N(0, I)), where q_S is the
-product of the experts in S and the prior expert. Missing modalities are left out of both.
+Training objective (the "subsampled" form): the joint ELBO, each unimodal ELBO and, with M > 2
+modalities, the ELBOs of ``random_subsets`` random subsets of 2 … M − 1 modalities drawn afresh
+each step, all summed: ELBO(x_S) = E_{q_S(z)}[Σ_{m∈S} w_m log p(x_m | z)] − a_t β KL(q_S(z) || N(0, I)),
+where q_S is the product of the experts in S and the prior expert. Missing modalities are left
+out of all of them. The subsets are drawn as the reference's M-modality script does
+(mhw32/multimodal-vae-public, celeba19/train.py: ``sample_combinations`` over the pool of
+``enumerate_combinations``, ``--approx-m`` of them, default 1): for each of the k a size uniform
+among 2 … M − 1 (with replacement), then for each size drawn c times c distinct subsets of that
+size uniformly, by ascending size (all of that size if it has fewer than c, where the reference
+would stop); by torch's global RNG where the reference uses numpy's. With M = 2 there is no such
+subset: the objective is joint + unimodal ELBOs, and nothing is drawn. Cost per step: 1 + M + k
+ELBOs, each decoding its |S| modalities: O(M) decoder passes for a fixed k.
 
 KL annealing, a_t: the reference (mhw32/multimodal-vae-public, mnist/train.py, ``train``) raises
 the KL weight linearly per mini-batch, ``(batch_idx + (epoch − 1)·N + 1) / (annealing_epochs·N)``
@@ -25,6 +34,8 @@ epoch checkpoint continues the schedule bitwise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import combinations
 from typing import Any
 
 import torch
@@ -42,9 +53,24 @@ def annealing_factor(step: int, steps_per_epoch: int, annealing_epochs: int) -> 
     return (step + 1) / (annealing_epochs * steps_per_epoch)
 
 
+def random_subsets(names: Sequence[str], k: int) -> list[list[str]]:
+    """k distinct subsets of 2 … M − 1 of ``names``, drawn as the reference's
+    ``sample_combinations`` (the module docstring); [] without a random draw when M ≤ 2 or k = 0."""
+    sizes = list(range(2, len(names)))
+    if not sizes or k == 0:
+        return []
+    counts = torch.bincount(torch.randint(len(sizes), (k,)), minlength=len(sizes)).tolist()
+    drawn = []
+    for size, count in zip(sizes, counts, strict=True):
+        if count:
+            pool = list(combinations(names, size))
+            drawn += [list(pool[i]) for i in torch.randperm(len(pool))[:count].tolist()]
+    return drawn
+
+
 class MVAE(MultimodalVAE):
     name = "mvae"
-    default_params = {"kl_weight": 1.0, "unimodal_elbos": True, "annealing_epochs": 8}
+    default_params = {"kl_weight": 1.0, "unimodal_elbos": True, "annealing_epochs": 8, "random_subsets": 1}
     # mhw32/multimodal-vae-public: ``reparametrize`` returns the posterior mean in eval mode.
     reference_protocol = "mean"
 
@@ -52,6 +78,8 @@ class MVAE(MultimodalVAE):
         super().__init__(shapes, settings)
         if int(self.params["annealing_epochs"]) < 0:
             raise ValueError(f"mvae annealing_epochs must be >= 0 (0 = off), got {self.params['annealing_epochs']}")
+        if int(self.params["random_subsets"]) < 0:
+            raise ValueError(f"mvae random_subsets must be >= 0 (0 = none), got {self.params['random_subsets']}")
         self._step = 0  # global training step; reset from the epoch in on_epoch_start
         self._steps_per_epoch = 1
 
@@ -87,5 +115,10 @@ class MVAE(MultimodalVAE):
             elbos.append(elbo.mean())
             tag = "joint" if len(subset) > 1 else subset[0]
             terms.update({f"{tag}/{k}": v.mean() for k, v in parts.items()})
+        k = int(self.params["random_subsets"])
+        if k and len(self.modalities) > 2:  # drawn after the others, as the reference
+            drawn = [self.elbo(batch, encoded, s, kl_scale)[0].mean() for s in random_subsets(present, k)]
+            terms["subsets/elbo"] = torch.stack(drawn).mean() if drawn else elbos[0].new_zeros(())
+            elbos += drawn
         loss = -torch.stack(elbos).sum()
         return {"loss": loss, **terms, "kl_annealing": loss.new_tensor(annealing)}

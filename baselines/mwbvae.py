@@ -25,6 +25,8 @@ this is our reading of the formulation. Choices:
   contiguous blocks of ⌊B/|S|⌋ rows per subset, the last subset the rest (the MoPoE reference's
   ``mixture_component_selection``; MWB-VAE has no public code to follow).
 - β = 1 (plain ELBO; the paper's value is not in our sources).
+- M modalities: a barycenter per non-empty subset, 2^M − 1 of them (``subsets: true``), or the one
+  barycenter of all M (``subsets: false``); cost as MoPoE's, O(M 2^M) decoder passes stratified.
 - ``embed`` / ``generate`` from a set of modalities use the barycenter of exactly that set.
 """
 

@@ -52,7 +52,10 @@ class MultimodalVAE(nn.Module):
     """Shared encoders/decoders per modality, likelihoods and the evaluation surface.
 
     Subclasses set ``uses_private`` (private latents per modality) and implement ``loss``; they
-    override ``joint_posterior`` when they aggregate other than by a product of experts.
+    override ``joint_posterior`` when they aggregate other than by a product of experts. A model
+    whose objective is defined for two modalities only sets ``max_modalities = 2``: it is then
+    refused, with a message saying so, on a dataset of more (``python -m mgmvae check-model``
+    reports that as a stated limitation, not a failure).
     """
 
     name: ClassVar[str] = "base"
@@ -62,9 +65,16 @@ class MultimodalVAE(nn.Module):
     # and whether under ``sample`` its probe embeds a posterior draw rather than the mean.
     reference_protocol: ClassVar[str] = "mean"
     embeds_sample: ClassVar[bool] = False
+    max_modalities: ClassVar[int | None] = None  # None: any number M >= 2 of modalities
 
     def __init__(self, shapes: dict[str, Shape], settings: Mapping[str, Any]):
         super().__init__()
+        if self.max_modalities is not None and len(shapes) > self.max_modalities:
+            raise ValueError(
+                f"model {self.name!r} is defined for at most {self.max_modalities} modalities (its class's "
+                f"max_modalities); this dataset has {len(shapes)}: {list(shapes)}. Train it on a dataset of "
+                f"{self.max_modalities} modalities, or choose a model defined for M modalities"
+            )
         self.modalities = list(shapes)
         self.shapes = {m: tuple(s) for m, s in shapes.items()}
         self.settings = dict(settings)

@@ -2,14 +2,20 @@
 validation of a config's models against the registry and the contract before any job.
 
 What the training loop, the metrics and the figures assume of a model, tried on a tiny random
-batch for both dataset shape pairs (MNIST-SVHN: 1×28×28 and 3×32×32; MNIST-CDCB: 3×32×32 twice):
-it builds; ``on_epoch_start`` and ``loss`` run and ``loss`` returns finite scalars under ``"loss"``
-and each term's name; one backward pass reaches every encoder and decoder with finite gradients;
+batch for three shape sets: the two studied pairs (MNIST-SVHN: 1×28×28 and 3×32×32; MNIST-CDCB:
+3×32×32 twice) and three modalities (1×28×28, 3×32×32, 3×32×32), for M > 2: it builds;
+``on_epoch_start`` and ``loss`` run and ``loss`` returns finite scalars under ``"loss"`` and each
+term's name; one backward pass reaches every encoder and decoder with finite gradients;
 ``embed``, ``generate``, ``translate``, ``sample`` and ``cluster`` return the shapes, dtypes and
 ranges the metrics read, also with one modality missing, under both evaluation protocols
-(``mean`` and ``sample``, see ``mgmvae.evaluation.protocol``); the same seed gives the same loss; a
+(``mean`` and ``sample``, see ``mgmvae.evaluation.protocol``), and with M > 2 ``generate`` from a
+subset of modalities (a list) as conditional coherence calls it; the same seed gives the same loss; a
 ``torch.save`` / ``torch.load(weights_only=True)`` round trip of the state dict gives the same
 outputs. Each failure names the method, what was expected and what came back.
+
+A model defined for fewer modalities than a shape set has (``max_modalities``, mgmvae/base.py) must
+refuse that set at construction with a ValueError: that is a stated limitation (``limitations``),
+not a failure; building without refusing, or refusing otherwise, is a failure.
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ from mgmvae.data.paired import PairedData
 from mgmvae.registry import ModelRef, PluginError, resolve, resolve_all
 from mgmvae.seeding import seed_everything
 
-# The two shape pairs of the study's datasets, with the config dataset whose settings they use.
-SHAPE_PAIRS: dict[str, dict[str, tuple[int, int, int]]] = {
-    "mnist_svhn": {"mnist": (1, 28, 28), "svhn": (3, 32, 32)},
-    "mnist_cdcb": {"cd": (3, 32, 32), "cb": (3, 32, 32)},
+Shapes = dict[str, tuple[int, int, int]]
+# The shape sets checked: their label, the config dataset whose settings they use, and the shapes.
+SHAPE_SETS: dict[str, tuple[str, Shapes]] = {
+    "mnist_svhn": ("mnist_svhn", {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}),
+    "mnist_cdcb": ("mnist_cdcb", {"cd": (3, 32, 32), "cb": (3, 32, 32)}),
+    "three_modalities": ("mnist_svhn", {"mnist": (1, 28, 28), "svhn": (3, 32, 32), "cd": (3, 32, 32)}),
 }
 BATCH = 6
 
@@ -60,19 +68,48 @@ class Broken(Exception):
 def check_model(ref: ModelRef, config: Mapping[str, Any], progress: bool = False) -> list[Failure]:
     """Every contract check of ``ref`` under the config's resolved settings; [] if it keeps it."""
     failures: list[Failure] = []
-    steps = [(pair, shapes) for pair, shapes in SHAPE_PAIRS.items()]
-    for i, (pair, shapes) in enumerate(tqdm(steps, desc=f"check-model {ref.name}", disable=not progress)):
-        settings = run_settings(config, pair, ref.name)
+    steps = list(SHAPE_SETS.items())
+    for i, (label, (dataset, shapes)) in enumerate(tqdm(steps, desc=f"check-model {ref.name}", disable=not progress)):
+        settings = run_settings(config, dataset, ref.name)
+        where = f"[{label} shapes]"
         try:
-            failures += _check_pair(ref.cls, shapes, settings, f"[{pair} shapes]", first=i == 0)
+            if refuses(ref.cls, shapes):
+                failures += _check_refusal(ref.cls, shapes, settings, where)
+            else:
+                failures += _check_set(ref.cls, shapes, settings, where, first=i == 0)
         except Broken as stop:
             failures.append(stop.failure)
     return failures
 
 
-def _check_pair(
-    cls: type[MultimodalVAE], shapes: Mapping[str, tuple[int, int, int]], settings: Mapping, where: str, first: bool
-) -> list[Failure]:
+def refuses(cls: type[MultimodalVAE], shapes: Shapes) -> bool:
+    """Whether the class states it is defined for fewer modalities than ``shapes`` has."""
+    return cls.max_modalities is not None and len(shapes) > cls.max_modalities
+
+
+def limitations(cls: type[MultimodalVAE]) -> list[str]:
+    """The shape sets the class refuses by its ``max_modalities``, one line each (for the report)."""
+    return [
+        f"[{label} shapes]: refused, as stated: defined for at most {cls.max_modalities} modalities, "
+        f"this set has {len(shapes)}"
+        for label, (_, shapes) in SHAPE_SETS.items()
+        if refuses(cls, shapes)
+    ]
+
+
+def _check_refusal(cls: type[MultimodalVAE], shapes: Shapes, settings: Mapping, where: str) -> list[Failure]:
+    method = f"__init__ {where}"
+    expected = f"a ValueError: max_modalities = {cls.max_modalities} refuses {len(shapes)} modalities"
+    try:
+        cls(dict(shapes), settings)
+    except ValueError:
+        return []
+    except Exception as error:  # noqa: BLE001 - any other exception is not the stated refusal
+        return [Failure(method, expected, f"{type(error).__name__}: {error}")]
+    return [Failure(method, expected, "a model")]
+
+
+def _check_set(cls: type[MultimodalVAE], shapes: Shapes, settings: Mapping, where: str, first: bool) -> list[Failure]:
     failures: list[Failure] = []
     model = _build(cls, shapes, settings, where)
     data = tiny_data(shapes)
@@ -146,15 +183,15 @@ def check_plugins(config: Mapping, refs) -> None:
 
 
 # -------------------------------------------------------------------- pieces
-def tiny_data(shapes: Mapping[str, tuple[int, int, int]], n: int = BATCH, seed: int = 0) -> PairedData:
-    """Random uint8 images (a fixed generator), labels 0..9, pair k = (k, k), both splits."""
+def tiny_data(shapes: Shapes, n: int = BATCH, seed: int = 0) -> PairedData:
+    """Random uint8 images (a fixed generator), labels 0..9, pair k = (k, …, k), both splits."""
     g = torch.Generator().manual_seed(seed)
     images = {
         m: {s: torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8) for s in ("train", "test")}
         for m, shape in shapes.items()
     }
     labels = {m: {s: torch.arange(n) % 10 for s in ("train", "test")} for m in shapes}
-    pairs = {s: torch.stack([torch.arange(n), torch.arange(n)], 1) for s in ("train", "test")}
+    pairs = {s: torch.arange(n).unsqueeze(1).repeat(1, len(shapes)) for s in ("train", "test")}
     return PairedData("contract", list(shapes), images, labels, pairs, {})
 
 
@@ -165,7 +202,7 @@ def _call(method: str, fn: Callable[[], Any]) -> Any:
         raise Broken(Failure(method, "no exception", f"{type(error).__name__}: {error}")) from None
 
 
-def _build(cls: type[MultimodalVAE], shapes: Mapping, settings: Mapping, where: str) -> MultimodalVAE:
+def _build(cls: type[MultimodalVAE], shapes: Shapes, settings: Mapping, where: str) -> MultimodalVAE:
     seed_everything(0)
     model = _call(f"__init__ {where}", lambda: cls(dict(shapes), settings))
     model.train()
@@ -206,25 +243,31 @@ def _backward(model: MultimodalVAE, loss: Tensor, where: str) -> list[Failure]:
 
 def _embed(model: MultimodalVAE, data: PairedData, where: str) -> None:
     batch = data.batch("test", torch.arange(BATCH))
-    m0, m1 = model.modalities
+    m0, rest = model.modalities[0], model.modalities[1:]
     for protocol in PROTOCOLS:
         method = f"embed {where} protocol={protocol}"
-        joint = _call(method, partial(model.embed, batch, [m0, m1], protocol=protocol))
+        joint = _call(method, partial(model.embed, batch, model.modalities, protocol=protocol))
         _expect_tensor(method, joint, (BATCH, None), floating=True)
         dim = joint.shape[1]
         for label, sub, mods in (
             (m0, {m0: batch[m0]}, [m0]),
-            (f"{m1} with {m0} None", {m0: None, m1: batch[m1]}, [m0, m1]),
+            (f"{', '.join(rest)} with {m0} None", {**batch, m0: None}, model.modalities),
         ):
             out = _call(f"{method} from {label}", partial(model.embed, sub, mods, protocol=protocol))
             _expect_tensor(f"{method} from {label}", out, (BATCH, dim), floating=True)
 
 
 def _generate(model: MultimodalVAE, data: PairedData, where: str) -> None:
+    """From each modality to each other, and with M > 2 from all the others (a list) to each."""
     batch = data.batch("test", torch.arange(BATCH))
-    for (s, t), protocol in itertools.product(_directions(model), PROTOCOLS):
-        method = f"generate {where} {s}->{t} ({t} missing) protocol={protocol}"
-        out = _call(method, partial(model.generate, {s: batch[s], t: None}, s, t, protocol=protocol))
+    sources: list[tuple[str | list[str], str]] = list(_directions(model))
+    if len(model.modalities) > 2:
+        sources += [([m for m in model.modalities if m != t], t) for t in model.modalities]
+    for (s, t), protocol in itertools.product(sources, PROTOCOLS):
+        given = [s] if isinstance(s, str) else s
+        method = f"generate {where} {'+'.join(given)}->{t} ({t} missing) protocol={protocol}"
+        sub = {**{m: batch[m] for m in given}, t: None}
+        out = _call(method, partial(model.generate, sub, s, t, protocol=protocol))
         _expect_tensor(method, out, (BATCH, *model.shapes[t]), floating=True, unit=True)
 
 
@@ -248,10 +291,10 @@ def _sample(model: MultimodalVAE, data: PairedData, where: str) -> None:
 
 def _cluster(model: MultimodalVAE, data: PairedData, where: str) -> None:
     batch = data.batch("test", torch.arange(BATCH))
-    m0, m1 = model.modalities
-    for label, sub in (("both", batch), (f"{m1} None", {m0: batch[m0], m1: None})):
+    every, last = ("both" if len(model.modalities) == 2 else "all"), model.modalities[-1]
+    for label, sub in ((every, batch), (f"{last} None", {**batch, last: None})):
         method = f"cluster {where} ({label})"
-        out = _call(method, partial(model.cluster, sub, [m0, m1]))
+        out = _call(method, partial(model.cluster, sub, model.modalities))
         if out is None:
             continue
         _expect_tensor(method, out, (BATCH,), floating=False)
@@ -275,8 +318,8 @@ def _round_trip(
         return [Failure(method, "a restorable model", f"{type(error).__name__}: {error}")]
     restored.eval()
     batch = data.batch("test", torch.arange(BATCH))
-    m0, m1 = model.modalities
-    same = torch.equal(model.embed(batch, [m0, m1]), restored.embed(batch, [m0, m1])) and torch.equal(
+    m0, m1 = model.modalities[:2]
+    same = torch.equal(model.embed(batch, model.modalities), restored.embed(batch, model.modalities)) and torch.equal(
         model.generate(batch, m0, m1), restored.generate(batch, m0, m1)
     )
     if not same:
@@ -286,8 +329,8 @@ def _round_trip(
 
 # ------------------------------------------------------------------- helpers
 def _directions(model: MultimodalVAE) -> list[tuple[str, str]]:
-    m0, m1 = model.modalities
-    return [(m0, m1), (m1, m0)]
+    """Every ordered pair of modalities (m0->m1, m1->m0 for two)."""
+    return list(itertools.permutations(model.modalities, 2))
 
 
 def _expect_tensor(method: str, out: Any, shape: tuple, floating: bool, unit: bool = False) -> None:

@@ -22,6 +22,19 @@ Per pair (x, y) with shared/private unimodal posteriors q(z_x|x), q(h_x|x), q(z_
           anchor x against y-negatives and anchor y against x-negatives, as the paper's text describes). Batch mean.
 - Eq. 13: loss = −ELBO + β L_center + γ L_align (batch means); β = 0 or γ = 0 skips the term.
 
+M modalities (the paper is bimodal; the generalisation keeps each term per modality, or per pair
+averaged over pairs, so that M = 2 is the paper's, bit for bit):
+- Eq. 5: q(z_s|x_1:M) ∝ N(0,I) Π_m q(z_m|x_m), the product of the M experts (of those present).
+- Eq. 6: the reconstruction and the private and unimodal-shared KL terms are summed over the M modalities.
+- Eq. 9: L_center sums ||z_m − c_ĉ||² over the M modalities' shared latents (the paper's x and y).
+- Eq. 12: the triplet term L_triplet(m, m', negatives in m') of every ordered pair (m, m'), summed
+  and divided by the M(M − 1)/2 unordered pairs: the mean over pairs of the paper's two-direction
+  Eq. 12, which it is at M = 2 (``alignment``).
+- ``extra_recon``: each modality m is reconstructed from every other modality's shared latent, these
+  M − 1 cross terms averaged (``cross_reconstruction``), so m's cross term weighs what it does at M = 2.
+Cost per step grows as M² in decoder passes with ``extra_recon`` (M joint, M unimodal, M(M − 1) cross)
+and as M² in triplet terms, each a B × B distance matrix; M without ``extra_recon``.
+
 Choices where the paper is silent are documented in ``default_params`` and in the methods. Among them:
 warm-up epochs before the k-means fit (``mixture_init_epoch``) use KL(q(z_s)||N(0,I)) in place of the
 λ1 term and no center loss; the ablation ``use_mixture_prior: False`` does the same throughout
@@ -33,6 +46,7 @@ with ``unimodal_recon``, unimodal ones log p(m | z_m, h_m) (see ``cross_reconstr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import permutations
 from typing import Any
 
 import numpy as np
@@ -243,20 +257,22 @@ class MGMVAE(MultimodalVAE):
     def negatives_are_semi_hard(self) -> bool:
         return self._epoch >= int(self.params["semi_hard_from_epoch"])
 
-    def alignment(self, mu_x: Tensor, mu_y: Tensor) -> tuple[Tensor, Tensor]:
-        """Eq. 12 with negatives from ``select_negatives``: (L_align, fraction of chosen negatives
-        farther than the positive)."""
+    def alignment(self, *means: Tensor) -> tuple[Tensor, Tensor]:
+        """Eq. 12 over the unimodal shared means of M ≥ 2 modalities, negatives from
+        ``select_negatives``: Σ over ordered pairs (m, m') of L_triplet(m, m', negatives in m'),
+        divided by the M(M − 1)/2 unordered pairs (at M = 2, L(x, y, y') + L(y, x, x')). Returns
+        (L_align, fraction of chosen negatives farther than the positive)."""
         k, semi_hard, margin = (
             int(self.params["negatives"]),
             self.negatives_are_semi_hard(),
             float(self.params["margin"]),
         )
-        total, valid = mu_x.new_zeros(()), []
-        for anchor, positive in ((mu_x, mu_y), (mu_y, mu_x)):
+        total, valid = means[0].new_zeros(()), []
+        for anchor, positive in permutations(means, 2):
             index, ok = select_negatives(anchor.detach(), positive.detach(), k, semi_hard)
             total = total + triplet_loss(anchor, positive, positive[index], margin).mean()
             valid.append(ok.float().mean())
-        return total, torch.stack(valid).mean()
+        return total / (len(means) * (len(means) - 1) / 2), torch.stack(valid).mean()
 
     def mixture_term(self, q: DiagGaussian, z: Tensor) -> tuple[Tensor, Tensor | None]:
         """The λ1 bracket of Eq. 6 per sample and q(c|z_s) at the sample z (None without a usable
@@ -297,7 +313,7 @@ class MGMVAE(MultimodalVAE):
             confident = (gamma.detach().max(-1).values > p["tau"]).float().mean()
 
         align, semi_hard = z_s.new_zeros(()), z_s.new_zeros(())
-        if p["gamma"] != 0 and len(means) == 2 and z_s.shape[0] > 1:
+        if p["gamma"] != 0 and len(means) >= 2 and z_s.shape[0] > 1:
             align, semi_hard = self.alignment(*means)
             loss = loss + p["gamma"] * align
 
@@ -322,10 +338,13 @@ class MGMVAE(MultimodalVAE):
         return {"loss": loss, **terms}
 
     def cross_reconstruction(self, batch: Batch, encoded: dict, h: dict[str, Tensor]) -> Tensor:
-        """``extra_recon`` (paper silent): Σ_m log p(m | z_o, h) per sample, z_o drawn from the
-        OTHER modality's unimodal posterior with the prior expert (the path ``generate`` takes for
-        Table 1) and h the target's private latent drawn from its prior N(0, I) (``cross_private:
-        prior``, as MMVAE+'s auxiliary prior) or its own posterior sample (``own``). With ``prior``
+        """``extra_recon`` (paper silent): Σ_m mean_{o ≠ m} log p(m | z_o, h) per sample, z_o drawn
+        from another modality o's unimodal posterior with the prior expert (the path ``generate``
+        takes for Table 1), a fresh draw per (m, o), and h the target's private latent drawn from its
+        prior N(0, I) (``cross_private: prior``, as MMVAE+'s auxiliary prior) or its own posterior
+        sample (``own``). Averaged over the M − 1 sources o, each target's cross term weighs as at
+        M = 2 (MMVAE+, epalu/mmvaeplus src/objectives.py ``_m_iwae``, decodes every target from every
+        source's z too, and averages over the sources). With ``prior``
         the content must go through the shared latent: measured on the embedded digits, without
         it the decoders read the digit from the private latent and cross-generation stays at chance.
         ``unimodal_recon`` (paper silent) also adds, for each m, log p(m | z_m, h_m) with z_m from m's
@@ -343,7 +362,8 @@ class MGMVAE(MultimodalVAE):
                     continue
                 z_o = product_of_experts([encoded[o][0]], prior_expert=True).rsample()
                 h_m = h[m] if o == m or self.params["cross_private"] == "own" else torch.randn_like(h[m])
-                total = total + self.log_likelihood(m, batch[m], z_o, h_m)  # type: ignore[arg-type]  # m is present: batch[m] is a Tensor
+                ll = self.log_likelihood(m, batch[m], z_o, h_m)  # type: ignore[arg-type]  # m is present: batch[m] is a Tensor
+                total = total + (ll if o == m else ll / (len(present) - 1))
         return total
 
     # --------------------------------------------------------- evaluation

@@ -382,6 +382,7 @@ def draw_figures(config: Mapping, args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------- check-model
 def check_model_contract(config: Mapping, args: argparse.Namespace) -> None:
     """The model contract (mgmvae/contract.py) for one model: a report line per failure."""
+    from mgmvae.contract import SHAPE_SETS, limitations
     from mgmvae.contract import check_model as run_checks
     from mgmvae.registry import find
 
@@ -390,12 +391,15 @@ def check_model_contract(config: Mapping, args: argparse.Namespace) -> None:
     failures = run_checks(ref, config, progress=not args.no_progress)
     if failures:
         raise StageError(
-            f"{ref.name} breaks the model contract in {len(failures)} place(s) (see docs/plugins.md):\n  "
+            f"{ref.name} breaks the model contract in {len(failures)} place(s) (see docs/plugins.md; a model "
+            "defined for two modalities only sets max_modalities = 2, mgmvae/base.py):\n  "
             + "\n  ".join(map(str, failures))
         )
+    for line in limitations(ref.cls):
+        print(f"{ref.name}: {line}")
     print(
-        f"{ref.name}: keeps the model contract (both shape pairs: build, loss, backward, embed, generate, "
-        "translate, sample, cluster, seed, save/load)"
+        f"{ref.name}: keeps the model contract ({', '.join(SHAPE_SETS)} shapes: build, loss, backward, embed, "
+        "generate, translate, sample, cluster, seed, save/load)"
     )
 
 

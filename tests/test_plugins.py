@@ -155,7 +155,9 @@ def test_check_model_names_the_broken_method(plugin_site, cls, method, expected,
 def test_check_model_cli_fails_with_the_report(plugin_site, capsys):
     assert main(["check-model", "tiny_plugin.broken:WrongShape", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "wrong_shape breaks the model contract in 4 place(s)" in err  # generate and translate × 2 shape pairs
+    # generate and translate × 3 shape sets (the issue adds the three-modality set: 4 with two)
+    assert "wrong_shape breaks the model contract in 6 place(s)" in err
+    assert "generate [three_modalities shapes] mnist->svhn (svhn missing) protocol=mean: " in err
     assert (
         "generate [mnist_cdcb shapes] cd->cb (cb missing) protocol=mean: "
         "expected a float tensor of shape (6, 3, 32, 32)" in err
