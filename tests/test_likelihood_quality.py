@@ -38,9 +38,10 @@ def test_effective_sample_size_by_hand():
 
 def test_quality_counts_the_pairs_under_the_floor():
     ess = torch.tensor([1.0, 2.0, 5.0, 10.0])
-    assert quality(ess, 5.0) == {"ess_mean": 4.5, "ess_under_floor": 0.5, "reliable": True}  # half: still reliable
-    assert quality(ess, 6.0) == {"ess_mean": 4.5, "ess_under_floor": 0.75, "reliable": False}
-    assert quality(ess, 1.0)["ess_under_floor"] == 0.0
+    half = {"ess_mean": 4.5, "ess_under_floor": 0.5, "reliable": True, "draws": 12}  # half under: still reliable
+    assert quality(ess, 5.0, 12) == half
+    assert quality(ess, 6.0, 12) == {"ess_mean": 4.5, "ess_under_floor": 0.75, "reliable": False, "draws": 12}
+    assert quality(ess, 1.0, 12)["ess_under_floor"] == 0.0
 
 
 def _evaluate(model, batch, samples, floor, scale=1.0):
@@ -68,6 +69,14 @@ def test_an_inexact_proposal_has_fewer_effective_draws_and_the_floor_flags_it():
         q = out["quality"][key]
         assert 1.0 <= q["ess_mean"] < 45.0, (key, q)
         assert q["ess_under_floor"] > 0.5 and not q["reliable"], (key, q)
+
+
+def test_the_draws_an_ess_is_out_of():
+    """A two-component mixture proposal draws K rounded up to a multiple of 2 for the joint."""
+    model = LinearGaussian(proposal="mixture")
+    out = _evaluate(model, model.sample_pairs(4, seed=3), samples=3, floor=1)
+    assert [out["quality"][key]["draws"] for key in SUBSETS] == [4, 3, 3]
+    assert all(1.0 <= out["quality"][key]["ess_mean"] <= out["quality"][key]["draws"] for key in SUBSETS)
 
 
 # ---------------------------------------------------------------- widened proposal

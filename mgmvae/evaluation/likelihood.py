@@ -158,10 +158,11 @@ def effective_sample_size(lw: Tensor) -> Tensor:
     return torch.exp(2.0 * torch.logsumexp(lw, dim=0) - torch.logsumexp(2.0 * lw, dim=0))
 
 
-def quality(ess: Tensor, floor: float) -> dict[str, Any]:
-    """Mean ESS over pairs, the fraction of pairs under ``floor``, and ``reliable``: at most half under it."""
+def quality(ess: Tensor, floor: float, draws: int) -> dict[str, Any]:
+    """Mean ESS over pairs, the fraction of pairs under ``floor``, ``reliable`` (at most half under
+    it) and the ``draws`` per pair the ESS is out of (K, rounded up for a mixture proposal)."""
     under = float((ess < floor).double().mean())
-    return {"ess_mean": float(ess.mean()), "ess_under_floor": under, "reliable": under <= 0.5}
+    return {"ess_mean": float(ess.mean()), "ess_under_floor": under, "reliable": under <= 0.5, "draws": draws}
 
 
 def _rng_devices(device: torch.device) -> list[int]:
@@ -194,6 +195,7 @@ def evaluate_log_likelihood(
     per_batch = max(1, chunk // samples)  # all K draws of a pair in one decoder call when they fit
     totals = dict.fromkeys(subsets, 0.0)
     ess: dict[str, list[Tensor]] = {key: [] for key in subsets}
+    draws = dict.fromkeys(subsets, 0)
     device = torch.device(getattr(model, "device", "cpu"))
     with torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(seed)
@@ -204,6 +206,7 @@ def evaluate_log_likelihood(
                 lw = importance_log_weights(model, batch, subset, samples, chunk, joint_weights, proposal_scale)
                 totals[key] += float(log_mean_exp(lw).sum())
                 ess[key].append(effective_sample_size(lw).cpu())
+                draws[key] = lw.shape[0]
     estimator = {
         "samples": samples,
         "pairs": n_pairs,
@@ -211,6 +214,6 @@ def evaluate_log_likelihood(
         "weighted": weighted,
         "proposal_scale": proposal_scale,
     }
-    per_estimate = {key: quality(torch.cat(values), ess_floor) for key, values in ess.items()}
+    per_estimate = {key: quality(torch.cat(values), ess_floor, draws[key]) for key, values in ess.items()}
     report = {"normalised": bool(model.likelihood.normalised), "ess_floor": ess_floor} | per_estimate
     return {key: value / n_pairs for key, value in totals.items()} | {"estimator": estimator, "quality": report}

@@ -54,21 +54,28 @@ def model_sweep(
                 q = out["quality"][estimate]
                 rows.append(
                     {"proposal_scale": scale, "samples": k, "estimate": estimate, "log_likelihood": out[estimate]}
-                    | {"ess_mean": q["ess_mean"], "ess_under_floor": q["ess_under_floor"]}
+                    | {"draws": q["draws"], "ess_mean": q["ess_mean"], "ess_under_floor": q["ess_under_floor"]}
                     | {"pairs": out["estimator"]["pairs"]}
                 )
     return pd.DataFrame(rows)
 
 
 def study_sweep(
-    study: Path, dataset: str, seed: int, ks: Sequence[int], scales: Sequence[float] | None
+    study: Path,
+    dataset: str,
+    seed: int,
+    ks: Sequence[int],
+    scales: Sequence[float] | None,
+    models: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Every trained model's sweep, and the study's ``evaluation`` settings it used."""
+    """The sweep of every trained model (or of ``models``), and the study's ``evaluation`` settings it used."""
     settings = load_config(DEFAULT_CONFIG, study / "config.yaml")["evaluation"]
     data = PairedData.load(study / "data" / f"{dataset}.pt")
     files = sorted((study / "runs" / dataset).glob(f"*/seed{seed}/model.pt"))
+    files = [f for f in files if models is None or f.parent.parent.name in models]
     if not files:
-        raise SystemExit(f"no trained runs under {study / 'runs' / dataset}/*/seed{seed}/model.pt: train them first")
+        where = f"{study / 'runs' / dataset}/{'|'.join(models or ['*'])}/seed{seed}/model.pt"
+        raise SystemExit(f"no trained runs {where}: train them first")
     scales = scales or [float(settings["likelihood_proposal_scale"])]
     parts = [model_sweep(f, data, settings, seed, ks, scales).assign(model=f.parent.parent.name) for f in files]
     return pd.concat(parts, ignore_index=True), settings
@@ -100,9 +107,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         nargs="+",
         help="proposal scales to compare (default: the study's evaluation.likelihood_proposal_scale)",
     )
+    parser.add_argument("--models", nargs="+", help="run names to sweep (default: every trained run)")
     parser.add_argument("--out", type=Path, help="write <out>.csv, <out>.md and the figure <out>.png/.pdf")
     args = parser.parse_args(argv)
-    frame, settings = study_sweep(args.study, args.dataset, args.seed, args.k, args.proposal_scale)
+    if min(args.k) < 1:
+        parser.error("every K must be at least 1")
+    frame, settings = study_sweep(args.study, args.dataset, args.seed, args.k, args.proposal_scale, args.models)
     table = summary(frame).to_markdown(index=False, floatfmt=".2f")
     print(table)
     if args.out:
