@@ -9,7 +9,8 @@ proposal scale (default the study's ``likelihood_proposal_scale``), on the same 
 It prints, per model and estimate, log p̂ at each K, the rise over the last tenfold of K (where it
 is near 0 the estimate has stopped climbing), the mean ESS and the fraction of pairs under the
 ESS floor at the largest K; ``--out`` writes every (model, scale, K, estimate) as CSV, the table as
-Markdown beside it, and the figure (``mgmvae.figures.likelihood_sweep``) as PNG and PDF.
+Markdown beside it, and (with two values of K or more) the figure (``mgmvae.figures.likelihood_sweep``)
+as PNG and PDF.
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         where = f"{args.study.name}, {args.dataset}, seed {args.seed}, {pairs} test pairs"
         heading = f"Test log-likelihood against K ({where}); ESS floor {floor:g}"
         save_text(f"{heading}\n\n{table}\n", args.out.with_suffix(".md"))
-        save_sweep_figure(frame, args.out, f"Test log-likelihood against K: {where}", floor)
+        if frame["samples"].nunique() > 1:  # a figure against K needs two values of K
+            save_sweep_figure(frame, args.out, f"Test log-likelihood against K: {where}", floor)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The K sweep of the test log-likelihood (``mgmvae.evaluation.likelihood_sweep``) as a figure: per
-estimate (joint, each modality), log p̂ and the effective sample size against K on a log axis, one
-line per model (a dashed line per further proposal scale). Where a line flattens, its estimate has
-stopped climbing."""
+estimate (joint, each modality), log p̂ less the model's estimate at the largest K (first proposal
+scale), and the effective sample size, against K on a log axis; one line per model (one dash style
+per proposal scale). Where a line flattens, its estimate has stopped climbing; models whose
+likelihoods lie hundreds of nats apart share one axis this way."""
 
 from __future__ import annotations
 
@@ -14,12 +15,26 @@ from mgmvae import paper
 from mgmvae.figures.palette import model_palette
 from mgmvae.figures.save import caption, pyplot, save_figure
 
-ROWS = {"log_likelihood": "log p̂ (nats per pair)", "ess_mean": "mean ESS (draws)"}
+ROWS = {"below_largest_k": "log p̂ − log p̂ at the largest K (nats)", "ess_mean": "mean ESS (draws)"}
+
+
+def below_largest_k(frame: pd.DataFrame) -> pd.Series:
+    """Each estimate less the same model's and estimate's at the largest K, under the first proposal scale."""
+    last = frame[
+        (frame["samples"] == frame["samples"].max()) & (frame["proposal_scale"] == frame["proposal_scale"].iloc[0])
+    ]
+    reference = last.set_index(["model", "estimate"])["log_likelihood"]
+    return frame["log_likelihood"] - [reference[(m, e)] for m, e in zip(frame["model"], frame["estimate"], strict=True)]
 
 
 def sweep_figure(frame: pd.DataFrame, title: str, floor: float | None = None):
     """``frame``: one row per (model, proposal_scale, K, estimate) with ``log_likelihood`` and ``ess_mean``."""
-    frame = frame.assign(name=frame["model"].map(paper.display_name), scale=frame["proposal_scale"].map("×{:g}".format))
+    frame = frame.assign(
+        name=frame["model"].map(paper.display_name),
+        scale=frame["proposal_scale"].map("×{:g}".format),
+        below_largest_k=below_largest_k(frame),
+    )
+    style = "scale" if frame["scale"].nunique() > 1 else None
     estimates = list(dict.fromkeys(frame["estimate"]))
     fig, axes = pyplot().subplots(
         len(ROWS), len(estimates), figsize=(3.6 * len(estimates), 5.6), squeeze=False, sharex=True
@@ -34,7 +49,7 @@ def sweep_figure(frame: pd.DataFrame, title: str, floor: float | None = None):
                 x="samples",
                 y=quantity,
                 hue="name",
-                style="scale",
+                style=style,
                 palette=palette,
                 marker="o",
                 ax=ax,
