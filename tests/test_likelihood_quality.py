@@ -256,3 +256,19 @@ def test_the_k_sweep_reads_every_trained_run_on_the_same_pairs(trained_run):
     assert got["joint"] == pytest.approx(expected["joint"]) and got["a"] == pytest.approx(expected["a"])
     assert "K=1" in (study / "s.md").read_text() and (study / "s.png").stat().st_size > 1000
     assert math.isfinite(frame["log_likelihood"].sum())
+
+
+def test_the_sweep_figure_measures_each_estimate_from_its_value_at_the_largest_k():
+    from mgmvae.figures.likelihood_sweep import below_largest_k
+
+    frame = pd.DataFrame(
+        {
+            "model": ["m"] * 4 + ["n"] * 2,
+            "estimate": ["joint"] * 6,
+            "proposal_scale": [1.0, 1.0, 2.0, 2.0, 1.0, 1.0],
+            "samples": [1, 10, 1, 10, 1, 10],
+            "log_likelihood": [-12.0, -10.0, -15.0, -9.0, -103.0, -100.0],
+        }
+    )
+    # each against the first scale's value at the largest K: m's -10, n's -100
+    assert below_largest_k(frame).tolist() == [-2.0, 0.0, -5.0, 1.0, -3.0, 0.0]
