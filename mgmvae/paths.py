@@ -5,6 +5,7 @@ results/<study>/
   data/<dataset>.pt                    paired uint8 tensors + pair indices
   classifiers/<dataset>/<modality>.pt  digit classifier (+ .json with its test accuracy)
   runs/<dataset>/<model>/seed<k>/      model.pt, checkpoint.pt, history.json, metrics.json
+                                       (+ metrics_<protocol>.json per further evaluation protocol)
   tables/                              table1–3, loglik and clustering as .csv, .md, .tex and .html
   figures/<kind>/                      every figure as .png and .pdf
   ablation/<dataset>/<variant>/seed<k>/  an ablation run (model.pt, checkpoint.pt, history.json, metrics.json)
@@ -43,6 +44,24 @@ def _run(dataset: str, model: str, seed: int | str) -> Path:
 
 def run_dir(config: Mapping, dataset: str, model: str, seed: int | str) -> Path:
     return study_dir(config) / "runs" / _run(dataset, model, seed)
+
+
+def protocols(config: Mapping) -> list[str]:
+    """The study's evaluation protocols: ``evaluation.protocol``, one or a list."""
+    setting = config["evaluation"]["protocol"]
+    return [setting] if isinstance(setting, str) else list(setting)
+
+
+def protocol_file(first: Path, protocol: str, settings: list[str]) -> Path:
+    """The metrics file of ``protocol`` among ``settings``: ``first`` for the first protocol (the
+    path of a one-protocol study), ``<first's stem>_<protocol>.json`` beside it for the others."""
+    return first if protocol == settings[0] else first.with_name(f"{first.stem}_{protocol}{first.suffix}")
+
+
+def metrics_files(config: Mapping, run: Path) -> list[Path]:
+    """A run folder's metrics files, one per protocol of the study, the first protocol's first."""
+    settings = protocols(config)
+    return [protocol_file(run / "metrics.json", p, settings) for p in settings]
 
 
 def tables_dir(config: Mapping) -> Path:

@@ -191,9 +191,7 @@ def evaluate_run(config: Mapping, args: argparse.Namespace) -> None:
     from mgmvae.data.paired import PairedData
     from mgmvae.evaluation.classifiers import load_classifier
     from mgmvae.evaluation.protocol import resolve_protocol
-    from mgmvae.evaluation.run import evaluate_model
     from mgmvae.model_file import load_trained
-    from mgmvae.seeding import seed_everything
 
     _dataset_spec(config, args.dataset)
     _model_ref(config, args)
@@ -207,12 +205,40 @@ def evaluate_run(config: Mapping, args: argparse.Namespace) -> None:
         if not Path(path).exists():
             raise StageError(f"classifier {path} does not exist: run the 'classifier' stage first")
         classifiers[Path(path).stem] = load_classifier(path, device)
-    out = args.out or run / "metrics.json"
+    first = Path(args.out or run / "metrics.json")
     # --protocol overrides evaluation.protocol for this run (the CI test evaluates a run both ways).
+    settings = [args.protocol] if getattr(args, "protocol", None) else paths.protocols(config)
     try:
-        protocol = resolve_protocol(getattr(args, "protocol", None) or config["evaluation"]["protocol"], type(model))
+        resolved = [resolve_protocol(setting, type(model)) for setting in settings]
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    likelihood = None  # the same under every protocol (it draws from the posterior): estimated once
+    for setting, protocol in zip(settings, resolved, strict=True):
+        out = paths.protocol_file(first, setting, settings)
+        name = _run_name("evaluate", args) + (f"/{protocol}" if len(settings) > 1 else "")
+        inputs = (model, data, classifiers)
+        metrics = _evaluate_protocol(config, args, saved, inputs, (setting, protocol), likelihood, out, name)
+        likelihood = likelihood or metrics.get("log_likelihood")
+        print(f"wrote {out}")
+
+
+def _evaluate_protocol(
+    config: Mapping,
+    args: argparse.Namespace,
+    saved: dict,
+    inputs: tuple,
+    protocols: tuple[str, str],
+    likelihood: dict | None,
+    out: Path,
+    name: str,
+) -> dict:
+    """One protocol's metrics file ``out`` and MLflow run ``name``; ``protocols``: the setting and the
+    protocol it resolves to; ``likelihood``: the estimate an earlier protocol of the run made, or None."""
+    from mgmvae.evaluation.run import evaluate_model
+    from mgmvae.seeding import seed_everything
+
+    model, data, classifiers = inputs
+    setting, protocol = protocols
     tags = {
         "dataset": args.dataset,
         "model": args.model,
@@ -223,13 +249,13 @@ def evaluate_run(config: Mapping, args: argparse.Namespace) -> None:
     tags.update(saved["model_tags"])
     if args.variant is not None:
         tags["variant"] = args.variant
-    name = _run_name("evaluate", args)
-    settings = {**config["evaluation"], "protocol": protocol}
-    with _tracked(config, args, "evaluate", name, tags, settings) as tracker:
+    evaluation = config["evaluation"] | ({"likelihood_samples": 0} if likelihood else {})
+    with _tracked(config, args, "evaluate", name, tags, {**config["evaluation"], "protocol": protocol}) as tracker:
         seed_everything(args.seed)
         metrics = evaluate_model(
-            model, data, classifiers, config["evaluation"], args.seed, protocol=protocol, progress=not args.no_progress
+            model, data, classifiers, evaluation, args.seed, protocol=protocol, progress=not args.no_progress
         )
+        metrics |= {"log_likelihood": likelihood} if likelihood else {}
         record = {
             "study": config["study"],
             "dataset": args.dataset,
@@ -238,6 +264,7 @@ def evaluate_run(config: Mapping, args: argparse.Namespace) -> None:
             "modalities": list(data.modalities),
             "config_hash": saved["config_hash"],
             "protocol": protocol,
+            "protocol_setting": setting,
             "metrics": metrics,
         }
         if args.variant is not None:
@@ -245,7 +272,7 @@ def evaluate_run(config: Mapping, args: argparse.Namespace) -> None:
         save_json(record, out)
         tracker.log_metrics(metrics)
         tracker.log_artifact(out)
-    print(f"wrote {out}")
+    return metrics
 
 
 # ----------------------------------------------------------------------- aggregate
@@ -258,7 +285,7 @@ def write_tables(config: Mapping, args: argparse.Namespace) -> None:
         args,
         "aggregate",
         "aggregate",
-        {"datasets": ",".join(studied_datasets(config))},
+        {"datasets": ",".join(studied_datasets(config)), "protocol": ",".join(paths.protocols(config))},
         {"tables": config["tables"], "models": config["models"], "seeds": config["seeds"]},
     ) as run:
         frame = load_run_metrics(args.metrics)

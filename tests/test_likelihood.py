@@ -39,6 +39,8 @@ def float64():
 class IdentityGaussian:
     """p(x | mean) = N(mean, σ² I) over the [1, 1, d] 'image' (the Likelihood interface)."""
 
+    normalised = True
+
     def log_prob(self, mean: Tensor, x: Tensor) -> Tensor:
         return Normal(mean, SIGMA).log_prob(x).flatten(-3).sum(-1)
 
@@ -181,7 +183,7 @@ def test_weighting_applies_to_the_joint_estimate_only():
 
     def run(weighted):
         fetch = lambda i: {m: x[i] for m, x in batch.items()}  # noqa: E731
-        return evaluate_log_likelihood(model, fetch, 6, 8, 100, seed=0, weighted=weighted, progress=False)
+        return evaluate_log_likelihood(model, fetch, 6, 8, 100, seed=0, ess_floor=2, weighted=weighted, progress=False)
 
     plain, weighted = run(False), run(True)
     assert weighted["x"] == plain["x"] and weighted["y"] == plain["y"]
@@ -257,11 +259,11 @@ def test_every_model_gives_finite_estimates_of_the_right_shape(name):
 
     def run(seed):
         fetch = lambda i: {m: x[i] for m, x in data.items()}  # noqa: E731
-        return evaluate_log_likelihood(model, fetch, 3, samples=4, chunk=8, seed=seed, progress=False)
+        return evaluate_log_likelihood(model, fetch, 3, samples=4, chunk=8, seed=seed, ess_floor=2, progress=False)
 
     out = run(0)
-    assert set(out) == {"joint", "a", "b", "estimator"}
-    assert set(out["estimator"]) == {"samples", "pairs", "prior", "weighted"}
+    assert set(out) == {"joint", "a", "b", "estimator", "quality"}
+    assert set(out["estimator"]) == {"samples", "pairs", "prior", "weighted", "proposal_scale"}
     assert all(math.isfinite(out[k]) for k in ("joint", "a", "b"))
     assert out["joint"] < out["a"] and out["joint"] < out["b"]  # Bernoulli: every log p(x_m | z) < 0
     assert run(0) == out and run(1) != out  # seeded
@@ -289,7 +291,7 @@ def test_bad_settings_and_batches_are_refused():
     model = LinearGaussian()
     batch = model.sample_pairs(2, seed=0)
     with pytest.raises(ValueError, match="samples, chunk and pairs >= 1"):
-        evaluate_log_likelihood(model, lambda i: batch, 2, samples=0, chunk=10, seed=0)
+        evaluate_log_likelihood(model, lambda i: batch, 2, samples=0, chunk=10, seed=0, ess_floor=2)
     with pytest.raises(ValueError, match=r"lacks modalities \['y'\]"):
         estimate_log_likelihood(model, {"x": batch["x"]}, ["x", "y"], 2, 10)
 
@@ -311,7 +313,13 @@ def test_evaluate_model_reports_the_log_likelihood_when_asked(toy_data):
     likelihood = {"likelihood_samples": 3, "likelihood_pairs": 5, "likelihood_chunk": 4}
     out = evaluate_model(model, toy_data, classifiers, settings | likelihood, seed=0, protocol="mean")
     ll = out["log_likelihood"]
-    assert ll["estimator"] == {"samples": 3, "pairs": 5, "prior": "standard gaussian", "weighted": False}
+    assert ll["estimator"] == {
+        "samples": 3,
+        "pairs": 5,
+        "prior": "standard gaussian",
+        "weighted": False,
+        "proposal_scale": 1.0,
+    }
     assert ll["joint"] < min(ll["a"], ll["b"]) < 0
     skipped = settings | {"likelihood_samples": 0}  # K = 0 skips the metric
     assert "log_likelihood" not in evaluate_model(model, toy_data, classifiers, skipped, seed=0, protocol="mean")

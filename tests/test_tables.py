@@ -357,3 +357,113 @@ def test_unknown_model_gets_dashes_in_paper_columns(tmp_path):
     assert list(pd.read_csv(out / "table1.csv")["model"]) == ["my_plugin", "mgmvae"]  # before MGMVAE
     assert "\\underline{60.00 $\\pm$ ---} & --- & --- & ---" in (out / "table1.tex").read_text()
     assert md_row((out / "clustering.md").read_text(), "digits_street")[1] == "my_plugin"
+
+
+# ------------------------------------------------------------------ protocols
+def protocol_run(model, seed, v, protocol, setting=None, ess=(2.0, 0.9), normalised=False):
+    """``run`` evaluated under ``protocol`` (from ``setting``), its log-likelihood with its quality."""
+    record = run(model, seed, "digits_street", ["hand", "street"], v)
+    record |= {"protocol": protocol, "protocol_setting": setting or protocol}
+    estimate = {"ess_mean": ess[0], "ess_under_floor": ess[1], "reliable": ess[1] <= 0.5}
+    record["metrics"]["log_likelihood"]["estimator"] |= {"proposal_scale": 1.0}
+    record["metrics"]["log_likelihood"]["quality"] = {"normalised": normalised, "ess_floor": 10} | {
+        key: estimate for key in ("joint", "hand", "street")
+    }
+    return record
+
+
+def write_runs(tmp_path, records):
+    paths = []
+    for i, record in enumerate(records):
+        paths.append(tmp_path / "runs" / f"{i}.json")
+        save_json(record, paths[-1])
+    return paths
+
+
+def test_every_table_names_its_protocol(tmp_path):
+    runs = [protocol_run("mgmvae", s, v, "sample") for s, v in enumerate([0.8, 0.9])]
+    runs += [protocol_run("mvae", 0, 0.5, "sample")]
+    out = tmp_path / "tables"
+    build_tables(load_run_metrics(write_runs(tmp_path, runs)), TABLE_DATASETS, out)
+    for name in ("table1", "table2", "clustering"):
+        assert (out / f"{name}.md").read_text().splitlines()[0].endswith(", protocol `sample`"), name
+        frame = pd.read_csv(out / f"{name}.csv")
+        assert list(frame.columns).index("protocol") == list(frame.columns).index("name") + 1, name
+        assert set(frame["protocol"]) == {"sample"}, name
+    assert "### Protocol" not in (out / "table1.md").read_text()
+    assert "the same under every evaluation protocol" in (out / "loglik.md").read_text().splitlines()[0]
+    assert "protocol" not in pd.read_csv(out / "loglik.csv").columns
+
+
+def test_two_protocols_give_a_table_each(tmp_path):
+    """mean 10 points above sample: each section ranks and tests its own runs; the CSV stacks them."""
+    runs = []
+    for protocol, shift in (("mean", 0.1), ("sample", 0.0)):
+        runs += [protocol_run("mgmvae", s, v + shift, protocol) for s, v in enumerate([0.7, 0.8, 0.9])]
+        runs += [protocol_run("dmvae", s, v + shift, protocol) for s, v in enumerate([0.6, 0.65, 0.8])]
+    out = tmp_path / "tables"
+    build_tables(load_run_metrics(write_runs(tmp_path, runs)), TABLE_DATASETS, out)
+    md = (out / "table1.md").read_text()
+    assert md.splitlines()[0].endswith("protocols `mean`, `sample`")
+    mean_part, sample_part = md.split("### Protocol `sample`")
+    assert "### Protocol `mean`" in mean_part
+    assert (
+        md_row(mean_part, "MGMVAE")[2] == "**90.00 ± 10.00**"
+        and md_row(sample_part, "MGMVAE")[2] == "**80.00 ± 10.00**"
+    )
+    assert md.count("MGMVAE vs DMVAE: t = 7.000") == 2 or "MGMVAE vs DMVAE" in md
+    assert md.count("Reported in the paper only") == 1
+    t1 = pd.read_csv(out / "table1.csv")
+    assert list(zip(t1["model"], t1["protocol"], strict=True)) == [
+        ("dmvae", "mean"),
+        ("mgmvae", "mean"),
+        ("dmvae", "sample"),
+        ("mgmvae", "sample"),
+    ]
+    assert t1.set_index(["model", "protocol"]).loc[("mgmvae", "mean"), "hand->street mean"] == pytest.approx(90.0)
+    tex = (out / "table1.tex").read_text()
+    assert "\\label{tab:quick-table1-mean}" in tex and "\\label{tab:quick-table1-sample}" in tex
+    cl = pd.read_csv(out / "clustering.csv")
+    assert len(cl) == 4 and set(cl["protocol"]) == {"mean", "sample"}
+    ll = pd.read_csv(out / "loglik.csv")  # the same estimate under both: shown once
+    assert list(ll["model"]) == ["dmvae", "mgmvae"]
+
+
+def test_reference_lists_each_models_protocol(tmp_path):
+    runs = [protocol_run("mvae", 0, 0.5, "mean", "reference"), protocol_run("mmvae", 0, 0.6, "sample", "reference")]
+    runs += [protocol_run("mgmvae", 0, 0.9, "mean", "reference")]
+    out = tmp_path / "tables"
+    build_tables(load_run_metrics(write_runs(tmp_path, runs)), TABLE_DATASETS, out)
+    first = (out / "table1.md").read_text().splitlines()[0]
+    assert first.endswith("protocol `reference` (each model its reference code's: mean: MVAE, MGMVAE; sample: MMVAE)")
+    t1 = pd.read_csv(out / "table1.csv").set_index("model")
+    assert t1.loc["mmvae", "protocol"] == "sample" and t1.loc["mvae", "protocol"] == "mean"
+
+
+def test_loglik_shows_the_estimators_quality(tmp_path):
+    runs = [protocol_run("mgmvae", s, 0.9, "mean", ess=(2.5, 0.9)) for s in range(2)]
+    runs += [protocol_run("mvae", 0, 0.5, "mean", ess=(40.0, 0.2), normalised=True)]
+    out = tmp_path / "tables"
+    build_tables(load_run_metrics(write_runs(tmp_path, runs)), TABLE_DATASETS, out)
+    ll = pd.read_csv(out / "loglik.csv").set_index("model")
+    assert ll.loc["mgmvae", "samples"] == 10 and ll.loc["mgmvae", "pairs"] == 50
+    assert ll.loc["mgmvae", "normalised"] == "no" and ll.loc["mvae", "normalised"] == "yes"
+    assert ll.loc["mgmvae", "joint ess"] == pytest.approx(2.5) and ll.loc["mgmvae", "joint under floor"] == 0.9
+    assert not ll.loc["mgmvae", "joint reliable"] and ll.loc["mvae", "joint reliable"]
+    columns = list(ll.columns)
+    assert columns.index("joint ess") == columns.index("joint ci95") + 1
+    md = (out / "loglik.md").read_text()
+    assert md_row(md, "Model")[:5] == ["Model", "Seeds", "K", "Pairs", "Normalised"]
+    assert md_row(md, "MGMVAE")[2:5] == ["10", "50", "no"]
+    row = md_row(md, "MGMVAE")
+    assert "†" in row[5] and row[7:9] == ["2.5", "90%"]  # Ours †, 95% CI, ESS, < floor
+    assert "†" not in md_row(md, "MVAE")[5]
+    assert "pairs with ESS under 10" in md and "Normalised no" in md
+    assert "\\dagger" in (out / "loglik.tex").read_text()
+
+
+def test_the_same_run_under_two_protocols_is_not_a_duplicate(tmp_path):
+    runs = [protocol_run("mgmvae", 0, 0.9, "mean"), protocol_run("mgmvae", 0, 0.8, "sample")]
+    build_tables(load_run_metrics(write_runs(tmp_path, runs)), TABLE_DATASETS, tmp_path / "t")
+    with pytest.raises(ValueError, match="duplicate run.*protocol 'mean'"):
+        build_tables(load_run_metrics(write_runs(tmp_path, runs + runs[:1])), TABLE_DATASETS, tmp_path / "u")

@@ -24,6 +24,15 @@ its M components, weighed by the mixture density: unbiased, as MMVAE's ``m_iwae`
 from *each* expert (2K for two modalities); here K is the total, rounded up to a multiple of M,
 so every model gets the same number of decoder passes. MMVAE reports K = 1,000.
 
+Quality. Each pair's K weights have Kish's effective sample size ESS = (Σw)²/Σw² (1 ≤ ESS ≤ K):
+how many of the K draws carry the estimate. A few draws carrying it means the proposal misses
+where the posterior's mass is and the estimate still climbs with K, so every estimate is reported
+with its ESS (mean over pairs) and the fraction of pairs under a floor (``evaluation.
+likelihood_ess_floor``); it is marked unreliable when over half the pairs are under it. The
+proposal may be widened (``proposal_scale`` s > 1: every posterior factor's standard deviation, or
+Laplace scale, times s), an overdispersed proposal: still unbiased, with lighter-tailed weights
+where the posterior is too narrow.
+
 Memory: at most ``chunk`` latent draws × pairs are decoded at once (chunk × pixels floats per
 activation). Weights are summed and log-sum-exp'ed in float64. Draws are seeded: the same seed
 and settings give the same numbers; the global RNG is restored afterwards.
@@ -39,7 +48,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mgmvae.distributions import MixtureOfExperts
+from mgmvae.distributions import DiagGaussian, DiagLaplace, MixtureOfExperts, log_mean_exp
 
 Batch = Mapping[str, Tensor]
 
@@ -62,6 +71,19 @@ class DensityModel(Protocol):
 def components(q: Any) -> int:
     """Number of strata of a proposal: a uniform mixture's components, else 1."""
     return len(q.experts) if isinstance(q, MixtureOfExperts) else 1
+
+
+def widened(q: Any, scale: float) -> Any:
+    """The proposal q with every factor's standard deviation (Gaussian) or scale (Laplace) times ``scale``."""
+    if scale == 1.0:
+        return q
+    if isinstance(q, MixtureOfExperts):
+        return MixtureOfExperts([widened(e, scale) for e in q.experts])
+    if isinstance(q, DiagGaussian):
+        return DiagGaussian(q.mu, q.logvar + 2.0 * math.log(scale))
+    if isinstance(q, DiagLaplace):
+        return DiagLaplace(q.loc, q.scale * scale)
+    raise TypeError(f"cannot widen a {type(q).__name__} proposal: set evaluation.likelihood_proposal_scale to 1")
 
 
 def draw(q: Any, n: int) -> Tensor:
@@ -94,20 +116,53 @@ def log_weights(model: DensityModel, batch: Batch, encoded: Mapping, q: Any, n: 
 
 
 @torch.no_grad()
-def estimate_log_likelihood(
-    model: DensityModel, batch: Batch, subset: Sequence[str], samples: int, chunk: int, weighted: bool = False
+def importance_log_weights(
+    model: DensityModel,
+    batch: Batch,
+    subset: Sequence[str],
+    samples: int,
+    chunk: int,
+    weighted: bool = False,
+    proposal_scale: float = 1.0,
 ) -> Tensor:
-    """log p̂(x_S) per pair [B] (float64) from ``samples`` draws, ``chunk`` draws × pairs at a time."""
+    """log w [K, B] (float64) of ``samples`` draws per pair (K: rounded up to a multiple of a
+    mixture's components), ``chunk`` draws × pairs at a time."""
     encoded = model.encode(batch, subset)
     if set(encoded) != set(subset):
         raise ValueError(f"the batch lacks modalities {sorted(set(subset) - set(encoded))} of {list(subset)}")
-    q = model.joint_posterior(encoded)
+    q = widened(model.joint_posterior(encoded), proposal_scale)
+    encoded = {m: (q_z, None if q_h is None else widened(q_h, proposal_scale)) for m, (q_z, q_h) in encoded.items()}
     m = components(q)
     total = math.ceil(samples / m) * m
     pairs = next(iter(batch[s] for s in subset)).shape[0]
     step = max(m, chunk // pairs // m * m)
-    lw = torch.cat([log_weights(model, batch, encoded, q, n, weighted) for n in chunk_sizes(total, step)])
-    return torch.logsumexp(lw, dim=0) - math.log(total)
+    return torch.cat([log_weights(model, batch, encoded, q, n, weighted) for n in chunk_sizes(total, step)])
+
+
+def estimate_log_likelihood(
+    model: DensityModel,
+    batch: Batch,
+    subset: Sequence[str],
+    samples: int,
+    chunk: int,
+    weighted: bool = False,
+    proposal_scale: float = 1.0,
+) -> Tensor:
+    """log p̂(x_S) per pair [B] (float64) from ``samples`` draws, ``chunk`` draws × pairs at a time."""
+    lw = importance_log_weights(model, batch, subset, samples, chunk, weighted, proposal_scale)
+    return log_mean_exp(lw)
+
+
+def effective_sample_size(lw: Tensor) -> Tensor:
+    """Kish's ESS (Σw)²/Σw² of each pair's weights from their logs: [K, B] -> [B], in [1, K]."""
+    return torch.exp(2.0 * torch.logsumexp(lw, dim=0) - torch.logsumexp(2.0 * lw, dim=0))
+
+
+def quality(ess: Tensor, floor: float, draws: int) -> dict[str, Any]:
+    """Mean ESS over pairs, the fraction of pairs under ``floor``, ``reliable`` (at most half under
+    it) and the ``draws`` per pair the ESS is out of (K, rounded up for a mixture proposal)."""
+    under = float((ess < floor).double().mean())
+    return {"ess_mean": float(ess.mean()), "ess_under_floor": under, "reliable": under <= 0.5, "draws": draws}
 
 
 def _rng_devices(device: torch.device) -> list[int]:
@@ -122,19 +177,25 @@ def evaluate_log_likelihood(
     samples: int,
     chunk: int,
     seed: int,
+    *,
+    ess_floor: float,
     weighted: bool = False,
+    proposal_scale: float = 1.0,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Mean over pairs of log p̂(x, y) (``joint``) and of each log p̂(x_m) (under the modality's
     name), in nats; ``fetch(index)`` returns the batch of pairs ``index`` of range(n_pairs).
-    ``estimator`` records K, the pair count, the prior and the weighting (nested, so that tables
-    reading the numbers beside a metric see only the three estimates)."""
+    ``estimator`` records K, the pair count, the prior, the weighting and the proposal; ``quality``
+    whether the likelihood is a normalised density, the ESS floor and, per estimate, ``quality()``
+    (both nested, so that tables reading the numbers beside a metric see only the estimates)."""
     if samples < 1 or chunk < 1 or n_pairs < 1:
         raise ValueError(f"log-likelihood needs samples, chunk and pairs >= 1, got {samples}, {chunk}, {n_pairs}")
     modalities = list(model.modalities)
     subsets = {"joint": modalities} | {m: [m] for m in modalities}
     per_batch = max(1, chunk // samples)  # all K draws of a pair in one decoder call when they fit
     totals = dict.fromkeys(subsets, 0.0)
+    ess: dict[str, list[Tensor]] = {key: [] for key in subsets}
+    draws = dict.fromkeys(subsets, 0)
     device = torch.device(getattr(model, "device", "cpu"))
     with torch.random.fork_rng(devices=_rng_devices(device)):
         torch.manual_seed(seed)
@@ -142,6 +203,17 @@ def evaluate_log_likelihood(
             batch = fetch(torch.arange(start, min(start + per_batch, n_pairs)))
             for key, subset in subsets.items():
                 joint_weights = weighted and key == "joint"  # MMVAE weighs the joint estimate only
-                totals[key] += float(estimate_log_likelihood(model, batch, subset, samples, chunk, joint_weights).sum())
-    estimator = {"samples": samples, "pairs": n_pairs, "prior": model.prior_name(), "weighted": weighted}
-    return {key: value / n_pairs for key, value in totals.items()} | {"estimator": estimator}
+                lw = importance_log_weights(model, batch, subset, samples, chunk, joint_weights, proposal_scale)
+                totals[key] += float(log_mean_exp(lw).sum())
+                ess[key].append(effective_sample_size(lw).cpu())
+                draws[key] = lw.shape[0]
+    estimator = {
+        "samples": samples,
+        "pairs": n_pairs,
+        "prior": model.prior_name(),
+        "weighted": weighted,
+        "proposal_scale": proposal_scale,
+    }
+    per_estimate = {key: quality(torch.cat(values), ess_floor, draws[key]) for key, values in ess.items()}
+    report = {"normalised": bool(model.likelihood.normalised), "ess_floor": ess_floor} | per_estimate
+    return {key: value / n_pairs for key, value in totals.items()} | {"estimator": estimator, "quality": report}

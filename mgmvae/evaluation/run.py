@@ -175,7 +175,8 @@ METRIC_KEYS = {
 
 
 def _log_likelihood(model, data: PairedData, settings: Mapping[str, Any], seed: int, progress: bool) -> dict | None:
-    """Importance-sampled test log-likelihoods on a seeded subsample of test pairs (None: skipped)."""
+    """Importance-sampled test log-likelihoods and their quality on a seeded subsample of test
+    pairs (None: skipped). Independent of the protocol: the estimator draws from the posterior."""
     samples = int(settings["likelihood_samples"])
     if samples == 0:
         return None
@@ -188,7 +189,9 @@ def _log_likelihood(model, data: PairedData, settings: Mapping[str, Any], seed: 
         samples,
         int(settings["likelihood_chunk"]),
         seed=seed + 3,
+        ess_floor=float(settings["likelihood_ess_floor"]),
         weighted=bool(settings["likelihood_weighted"]),
+        proposal_scale=float(settings["likelihood_proposal_scale"]),
         progress=progress,
     )
 

@@ -60,12 +60,12 @@ def build_tables(
     ``study`` selects one.
     """
     df, study = _one_study(df, study)
-    dup = df.duplicated(["dataset", "model", "seed", "metric", "key"])
+    dup = df.duplicated(["dataset", "model", "seed", "protocol_setting", "metric", "key"])
     if dup.any():
         first = df[dup].iloc[0]
         raise ValueError(
             f"duplicate run: study {study!r}, dataset {first['dataset']!r}, "
-            f"model {first['model']!r}, seed {first['seed']}"
+            f"model {first['model']!r}, seed {first['seed']}, protocol {first['protocol_setting']!r}"
         )
     outdir = Path(outdir)
     for name, spec in PAPER_TABLES.items():

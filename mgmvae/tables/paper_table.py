@@ -2,7 +2,8 @@
 
 Per column: ours as mean ± std with its 95% interval, then — where the spec names a paper column —
 the paper's number and our difference to it; the paired test line per column under the table; the
-paper's rows for models not run here in a second table.
+paper's rows for models not run here in a second table. One table per evaluation protocol of the
+study (``protocols``); a spec with ``quality`` shows each estimate's estimator quality (``quality``).
 """
 
 from __future__ import annotations
@@ -13,16 +14,20 @@ from typing import Any
 
 import pandas as pd
 
+import mgmvae.tables.protocols as protocols
+import mgmvae.tables.quality as quality
 from mgmvae import paper
-from mgmvae.tables.render import TableDoc, write_empty, write_table
+from mgmvae.tables.render import TableDoc, write_empty
 from mgmvae.tables.spec import DASH, DATASET_NOTES, OURS, TableSpec
 from mgmvae.tables.statistics import isnan
 from mgmvae.tables.summary import column_tests, table_summary
 
 
-def caption(spec: TableSpec, study: str | None, dataset: str) -> str:
+def caption(spec: TableSpec, study: str | None, dataset: str, protocol: str) -> str:
+    """The table's title; ``protocol``: the words naming the protocol (``protocols.describe``)."""
     note = DATASET_NOTES.get(dataset)
-    return f"{spec.number} — {spec.what}, study `{study}`, dataset `{dataset}`" + (f" ({note})" if note else "")
+    where = f"{spec.number} — {spec.what}, study `{study}`, dataset `{dataset}`" + (f" ({note})" if note else "")
+    return f"{where}, {protocol}"
 
 
 def fmt(value: float, template: str = "{:.2f}") -> str:
@@ -97,34 +102,76 @@ def _paper_only(spec: TableSpec, models: list[str]) -> tuple[str, pd.DataFrame] 
 
 
 def paper_table(df: pd.DataFrame, spec: TableSpec, study: str | None, dataset: str, outdir: Path) -> None:
-    """``<spec.name>.{csv,md,tex,html}`` for the runs on ``dataset``."""
-    title = caption(spec, study, dataset)
-    summary = table_summary(df, spec, dataset)
-    if summary.empty:
+    """``<spec.name>.{csv,md,tex,html}`` for the runs on ``dataset``: one table per protocol setting,
+    or, for a spec whose metric does not depend on the protocol, the first setting's runs."""
+    frames = protocols.by_setting(df)
+    if not spec.by_protocol:
+        frames = dict(list(frames.items())[:1])
+    several = len(frames) > 1
+    docs = {}
+    for setting, frame in frames.items():
+        words = protocols.describe(setting, frame) if spec.by_protocol else protocols.INDEPENDENT
+        label = f"{study}-{spec.name}" + (f"-{setting}" if several else "")
+        docs[setting] = _table_doc(frame, spec, dataset, caption(spec, study, dataset, words), label)
+    words = protocols.INDEPENDENT if not spec.by_protocol else "protocols " + ", ".join(f"`{s}`" for s in frames)
+    title = caption(spec, study, dataset, words)
+    found = {setting: doc for setting, doc in docs.items() if doc is not None}
+    if not found:
         write_empty(outdir, spec.name, title, "No runs of this study on this dataset.", ["model", "name", "n_seeds"])
         return
+    protocols.write_docs(outdir, spec.name, title, found)
+
+
+def _table_doc(df: pd.DataFrame, spec: TableSpec, dataset: str, title: str, label: str) -> TableDoc | None:
+    """The table of one protocol setting's runs (None without runs on ``dataset``)."""
+    summary = table_summary(df, spec, dataset)
+    if summary.empty:
+        return None
     tests = column_tests(summary)
     decimals = paper.DECIMALS.get(spec.name, spec.decimals)
     models = paper.model_order(summary["model"].unique())
-    numbers, cells = [], []
+    runs = df[df["dataset"] == dataset]
+    numbers: list[dict[str, Any]] = []
+    cells: list[dict[tuple[str, str], tuple[str, str]]] = []
     for model in models:
         mine = summary[summary["model"] == model]
         n = int(mine["n"].max())
-        numbers.append({"model": model, "name": paper.display_name(model), "n_seeds": n})
+        own = runs[runs["model"] == model]
+        numbers.append({"model": model, "name": paper.display_name(model)})
+        numbers[-1] |= {"protocol": protocols.resolved(own, model)} if spec.by_protocol else {}
+        numbers[-1] |= {"n_seeds": n}
         cells.append({("", "Model"): (paper.display_name(model), ""), ("", "Seeds"): (str(n), "")})
+        if spec.quality:
+            fields, lead = quality.settings(own)
+            numbers[-1] |= fields
+            cells[-1] |= {("", h): (v, "") for h, v in lead.items()}
         for c in mine.itertuples():
-            numbers[-1] |= _numbers(c, model, tests)
-            cells[-1] |= {(_arrow(c.column), sub): v for sub, v in _cells(c, decimals).items()}
+            row, column_cells = _numbers(c, model, tests), _cells(c, decimals)
+            if spec.quality:
+                fields, extra, unreliable = quality.estimate(own, c.key, c.column)
+                row = _after(row, f"{c.column} ci95", fields)
+                text, mark = column_cells["Ours"]
+                column_cells |= {"Ours": (text + (f" {quality.UNRELIABLE}" if unreliable else ""), mark)}
+                column_cells |= {h: (v, "") for h, v in extra.items()}
+            numbers[-1] |= row
+            cells[-1] |= {(_arrow(c.column), sub): v for sub, v in column_cells.items()}
     frame = pd.DataFrame(cells)
     frame.columns = pd.MultiIndex.from_tuples(frame.columns)
-    doc = TableDoc(
+    notes = _notes(spec, tests, summary["paper_column"].notna().any())
+    return TableDoc(
         caption=title,
-        label=f"{study}-{spec.name}",
+        label=label,
         numbers=pd.DataFrame(numbers),
         cells=frame.map(lambda v: v[0]),
         marks=frame.map(lambda v: v[1]),
         lead=2,
-        notes=_notes(spec, tests, summary["paper_column"].notna().any()),
+        notes=notes + (quality.notes(runs) if spec.quality else []),
         extra=_paper_only(spec, models),
     )
-    write_table(outdir, spec.name, doc)
+
+
+def _after(row: dict[str, Any], key: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with ``fields`` inserted after ``key``."""
+    items = list(row.items())
+    at = [k for k, _ in items].index(key) + 1
+    return dict(items[:at] + list(fields.items()) + items[at:])

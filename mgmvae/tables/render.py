@@ -62,6 +62,10 @@ _TEX_SYMBOLS = {
     "√n": r"$\sqrt{n}$",
     "·": r"$\cdot$",
     "−": "-",
+    "Σ": r"$\Sigma$",
+    "²": r"$^2$",
+    "†": r"$\dagger$",
+    "<": r"$<$",
 }
 
 
@@ -156,28 +160,36 @@ def write_table(outdir: Path, name: str, doc: TableDoc) -> None:
     """``<name>.{csv,md,tex,html}`` under ``outdir``, each written atomically."""
     save_text(doc.numbers.to_csv(index=False, float_format="%.4f"), outdir / f"{name}.csv")
     md = f"{doc.caption}\n\n{markdown(doc.cells, doc.marks, doc.lead)}\n" + "\n\n".join(doc.notes) + "\n"
-    body = html_table(doc)
-    if doc.extra is not None:
-        heading, frame = doc.extra
-        md += f"\n{heading}\n\n{markdown(frame, None, 2)}"
-        plain = Styler(frame, uuid=f"{doc.label}_extra".replace("-", "_"), cell_ids=False).hide(axis="index")
-        body += f"<p>{html.escape(heading)}</p>" + plain.format(escape="html").to_html()
-    save_text(md, outdir / f"{name}.md")
+    extra_md, extra_html = _extra(doc)
+    save_text(md + extra_md, outdir / f"{name}.md")
     save_text(latex(doc), outdir / f"{name}.tex")
-    save_text(html_page(doc.caption, body, doc.notes), outdir / f"{name}.html")
+    save_text(html_page(doc.caption, html_table(doc) + extra_html, doc.notes), outdir / f"{name}.html")
+
+
+def _extra(doc: TableDoc) -> tuple[str, str]:
+    """The plain table after the main one, as Markdown and HTML ("" without one)."""
+    if doc.extra is None:
+        return "", ""
+    heading, frame = doc.extra
+    plain = Styler(frame, uuid=f"{doc.label}_extra".replace("-", "_"), cell_ids=False).hide(axis="index")
+    return f"\n{heading}\n\n{markdown(frame, None, 2)}", f"<p>{html.escape(heading)}</p>" + plain.format(
+        escape="html"
+    ).to_html()
 
 
 def write_sections(outdir: Path, name: str, caption: str, sections: dict[str, TableDoc]) -> None:
     """``<name>.{csv,md,tex,html}`` of several tables, each under its heading (the key): the .csv
-    stacks their numbers, the .tex has each as a float of its own, .md and .html end with their notes."""
+    stacks their numbers, the .tex has each as a float of its own, .md and .html end with their notes
+    and the first section's plain table, if any."""
     docs = list(sections.values())
     notes = list(dict.fromkeys(note for doc in docs for note in doc.notes))
+    extra_md, extra_html = _extra(next((d for d in docs if d.extra is not None), docs[0]))
     save_text(pd.concat([d.numbers for d in docs]).to_csv(index=False, float_format="%.4f"), outdir / f"{name}.csv")
     md = "\n".join(f"### {h}\n\n{markdown(d.cells, d.marks, d.lead)}" for h, d in sections.items())
-    save_text(f"{caption}\n\n{md}\n" + "\n\n".join(notes) + "\n", outdir / f"{name}.md")
+    save_text(f"{caption}\n\n{md}\n" + "\n\n".join(notes) + "\n" + extra_md, outdir / f"{name}.md")
     save_text("\n".join(latex(d) for d in docs), outdir / f"{name}.tex")
     body = "".join(f"<h3>{html.escape(h)}</h3>\n{html_table(d)}" for h, d in sections.items())
-    save_text(html_page(caption, body, notes), outdir / f"{name}.html")
+    save_text(html_page(caption, body + extra_html, notes), outdir / f"{name}.html")
 
 
 def write_empty(outdir: Path, name: str, caption: str, message: str, columns: list[str]) -> None:

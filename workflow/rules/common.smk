@@ -96,7 +96,19 @@ RUN = paths.run_dir(config, "{dataset}", "{model}", "{seed}")
 
 
 def all_metrics():
+    """Every run's metrics under the study's first protocol (what the bar charts read)."""
     return [paths.run_dir(config, d, m, s) / "metrics.json" for d in DATASETS for m in MODELS for s in SEEDS]
+
+
+def every_protocol_metrics():
+    """Every run's metrics files, one per protocol (what the tables read)."""
+    return [
+        f
+        for d in DATASETS
+        for m in MODELS
+        for s in SEEDS
+        for f in paths.metrics_files(config, paths.run_dir(config, d, m, s))
+    ]
 
 
 # ------------------------------------------------------------------ figures

@@ -5,7 +5,7 @@ rule evaluate_run:
         data=DATA,
         classifiers=classifier_files,
     output:
-        RUN / "metrics.json",
+        paths.metrics_files(config, RUN),  # one per protocol; the first is metrics.json
     log:
         paths.run_log(config, "evaluate", "{dataset}", "{model}", "{seed}"),
     conda:
@@ -19,7 +19,8 @@ rule evaluate_run:
         config=STUDY_CONFIG,
         evaluation=json.dumps(config["evaluation"], sort_keys=True),
         run="--model {model}",  # the run's CLI arguments beside dataset and seed
+        out=lambda w, output: output[0],  # the first protocol's file; the stage writes the others beside it
     shell:
         "{params.cli} evaluate --config {params.config} --dataset {wildcards.dataset} {params.run} "
         "--seed {wildcards.seed} --data {input.data} --model-file {input.model} "
-        "--classifiers {input.classifiers} --out {output} --threads {threads} --no-progress > {log} 2>&1"
+        "--classifiers {input.classifiers} --out {params.out} --threads {threads} --no-progress > {log} 2>&1"

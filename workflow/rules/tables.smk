@@ -6,7 +6,7 @@ TABLES_DIR = paths.tables_dir(config)
 
 rule tables:
     input:
-        metrics=all_metrics(),
+        metrics=every_protocol_metrics(),
         figures=ALL_FIGURES,  # attached to the aggregation run in MLflow, beside the tables
     output:
         expand(TABLES_DIR / "{table}.{ext}", table=TABLES, ext=[e for e in EXTENSIONS if e != "html"]),
