@@ -20,7 +20,7 @@ COLUMNS = ["study", "dataset", "model", "variant", "seed", "m0", "m1", "metric",
 
 
 def _run_rows(run: dict[str, Any]) -> list[dict[str, Any]]:
-    m0, m1 = run["modalities"]
+    m0, m1 = run["modalities"][:2]  # Tables 1–3 read the first two of M ≥ 2
     base = {k: run[k] for k in ("study", "dataset", "model")} | {"variant": run.get("variant")}
     base |= {"seed": int(run["seed"]), "m0": m0, "m1": m1}
     rows = []
