@@ -179,3 +179,13 @@ def test_a_table_without_a_dataset_and_the_coherence_switch_are_config_keys():
         load_config(overrides={"tables": {"polymnist": "nope"}})
     with pytest.raises(ConfigError, match="evaluation.coherence_over"):
         load_config(overrides={"evaluation": {"coherence_over": "images"}})
+
+
+def test_polymnist_quick_preset_is_embedded_cpu_and_every_model():
+    pytest.importorskip("mgmvae.data.digits_poly", reason="the embedded PolyMNIST stand-in (datasets branch)")
+    from mgmvae.config import ROOT
+
+    config = load_config(ROOT / "config.yaml", ROOT / "workflow" / "presets" / "polymnist_quick.yaml")
+    assert studied_datasets(config) == ["digits_poly"] and config["tables"]["polymnist"] == "digits_poly"
+    assert config["device"] == "cpu" and config["download"] is False
+    assert config["models"] == load_config()["models"]  # all eight
