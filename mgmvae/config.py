@@ -73,7 +73,7 @@ def validate(config: Mapping) -> None:
         key = ".".join(str(p) for p in e.absolute_path) or "<top level>"
         raise ConfigError(f"config key '{key}': {e.message}")
     for table, dataset in config["tables"].items():
-        if dataset not in config["datasets"]:
+        if dataset is not None and dataset not in config["datasets"]:
             raise ConfigError(
                 f"config key 'tables.{table}': dataset {dataset!r} is not defined under 'datasets' "
                 f"(defined: {sorted(config['datasets'])})"
@@ -110,7 +110,7 @@ def validate_ablation(config: Mapping) -> None:
 
 def studied_datasets(config: Mapping) -> list[str]:
     """The datasets a study builds: those its tables read, in table order."""
-    return list(dict.fromkeys(config["tables"].values()))
+    return list(dict.fromkeys(d for d in config["tables"].values() if d is not None))
 
 
 def run_settings(config: Mapping, dataset: str, model: str, variant: str | None = None) -> dict:

@@ -373,7 +373,10 @@ def draw_figures(config: Mapping, args: argparse.Namespace) -> None:
     if bars and not metric_files:
         raise StageError(f"no per-run metrics such as {expected[0]}: run the 'evaluate' stage first")
     specs = figure_specs(
-        {d: data.modalities for d, data in datasets.items()}, {d: list(models[d]) for d in datasets}, bars=bars
+        {d: data.modalities for d, data in datasets.items()},
+        {d: list(models[d]) for d in datasets},
+        bars=bars,
+        tables=config["tables"],
     )
     params = {
         "models": sorted({m for ms in models.values() for m in ms}),

@@ -371,8 +371,8 @@ def _client(factory, uri: str):
 
 
 def _safe_key(key: str) -> str:
-    # MLflow keys allow alphanumerics, _ - . space / ; "->" becomes "_to_".
-    return key.replace("->", "_to_").replace(">", "_")
+    # MLflow keys allow alphanumerics, _ - . space / ; "->" becomes "_to_", a subset's "," "-".
+    return key.replace("->", "_to_").replace(">", "_").replace(",", "-")
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

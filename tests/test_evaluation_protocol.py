@@ -246,7 +246,8 @@ def test_probe_cross_validation_never_sees_a_test_latent(monkeypatch):
     settings = evaluation_settings(batch_size=32, probe_folds=3, joint_coherence_samples=10, likelihood_samples=0)
     readers = {"a": CodeReader(), "b": CodeReader()}
     out = evaluate_model(IntensityModel(data.shapes), data, readers, settings, seed=0, protocol="mean")
-    assert len(seen) == 3 * 5 + 1  # 3 folds × 5 values of C, and the refit
+    # 3 folds × 5 values of C, and the refit; then one probe per single modality (probe_by_subset)
+    assert len(seen) == 3 * 5 + 1 + 2
     intensity = np.concatenate([x[:, -1] for x in seen]).round().astype(int)
     assert (intensity % STEP == 0).all(), "the probe was fitted on a test latent"
     assert out["probe"] == {"a": 1.0, "b": 1.0, "joint": 1.0}

@@ -116,6 +116,7 @@ def test_figures_stage_writes_every_figure(data, models, tmp_path):
                         "probe": {"a": v, "b": v, "joint": v},
                         "retrieval_top1": {"a->b": v, "b->a": v},
                         "clustering": {"accuracy": v, "nmi": v, "ari": v, "method": "kmeans", "k": 10},
+                        "conditional_coherence": {"1": v},
                     },
                 },
                 metric_files[-1],
@@ -125,7 +126,7 @@ def test_figures_stage_writes_every_figure(data, models, tmp_path):
         "results_dir": str(tmp_path),
         "device": "cpu",
         "seeds": [0, 1],
-        "tables": {"table1": "toy", "table2": "toy", "table3": "toy"},
+        "tables": {"table1": "toy", "table2": "toy", "table3": "toy", "polymnist": "toy"},
     }
     args = argparse.Namespace(
         data=[tmp_path / "toy.pt"],
@@ -249,3 +250,49 @@ def test_curves_and_ablation_show_their_numbers():
     half = 4.302652729749462 / 3**0.5  # t_{0.975, 2} · std 1 / √3
     spans = error_spans(ax, 3)
     assert (round(91 - half, 3), round(91 + half, 3)) in spans
+
+
+def test_coherence_figure_shows_seed_means_intervals_and_published_numbers(tmp_path):
+    """A line per model through its seed means at 1..M−1 given modalities, a t-interval band, the
+    model's colour; MoPoE's published 66/77/81/83 as ×."""
+    from matplotlib.collections import PathCollection, PolyCollection
+    from matplotlib.colors import to_rgb
+
+    from mgmvae.figures.coherence import coherence_figure
+    from mgmvae.tables import load_run_metrics
+
+    paths = []
+    for model, base in (("mopoe", 0.5), ("mgmvae", 0.7)):
+        for seed in range(3):
+            paths.append(tmp_path / f"{model}_{seed}.json")
+            coherence = {str(k): base + k / 20 + seed / 100 for k in range(1, 5)}
+            record = {"study": "t", "dataset": "poly", "model": model, "seed": seed, "modalities": list("abcde")}
+            save_json(record | {"metrics": {"conditional_coherence": coherence}}, paths[-1])
+    ax = coherence_figure(load_run_metrics(paths), "poly", study="t").axes[0]
+    palette = F.model_palette(["mopoe", "mgmvae"])
+    drawn = [line for line in ax.lines if len(line.get_xdata())]  # the legend's proxies are empty
+    assert len(drawn) == 2
+    for name, base in (("MoPoE", 50.0), ("MGMVAE", 70.0)):
+        (line,) = [x for x in drawn if to_rgb(x.get_color()) == pytest.approx(to_rgb(palette[name]))]
+        assert list(line.get_xdata()) == [1, 2, 3, 4]
+        assert list(line.get_ydata()) == pytest.approx([base + 5 * k + 1 for k in range(1, 5)])  # seeds +0, 1, 2
+    half = 4.302652729749462 / 3**0.5  # t_{0.975, 2} · std 1 / √3, in percent
+    bands = [c.get_paths()[0].vertices[:, 1] for c in ax.collections if isinstance(c, PolyCollection)]
+    assert any(min(y) == pytest.approx(56.0 - half) and max(y) == pytest.approx(71.0 + half) for y in bands)
+    crosses = [c.get_offsets() for c in ax.collections if type(c) is PathCollection]
+    assert sorted(float(y) for o in crosses for _, y in o) == [66.0, 77.0, 81.0, 83.0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["MoPoE", "MGMVAE", "published"]
+
+
+def test_coherence_figure_follows_the_tables_config():
+    """The figures of the tables: bar charts for the tables naming a dataset, the coherence figure
+    where tables.polymnist names one."""
+    stems = lambda tables: [s["stem"] for s in F.figure_specs({}, ["mgmvae"], tables=tables)]  # noqa: E731
+    assert stems({"table1": "d", "table2": "d", "table3": "e", "polymnist": None}) == [
+        "bars/table1",
+        "bars/table2",
+        "bars/table3",
+    ]
+    assert stems({"table1": None, "table2": None, "table3": None, "polymnist": "p"}) == ["coherence/polymnist"]
+    five = F.figure_specs({"p": list("abcde")}, ["mgmvae"], bars=False)
+    assert {s["direction"] for s in five if s["kind"] == "cross_generation"} == {"a → b", "b → a"}

@@ -179,7 +179,12 @@ def test_evaluate_model_perfect_fake(own_clusters):
     perm = torch.tensor([3, 1, 4, 0, 5, 9, 2, 6, 8, 7]) if own_clusters else None
     model = PerfectModel(data.shapes, cluster_perm=perm)
     settings = evaluation_settings(
-        batch_size=16, probe_max_train=50, probe_folds=3, max_cluster=60, likelihood_samples=0
+        batch_size=16,
+        probe_max_train=50,
+        probe_folds=3,
+        max_cluster=60,
+        likelihood_samples=0,
+        coherence_over="unique_images",
     )
     out = evaluate_model(model, data, {"a": CodeReader(), "b": CodeReader()}, settings, seed=0, protocol="mean")
 
@@ -191,6 +196,12 @@ def test_evaluate_model_perfect_fake(own_clusters):
         "probe_selection",
         "retrieval_top1",
         "clustering",
+        # the M-modality sections (two modalities here)
+        "conditional_coherence",
+        "conditional_coherence_balanced",
+        "probe_by_subset",
+        "probe_by_subset_size",
+        "retrieval_mean",
     }
     assert out["cross_generation"] == {"a->b": 1.0, "b->a": 1.0}
     assert out["cross_generation_balanced"] == {"a->b": 1.0, "b->a": 1.0}

@@ -81,7 +81,9 @@ def test_build_tables(runs, tmp_path):
     out = tmp_path / "tables"
     written = build_tables(df, TABLE_DATASETS, out)
     assert {p.name for p in written} == {
-        f"{t}.{e}" for t in ("table1", "table2", "table3", "loglik", "clustering") for e in ("csv", "md", "tex", "html")
+        f"{t}.{e}"
+        for t in ("table1", "table2", "table3", "loglik", "polymnist", "clustering")  # polymnist: the M-modality table
+        for e in ("csv", "md", "tex", "html")
     }
     assert all(p.exists() for p in written)
 
@@ -467,3 +469,63 @@ def test_the_same_run_under_two_protocols_is_not_a_duplicate(tmp_path):
     build_tables(load_run_metrics(write_runs(tmp_path, runs)), TABLE_DATASETS, tmp_path / "t")
     with pytest.raises(ValueError, match="duplicate run.*protocol 'mean'"):
         build_tables(load_run_metrics(write_runs(tmp_path, runs + runs[:1])), TABLE_DATASETS, tmp_path / "u")
+
+
+# ------------------------------------------------------------- the M-modality table
+def polymnist_run(model, seed, v, study="poly"):
+    """A five-modality run: coherence k given = v + k/100, probe k given = v + k/50, retrieval v / 2."""
+    mods = [f"m{i}" for i in range(5)]
+    return {
+        "study": study,
+        "dataset": "digits_poly",
+        "model": model,
+        "seed": seed,
+        "modalities": mods,
+        "metrics": {
+            "cross_generation": {"m0->m1": v, "m1->m0": v, "m0,m1->m2": v},
+            "conditional_coherence": {str(k): v + k / 100 for k in range(1, 5)},
+            "joint_coherence": {"joint": 0.5 * v, "samples": 100},
+            "probe": {"m0": v, "joint": v},
+            "probe_by_subset_size": {str(k): v + k / 50 for k in range(1, 6)},
+            "retrieval_mean": {"top1": v / 2},
+            "clustering": {"accuracy": v, "nmi": v, "ari": v, "method": "kmeans", "k": 10},
+        },
+    }
+
+
+def test_polymnist_table_columns_follow_the_modalities_and_show_the_published_numbers(tmp_path):
+    """Five modalities: coherence with 1–4 given, joint coherence, the probe with 1–5 given and
+    retrieval; seed means in percent; MoPoE's published 66/77/81/83 beside its coherence columns."""
+    paths = []
+    for model, values in (("mopoe", [0.6, 0.7]), ("mgmvae", [0.8, 0.9])):
+        for seed, v in enumerate(values):
+            paths.append(tmp_path / f"{model}_{seed}.json")
+            save_json(polymnist_run(model, seed, v), paths[-1])
+    out = tmp_path / "tables"
+    build_tables(load_run_metrics(paths), TABLE_DATASETS | {"polymnist": "digits_poly"}, out)
+    csv = pd.read_csv(out / "polymnist.csv").set_index("model")
+    means = [c for c in csv.columns if c.endswith(" mean")]
+    assert means == [f"coherence {k} given mean" for k in range(1, 5)] + ["joint coherence mean"] + [
+        f"probe {k} given mean" for k in range(1, 6)
+    ] + ["retrieval mean"]
+    assert csv.loc["mgmvae", "coherence 2 given mean"] == pytest.approx(87.0)  # (82 + 92) / 2
+    assert csv.loc["mgmvae", "probe 5 given mean"] == pytest.approx(95.0)  # (90 + 100) / 2
+    assert csv.loc["mopoe", "retrieval mean"] == pytest.approx(32.5)
+    assert [csv.loc["mopoe", f"paper coherence {k}"] for k in range(1, 5)] == [66.0, 77.0, 81.0, 83.0]
+    assert csv.loc["mopoe", "coherence 1 given diff paper"] == pytest.approx(66.0 - 66.0)
+    assert math.isnan(csv.loc["mgmvae", "paper coherence 1"])  # the MGMVAE paper has no PolyMNIST number
+    md = (out / "polymnist.md").read_text()
+    assert "embedded stand-in for PolyMNIST" in md
+    assert md_row(md, "MGMVAE")[2] == "**86.00 ± 7.07**"  # (81 + 91) / 2, best of the study's models
+    assert md_row(md, "MoPoE")[4] == "66.0"  # the published number, as printed
+
+
+def test_a_table_without_a_dataset_says_so(runs, tmp_path):
+    """tables.<name>: null (or absent): the table's files say the study names no dataset for it."""
+    out = tmp_path / "tables"
+    written = build_tables(load_run_metrics(runs), TABLE_DATASETS | {"table3": None}, out)
+    assert out / "polymnist.csv" in written
+    for name in ("table3", "polymnist"):
+        assert list(pd.read_csv(out / f"{name}.csv").columns) == ["model", "name", "n_seeds"]
+        assert f"config `tables.{name}: null`" in (out / f"{name}.md").read_text()
+    assert md_row((out / "table1.md").read_text(), "MGMVAE")[2].startswith("**90.00 ± 10.00")

@@ -8,7 +8,12 @@ from mgmvae.evaluation.classifiers import (
     train_classifier,
 )
 from mgmvae.evaluation.clustering import clustering_scores, hungarian_accuracy, kmeans_assignments
-from mgmvae.evaluation.coherence import cross_coherence, cross_generation_accuracy, joint_coherence
+from mgmvae.evaluation.coherence import (
+    conditional_coherence,
+    cross_coherence,
+    cross_generation_accuracy,
+    joint_coherence,
+)
 from mgmvae.evaluation.likelihood import estimate_log_likelihood, evaluate_log_likelihood
 from mgmvae.evaluation.probe import fit_linear_probe, linear_probe
 from mgmvae.evaluation.protocol import resolve_protocol
@@ -18,6 +23,7 @@ from mgmvae.evaluation.run import evaluate_model
 __all__ = [
     "DigitClassifier",
     "clustering_scores",
+    "conditional_coherence",
     "cross_coherence",
     "cross_generation_accuracy",
     "digit_classifier",

@@ -1,14 +1,21 @@
-"""Coherence: cross-modal generation accuracy (Table 1) and joint coherence of prior samples.
+"""Coherence: conditional generation accuracy (Table 1 and the M-modality reading) and joint
+coherence of prior samples.
 
-Cross-coherence, two readings: ``accuracy``, plain accuracy as the MGMVAE paper reports it (the
-fraction of source images whose generated target the target modality's classifier labels as the
-source); ``balanced_accuracy``, MultiVae's reading, the mean over classes of the per-class
-accuracies (scikit-learn's ``balanced_accuracy_score``; equal to plain accuracy on a class-balanced
-test set with class-independent errors).
+Conditional coherence (MoPoE, thomassutter/MoPoE, eval_metrics/coherence.py ``test_generation``;
+MultiVae, multivae/metrics/coherences/coherences.py ``CoherenceEvaluator.all_accuracies_from_subset``):
+a target modality is generated from a subset S of the other modalities of each test item, and the
+target modality's classifier labels the generation; it counts if the label is the item's. Two
+readings: ``accuracy``, plain accuracy as the MGMVAE paper and both references report it;
+``balanced_accuracy``, the mean over classes of the per-class accuracies (scikit-learn's
+``balanced_accuracy_score``; equal to plain accuracy on a class-balanced test set with
+class-independent errors). With one source modality it is the paper's cross-modal generation
+accuracy (Table 1; MMVAE, iffsid/mmvae src/report/analyse_ms.py ``cross_coherence``, and MMVAE+,
+epalu/mmvaeplus src/main_polymnist.py ``cross_coherence``). Which test items, the evaluation's
+``coherence_over`` setting decides (``mgmvae.evaluation.run``).
 
-Joint coherence (MMVAE, iffsid/mmvae src/report/analyse_ms.py ``joint_coherence``): N draws from
-the model's prior, every modality decoded, the fraction of draws on which all the modalities'
-classifiers predict the same digit.
+Joint coherence (MMVAE, iffsid/mmvae src/report/analyse_ms.py ``joint_coherence``; MoPoE,
+eval_metrics/coherence.py ``calculate_coherence``): N draws from the model's prior, every modality
+decoded, the fraction of draws on which all the modalities' classifiers predict the same digit.
 """
 
 from __future__ import annotations
@@ -26,30 +33,50 @@ def _device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
+def _as_float(x: Tensor) -> Tensor:
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
 @torch.no_grad()
-def cross_generation_predictions(
+def generated_labels(
     generate: Callable[[Tensor], Tensor],
-    source_images: Tensor,
+    n: int,
     classifier: nn.Module,
     batch_size: int = 1024,
     progress: bool = False,
 ) -> np.ndarray:
-    """The classifier's labels of ``generate(x)`` for every source image, in order.
+    """The classifier's labels of ``generate(index)`` for the items 0..n-1, in order.
 
-    ``source_images``: uint8 (converted per batch) or float images in [0, 1]; ``generate`` maps a
-    float batch of the source modality to target images in [0, 1] (it moves data to its model's
-    device itself). The classifier is put in eval mode.
+    ``generate`` maps a batch of item indices (consecutive, on the CPU) to the generated target
+    images in [0, 1] (it gathers its inputs and moves them to its model's device itself). The
+    classifier is put in eval mode.
     """
-    if len(source_images) == 0:
-        raise ValueError("cross-generation needs at least one source image")
+    if n == 0:
+        raise ValueError("coherence needs at least one test item to generate from")
     classifier.eval()
     device = _device(classifier)
     preds = []
-    for s in tqdm(range(0, len(source_images), batch_size), desc="cross-generation", disable=not progress, leave=False):
-        x = source_images[s : s + batch_size]
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-        preds.append(classifier(generate(x).to(device)).argmax(1).cpu())
+    for s in tqdm(range(0, n, batch_size), desc="conditional generation", disable=not progress, leave=False):
+        images = generate(torch.arange(s, min(s + batch_size, n)))
+        preds.append(classifier(images.to(device)).argmax(1).cpu())
     return torch.cat(preds).numpy()
+
+
+def conditional_coherence(
+    generate: Callable[[Tensor], Tensor],
+    labels: Tensor,
+    classifier: nn.Module,
+    batch_size: int = 1024,
+    progress: bool = False,
+) -> dict[str, float]:
+    """``{"accuracy", "balanced_accuracy"}`` of the generations of the items 0..len(labels)-1
+    (``generate(index)``, as ``generated_labels``) against the items' ``labels``."""
+    pred = generated_labels(generate, len(labels), classifier, batch_size, progress)
+    true = labels.cpu().numpy()
+    return {
+        "accuracy": float(accuracy_score(true, pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(true, pred)),
+    }
 
 
 def cross_coherence(
@@ -60,15 +87,12 @@ def cross_coherence(
     batch_size: int = 1024,
     progress: bool = False,
 ) -> dict[str, float]:
-    """``{"accuracy", "balanced_accuracy"}`` of the generated targets against the source labels."""
+    """Conditional coherence from one modality, each of ``source_images`` once: ``generate`` maps
+    a float batch of source images (uint8 ones are converted per batch) to target images."""
     if len(source_images) != len(source_labels):
         raise ValueError("source_images and source_labels differ in length")
-    pred = cross_generation_predictions(generate, source_images, classifier, batch_size, progress)
-    true = source_labels.cpu().numpy()
-    return {
-        "accuracy": float(accuracy_score(true, pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(true, pred)),
-    }
+    fn = lambda index: generate(_as_float(source_images[index.to(source_images.device)]))  # noqa: E731
+    return conditional_coherence(fn, source_labels, classifier, batch_size, progress)
 
 
 def cross_generation_accuracy(

@@ -16,6 +16,13 @@ data. Two probes, both a single linear layer (``evaluation.probe``):
   ``classify_latents``: ``Latent_Classifier`` 20 → 10, cross-entropy, Adam lr 1e-3), for
   ``probe_epochs`` epochs of minibatches of ``probe_batch_size``, on raw latents; initialisation
   and batch order from a generator seeded with the run's seed.
+
+The probe per subset of modalities (``probe_by_subset``): as MoPoE's (eval_metrics/representation.py
+``train_clf_lr_all_subsets``, ``test_clf_lr_all_subsets``), one probe per non-empty subset S, fitted
+on the training pairs' S-embeddings and tested on the test pairs' S-embeddings. ``fit_like`` fits
+each of the same kind as Table 2's probe, which is the full set's: ``logistic_cv`` at the C that
+probe's cross-validation chose (one fit per subset, not a search per subset), ``linear_sgd`` with
+its settings.
 """
 
 from __future__ import annotations
@@ -111,6 +118,18 @@ def fit_linear_probe(train_z: Tensor, train_y: Tensor, seed: int, settings: Mapp
             z, y, seed, int(cfg["probe_epochs"]), float(cfg["probe_lr"]), int(cfg["probe_batch_size"])
         )
     raise ValueError(f"config key 'evaluation.probe': {cfg['probe']!r} is not one of {PROBES}")
+
+
+def fit_like(selection: Mapping[str, Any], z: Tensor, y: Tensor, seed: int, settings: Mapping[str, Any]) -> FittedProbe:
+    """A probe of ``selection``'s kind (a fitted probe's ``selection``) on other latents: logistic
+    regression at its chosen C on standardised latents, or the linear layer with ``settings``."""
+    if len(z) != len(y):
+        raise ValueError("z and y differ in length")
+    if selection["method"] == "linear_sgd":
+        return fit_linear_probe(z, y, seed, settings)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(C=selection["C"], max_iter=1000, random_state=seed))
+    pipe.fit(_numpy(z), _labels(y))
+    return FittedProbe(pipe.predict, {"method": "logistic", "C": float(selection["C"])})
 
 
 def probe_accuracy(probe: FittedProbe, test_sets: dict[str, tuple[Tensor, Tensor]]) -> dict[str, float]:

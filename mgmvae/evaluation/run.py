@@ -2,18 +2,31 @@
 
 Model interface (implemented by each model; ``protocol`` is ``mean`` or ``sample``, mgmvae/base.py):
   ``embed(batch, modalities, protocol) -> [B, D]``  shared representation from a subset of modalities
-  ``generate(batch, source, target, protocol)``     decoder mean of ``target`` from ``source`` alone
+  ``generate(batch, source, target, protocol)``     decoder mean of ``target`` from ``source`` (one
+                                                    modality, or a list: a subset) alone
   ``sample(n)``                                     joint generation from the prior (joint coherence)
   ``cluster(batch, modalities)``                    own cluster assignment, or None (then k-means)
   ``encode``/``joint_posterior``/``decode``/``log_prior``   densities for the test log-likelihood
-All test metrics read the test split only; the probe is fitted (and its C cross-validated) on
+All test metrics read the test split only; the probes are fitted (and the C cross-validated) on
 training pairs only. Every random draw is seeded from the run's seed, one seed per metric
 (``protocol.seeded``), so the same seed gives the same numbers.
+
+For any number M ≥ 2 of modalities, as MoPoE's and MMVAE+'s PolyMNIST evaluations: conditional
+coherence from every non-empty proper subset of the modalities to each modality outside it, and its
+mean by subset size; the probe per subset and its mean by size; retrieval between every ordered
+pair of modalities and its mean (``mgmvae.evaluation.subsets`` names them). With two modalities the
+subsets of size one are Table 1's two directions.
+
+Coherence is scored over ``evaluation.coherence_over``: ``pairs`` (default), every test pair, as
+MoPoE's ``test_generation`` and MultiVae's ``CoherenceEvaluator`` iterate their test set, so an
+image in several pairs counts once per pair; ``unique_images``, each distinct input once: every
+test image of a single source modality, every distinct tuple of the test pairs for several.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from itertools import permutations
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -22,17 +35,19 @@ from tqdm.auto import tqdm
 
 from mgmvae.data.paired import PairedData
 from mgmvae.evaluation.clustering import clustering_scores, kmeans_assignments
-from mgmvae.evaluation.coherence import cross_coherence, joint_coherence
+from mgmvae.evaluation.coherence import conditional_coherence, joint_coherence
 from mgmvae.evaluation.likelihood import evaluate_log_likelihood
-from mgmvae.evaluation.probe import fit_linear_probe, probe_accuracy
+from mgmvae.evaluation.probe import FittedProbe, fit_like, fit_linear_probe, probe_accuracy
 from mgmvae.evaluation.retrieval import top1_retrieval
+from mgmvae.evaluation.subsets import Subset, generation_name, generations, mean_by_size, subset_name, subsets
 from mgmvae.seeding import seeded
 
 if TYPE_CHECKING:
     from mgmvae.base import MultimodalVAE
 
 # Offsets of each metric's seed from the run's seed: every metric draws from its own stream.
-SEED_OFFSET = {"cross": 0, "embed": 1000, "joint": 2000, "probe_train": 3000}
+SEED_OFFSET = {"cross": 0, "embed": 1000, "joint": 2000, "probe_train": 3000, "subsets": 4000}
+COHERENCE_OVER = ("pairs", "unique_images")
 
 Batch = dict[str, Tensor]
 
@@ -61,17 +76,34 @@ def _batched(fn: Callable[[Tensor], Tensor | None], n: int, batch_size: int, des
     return torch.cat(out)
 
 
-def _pair_batch(data: PairedData, split: str, idx: Tensor, device: torch.device) -> Batch:
-    rows = data.pairs[split][idx.to(data.device)]
-    return {m: _to_float(data.images[m][split][rows[:, j]], device) for j, m in enumerate(data.modalities)}
+def _images(data: PairedData, split: str, rows: Tensor, modalities: Sequence[str], device: torch.device) -> Batch:
+    """Float images of ``modalities``; ``rows`` [B, len(modalities)] indexes each one's images."""
+    return {m: _to_float(data.images[m][split][rows[:, j]], device) for j, m in enumerate(modalities)}
+
+
+def _pair_batch(
+    data: PairedData, split: str, idx: Tensor, device: torch.device, modalities: Sequence[str] | None = None
+) -> Batch:
+    """The given pairs' images of ``modalities`` (default: all of them)."""
+    names = list(data.modalities if modalities is None else modalities)
+    rows = data.pairs[split][idx.to(data.device)][:, [data.modalities.index(m) for m in names]]
+    return _images(data, split, rows, names, device)
 
 
 def embed_pairs(
-    model, data: PairedData, split: str, pair_index: Tensor, batch_size: int, progress: bool, protocol: str = "mean"
+    model,
+    data: PairedData,
+    split: str,
+    pair_index: Tensor,
+    batch_size: int,
+    progress: bool,
+    protocol: str = "mean",
+    modalities: Sequence[str] | None = None,
 ) -> Tensor:
-    """Joint embedding (all modalities) of the given pairs."""
+    """Embedding of the given pairs from ``modalities`` (default: all of them, the joint embedding)."""
     device = model_device(model)
-    fn = lambda i: model.embed(_pair_batch(data, split, pair_index[i], device), data.modalities, protocol)  # noqa: E731
+    names = list(data.modalities if modalities is None else modalities)
+    fn = lambda i: model.embed(_pair_batch(data, split, pair_index[i], device, names), names, protocol)  # noqa: E731
     return _batched(fn, len(pair_index), batch_size, f"embed {split} pairs", progress)
 
 
@@ -92,6 +124,41 @@ def _subsample(n: int, cap: int | None, seed: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:cap].sort().values
 
 
+def coherence_items(data: PairedData, subset: Subset, over: str) -> Tensor:
+    """Test image indices [n, |S|] (column j indexes the images of ``subset[j]``) that coherence
+    from ``subset`` is scored over: every test pair's (``pairs``), or each distinct input once
+    (``unique_images``: every test image of one source modality; the distinct tuples of the test
+    pairs for several)."""
+    if over not in COHERENCE_OVER:
+        raise ValueError(f"config key 'evaluation.coherence_over': {over!r} is not one of {COHERENCE_OVER}")
+    if over == "unique_images" and len(subset) == 1:
+        return torch.arange(len(data.images[subset[0]]["test"]), device=data.device)[:, None]
+    rows = data.pairs["test"][:, [data.modalities.index(m) for m in subset]]
+    return rows if over == "pairs" else torch.unique(rows, dim=0)
+
+
+def _coherence(
+    model,
+    data: PairedData,
+    classifier: nn.Module,
+    subset: Subset,
+    target: str,
+    protocol: str,
+    settings: Mapping[str, Any],
+    progress: bool,
+) -> dict[str, float]:
+    """Conditional coherence from ``subset`` to ``target`` over the test items of ``coherence_over``."""
+    device, items = model_device(model), coherence_items(data, subset, settings["coherence_over"])
+    source: str | list[str] = subset[0] if len(subset) == 1 else list(subset)
+
+    def generate(index: Tensor) -> Tensor:
+        batch = _images(data, "test", items[index.to(items.device)], subset, device)
+        return model.generate(batch, source, target, protocol)
+
+    labels = data.labels[subset[0]]["test"][items[:, 0]]  # every modality of a pair shares its label
+    return conditional_coherence(generate, labels, classifier, int(settings["batch_size"]), progress)
+
+
 def evaluate_model(
     model: MultimodalVAE,
     data: PairedData,
@@ -102,35 +169,32 @@ def evaluate_model(
     protocol: str,
     progress: bool = False,
 ) -> dict:
-    """Tables 1-3 metrics, joint coherence and clustering for one trained model; a JSON-able dict
-    of dicts of numbers (fractions), keyed as ``METRIC_KEYS`` describes. ``settings`` is the config's
-    ``evaluation`` section; ``protocol`` the resolved one (``mean`` or ``sample``)."""
+    """Tables 1-3 metrics, their M-modality readings, joint coherence and clustering for one trained
+    model; a JSON-able dict of dicts of numbers (fractions), keyed as ``METRIC_KEYS`` describes.
+    ``settings`` is the config's ``evaluation`` section; ``protocol`` the resolved one (``mean`` or ``sample``)."""
     bs = int(settings["batch_size"])
-    m0, m1 = data.modalities
-    directions = [(m0, m1), (m1, m0)]
+    modalities = list(data.modalities)
     device = model_device(model)
     was_training = getattr(model, "training", False)
     model.eval()
     try:
         with torch.no_grad():
-            # Table 1: generate target from each unique test image of the source modality.
-            cross = {}
+            # Table 1 and conditional coherence: each modality from every subset of the others.
             with seeded(seed + SEED_OFFSET["cross"], device):
-                for src, tgt in directions:
-                    generate = lambda x, s=src, t=tgt: model.generate({s: x.to(device)}, s, t, protocol)  # noqa: E731
-                    cross[f"{src}->{tgt}"] = cross_coherence(
-                        generate, data.images[src]["test"], data.labels[src]["test"], classifiers[tgt], bs, progress
-                    )
+                coherence = {
+                    (s, t): _coherence(model, data, classifiers[t], s, t, protocol, settings, progress)
+                    for s, t in generations(modalities)
+                }
             n_joint = int(settings["joint_coherence_samples"])
             with seeded(seed + SEED_OFFSET["joint"], device):
                 joint = joint_coherence(model.sample, n_joint, classifiers, bs, progress)
 
             # Unimodal test embeddings serve both the probe (Table 2) and retrieval (Table 3).
             with seeded(seed + SEED_OFFSET["embed"], device):
-                uni = {m: embed_unimodal(model, data, m, "test", bs, progress, protocol) for m in data.modalities}
+                uni = {m: embed_unimodal(model, data, m, "test", bs, progress, protocol) for m in modalities}
                 test_pairs = torch.arange(data.num_pairs("test"))
                 joint_test = embed_pairs(model, data, "test", test_pairs, bs, progress, protocol)
-            uni_y = {m: data.labels[m]["test"] for m in data.modalities}
+            uni_y = {m: data.labels[m]["test"] for m in modalities}
             joint_test_y = data.pair_labels("test")
 
             # Table 2: subsample train pairs before embedding them (1M pairs would be wasted work).
@@ -139,12 +203,18 @@ def evaluate_model(
                 train_z = embed_pairs(model, data, "train", train_idx, bs, progress, protocol)
             train_y = data.pair_labels("train", train_idx.to(data.device))
             probe = fit_linear_probe(train_z, train_y, seed, settings)
-            tests = {m: (uni[m], uni_y[m]) for m in data.modalities} | {"joint": (joint_test, joint_test_y)}
+            tests = {m: (uni[m], uni_y[m]) for m in modalities} | {"joint": (joint_test, joint_test_y)}
+            accuracy = probe_accuracy(probe, tests)
+            with seeded(seed + SEED_OFFSET["subsets"], device):
+                by_subset = _probe_by_subset(
+                    model, data, probe, accuracy["joint"], train_idx, settings, seed, protocol, progress
+                )
 
             # Table 3: every test image of the source queries every test image of the target.
+            chunk = int(settings["retrieval_chunk"])
             retrieval = {
-                f"{s}->{t}": top1_retrieval(uni[s], uni_y[s], uni[t], uni_y[t], chunk=int(settings["retrieval_chunk"]))
-                for s, t in directions
+                f"{s}->{t}": top1_retrieval(uni[s], uni_y[s], uni[t], uni_y[t], chunk=chunk)
+                for s, t in permutations(modalities, 2)
             }
 
             clustering = _clustering(model, data, joint_test, joint_test_y, settings, seed, progress)
@@ -152,26 +222,66 @@ def evaluate_model(
     finally:
         model.train(was_training)
     return {
-        "cross_generation": {d: v["accuracy"] for d, v in cross.items()},
-        "cross_generation_balanced": {d: v["balanced_accuracy"] for d, v in cross.items()},
+        "cross_generation": {generation_name(s, t): v["accuracy"] for (s, t), v in coherence.items()},
+        "cross_generation_balanced": {generation_name(s, t): v["balanced_accuracy"] for (s, t), v in coherence.items()},
         "joint_coherence": {"joint": joint, "samples": n_joint},
-        "probe": probe_accuracy(probe, tests),
+        "probe": accuracy,
         "probe_selection": probe.selection,
         "retrieval_top1": retrieval,
         "clustering": clustering,
+        "conditional_coherence": mean_by_size((len(s), v["accuracy"]) for (s, _), v in coherence.items()),
+        "conditional_coherence_balanced": mean_by_size(
+            (len(s), v["balanced_accuracy"]) for (s, _), v in coherence.items()
+        ),
+        "probe_by_subset": {subset_name(s): v for s, v in by_subset.items()},
+        "probe_by_subset_size": mean_by_size((len(s), v) for s, v in by_subset.items()),
+        "retrieval_mean": {"top1": sum(retrieval.values()) / len(retrieval)},
     } | ({"log_likelihood": likelihood} if likelihood else {})
 
 
 METRIC_KEYS = {
-    "cross_generation": "Table 1, plain accuracy per direction 'src->tgt' (the paper's reading)",
-    "cross_generation_balanced": "Table 1, mean of per-class accuracies per direction (MultiVae's reading)",
-    "joint_coherence": "'joint': fraction of prior draws whose modalities' classifiers agree; 'samples': N",
-    "probe": "Table 2, probe accuracy per test set: each modality alone and 'joint'",
+    "cross_generation": "Table 1: plain accuracy of each conditional generation 'S->t' (S: source modalities "
+    "joined by ',', t a modality outside S); with one source, Table 1's direction 'src->tgt' (the paper's reading)",
+    "cross_generation_balanced": "the same, mean of per-class accuracies (MultiVae's reading)",
+    "joint_coherence": "'joint': fraction of prior draws whose modalities' classifiers all agree; 'samples': N",
+    "probe": "Table 2, accuracy of the probe fitted on joint latents per test set: each modality alone and 'joint'",
     "probe_selection": "the probe: 'method', and 'C', 'cv_accuracy', 'folds' (logistic_cv) or its training settings",
-    "retrieval_top1": "Table 3, top-1 retrieval per direction",
+    "retrieval_top1": "Table 3, top-1 retrieval between every ordered pair of modalities 'src->tgt'",
     "clustering": "clustering of the joint latent: accuracy, nmi, ari, 'method', 'k'",
+    "conditional_coherence": "'k': mean of cross_generation over the subsets S of k given modalities and the "
+    "targets outside each (k = 1 .. M-1; MoPoE's and MultiVae's coherence by number of inputs)",
+    "conditional_coherence_balanced": "the same from cross_generation_balanced",
+    "probe_by_subset": "accuracy of a probe per subset 'S' fitted on the training pairs' S-embeddings, tested "
+    "on the test pairs' (MoPoE's latent classification); the full set's is Table 2's 'joint'",
+    "probe_by_subset_size": "'k': mean of probe_by_subset over the subsets of size k (k = 1 .. M)",
+    "retrieval_mean": "'top1': mean of retrieval_top1 over the ordered pairs of modalities",
     "log_likelihood": "test log-likelihood (nats per pair): 'joint', each modality alone, and the 'estimator' settings",
 }
+
+
+def _probe_by_subset(
+    model,
+    data: PairedData,
+    probe: FittedProbe,
+    joint_accuracy: float,
+    train_idx: Tensor,
+    settings: Mapping[str, Any],
+    seed: int,
+    protocol: str,
+    progress: bool,
+) -> dict[Subset, float]:
+    """Test accuracy of a probe per non-empty subset, fitted on that subset's training embeddings
+    like Table 2's (``probe.fit_like``); the full set's is Table 2's joint probe itself."""
+    bs = int(settings["batch_size"])
+    train_y = data.pair_labels("train", train_idx.to(data.device))
+    test_pairs = torch.arange(data.num_pairs("test"))
+    out = {}
+    for subset in subsets(data.modalities, proper=True):
+        train_z = embed_pairs(model, data, "train", train_idx, bs, progress, protocol, subset)
+        test_z = embed_pairs(model, data, "test", test_pairs, bs, progress, protocol, subset)
+        fitted = fit_like(probe.selection, train_z, train_y, seed, settings)
+        out[subset] = probe_accuracy(fitted, {"test": (test_z, data.pair_labels("test"))})["test"]
+    return out | {tuple(data.modalities): joint_accuracy}
 
 
 def _log_likelihood(model, data: PairedData, settings: Mapping[str, Any], seed: int, progress: bool) -> dict | None:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from mgmvae import paper
 from mgmvae.figures.bars import table_bars
+from mgmvae.figures.coherence import coherence_plot
 from mgmvae.figures.cross_generation import cross_generation_grid
 from mgmvae.figures.curves import training_curves
 from mgmvae.figures.retrieval import retrieval_panel
@@ -36,10 +37,14 @@ def render_all(
     {model: model}}, ``histories`` {dataset: {model: history}}, ``metrics`` the long frame of
     ``load_run_metrics``. Returns the written paths (PNG and PDF)."""
     from mgmvae.tables import PAPER_TABLES
+    from mgmvae.tables.spec import POLYMNIST
 
     outdir = Path(outdir)
     specs = figure_specs(
-        {d: data.modalities for d, data in datasets.items()}, {d: list(models[d]) for d in datasets}, bars=bars
+        {d: data.modalities for d, data in datasets.items()},
+        {d: list(models[d]) for d in datasets},
+        bars=bars,
+        tables=table_datasets,
     )
     written = []
     tag = f" (seed {seed})"
@@ -67,4 +72,6 @@ def render_all(
             table = Path(spec["stem"]).name
             dataset = table_datasets[PAPER_TABLES[table].reads or table]
             written += table_bars(metrics, table, dataset, out, study=study)
+        elif kind == "coherence":
+            written += coherence_plot(metrics, table_datasets[POLYMNIST], out, study=study)
     return written

@@ -3,9 +3,9 @@ paper's number and our difference to it, a paired test of MGMVAE against the bes
 
 One module per part: ``runs`` (metrics files into a long frame), ``spec`` (what each table shows,
 declared), ``statistics`` (per-cell seed statistics, paired test, marks), ``summary`` (one table's
-numbers), ``paper_table`` (Tables 1–3), ``clustering``, ``render`` (CSV, Markdown, LaTeX and HTML
-by pandas). Outputs per table: ``.csv`` (numbers), ``.md``, ``.tex`` (booktabs) and ``.html``
-(a self-contained page, for ``snakemake --report``).
+numbers), ``paper_table`` (Tables 1–3), ``polymnist`` (the M-modality table), ``clustering``,
+``render`` (CSV, Markdown, LaTeX and HTML by pandas). Outputs per table: ``.csv`` (numbers),
+``.md``, ``.tex`` (booktabs) and ``.html`` (a self-contained page, for ``snakemake --report``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ import pandas as pd
 
 from mgmvae.tables.clustering import clustering_table
 from mgmvae.tables.paper_table import paper_table
+from mgmvae.tables.polymnist import polymnist_table
+from mgmvae.tables.render import write_empty
 from mgmvae.tables.runs import COLUMNS, load_run_metrics
-from mgmvae.tables.spec import EXTENSIONS, PAPER_TABLES, Column, TableSpec, table_names
+from mgmvae.tables.spec import EXTENSIONS, NOT_NAMED, PAPER_TABLES, POLYMNIST, Column, TableSpec, table_names
 from mgmvae.tables.statistics import ci95_halfwidth, paired_test, rank_marks, seed_stats, t_interval
 from mgmvae.tables.summary import column_tests, table_summary
 
@@ -55,9 +57,10 @@ def build_tables(
 ) -> list[Path]:
     """Write every table of ``table_names()`` as .csv, .md, .tex and .html under ``outdir``; return their paths.
 
-    ``table_datasets`` names the dataset each paper table reads, e.g. {"table1": "mnist_svhn",
-    "table2": "mnist_svhn", "table3": "mnist_cdcb"}. ``df`` must hold a single study unless
-    ``study`` selects one.
+    ``table_datasets`` names the dataset each table reads, e.g. {"table1": "mnist_svhn",
+    "table2": "mnist_svhn", "table3": "mnist_cdcb", "polymnist": None}; a table it names none for
+    (null, or absent) gets files that say so. ``df`` must hold a single study unless ``study``
+    selects one.
     """
     df, study = _one_study(df, study)
     dup = df.duplicated(["dataset", "model", "seed", "protocol_setting", "metric", "key"])
@@ -69,6 +72,12 @@ def build_tables(
         )
     outdir = Path(outdir)
     for name, spec in PAPER_TABLES.items():
-        paper_table(df, spec, study, table_datasets[spec.reads or name], outdir)
+        key = spec.reads or name
+        if table_datasets.get(key) is None:
+            title = f"{spec.number} — {spec.what}, study `{study}`"
+            write_empty(outdir, name, title, NOT_NAMED.format(key=key), ["model", "name", "n_seeds"])
+        else:
+            paper_table(df, spec, study, table_datasets[key], outdir)
+    polymnist_table(df, study, table_datasets.get(POLYMNIST), outdir)
     clustering_table(df, study, outdir)
     return [outdir / f"{name}.{ext}" for name in table_names() for ext in EXTENSIONS]

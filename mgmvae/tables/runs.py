@@ -49,7 +49,7 @@ def _numbers(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str,
 
 
 def _run_rows(run: dict[str, Any]) -> list[dict[str, Any]]:
-    m0, m1 = run["modalities"]
+    m0, m1 = run["modalities"][:2]  # Tables 1–3 read the first two of M ≥ 2
     base = {k: run[k] for k in ("study", "dataset", "model")} | {"variant": run.get("variant")}
     protocol = run.get("protocol")
     base |= {"seed": int(run["seed"]), "protocol": protocol, "protocol_setting": run.get("protocol_setting", protocol)}

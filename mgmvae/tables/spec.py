@@ -105,13 +105,39 @@ LOGLIK = TableSpec(
 )
 PAPER_TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (TABLE1, TABLE2, TABLE3, LOGLIK)}
 
+# The M-modality table (``mgmvae.tables.polymnist``): its columns follow the number of modalities
+# M of its dataset, so its spec is built from the runs (``polymnist_spec``).
+POLYMNIST = "polymnist"
+
+
+def polymnist_spec(n_modalities: int) -> TableSpec:
+    """Conditional coherence with k = 1 .. M−1 given modalities (beside the published PolyMNIST
+    numbers of mgmvae.paper), joint coherence, the probe with k = 1 .. M given and retrieval."""
+    coherence = [
+        Column("conditional_coherence", str(k), paper=f"coherence {k}", label=f"coherence {k} given")
+        for k in range(1, n_modalities)
+    ]
+    probe = [Column("probe_by_subset_size", str(k), label=f"probe {k} given") for k in range(1, n_modalities + 1)]
+    return TableSpec(
+        POLYMNIST,
+        "PolyMNIST table",
+        "conditional coherence by number of given modalities, joint coherence, linear probe by number of "
+        "given modalities and mean retrieval top-1 (%)",
+        (*coherence, Column("joint_coherence", "joint", label="joint coherence"), *probe)
+        + (Column("retrieval_mean", "top1", label="retrieval"),),
+        paper_on="PolyMNIST, each model's own paper (sources in mgmvae/paper.py)",
+        bars=False,
+        reads=POLYMNIST,
+    )
+
+
 # The clustering table (one per study, every dataset): its metric keys and their labels.
 CLUSTER_KEYS = {"accuracy": "Accuracy", "nmi": "NMI", "ari": "ARI"}
 
 
 def table_names() -> list[str]:
-    """Every table's file stem: the paper tables, then the clustering table."""
-    return [*PAPER_TABLES, "clustering"]
+    """Every table's file stem: the paper tables, the M-modality table, then the clustering table."""
+    return [*PAPER_TABLES, POLYMNIST, "clustering"]
 
 
 EXTENSIONS = ("csv", "md", "tex", "html")
@@ -121,6 +147,10 @@ DATASET_NOTES = {
     "digits_cdcb": "embedded stand-in for MNIST-CDCB",
     "mnist_svhn": "MNIST-SVHN, as in the paper",
     "mnist_cdcb": "MNIST-CDCB, as in the paper",
+    "digits_poly": "embedded stand-in for PolyMNIST",
+    "polymnist": "PolyMNIST, as MoPoE and MMVAE+ report it",
 }
+# A table whose config `tables` key is null: the study has no dataset for it.
+NOT_NAMED = "This study names no dataset for this table (config `tables.{key}: null`)."
 OURS = "mgmvae"  # the model the paired test compares with the best baseline
 DASH = "—"

@@ -137,7 +137,7 @@ def figure_pdfs(specs):
 
 
 FIGURE_SPECS = {d: figure_specs({d: modalities_of(d)}, MODELS, bars=False) for d in DATASETS}
-FIGURE_SPECS["bars"] = figure_specs({}, MODELS, bars=True)
+FIGURE_SPECS["bars"] = figure_specs({}, MODELS, bars=True, tables=config["tables"])
 ALL_FIGURES = [
     paths.figures_dir(config) / f"{spec['stem']}.{ext}"
     for specs in FIGURE_SPECS.values()

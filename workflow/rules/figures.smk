@@ -1,8 +1,9 @@
-# Figures (mgmvae/figures.py): the paper's Figures 3–7 for every model (cross-generation grids,
-# translation grids, retrieval panels), a t-SNE of the shared latent, training curves and bar charts
-# of Tables 1–3 with seed intervals; PNG and PDF under results/<study>/figures/<kind>/. The models of
-# the first seed are shown; the bar charts read the per-run metrics of every seed. One job per
-# dataset plus one for the bar charts, so they draw in parallel. The PNGs go into
+# Figures (mgmvae/figures/): the paper's Figures 3–7 for every model (cross-generation grids,
+# translation grids, retrieval panels), a t-SNE of the shared latent, training curves, bar charts
+# of Tables 1–3 with seed intervals and, where `tables.polymnist` names a dataset, coherence against
+# the number of given modalities; PNG and PDF under results/<study>/figures/<kind>/. The models of
+# the first seed are shown; the bar charts and the coherence figure read the per-run metrics of
+# every seed. One job per dataset plus one for the figures of the tables, so they draw in parallel. The PNGs go into
 # `snakemake --report report.html`, each with its caption from workflow/report/<kind>.rst.
 FIGURES_SEED = SEEDS[0]
 
