@@ -90,16 +90,3 @@ def run_log(config: Mapping, stage: str, dataset: str, model: str, seed: int | s
     """``logs/<stage>/<dataset>/<model>/seed<k>.log``: the log of one run's stage (``model`` is the
     variant for an ablation run, under the stage ``ablation/<stage>``)."""
     return log_file(config, stage, *_run(dataset, model, seed).parts)
-
-
-# Modality names per dataset source (fixed by the builders in mgmvae/data).
-MODALITIES = {
-    "mnist_svhn": ("mnist", "svhn"),
-    "mnist_cdcb": ("cd", "cb"),
-    "digits_street": ("hand", "street"),
-    "digits_cdcb": ("cd", "cb"),
-}
-
-
-def modalities(config: Mapping, dataset: str) -> tuple[str, str]:
-    return MODALITIES[config["datasets"][dataset]["source"]]

@@ -247,12 +247,7 @@ def test_check_dataset_names_the_broken_part(broken, cls, check, expected, got, 
         {"source": "digits_poly", "pairings": 2},
     ],
 )
-def test_embedded_builtins_keep_the_dataset_contract(spec, monkeypatch):
-    from mgmvae.evaluation import classifiers
-
-    # The MMVAE classifier with three channels at 28×28 (320 features, as 1×28×28); classifiers.py
-    # does not list the shape on this branch.
-    monkeypatch.setitem(classifiers.SUPPORTED_SHAPES, (3, 28, 28), 320)
+def test_embedded_builtins_keep_the_dataset_contract(spec):
     _, source = source_of(spec)
     failures, data = check_dataset(source, "x", seed=0, data_dir="unused", download=False)
     assert failures == [] and data is not None and data.meta["source"] == spec["source"]

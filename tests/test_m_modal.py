@@ -182,7 +182,6 @@ def test_a_table_without_a_dataset_and_the_coherence_switch_are_config_keys():
 
 
 def test_polymnist_quick_preset_is_embedded_cpu_and_every_model():
-    pytest.importorskip("mgmvae.data.digits_poly", reason="the embedded PolyMNIST stand-in (datasets branch)")
     from mgmvae.config import ROOT
 
     config = load_config(ROOT / "config.yaml", ROOT / "workflow" / "presets" / "polymnist_quick.yaml")

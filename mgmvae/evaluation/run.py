@@ -255,7 +255,11 @@ METRIC_KEYS = {
     "on the test pairs' (MoPoE's latent classification); the full set's is Table 2's 'joint'",
     "probe_by_subset_size": "'k': mean of probe_by_subset over the subsets of size k (k = 1 .. M)",
     "retrieval_mean": "'top1': mean of retrieval_top1 over the ordered pairs of modalities",
-    "log_likelihood": "test log-likelihood (nats per pair): 'joint', each modality alone, and the 'estimator' settings",
+    "log_likelihood": (
+        "test log-likelihood (nats per pair): 'joint', each modality alone, the 'estimator' settings and its "
+        "'quality' (normalised density, ESS floor; per estimate mean ESS, fraction of pairs under the floor, "
+        "reliable, draws)"
+    ),
 }
 
 

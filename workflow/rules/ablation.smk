@@ -42,7 +42,7 @@ use rule evaluate_run as evaluate_ablation with:
         data=DATA,
         classifiers=classifier_files,
     output:
-        ABLATION_RUN / "metrics.json",
+        paths.metrics_files(config, ABLATION_RUN),
     log:
         paths.run_log(config, "ablation/evaluate", "{dataset}", "{variant}", "{seed}"),
     wildcard_constraints:

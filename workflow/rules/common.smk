@@ -14,6 +14,7 @@ from mgmvae import paper as _paper
 from mgmvae import paths
 from mgmvae.config import ConfigError, run_settings, studied_datasets, validate
 from mgmvae.contract import validate_models
+from mgmvae.data import dataset_modalities
 from mgmvae.data.check import validate_datasets
 from mgmvae.data.preflight import check_raw_data
 from mgmvae.registry import run_names
@@ -79,7 +80,7 @@ wildcard_constraints:
 
 
 def modalities_of(dataset):
-    return paths.modalities(config, dataset)
+    return dataset_modalities(config, dataset)
 
 
 def settings_json(wildcards):
