@@ -43,6 +43,11 @@ def test_ci_preset_end_to_end(ci_study):
         "retrieval_top1",
         "clustering",
         "log_likelihood",
+        "conditional_coherence",
+        "conditional_coherence_balanced",
+        "probe_by_subset",
+        "probe_by_subset_size",
+        "retrieval_mean",
     }
     assert metrics["protocol"] == "sample" and metrics["metrics"]["joint_coherence"]["samples"] == 200
     likelihood = metrics["metrics"]["log_likelihood"]
