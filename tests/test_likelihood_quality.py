@@ -246,12 +246,12 @@ def test_the_k_sweep_reads_every_trained_run_on_the_same_pairs(trained_run):
     assert (frame["pairs"] == 4).all()
     # K = 1 at scale 1 is the evaluate stage's estimate with K = 1 (same pairs, same seed)
     from mgmvae.data.paired import PairedData
-    from mgmvae.evaluation.run import _log_likelihood
+    from mgmvae.evaluation.run import run_log_likelihood
     from mgmvae.model_file import load_trained
 
     model, _ = load_trained(run / "model.pt", "cpu")
     settings = load_config(overrides={"evaluation": evaluation | {"likelihood_samples": 1}})["evaluation"]
-    expected = _log_likelihood(model, PairedData.load(study / "data" / "mnist_svhn.pt"), settings, 0, False)
+    expected = run_log_likelihood(model, PairedData.load(study / "data" / "mnist_svhn.pt"), settings, 0, False)
     got = frame[(frame["samples"] == 1) & (frame["proposal_scale"] == 1.0)].set_index("estimate")["log_likelihood"]
     assert got["joint"] == pytest.approx(expected["joint"]) and got["a"] == pytest.approx(expected["a"])
     assert "K=1" in (study / "s.md").read_text() and (study / "s.png").stat().st_size > 1000

@@ -25,7 +25,7 @@ import torch
 
 from mgmvae.config import DEFAULT_CONFIG, load_config
 from mgmvae.data.paired import PairedData
-from mgmvae.evaluation.run import _log_likelihood
+from mgmvae.evaluation.run import run_log_likelihood
 from mgmvae.io import save_text
 from mgmvae.model_file import load_trained
 
@@ -46,7 +46,7 @@ def model_sweep(
     rows = []
     for scale in scales:
         for k in ks:
-            out = _log_likelihood(
+            out = run_log_likelihood(
                 model, data, {**settings, "likelihood_samples": k, "likelihood_proposal_scale": scale}, seed, False
             )
             if out is None:

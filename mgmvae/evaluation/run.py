@@ -218,7 +218,7 @@ def evaluate_model(
             }
 
             clustering = _clustering(model, data, joint_test, joint_test_y, settings, seed, progress)
-            likelihood = _log_likelihood(model, data, settings, seed, progress)
+            likelihood = run_log_likelihood(model, data, settings, seed, progress)
     finally:
         model.train(was_training)
     return {
@@ -288,7 +288,7 @@ def _probe_by_subset(
     return out | {tuple(data.modalities): joint_accuracy}
 
 
-def _log_likelihood(model, data: PairedData, settings: Mapping[str, Any], seed: int, progress: bool) -> dict | None:
+def run_log_likelihood(model, data: PairedData, settings: Mapping[str, Any], seed: int, progress: bool) -> dict | None:
     """Importance-sampled test log-likelihoods and their quality on a seeded subsample of test
     pairs (None: skipped). Independent of the protocol: the estimator draws from the posterior."""
     samples = int(settings["likelihood_samples"])
