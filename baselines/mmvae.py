@@ -46,7 +46,7 @@ def check_importance_params(name: str, params: dict) -> None:
 
 class MMVAE(MultimodalVAE):
     name = "mmvae"
-    # MMVAE's MNIST-SVHN command: --obj dreg --K 30 --learn-prior --looser (REFERENCES §3)
+    # MMVAE's MNIST-SVHN command: --obj dreg --K 30 --learn-prior --looser (iffsid/mmvae, README.md)
     default_params = {"objective": "dreg", "k": 30, "learn_prior": True}
     # iffsid/mmvae, src/report/analyse_ms.py: ``cross_coherence`` decodes a posterior draw (forward
     # with K=1), ``classify_latents`` trains and tests the latent classifier on posterior draws,

@@ -120,7 +120,8 @@ def product_of_experts(experts: Sequence[DiagGaussian], prior_expert: bool = Tru
 
 
 def wasserstein_barycenter(experts: Sequence[DiagGaussian], weights: Sequence[float] | None = None) -> DiagGaussian:
-    """2-Wasserstein barycenter of diagonal Gaussians: μ* = Σ λ μ, σ* = Σ λ σ (REFERENCES §3)."""
+    """2-Wasserstein barycenter of diagonal Gaussians: μ* = Σ λ μ, σ* = Σ λ σ
+    (the closed form for commuting covariances, as MWB-VAE, Qiu et al., AAAI 2025, uses it)."""
     if weights is None:
         weights = [1.0 / len(experts)] * len(experts)
     mu = sum(w * e.mu for w, e in zip(weights, experts, strict=True))
