@@ -11,7 +11,7 @@ Each resolves to a ``PluginRef``. Its ``name`` (the class's ``name``; for an ent
 point's name, which must equal it) must match ``NAME_PATTERN`` and may not be a built-in's name: a
 model's is its run name, a path component (``results/<study>/runs/<dataset>/<name>/``), a Snakemake
 wildcard and the ``model_settings`` key. A class that is not of the kind is refused here, before
-any work; ``mgmvae.contract`` then checks what a model does, ``mgmvae.data.check`` what a dataset builds.
+any work; ``mgmvae.contract`` then checks what a model does, ``mgmvae.dataset_contract`` what a dataset builds.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def _tracked(config: Mapping, args: argparse.Namespace, stage: str, name: str, t
 
 # ------------------------------------------------------------------------- prepare
 def prepare_dataset(config: Mapping, args: argparse.Namespace) -> None:
-    from mgmvae.data import build_dataset
+    from mgmvae.datasets import build_dataset
 
     spec = _dataset_spec(config, args.dataset)
     out = args.out or paths.data_file(config, args.dataset)
@@ -435,10 +435,10 @@ def check_model_contract(config: Mapping, args: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------- check-dataset
 def check_dataset_contract(config: Mapping, args: argparse.Namespace) -> None:
-    """The dataset contract (mgmvae/data/check.py) for one dataset, a config's (its source and
+    """The dataset contract (mgmvae/dataset_contract.py) for one dataset, a config's (its source and
     parameters) or a source entry (its default parameters): a report line per failure."""
-    from mgmvae.data.build import config_source, source_of
-    from mgmvae.data.check import check_dataset, describe
+    from mgmvae.dataset_contract import check_dataset, describe
+    from mgmvae.datasets import config_source, source_of
 
     entry = args.dataset
     in_config = entry in config["datasets"]

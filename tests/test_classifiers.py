@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from mgmvae.evaluation.classifiers import (
-    digit_classifier,
     load_classifier,
     predict,
     save_classifier,
     train_classifier,
 )
+from mgmvae.nets import digit_classifier
 
 
 @pytest.mark.parametrize("shape,flat", [((1, 28, 28), 320), ((3, 32, 32), 500)])

@@ -4,7 +4,7 @@ import pytest
 
 from mgmvae.config import ROOT, ConfigError, load_config, run_settings, studied_datasets
 from mgmvae.contract import validate_models
-from mgmvae.data.check import validate_datasets
+from mgmvae.dataset_contract import validate_datasets
 
 QUICK = ROOT / "workflow" / "presets" / "quick.yaml"
 CI = ROOT / "workflow" / "presets" / "ci.yaml"

@@ -7,10 +7,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mgmvae.data import DataError, build_dataset
+from mgmvae.data import DataError
 from mgmvae.data.cdcb import colour_digits, make_cdcb
 from mgmvae.data.embedded import hand_digits, hand_split
 from mgmvae.data.pairing import class_counts, class_matched_pairs
+from mgmvae.datasets import build_dataset
 from mgmvae.registry import builtin_dataset_names
 
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from mgmvae.compat import import_torchvision
-from mgmvae.data import DataError, build_dataset, sources
+from mgmvae.data import DataError, sources
+from mgmvae.datasets import build_dataset
 
 RNG = np.random.default_rng(0)
 

@@ -18,10 +18,10 @@ from torch import nn
 from mgmvae.config import ROOT as REPO
 from mgmvae.config import ConfigError, load_config
 from mgmvae.evaluation import evaluate_model
-from mgmvae.evaluation.classifiers import digit_classifier
 from mgmvae.evaluation.coherence import cross_coherence, joint_coherence
 from mgmvae.evaluation.probe import fit_linear_probe, linear_probe
 from mgmvae.evaluation.protocol import resolve_protocol
+from mgmvae.nets import digit_classifier
 from mgmvae.registry import build_model, resolve
 from mgmvae.seeding import seeded
 from tests.conftest import TOY_SETTINGS, evaluation_settings, synthetic_paired

@@ -298,8 +298,8 @@ def test_bad_settings_and_batches_are_refused():
 
 # ------------------------------------------------------------- the evaluation stage
 def test_evaluate_model_reports_the_log_likelihood_when_asked(toy_data):
-    from mgmvae.evaluation.classifiers import digit_classifier
     from mgmvae.evaluation.run import evaluate_model
+    from mgmvae.nets import digit_classifier
 
     torch.set_default_dtype(torch.float32)
     torch.manual_seed(0)

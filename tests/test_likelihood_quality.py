@@ -148,8 +148,9 @@ def test_metrics_files_one_per_protocol_the_first_at_the_usual_path(tmp_path):
 @pytest.fixture
 def trained_run(tmp_path):
     """A toy MVAE model file, its data and classifiers, as the evaluate stage reads them."""
-    from mgmvae.evaluation.classifiers import digit_classifier, save_classifier
+    from mgmvae.evaluation.classifiers import save_classifier
     from mgmvae.model_file import save_trained
+    from mgmvae.nets import digit_classifier
 
     data = synthetic_paired(n_train=40, n_test=20)
     data.save(tmp_path / "toy.pt")
@@ -215,7 +216,7 @@ def test_two_protocols_write_two_files_with_one_likelihood_estimate(trained_run,
 
 # ----------------------------------------------------------------------- K sweep
 def test_the_k_sweep_reads_every_trained_run_on_the_same_pairs(trained_run):
-    from mgmvae.evaluation.likelihood_sweep import main
+    from mgmvae.likelihood_sweep import main
 
     study = trained_run / "study"
     run = study / "runs" / "mnist_svhn" / "mvae" / "seed0"

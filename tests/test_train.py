@@ -101,8 +101,8 @@ GPU_TOLERANCE = {"loss_rtol": 1e-3, "metric_atol": 0.02}
 
 
 def _train_and_evaluate(data, device):
-    from mgmvae.evaluation.classifiers import digit_classifier
     from mgmvae.evaluation.run import evaluate_model
+    from mgmvae.nets import digit_classifier
 
     data = data.to(device)
     settings = {

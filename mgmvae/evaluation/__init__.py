@@ -1,8 +1,6 @@
 """Evaluation: pure metrics over tensors/callables, and one orchestrator calling the model interface."""
 
 from mgmvae.evaluation.classifiers import (
-    DigitClassifier,
-    digit_classifier,
     load_classifier,
     save_classifier,
     train_classifier,
@@ -21,12 +19,10 @@ from mgmvae.evaluation.retrieval import top1_retrieval, topk_indices
 from mgmvae.evaluation.run import evaluate_model
 
 __all__ = [
-    "DigitClassifier",
     "clustering_scores",
     "conditional_coherence",
     "cross_coherence",
     "cross_generation_accuracy",
-    "digit_classifier",
     "estimate_log_likelihood",
     "evaluate_log_likelihood",
     "evaluate_model",

@@ -1,10 +1,5 @@
-"""Pretrained digit classifiers used to score cross-modal generation (Table 1).
-
-The architectures are MMVAE's (Shi et al. 2019; iffsid/mmvae, src/report/helper.py,
-``MNIST_Classifier`` and ``SVHN_Classifier``): the same small CNN for both digit
-modalities, differing only in the input channels and hence in the flattened size (320 for
-1x28x28, 500 for 3x32x32). Classifiers take float images in [0, 1].
-"""
+"""Training, saving and loading the digit classifiers that score coherence (their network:
+``mgmvae.nets.DigitClassifier``, MMVAE's). Classifiers take float images in [0, 1]."""
 
 from __future__ import annotations
 
@@ -18,47 +13,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from mgmvae.io import load_torch, save_torch
-
-# input shape -> size of the flattened conv features feeding the first FC layer
-# Input shape -> flattened size after the two convolutions. 3×28×28 (PolyMNIST) is MMVAE's network with
-# three input channels; MoPoE's own PolyMNIST classifier (mmnist/networks/ConvNetworkImgClfCMNIST.py)
-# differs, so coherence here is not scored by the classifiers its paper used.
-SUPPORTED_SHAPES: dict[tuple[int, int, int], int] = {(1, 28, 28): 320, (3, 28, 28): 320, (3, 32, 32): 500}
-
-
-class DigitClassifier(nn.Module):
-    """Conv(C->10,k5)-maxpool-ReLU-Conv(10->20,k5)-Dropout2d-maxpool-ReLU-FC(F->50)-ReLU-dropout-FC(50->10)."""
-
-    def __init__(self, shape: Sequence[int]):
-        super().__init__()
-        self.shape = _check_shape(shape)
-        self.conv1 = nn.Conv2d(self.shape[0], 10, kernel_size=5)
-        self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
-        self.conv2_drop = nn.Dropout2d()
-        self.fc1 = nn.Linear(SUPPORTED_SHAPES[self.shape], 50)
-        self.fc2 = nn.Linear(50, 10)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = F.relu(F.max_pool2d(self.conv1(x), 2))
-        x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
-        x = F.relu(self.fc1(x.flatten(1)))
-        x = F.dropout(x, training=self.training)
-        return self.fc2(x)
-
-
-def _check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in shape)
-    if shape not in SUPPORTED_SHAPES:
-        raise ValueError(
-            f"no digit classifier for input shape {shape}: supported shapes are "
-            f"{sorted(SUPPORTED_SHAPES)} (MNIST-like 1x28x28, SVHN-like 3x32x32)"
-        )
-    return shape
-
-
-def digit_classifier(shape: Sequence[int]) -> DigitClassifier:
-    """The MMVAE digit classifier for images of ``shape`` = (C, H, W)."""
-    return DigitClassifier(shape)
+from mgmvae.nets import DigitClassifier, classifier_shape, digit_classifier
 
 
 def _as_float(x: Tensor) -> Tensor:
@@ -148,7 +103,7 @@ def train_classifier(
 def save_classifier(net: nn.Module, shape: Sequence[int], metrics: dict, path: str | Path) -> None:
     """Store state_dict + input shape + metrics (plain types only, so loadable with weights_only)."""
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    save_torch({"state_dict": state, "shape": list(_check_shape(shape)), "metrics": metrics}, path)
+    save_torch({"state_dict": state, "shape": list(classifier_shape(shape)), "metrics": metrics}, path)
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> DigitClassifier:

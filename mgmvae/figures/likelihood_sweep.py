@@ -1,4 +1,4 @@
-"""The K sweep of the test log-likelihood (``mgmvae.evaluation.likelihood_sweep``) as a figure: per
+"""The K sweep of the test log-likelihood (``mgmvae.likelihood_sweep``) as a figure: per
 estimate (joint, each modality), log p̂ less the model's estimate at the largest K (first proposal
 scale), and the effective sample size, against K on a log axis; one line per model (one dash style
 per proposal scale). Where a line flattens, its estimate has stopped climbing; models whose

@@ -63,7 +63,7 @@ def notes(frame: pd.DataFrame) -> list[str]:
     out = [
         f"ESS: Kish's effective sample size (Σw)²/Σw² of a pair's K importance weights, mean over pairs and seeds; "
         f"< floor: the pairs with ESS under {floor}. {UNRELIABLE}: unreliable, over half the pairs under the floor "
-        "(on some seed): the estimate still climbs with K (`python -m mgmvae.evaluation.likelihood_sweep`). "
+        "(on some seed): the estimate still climbs with K (`python -m mgmvae.likelihood_sweep`). "
         f"Proposal: {proposal}. The estimator draws from them under every evaluation protocol: one table for all."
     ]
     if (_values(frame, "quality.normalised") == 0).any():

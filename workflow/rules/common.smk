@@ -14,9 +14,8 @@ from mgmvae import paper as _paper
 from mgmvae import paths
 from mgmvae.config import ConfigError, run_settings, studied_datasets, validate
 from mgmvae.contract import validate_models
-from mgmvae.data import dataset_modalities
-from mgmvae.data.check import validate_datasets
-from mgmvae.data.preflight import check_raw_data
+from mgmvae.dataset_contract import validate_datasets
+from mgmvae.datasets import check_raw_data, dataset_modalities
 from mgmvae.registry import run_names
 from mgmvae.tracking import TrackingError
 from mgmvae.tracking import check_uri as check_tracking_uri

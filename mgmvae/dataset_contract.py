@@ -3,7 +3,7 @@ datasets before any job.
 
 What the pipeline assumes of a dataset: its class declares two or more modalities and a (C, H, W)
 shape for each that the shared encoders and decoders (mgmvae/nets.py) and the digit classifiers
-(mgmvae/evaluation/classifiers.py) accept; ``build`` returns a PairedData with exactly those
+(``mgmvae.nets.digit_classifier``) accept; ``build`` returns a PairedData with exactly those
 modalities and shapes, uint8 images, int64 labels in 0..9 (the classifiers' ten classes), int64
 tuple indices in range, every modality of a tuple of the same label, every test label also in
 training; and the same seed gives bitwise the same tensors. Each failure names what was expected
@@ -18,11 +18,12 @@ from typing import Any
 
 import torch
 
+from mgmvae import nets
 from mgmvae.config import ConfigError, studied_datasets
 from mgmvae.contract import Failure
-from mgmvae.data.build import config_source
 from mgmvae.data.dataset import Dataset, Shape
 from mgmvae.data.paired import SPLITS, PairedData
+from mgmvae.datasets import config_source
 from mgmvae.registry import PluginRef
 
 NUM_CLASSES = 10  # the digit classifiers' outputs
@@ -30,13 +31,10 @@ NUM_CLASSES = 10  # the digit classifiers' outputs
 
 def network_problem(shape: Shape) -> str | None:
     """Why the shared nets or the digit classifier cannot take images of ``shape``; None if they can."""
-    from mgmvae import nets
-    from mgmvae.evaluation.classifiers import digit_classifier
-
     try:
         nets.Encoder(shape, 2, 1)
         nets.Decoder(shape, 3)
-        digit_classifier(shape)
+        nets.digit_classifier(shape)
     except ValueError as error:
         return str(error)
     return None

@@ -1,6 +1,6 @@
 """How far each test log-likelihood still is from converging: a K sweep on trained runs, not a stage.
 
-``python -m mgmvae.evaluation.likelihood_sweep results/quick --dataset digits_street --seed 0``
+``python -m mgmvae.likelihood_sweep results/quick --dataset digits_street --seed 0``
 
 For every trained model of a study (``<study>/runs/<dataset>/<model>/seed<k>/model.pt``) it
 estimates log p(x, y) and each log p(x_m) as the evaluate stage does (its test pairs, its seed,
