@@ -26,7 +26,7 @@ quick: env
 	$(BIN)/snakemake --cores 1 --configfile workflow/presets/quick.yaml --report results/quick/report.html
 
 # The M-modality evaluation (the PolyMNIST table and figure): offline, CPU, the embedded stand-in
-# for PolyMNIST (five modalities), all eight models; about 13 minutes on 2 cores.
+# for PolyMNIST (five modalities), all eight models; about 15 minutes on 2 cores.
 polymnist: env
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/presets/polymnist_quick.yaml
 	$(BIN)/snakemake --cores 1 --configfile workflow/presets/polymnist_quick.yaml --report results/polymnist_quick/report.html

@@ -458,7 +458,8 @@ def snapshot_numbers(snapshots: Path, recipes: Mapping[str, dict]) -> dict[str, 
 
 
 def names_snapshot(paragraph: str, name: str) -> bool:
-    return f"snapshot `{name}`" in paragraph or f"snapshots/{name}/" in paragraph
+    flowed = " ".join(paragraph.split())  # a name may wrap onto the next line
+    return re.search(rf"snapshot `{re.escape(name)}`", flowed, re.I) is not None or f"snapshots/{name}/" in flowed
 
 
 def check_prose(pages: Iterable[Path], snapshots: Path = SNAPSHOTS) -> list[str]:
@@ -468,12 +469,14 @@ def check_prose(pages: Iterable[Path], snapshots: Path = SNAPSHOTS) -> list[str]
     for page in pages:
         for line, paragraph in _paragraphs(page.read_text()):
             for number in quoted_numbers(paragraph):
-                for name, shown in numbers.items():
-                    if number in shown and not names_snapshot(paragraph, name):
-                        problems.append(
-                            f"{page}:{line}: the paragraph quotes {number}, a number of snapshot {name}, "
-                            f"without naming it: write snapshot `{name}` in the paragraph (or quote no number)"
-                        )
+                # A number several snapshots show is covered by naming any one of them.
+                owners = [name for name, shown in numbers.items() if number in shown]
+                if owners and not any(names_snapshot(paragraph, name) for name in owners):
+                    problems.append(
+                        f"{page}:{line}: the paragraph quotes {number}, a number of snapshot "
+                        f"{' or '.join(owners)}, without naming it: write snapshot `{owners[0]}` "
+                        "(the one it comes from) in the paragraph, or quote no number"
+                    )
     return problems
 
 

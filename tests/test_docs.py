@@ -237,6 +237,23 @@ def test_prose_quoting_a_snapshot_number_must_name_the_snapshot(tmp_path):
         assert docs.check_prose([page], FIXTURE) == [], named
 
 
+def test_a_number_two_snapshots_show_is_covered_by_naming_either(tmp_path):
+    snapshots = tmp_path / "snapshots"
+    shutil.copytree(FIXTURE, snapshots)
+    shutil.copytree(snapshots / "ci", snapshots / "ci_again")
+    recipes = yaml.safe_load((snapshots / "recipes.yaml").read_text())
+    recipes["ci_again"] = recipes["ci"]
+    (snapshots / "recipes.yaml").write_text(yaml.safe_dump(recipes))
+    shown = docs.snapshot_numbers(snapshots, docs.load_recipes(snapshots))["ci"]
+    number = next(n for n in sorted(shown) if docs.significant(n) >= 3)
+    page = page_with(tmp_path, prose=f"MVAE reaches {number} here.")
+    (problem,) = docs.check_prose([page], snapshots)
+    assert "snapshot ci or ci_again" in problem
+    for name in ("ci", "ci_again"):
+        page = page_with(tmp_path, prose=f"MVAE reaches {number} here (snapshot `{name}`).")
+        assert docs.check_prose([page], snapshots) == [], name
+
+
 def test_quoted_numbers_are_those_with_three_significant_digits_outside_code():
     assert docs.quoted_numbers("lr 0.01, 4 epochs, 73.9 and 1,244 pairs, 0.69 scale, `12.34` in code") == [
         "73.9",
