@@ -49,7 +49,7 @@ class Dataset:
 
     def build(self, name: str, seed: int, data_dir: Path, download: bool) -> PairedData:
         """The dataset ``name`` (its config key) for ``seed``; raw files, if any, under ``data_dir``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement build()")
 
     def raw_files(self, data_dir: Path) -> list[Path]:
         """The files ``build`` reads under ``data_dir`` (checked before any job); none by default."""
