@@ -31,12 +31,15 @@ polymnist: env
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/presets/polymnist_quick.yaml
 	$(BIN)/snakemake --cores 1 --configfile workflow/presets/polymnist_quick.yaml --report results/polymnist_quick/report.html
 
-# Unit tests plus the whole DAG end to end on the tiny CI preset.
+# Unit tests plus the whole DAG end to end on the tiny CI preset. TEST_WORKERS pytest-xdist workers
+# take a test module at a time, the modules with slow tests first (tests/conftest.py).
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: env
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: env
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # Lint, format, Snakefile style and types (settings in pyproject.toml); seconds, run by .ci/run.
 lint: env

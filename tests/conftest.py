@@ -1,5 +1,5 @@
-"""Shared fixtures: tiny synthetic paired data in the real on-disk format, and one end-to-end run
-of the pipeline that the end-to-end tests share."""
+"""Shared fixtures: tiny synthetic paired data in the real on-disk format, Snakemake in a working
+directory, the plugin package installed as a user would, and the order the tests run in."""
 
 from __future__ import annotations
 
@@ -8,13 +8,10 @@ import re
 import shutil
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from mgmvae.config import ROOT
 from mgmvae.data.paired import PairedData
@@ -72,6 +69,14 @@ def evaluation_settings(**overrides) -> dict:
     return {**load_config()["evaluation"], **overrides}
 
 
+def pytest_collection_modifyitems(config, items):
+    """The modules that hold a slow test first. ``make test`` runs two pytest-xdist workers that
+    take a module at a time (``--dist loadfile``: module-scoped fixtures and servers stay on one
+    worker): so the longest work starts at once and the quick modules fill in beside it."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: the order within a module is kept
+
+
 # ------------------------------------------------------------------ end to end
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
@@ -126,40 +131,3 @@ def plugin_site(tmp_path_factory):
     os.environ.pop("PYTHONPATH") if old is None else os.environ.update(PYTHONPATH=old)
     for name in [m for m in sys.modules if m == "tiny_plugin" or m.startswith("tiny_plugin.")]:
         del sys.modules[name]
-
-
-@dataclass(frozen=True)
-class Study:
-    """A finished end-to-end run: its working directory, what it ran and how long it took."""
-
-    workdir: Path
-    models: list[str]
-    ablation_model: str  # run name of the ablated model
-    ablation_variants: list[str]
-    seconds: float
-
-    @property
-    def results(self) -> Path:
-        return self.workdir / "results" / "ci"
-
-
-@pytest.fixture(scope="session")
-def ci_study(plugin_site, tmp_path_factory) -> Study:
-    """One run of the CI preset's whole DAG, shared by the end-to-end tests that check the same
-    pipeline (tests/test_pipeline.py, tests/test_plugins.py): every built-in and the installed plugin
-    ``tiny_vae`` (an entry point) through the default target, and the guide's template as a local
-    file (``tiny_file_vae``) through the ablation target, four jobs at a time logging to the default
-    MLflow store of the working directory."""
-    workdir = tmp_path_factory.mktemp("ci_study")
-    (workdir / "tiny.py").write_text(template_code("tiny_file_vae"))
-    models = [*yaml.safe_load(CI_PRESET.read_text())["models"], "tiny_vae"]
-    variants = {"full": {}, "kl_half": {"params": {"kl_weight": 0.5}}}
-    ablation = {"model": f"{workdir / 'tiny.py'}:TinyVAE", "select": list(variants), "variants": variants}
-    extra = workdir / "study.yaml"
-    extra.write_text(yaml.safe_dump({"models": models, "ablation": ablation}))
-    start = time.monotonic()
-    result = snakemake(workdir, "all", "ablation", "--cores", "4", "--configfile", str(CI_PRESET), str(extra))
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    seconds = time.monotonic() - start
-    print(f"shared CI study: {seconds:.0f} s")
-    return Study(workdir, models, "tiny_file_vae", list(variants), seconds)

@@ -88,9 +88,21 @@ def _memory_mb() -> int:
     return 4096
 
 
+# slurmd opens a Unix socket per job step, <SlurmdSpoolDir>/<node>_<job>.<step>; a path longer than
+# sun_path (108 bytes with its NUL) fails the launch and SLURM holds the job for ever.
+STEP_SOCKET = "localhost_4294967295.4294967295"
+
+
 def write_conf(folder: Path, conf: Path = SLURM_CONF) -> Path:
     """slurm.conf for one node (all CPUs and memory of this machine), no accounting; a foreign
     slurm.conf already there is moved to <folder>/slurm.conf.orig first."""
+    socket_path = len(os.fsencode(folder / "spool" / STEP_SOCKET))
+    if socket_path > 107:
+        raise ClusterError(
+            f"the cluster folder {folder} is too deep: slurmd's job sockets under it would be "
+            f"{socket_path} bytes long, over the 107 a Unix socket path allows; use a shorter folder "
+            "(tempfile.mkdtemp(prefix='slurm-'))"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     for sub in ("state", "spool"):
         (folder / sub).mkdir(exist_ok=True)

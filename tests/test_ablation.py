@@ -1,6 +1,6 @@
 """The ablation study: variants resolved in mgmvae.config, the aggregation and the DAG. The tiny ablation runs
 end to end in tests/test_slurm.py (through SLURM) and, with a plugin as the ablated model, in the shared CI
-study (tests/conftest.py ``ci_study``)."""
+study (tests/test_pipeline.py ``ci_study``)."""
 
 import json
 import os

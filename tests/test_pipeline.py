@@ -1,16 +1,58 @@
-"""The whole DAG end to end on the tiny CI preset, as Snakemake runs it, plus its refusals."""
+"""The whole DAG end to end on the tiny CI preset, as Snakemake runs it, plus its refusals. The
+end-to-end tests share one run of it (``ci_study``): the built-ins, a plugin installed as a package
+beside them, and the plugin guide's template as a local file through the ablation."""
 
 import json
+import re
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from mgmvae.config import ROOT
-from tests.conftest import CI_PRESET, SNAKEMAKE, snakemake, snakemake_env
+from tests.conftest import CI_PRESET, SNAKEMAKE, snakemake, snakemake_env, template_code
+
+
+@dataclass(frozen=True)
+class Study:
+    """A finished end-to-end run: its working directory, what it ran and how long it took."""
+
+    workdir: Path
+    models: list[str]
+    ablation_model: str  # run name of the ablated model
+    ablation_variants: list[str]
+    seconds: float
+
+    @property
+    def results(self) -> Path:
+        return self.workdir / "results" / "ci"
+
+
+@pytest.fixture(scope="module")
+def ci_study(plugin_site, tmp_path_factory) -> Study:
+    """One run of the CI preset's whole DAG, shared by the end-to-end tests below: every built-in
+    and the installed plugin ``tiny_vae`` (an entry point) through the default target, and the
+    guide's template as a local file (``tiny_file_vae``) through the ablation target, four jobs at a
+    time logging to the default MLflow store of the working directory."""
+    workdir = tmp_path_factory.mktemp("ci_study")
+    (workdir / "tiny.py").write_text(template_code("tiny_file_vae"))
+    models = [*yaml.safe_load(CI_PRESET.read_text())["models"], "tiny_vae"]
+    variants = {"full": {}, "kl_half": {"params": {"kl_weight": 0.5}}}
+    ablation = {"model": f"{workdir / 'tiny.py'}:TinyVAE", "select": list(variants), "variants": variants}
+    extra = workdir / "study.yaml"
+    extra.write_text(yaml.safe_dump({"models": models, "ablation": ablation}))
+    start = time.monotonic()
+    result = snakemake(workdir, "all", "ablation", "--cores", "4", "--configfile", str(CI_PRESET), str(extra))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    seconds = time.monotonic() - start
+    print(f"shared CI study: {seconds:.0f} s")
+    return Study(workdir, models, "tiny_file_vae", list(variants), seconds)
 
 
 @pytest.mark.slow
@@ -113,6 +155,47 @@ def test_ci_preset_end_to_end(ci_study):
     }
     assert {p: r["protocol"] for p, r in both.items()} == {"mean": "mean", "sample": "sample"}
     assert both["mean"]["metrics"] != both["sample"]["metrics"]
+
+
+# ------------------------------------------------------------ plugins end to end
+def check_plugin_mlflow_runs(workdir: Path, name: str, package: str, version: str, builtin: bool = True) -> None:
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("mgmvae-benchmark").experiment_id])
+    mine = [r for r in runs if r.data.tags.get("model") == name]
+    assert {"train", "evaluate"} <= {r.data.tags["stage"] for r in mine}
+    for run in mine:
+        assert run.data.tags["model_package"] == package
+        assert re.fullmatch(version, run.data.tags["model_version"])
+        assert run.data.tags["model_import_path"].endswith(":TinyVAE")
+    if builtin:
+        mvae = next(r for r in runs if r.data.tags.get("model") == "mvae" and r.data.tags["stage"] == "train")
+        assert mvae.data.tags["model_import_path"] == "baselines.mvae:MVAE"
+
+
+@pytest.mark.slow
+def test_plugin_runs_through_the_ci_preset_beside_builtins(ci_study):
+    """The installed plugin (entry point tiny_vae) beside the built-ins: tables, figures, MLflow."""
+    study = ci_study.results
+    for table in ("table1", "table2", "table3", "clustering"):
+        frame = pd.read_csv(study / "tables" / f"{table}.csv")
+        assert "tiny_vae" in set(frame["model"]), table
+    row = next(line for line in (study / "tables" / "table1.md").read_text().splitlines() if "tiny_vae" in line)
+    assert "—" in row  # the paper has no number for it
+    assert (study / "runs/digits_street/tiny_vae/seed0/metrics.json").exists()
+    for stem in ("translation/digits_street_tiny_vae_hand_to_street", "curves/digits_cdcb_tiny_vae"):
+        assert (study / "figures" / f"{stem}.png").stat().st_size > 1000
+    check_plugin_mlflow_runs(ci_study.workdir, "tiny_vae", "mgmvae-tiny-plugin", "0.3.1")
+
+
+@pytest.mark.slow
+def test_plugin_file_runs_through_the_ablation(ci_study):
+    """The guide's template as a local file is the ablation's model, with variants of its own."""
+    outdir = ci_study.results / "ablation"
+    table = pd.read_csv(outdir / "ablation_table.csv")
+    assert set(table["variant"]) == set(ci_study.ablation_variants) == {"full", "kl_half"}
+    assert (outdir / "ablation_plot_digits_street.png").stat().st_size > 1000
+    assert (outdir / "digits_street" / "kl_half" / "seed0" / "metrics.json").exists()
+    check_plugin_mlflow_runs(ci_study.workdir, ci_study.ablation_model, "", r"sha256:[0-9a-f]{16}", builtin=False)
 
 
 def test_paper_setting_dry_run_lists_the_paper_dag(tmp_path):

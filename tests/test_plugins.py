@@ -1,5 +1,5 @@
 """Model plugins: the registry (built-ins, entry points, import and file paths), the model
-contract (check-model), config validation, and a plugin through the whole pipeline.
+contract (check-model), config validation. A plugin through the whole pipeline: tests/test_pipeline.py.
 
 The plugin is a separate package, tests/plugin_pkg (distribution mgmvae-tiny-plugin 0.3.1, entry
 point tiny_vae), installed with pip into a folder put on the path, as a user would install it.
@@ -8,9 +8,7 @@ point tiny_vae), installed with pip into a folder put on the path, as a user wou
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
@@ -214,46 +212,3 @@ def test_broken_plugin_stops_snakemake_before_any_job(plugin_site, tmp_path):
     assert "'tiny_plugin.broken:WrongShape' (run name 'wrong_shape') breaks the model contract" in result.stderr
     assert "generate [mnist_svhn shapes] hand" not in result.stderr  # the checks use the shape pairs' names
     assert not (tmp_path / "results").exists() and not (tmp_path / "mlflow.db").exists()
-
-
-# --------------------------------------------------------------- end to end
-def check_plugin_mlflow_runs(workdir: Path, name: str, package: str, version: str, builtin: bool = True) -> None:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("mgmvae-benchmark").experiment_id])
-    mine = [r for r in runs if r.data.tags.get("model") == name]
-    assert {"train", "evaluate"} <= {r.data.tags["stage"] for r in mine}
-    for run in mine:
-        assert run.data.tags["model_package"] == package
-        assert re.fullmatch(version, run.data.tags["model_version"])
-        assert run.data.tags["model_import_path"].endswith(":TinyVAE")
-    if builtin:
-        mvae = next(r for r in runs if r.data.tags.get("model") == "mvae" and r.data.tags["stage"] == "train")
-        assert mvae.data.tags["model_import_path"] == "baselines.mvae:MVAE"
-
-
-@pytest.mark.slow
-def test_plugin_runs_through_the_ci_preset_beside_builtins(ci_study):
-    """The installed plugin (entry point tiny_vae) beside the built-ins: tables, figures, MLflow."""
-    study = ci_study.results
-    for table in ("table1", "table2", "table3", "clustering"):
-        frame = pd.read_csv(study / "tables" / f"{table}.csv")
-        assert "tiny_vae" in set(frame["model"]), table
-    row = next(line for line in (study / "tables" / "table1.md").read_text().splitlines() if "tiny_vae" in line)
-    assert "—" in row  # the paper has no number for it
-    assert (study / "runs/digits_street/tiny_vae/seed0/metrics.json").exists()
-    for stem in ("translation/digits_street_tiny_vae_hand_to_street", "curves/digits_cdcb_tiny_vae"):
-        assert (study / "figures" / f"{stem}.png").stat().st_size > 1000
-    check_plugin_mlflow_runs(ci_study.workdir, "tiny_vae", "mgmvae-tiny-plugin", "0.3.1")
-
-
-@pytest.mark.slow
-def test_plugin_file_runs_through_the_ablation(ci_study):
-    """The guide's template as a local file is the ablation's model, with variants of its own."""
-    outdir = ci_study.results / "ablation"
-    table = pd.read_csv(outdir / "ablation_table.csv")
-    assert set(table["variant"]) == set(ci_study.ablation_variants) == {"full", "kl_half"}
-    assert (outdir / "ablation_plot_digits_street.png").stat().st_size > 1000
-    assert (outdir / "digits_street" / "kl_half" / "seed0" / "metrics.json").exists()
-    check_plugin_mlflow_runs(ci_study.workdir, ci_study.ablation_model, "", r"sha256:[0-9a-f]{16}", builtin=False)

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,7 +44,8 @@ def test_tiny_ablation_on_slurm_logging_to_an_mlflow_server(tmp_path):
     timings = {}
     start = time.monotonic()
     timings["apt install"] = slurm_cluster.install()
-    cluster, work = tmp_path / "cluster", tmp_path / "work"
+    # Short, outside tmp_path: slurmd's job sockets live under it (slurm_cluster.STEP_SOCKET).
+    cluster, work = Path(tempfile.mkdtemp(prefix="slurm-")), tmp_path / "work"
     work.mkdir()
     mlflow_started = False
     try:
@@ -131,6 +133,7 @@ def test_tiny_ablation_on_slurm_logging_to_an_mlflow_server(tmp_path):
                 check=False,
             )
         stopped = slurm_cluster.stop(cluster)
+        shutil.rmtree(cluster, ignore_errors=True)
         timings["total"] = time.monotonic() - start
         print("timings (s):", {k: round(v, 1) for k, v in timings.items()}, "stopped PIDs:", stopped)
     for pid in stopped:
@@ -142,3 +145,11 @@ def _search(secrets: list[bytes], roots: list[Path], skip: set[Path]) -> tuple[i
     """(files searched, files holding any of the secrets) under the roots, skipping the given files."""
     files = [f for root in roots for f in root.rglob("*") if f.is_file() and not f.is_symlink() and f not in skip]
     return len(files), [f for f in files if any(secret in f.read_bytes() for secret in secrets)]
+
+
+def test_a_cluster_folder_too_deep_for_slurmds_sockets_is_refused(tmp_path):
+    """A too-long socket path would fail every job launch and leave the job held, not failed."""
+    deep = tmp_path / ("d" * 100)
+    with pytest.raises(slurm_cluster.ClusterError, match="too deep.*107"):
+        slurm_cluster.write_conf(deep, conf=tmp_path / "slurm.conf")
+    assert not deep.exists() and not (tmp_path / "slurm.conf").exists()
