@@ -89,18 +89,19 @@ def _memory_mb() -> int:
 
 
 # slurmd opens a Unix socket per job step, <SlurmdSpoolDir>/<node>_<job>.<step>; a path longer than
-# sun_path (108 bytes with its NUL) fails the launch and SLURM holds the job for ever.
+# sun_path allows fails the launch and SLURM holds the job for ever.
 STEP_SOCKET = "localhost_4294967295.4294967295"
+SOCKET_PATH_MAX = 107  # bytes: sun_path is 108 with its NUL
 
 
 def write_conf(folder: Path, conf: Path = SLURM_CONF) -> Path:
     """slurm.conf for one node (all CPUs and memory of this machine), no accounting; a foreign
     slurm.conf already there is moved to <folder>/slurm.conf.orig first."""
     socket_path = len(os.fsencode(folder / "spool" / STEP_SOCKET))
-    if socket_path > 107:
+    if socket_path > SOCKET_PATH_MAX:
         raise ClusterError(
             f"the cluster folder {folder} is too deep: slurmd's job sockets under it would be "
-            f"{socket_path} bytes long, over the 107 a Unix socket path allows; use a shorter folder "
+            f"{socket_path} bytes long, over the {SOCKET_PATH_MAX} a Unix socket path allows; use a shorter folder "
             "(tempfile.mkdtemp(prefix='slurm-'))"
         )
     folder.mkdir(parents=True, exist_ok=True)
