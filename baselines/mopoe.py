@@ -53,9 +53,11 @@ PRIOR_EXPERT = ("full_set", "none", "all")  # where an N(0, I) expert joins the 
 def subset_blocks(rows: int, n_subsets: int, device: torch.device | None = None) -> Tensor:
     """The subset index of each row: contiguous blocks of ⌊rows/n⌋, the last block holding the
     remainder (all rows when rows < n), as ``mixture_component_selection`` with weights 1/n."""
+    # Arithmetic on the device: no host data, no data-dependent shape, so no sync on a GPU.
     block = rows // n_subsets
-    sizes = torch.tensor([block] * (n_subsets - 1) + [rows - block * (n_subsets - 1)], device=device)
-    return torch.repeat_interleave(torch.arange(n_subsets, device=device), sizes)
+    if block == 0:
+        return torch.full((rows,), n_subsets - 1, device=device)
+    return (torch.arange(rows, device=device) // block).clamp_(max=n_subsets - 1)
 
 
 class MoPoE(MultimodalVAE):

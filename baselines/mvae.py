@@ -121,4 +121,5 @@ class MVAE(MultimodalVAE):
             terms["subsets/elbo"] = torch.stack(drawn).mean() if drawn else elbos[0].new_zeros(())
             elbos += drawn
         loss = -torch.stack(elbos).sum()
-        return {"loss": loss, **terms, "kl_annealing": loss.new_tensor(annealing)}
+        # torch.full passes the weight to a kernel; new_tensor would copy it from the host (a GPU sync).
+        return {"loss": loss, **terms, "kl_annealing": torch.full((), annealing, dtype=loss.dtype, device=loss.device)}

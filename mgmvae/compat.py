@@ -1,4 +1,6 @@
-"""Importing torchvision on a CPU-only torch.
+"""What the environment must provide: torchvision on a CPU-only torch, and a ``python`` the rules can run.
+
+Importing torchvision on a CPU-only torch:
 
 PyPI's torchvision 0.28.0 is a CUDA build; against the CPU wheel of torch 2.13.0 its compiled ops
 fail to load and ``import torchvision`` raises ``operator torchvision::nms does not exist``. The
@@ -9,7 +11,11 @@ not, and nothing here uses it). With a matching torch build the first import jus
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -30,3 +36,21 @@ def import_torchvision():
         _library.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
         import torchvision
     return torchvision
+
+
+def rule_python_problem(root: Path) -> str | None:
+    """Why the ``python`` on PATH, which every rule runs as ``python -m mgmvae``, cannot run the
+    stages (None when it is this interpreter or runs them): Snakemake started as
+    ``.venv/bin/snakemake`` without the venv active would otherwise run each job with the system
+    Python and fail inside the first job's log."""
+    python = shutil.which("python")
+    if python is None:
+        return "there is no `python` on PATH"
+    if Path(python).absolute() == Path(sys.executable).absolute():
+        return None
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    probe = subprocess.run([python, "-m", "mgmvae", "--help"], capture_output=True, text=True, env=env)
+    if probe.returncode == 0:
+        return None
+    lines = (probe.stderr or probe.stdout).strip().splitlines()
+    return f"the `python` on PATH ({python}) cannot run the stages: {lines[-1] if lines else probe.returncode}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,18 @@ def run_settings(config: Mapping, dataset: str, model: str, variant: str | None 
     for layer in layers:
         resolved = deep_merge(resolved, layer)
     return dict(resolved)
+
+
+def at_paper_budget(config: Mapping, runs: Iterable[tuple[str, str]]) -> list[str]:
+    """The (dataset, model) runs that train as many epochs as config.yaml's paper setting or more:
+    hours each on a CPU."""
+    paper = load_config()
+    return [
+        f"{dataset}/{model} ({epochs} epochs)"
+        for dataset, model in runs
+        if dataset in paper["datasets"]
+        and (epochs := run_settings(config, dataset, model)["epochs"]) >= run_settings(paper, dataset, model)["epochs"]
+    ]
 
 
 def variant_overrides(config: Mapping, variant: str) -> dict:

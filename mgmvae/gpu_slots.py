@@ -7,10 +7,20 @@ to detect. filelock's fallback to marker files (which a killed job would leave b
 off. A short lock on ``<lock_dir>/choose.lock`` serialises the choice, so that two starting jobs see
 each other's slots and spread over the devices (least-loaded device first, then the lowest index).
 
+Jobs that find every slot held wait first come, first served: each takes a ticket (a file under
+``<lock_dir>/queue/``, flock-held like a slot, so a dead waiter's ticket is seen as dead), and a job
+leases only when no live ticket ahead of it wants one of its devices.
+
 A device is identified by its UUID (CUDA's own, the same whatever ``CUDA_VISIBLE_DEVICES`` or
 ``CUDA_DEVICE_ORDER`` a job runs under), so jobs that see the GPUs in different orders or subsets
 still count the same physical GPU once. The job runs on ``cuda:<i>``, ``i`` its index among the
-devices the job sees. Under SLURM the scheduler has already given the job its GPU: no leasing.
+devices the job sees. Under SLURM the scheduler has already given the job its GPU: no leasing;
+without device cgroups (``CUDA_VISIBLE_DEVICES`` unset) the job sees every GPU of the node, and
+runs on the one ``SLURM_STEP_GPUS``/``SLURM_JOB_GPUS`` names, or on the CPU when it was given none.
+
+``device: auto`` says what it chose and why, and warns loudly when the driver sees a GPU that torch
+cannot use (a CPU-only build, a driver too old for the wheel): a run would otherwise take hours
+on the CPU in silence.
 
 ``MGMVAE_FAKE_GPUS=N`` pretends the machine has N GPUs with ids ``0..N-1`` (``CUDA_VISIBLE_DEVICES``
 filters them as CUDA would), so the leasing is tested without a GPU; such a device cannot run a job.
@@ -33,6 +43,8 @@ from filelock import FileLock, Timeout
 
 FAKE_ENV = "MGMVAE_FAKE_GPUS"
 SLURM_ENV = ("SLURM_JOB_ID",)  # set in every SLURM allocation (sbatch, srun, salloc)
+SLURM_GPU_ENV = ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS")  # the node's GPU indices a job or step was given
+DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")  # one folder per GPU the NVIDIA driver sees
 POLL_S = 1.0  # how often a waiting job retries: a few file opens, negligible
 REMIND_S = 300.0  # a waiting job repeats its message this often, so its log shows it is alive
 LEASE_MODES = ("auto", "always", "never")
@@ -91,6 +103,8 @@ class Placement:
     slot: int | None = None
     slots: int | None = None
     lock: FileLock | None = field(default=None, repr=False)
+    why: str = ""  # for the CPU: why this job runs there
+    warning: str | None = None  # what the job's log and run must show loudly
 
     def describe(self) -> str:
         if self.how == "lease" and self.lock is not None:
@@ -102,11 +116,12 @@ class Placement:
             return f"{self.device} (SLURM job {os.environ.get('SLURM_JOB_ID')}: the scheduler's GPU, not leased)"
         if self.how == "unleased":
             return f"{self.device} (gpu_slots.lease: never: not leased)"
-        return self.device
+        return f"{self.device} ({self.why})" if self.why else self.device
 
     def params(self) -> dict[str, str]:
-        """What MLflow records: the device and how it was chosen."""
-        return {"device": self.device, "device_placement": self.describe()}
+        """What MLflow records: the device, how it was chosen and any warning."""
+        warning = {"device_warning": self.warning} if self.warning else {}
+        return {"device": self.device, "device_placement": self.describe(), **warning}
 
     def release(self) -> None:
         """Give the slot back now (otherwise the kernel does it when the process ends)."""
@@ -159,6 +174,35 @@ def under_slurm(env: Mapping[str, str] | None = None) -> bool:
     return any(env.get(name) for name in SLURM_ENV)
 
 
+def _slurm_gpus(env: Mapping[str, str]) -> list[int]:
+    """The node's GPU indices SLURM gave this job (empty when it gave none)."""
+    value = next((env[name] for name in SLURM_GPU_ENV if env.get(name)), "")
+    return [int(v) for v in value.split(",") if v.strip().isdigit()]
+
+
+def unusable_gpu(env: Mapping[str, str] | None = None) -> str | None:
+    """Why the NVIDIA driver sees a GPU that this process cannot use, or None."""
+    env = os.environ if env is None else env
+    if env.get(FAKE_ENV) is not None or env.get("CUDA_VISIBLE_DEVICES") == "":
+        return None  # faked, or hidden on purpose
+    try:
+        seen = len(list(DRIVER_GPUS.iterdir()))
+    except OSError:
+        return None
+    import torch
+
+    if not seen or torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a CPU-only build; install its CUDA build (on Linux, PyPI's torch wheel)"
+    try:
+        torch.cuda.init()
+        problem = "torch.cuda.is_available() is False"
+    except Exception as error:  # the driver's own words: too old, not loaded, no device
+        problem = str(error).strip().splitlines()[0]
+    return f"torch {torch.__version__} (CUDA {torch.version.cuda}) cannot use it: {problem}"
+
+
 def _visible_note(env: Mapping[str, str]) -> str:
     value = env.get("CUDA_VISIBLE_DEVICES")
     return "CUDA_VISIBLE_DEVICES is unset" if value is None else f"CUDA_VISIBLE_DEVICES={value!r}"
@@ -198,8 +242,8 @@ def _sign(fd: int) -> None:
     os.pwrite(fd, json.dumps(record).encode(), 0)
 
 
-def _try_lock(path: Path) -> FileLock | None:
-    lock = _lock(path, blocking=False, on_acquired=_sign)
+def _try_lock(path: Path, sign: bool = True) -> FileLock | None:
+    lock = _lock(path, blocking=False, on_acquired=_sign if sign else None)
     try:
         lock.acquire()
     except Timeout:
@@ -217,9 +261,44 @@ def _holder(path: Path, command: bool = False) -> str:
     return f"{text}: {' '.join(info.get('argv', [])[1:])[:160]}" if command else text
 
 
-def _try_lease(lock_dir: Path, gpus: Sequence[str], wanted: Sequence[int], slots: int) -> Placement | None:
-    """Lock a free slot on the least-loaded wanted device, or None if every slot is held."""
+def _waiting_ahead(lock_dir: Path, devices: set[str], ticket: FileLock | None) -> int:
+    """Live waiters, queued before ``ticket`` (all of them without one), that want one of ``devices``;
+    a dead waiter's ticket (its lock free) is removed on the way. Called under ``choose.lock``."""
+    ahead = 0
+    for path in sorted((lock_dir / "queue").glob("*.wait")):
+        if ticket is not None and str(path) >= ticket.lock_file:
+            break
+        probe = _try_lock(path, sign=False)
+        if probe is not None:  # its waiter is gone
+            probe.release()
+            path.unlink(missing_ok=True)
+            continue
+        try:
+            ahead += bool(devices & set(json.loads(path.read_text() or "[]")))
+        except (OSError, ValueError):
+            ahead += 1  # a ticket being written: count it, to be safe
+    return ahead
+
+
+def _take_ticket(lock_dir: Path, devices: set[str]) -> FileLock:
+    """A place in the queue, held (like a slot) until the job gets its slot or ends."""
+    record = json.dumps(sorted(devices)).encode()
+    path = lock_dir / "queue" / f"{time.time_ns():020d}-{os.getpid()}.wait"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ticket = _lock(path, blocking=False, on_acquired=lambda fd: os.pwrite(fd, record, 0))
+    with _lock(lock_dir / "choose.lock"):
+        ticket.acquire()
+    return ticket
+
+
+def _try_lease(
+    lock_dir: Path, gpus: Sequence[str], wanted: Sequence[int], slots: int, ticket: FileLock | None = None
+) -> Placement | None:
+    """Lock a free slot on the least-loaded wanted device, or None if every slot is held or a job
+    queued before this one waits for one of these devices."""
     with _lock(lock_dir / "choose.lock"):  # starting jobs choose one at a time, each seeing the others' slots
+        if _waiting_ahead(lock_dir, {gpus[i] for i in wanted}, ticket):
+            return None
         free: dict[int, list[tuple[int, FileLock]]] = {}
         for i in wanted:
             locked = ((k, _try_lock(_slot_path(lock_dir, gpus[i], k))) for k in range(slots))
@@ -250,32 +329,41 @@ def lease_slot(
     poll_s: float = POLL_S,
     say: Callable[[str], None] | None = None,
 ) -> Placement:
-    """Hold one free slot on one of the ``wanted`` devices, waiting up to ``options.wait_s`` for one."""
+    """Hold one free slot on one of the ``wanted`` devices, waiting up to ``options.wait_s`` for one,
+    first come, first served."""
     say = say or (lambda message: print(message, file=sys.stderr, flush=True))
-    lock_dir = options.directory()
+    lock_dir, devices = options.directory(), {gpus[i] for i in wanted}
     start = time.monotonic()
-    said = None
-    while True:
-        placement = _try_lease(lock_dir, gpus, wanted, options.per_device)
-        waited = time.monotonic() - start
-        if placement is not None:
-            if said is not None:
-                say(f"got a GPU slot after waiting {waited:.0f} s")
-            return placement
-        if waited >= options.wait_s:
-            raise LeaseError(
-                f"no GPU slot became free in {options.wait_s:.0f} s (gpu_slots.wait_s): "
-                f"{_all_held(lock_dir, gpus, wanted, options.per_device)}. "
-                "Run fewer GPU jobs at once (snakemake --resources gpu=<GPUs x gpu_slots.per_device>), "
-                "raise gpu_slots.per_device or gpu_slots.wait_s, or end the jobs holding the slots."
-            )
-        if said is None or time.monotonic() - said >= REMIND_S:
-            say(
-                f"{_all_held(lock_dir, gpus, wanted, options.per_device)}; waiting up to {options.wait_s:.0f} s "
-                f"(gpu_slots.wait_s) for one to free, lock dir {lock_dir}"
-            )
-            said = time.monotonic()
-        time.sleep(min(poll_s, max(0.0, options.wait_s - waited)))
+    said, ticket = None, None
+    try:
+        while True:
+            placement = _try_lease(lock_dir, gpus, wanted, options.per_device, ticket)
+            waited = time.monotonic() - start
+            if placement is not None:
+                if said is not None:
+                    say(f"got a GPU slot after waiting {waited:.0f} s")
+                return placement
+            held = _all_held(lock_dir, gpus, wanted, options.per_device)
+            if waited >= options.wait_s:
+                raise LeaseError(
+                    f"no GPU slot became free in {options.wait_s:.0f} s (gpu_slots.wait_s): {held}. "
+                    "Run fewer GPU jobs at once (snakemake --resources gpu=<GPUs x gpu_slots.per_device>), "
+                    "raise gpu_slots.per_device or gpu_slots.wait_s, or end the jobs holding the slots."
+                )
+            ticket = ticket or _take_ticket(lock_dir, devices)
+            if said is None or time.monotonic() - said >= REMIND_S:
+                with _lock(lock_dir / "choose.lock"):
+                    ahead = _waiting_ahead(lock_dir, devices, ticket)
+                say(
+                    f"{held}; {ahead} job(s) queued ahead of this one; waiting up to {options.wait_s:.0f} s "
+                    f"(gpu_slots.wait_s) for one to free, first come first served, lock dir {lock_dir}"
+                )
+                said = time.monotonic()
+            time.sleep(min(poll_s, max(0.0, options.wait_s - waited)))
+    finally:
+        if ticket is not None:
+            ticket.release()
+            Path(ticket.lock_file).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------- placing
@@ -284,17 +372,60 @@ def place(device: str, section: Mapping[str, Any], env: Mapping[str, str] | None
     (waiting for one if need be) unless under SLURM or ``gpu_slots.lease: never``."""
     env = os.environ if env is None else env
     if device == "cpu":
-        return Placement("cpu", "cpu")
+        return Placement("cpu", "cpu", why="device: cpu")
     options = SlotOptions.from_config(section)
     gpus = visible_gpus(env)
     if device == "auto" and not gpus:
-        return Placement("cpu", "cpu")
+        problem = unusable_gpu(env)
+        if problem:
+            warning = f"the NVIDIA driver sees a GPU, but {problem}; this job runs on the CPU"
+            return Placement("cpu", "cpu", why="device: auto, no usable GPU", warning=warning)
+        return Placement("cpu", "cpu", why=f"device: auto, no CUDA GPU visible ({_visible_note(env)})")
     wanted = _wanted(device, gpus, env)
-    skip = options.lease == "never" or (options.lease == "auto" and under_slurm(env))
-    if skip:
-        how = "slurm" if under_slurm(env) and options.lease == "auto" else "unleased"
-        return Placement(f"cuda:{wanted[0]}", how, gpus[wanted[0]])
+    slurm = options.lease == "auto" and under_slurm(env)
+    if slurm and device == "auto" and env.get("CUDA_VISIBLE_DEVICES") is None:
+        wanted = [i for i in _slurm_gpus(env) if i < len(gpus)]  # no device cgroups: the node's every GPU shows
+        if not wanted:
+            why = "device: auto, but SLURM gave this job no GPU (its rule requests none: check its gpu resource)"
+            return Placement("cpu", "cpu", why=why, warning=why)
+    if slurm or options.lease == "never":
+        return Placement(f"cuda:{wanted[0]}", "slurm" if slurm else "unleased", gpus[wanted[0]])
     return lease_slot(gpus, wanted, options)
+
+
+def gpu_count(env: Mapping[str, str] | None = None) -> int:
+    """How many GPUs this process sees, without starting CUDA (NVML or the driver's count)."""
+    env = os.environ if env is None else env
+    if env.get(FAKE_ENV) is not None:
+        return len(_fake_gpus(env[FAKE_ENV], env))
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def workflow_gpus(workflow: Any, config: Mapping[str, Any]) -> int:
+    """Wire a Snakemake workflow's ``gpu`` resource; return what each GPU rule asks for (0 on the
+    CPU). On one machine the workflow's total is capped at the slots of the devices its jobs may
+    use (GPUs x ``per_device``; one GPU's for a pinned ``cuda:<i>``), unless ``--resources gpu=N``
+    gave one, so a started job always finds a free slot. A cluster executor gets ``gpu=1`` a job
+    and places it (SLURM: ``--gpus``)."""
+    device = config["device"]
+    if device == "cpu":
+        return 0
+    if not workflow.local_exec:
+        return 1
+    count = gpu_count()
+    if device == "auto" and not count:
+        return 0
+    wanted = _wanted(device, [str(i) for i in range(count)], os.environ)  # refuses a device not here
+    if "gpu" not in workflow.global_resources:
+        workflow.register_resource("gpu", len(wanted) * SlotOptions.from_config(config["gpu_slots"]).per_device)
+    return 1
+
+
+def warn_loudly(message: str) -> None:
+    """A warning no one scrolling a job's log can miss."""
+    print(f"{'!' * 100}\nWARNING: {message}\n{'!' * 100}", file=sys.stderr, flush=True)
 
 
 _HELD: dict[str, Placement] = {}
@@ -309,6 +440,8 @@ def place_process(device: str, section: Mapping[str, Any]) -> Placement:
 
             torch.cuda.set_device(placement.device)  # stray allocations land on the leased GPU, not cuda:0
         print(f"device: {placement.describe()}", file=sys.stderr, flush=True)
+        if placement.warning:
+            warn_loudly(placement.warning)
         _HELD[device] = placement
     return _HELD[device]
 
@@ -338,7 +471,7 @@ def slot_table(section: Mapping[str, Any], env: Mapping[str, str] | None = None)
                 if probe is not None:
                     probe.release()
     if gpus:
-        lines.append(f"local runs: snakemake --cores <N> --resources gpu={len(gpus) * options.per_device}")
+        lines.append(f"local runs: at most {len(gpus) * options.per_device} GPU jobs at once (the Snakefile's gpu total)")
     return lines
 
 

@@ -42,9 +42,10 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
         tmp.write_bytes(buffer.getbuffer())
 
 
-def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
-    # weights_only: a checkpoint or dataset file must never unpickle arbitrary code.
-    return torch.load(path, map_location=map_location, weights_only=True)
+def load_torch(path: str | os.PathLike) -> Any:
+    # weights_only: a checkpoint or dataset file must never unpickle arbitrary code. To the CPU: the
+    # caller moves what belongs on a device (RNG states must stay CPU tensors, whatever was saved).
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:

@@ -55,7 +55,7 @@ def load_trained(path: Path, device: torch.device | str) -> tuple[MultimodalVAE,
     """The model in eval mode on ``device``, and the file's record (plus ``model_tags``: its class's provenance)."""
     if not Path(path).exists():
         raise ModelFileError(f"model file {path} does not exist: run the 'train' stage first")
-    saved = load_torch(path, map_location="cpu")
+    saved = load_torch(path)
     ref = resolve(saved.get("model_entry") or saved["model"])
     saved["model_tags"] = ref.tags()
     model = ref.cls({m: tuple(s) for m, s in saved["shapes"].items()}, saved["settings"])

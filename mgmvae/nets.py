@@ -20,6 +20,8 @@ slower than the same rows 128 at a time (torch 2.13, 1 thread); the per-row cost
 hands float32 back: likelihoods, KL terms and the optimiser always see float32 (a bf16 sum over
 3,072 pixels would lose the loss's low digits). Measured on 2 AVX512-BF16 EPYC cores, the
 MNIST-SVHN nets' forward+backward ran about 1.6x faster; the default stays float32 (paper silent).
+``precision: tf32`` keeps float32 tensors and lets a GPU's matrix products and convolutions round
+their inputs to TF32 (``set_float32_math``); on a CPU it is float32.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ MLP_SHAPE: Shape = (1, 28, 28)
 CNN_SHAPE: Shape = (3, 32, 32)
 POLY_SHAPE: Shape = (3, 28, 28)
 CONV_SHAPES = (CNN_SHAPE, POLY_SHAPE)
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+PRECISIONS = {"float32": torch.float32, "tf32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def compute_dtype(precision: str) -> torch.dtype:
@@ -45,6 +47,27 @@ def compute_dtype(precision: str) -> torch.dtype:
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     return PRECISIONS[precision]
+
+
+def set_float32_math(precision: str) -> None:
+    """Make a ``precision`` setting mean on a GPU what it says, for the rest of the process.
+    ``float32``, and ``bfloat16``'s float32 parts: IEEE float32 for matrix products and cuDNN
+    convolutions (torch's default runs convolutions in TF32 on Ampere and later GPUs, matrix
+    products not). ``tf32``: both in TF32 (a 10-bit mantissa; faster on those GPUs). CPUs are
+    untouched: these are the CUDA and cuDNN flags (``float32_math`` reads them back for the run)."""
+    compute_dtype(precision)
+    mode = "tf32" if precision == "tf32" else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = mode
+    torch.backends.cudnn.conv.fp32_precision = mode  # type: ignore[attr-defined]  # set in torch/backends/cudnn/__init__.py at import, unknown to the stubs
+
+
+def float32_math() -> dict[str, str]:
+    """The process's float32 math and determinism, as a run records them."""
+    return {
+        "fp32_matmul": torch.backends.cuda.matmul.fp32_precision,
+        "fp32_conv": torch.backends.cudnn.conv.fp32_precision,  # type: ignore[attr-defined]  # as above
+        "deterministic_algorithms": str(torch.are_deterministic_algorithms_enabled()),
+    }
 
 
 def run_in(dtype: torch.dtype, net, x: Tensor) -> Tensor:

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mgmvae import paths
-from mgmvae.config import ConfigError, run_settings, settings_hash, studied_datasets
+from mgmvae.config import ConfigError, at_paper_budget, run_settings, settings_hash, studied_datasets
+from mgmvae.gpu_slots import warn_loudly
 from mgmvae.io import save_json
 
 if TYPE_CHECKING:
@@ -26,24 +27,31 @@ def _dataset_spec(config: Mapping, dataset: str) -> dict:
     return config["datasets"][dataset]
 
 
-def _device(config: Mapping):
-    """The job's device: on a GPU, a slot leased for the rest of the process (mgmvae/gpu_slots.py)."""
+def _device(config: Mapping, precision: str):
+    """The job's device (on a GPU, a slot leased for the rest of the process: mgmvae/gpu_slots.py),
+    with deterministic kernels and ``precision``'s float32 math set for the process."""
     import torch
 
     from mgmvae.gpu_slots import LeaseError, place_process
+    from mgmvae.nets import set_float32_math
+    from mgmvae.seeding import make_deterministic
 
     try:
-        return torch.device(place_process(config["device"], config["gpu_slots"]).device)
+        device = torch.device(place_process(config["device"], config["gpu_slots"]).device)
     except LeaseError as error:
         raise StageError(str(error)) from None
+    make_deterministic()
+    set_float32_math(precision)
+    return device
 
 
 def _tracked(config: Mapping, args: argparse.Namespace, stage: str, name: str, tags: dict, params: dict):
     from mgmvae.gpu_slots import held
+    from mgmvae.nets import float32_math
     from mgmvae.tracking import tracked_run
 
-    placement = held()  # the device and its slot, when the stage placed itself before its run
-    params = {**params, **placement.params()} if placement else params
+    placement = held()  # the device, its slot and its numerics, when the stage placed itself before its run
+    params = {**params, **placement.params(), **float32_math()} if placement else params
     return tracked_run(config, stage, name, tags, params, enabled=not args.no_mlflow)
 
 
@@ -74,7 +82,7 @@ def train_digit_classifier(config: Mapping, args: argparse.Namespace) -> None:
         raise ConfigError(f"dataset {args.dataset!r} has modalities {data.modalities}, not {args.modality!r}")
     out = args.out or paths.classifier_file(config, args.dataset, args.modality)
     cfg = config["classifier"]
-    device = _device(config)  # before the run, so that it records the device
+    device = _device(config, "float32")  # before the run, so that it records the device; the instrument: IEEE float32
     tags = {"dataset": args.dataset, "modality": args.modality, "seed": cfg["seed"]}
     with _tracked(config, args, "classifier", f"classifier/{args.dataset}/{args.modality}", tags, cfg) as run:
         m = args.modality
@@ -151,11 +159,15 @@ def train_run(config: Mapping, args: argparse.Namespace) -> None:
     validate_models({**config, "models": [ref.entry]})
     settings = run_settings(config, args.dataset, args.model, args.variant)
     out = Path(args.out or _run_dir(config, args) / "model.pt")
-    device = _device(config)
+    device = _device(config, settings["precision"])
+    warning = {}
+    if device.type == "cpu" and at_paper_budget(config, [(args.dataset, args.model)]):
+        warning["budget_warning"] = f"the paper's {settings['epochs']} epochs on a CPU: expect hours (a GPU: minutes)"
+        warn_loudly(f"{args.dataset}/{args.model} trains {warning['budget_warning']}")
     data = PairedData.load(args.data or paths.data_file(config, args.dataset), device=device)
     tags = run_tags(args, settings, ref.tags())
     name = _run_name("train", args)
-    with _tracked(config, args, "train", name, tags, {**settings, "device": str(device)}) as run:
+    with _tracked(config, args, "train", name, tags, {**settings, "device": str(device), **warning}) as run:
         seed_everything(args.seed)
         model = ref.cls(dict(data.shapes), settings).to(device)
         history = train_model(
@@ -195,9 +207,10 @@ def evaluate_run(config: Mapping, args: argparse.Namespace) -> None:
 
     _dataset_spec(config, args.dataset)
     _model_ref(config, args)
-    device = _device(config)
     run = _run_dir(config, args)
-    model, saved = load_trained(args.model_file or run / "model.pt", device)
+    model, saved = load_trained(args.model_file or run / "model.pt", "cpu")
+    device = _device(config, saved["settings"]["precision"])
+    model.to(device)
     data = PairedData.load(args.data or paths.data_file(config, args.dataset), device=device)
     files = args.classifiers or [paths.classifier_file(config, args.dataset, m) for m in data.modalities]
     classifiers = {}
@@ -333,6 +346,8 @@ def draw_figures(config: Mapping, args: argparse.Namespace) -> None:
     histories in their model files, and the per-run metrics of every seed. ``--part datasets``
     draws only the given models' datasets' figures, ``--part bars`` only the bar charts, so the
     pipeline draws each dataset in a job of its own."""
+    import torch
+
     from mgmvae.data.paired import PairedData
     from mgmvae.figures import figure_specs, render_all
     from mgmvae.model_file import load_trained
@@ -342,7 +357,7 @@ def draw_figures(config: Mapping, args: argparse.Namespace) -> None:
     part = getattr(args, "part", "all")
     seed = int(config["seeds"][0] if args.seed is None else args.seed)
     tsne_points = int(args.tsne_points or config["figures"]["tsne_points"])
-    device = _device(config)
+    device = torch.device("cpu") if part == "bars" else _device(config, "float32")  # bar charts read numbers only
     outdir = Path(args.outdir or paths.figures_dir(config))
     model_files = (
         []

@@ -71,16 +71,27 @@ def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def load_checkpoint(path: Path, config_hash: str, device: torch.device) -> dict[str, Any] | None:
+def load_checkpoint(path: Path, config_hash: str) -> dict[str, Any] | None:
+    """The checkpoint's state, on the CPU whatever device wrote it (``resume`` places it)."""
     if not path.exists():
         return None
-    state = load_torch(path, map_location=device)
+    state = load_torch(path)
     if state.get("config_hash") != config_hash:
         raise CheckpointMismatchError(
             f"checkpoint {path} was written for another configuration (hash {state.get('config_hash')}, "
             f"this run {config_hash}); delete it to start this run afresh"
         )
     return state
+
+
+def resume(state: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device):
+    """Restore a checkpoint loaded on the CPU into a run on ``device``; return (history, epochs done).
+    ``load_state_dict`` copies the model's tensors onto its parameters' device and moves the
+    optimiser's state beside them; the RNG states stay CPU tensors, as torch's setters require."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    _set_rng_state(state["rng"], device)
+    return list(state["history"]), int(state["epoch"])
 
 
 def train_model(
@@ -100,12 +111,9 @@ def train_model(
     optimizer = make_optimizer(model, settings)
     history: list[dict[str, float]] = []
     start = 0
-    state = load_checkpoint(checkpoint, config_hash, device) if checkpoint else None
+    state = load_checkpoint(checkpoint, config_hash) if checkpoint else None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"], device)
-        history, start = list(state["history"]), int(state["epoch"])
+        history, start = resume(state, model, optimizer, device)
         print(f"resuming from {checkpoint} after epoch {start}", file=sys.stderr, flush=True)
 
     n, batch_size = data.num_pairs("train"), int(settings["batch_size"])

@@ -187,6 +187,45 @@ def test_wait_is_bounded_and_the_failure_names_the_fix(tmp_path, fake_env):
         stop(tmp_path, [holder])
 
 
+def test_slots_go_first_come_first_served(tmp_path):
+    """Two jobs wait for the one slot; the first to queue gets it first, whichever polls first."""
+    options = section(tmp_path, per_device=1, wait_s=TIMEOUT)
+    holder = start(tmp_path, "auto", section(tmp_path, per_device=1), job_env(1), release="holder")
+    waiters = []
+    try:
+        report(holder)
+        for name in ("first", "second"):  # each queued (it says so) before the next starts
+            waiters.append(start(tmp_path, "auto", options, job_env(1), release=name))
+            ready, _, _ = select.select([waiters[-1].stderr], [], [], TIMEOUT)
+            assert ready and "queued ahead of this one" in waiters[-1].stderr.readline()
+        (tmp_path / "holder").touch()
+        assert report(waiters[0])["slot"] == 0
+        assert waiters[1].poll() is None  # still waiting behind the first
+        (tmp_path / "first").touch()
+        assert report(waiters[1])["slot"] == 0
+    finally:
+        for name in ("holder", "first", "second"):
+            (tmp_path / name).touch()
+        stop(tmp_path, [holder, *waiters])
+
+
+def test_a_queued_waiter_keeps_its_devices_from_later_jobs_until_it_dies(tmp_path, fake_env):
+    fake_env(2)
+    lock_dir = tmp_path / "locks"
+    ticket = gpu_slots._take_ticket(lock_dir, {"0"})  # a live job queued for GPU 0
+    try:
+        with pytest.raises(LeaseError, match="no GPU slot became free"):
+            place("cuda:0", section(tmp_path, per_device=1))  # free, but it came first
+        with place("cuda:1", section(tmp_path, per_device=1)) as lease:  # another device: no wait
+            assert lease.gpu == "1"
+    finally:
+        ticket.release()  # as when its process dies: the lock goes, the file stays
+    assert Path(ticket.lock_file).exists()
+    with place("cuda:0", section(tmp_path, per_device=1)) as lease:
+        assert lease.gpu == "0"
+    assert not Path(ticket.lock_file).exists()  # the dead ticket was cleared
+
+
 # --------------------------------------------------------- devices and pinning
 def test_cuda_visible_devices_is_respected_and_counts_physical_gpus(tmp_path, fake_env):
     fake_env(4, visible="2,3")
@@ -218,7 +257,7 @@ def test_pinned_device_is_honoured(tmp_path, fake_env):
 
 
 def test_under_slurm_the_scheduler_gpu_is_used_without_leasing(tmp_path, fake_env, monkeypatch):
-    fake_env(1)
+    fake_env(1, visible="0")  # SLURM with device cgroups: the job sees only its GPU
     with place("auto", section(tmp_path, per_device=1)) as lease:
         assert lease.how == "lease"
         monkeypatch.setenv("SLURM_JOB_ID", "42")
@@ -228,6 +267,46 @@ def test_under_slurm_the_scheduler_gpu_is_used_without_leasing(tmp_path, fake_en
         with pytest.raises(LeaseError):  # lease: always leases even under SLURM (e.g. a multi-GPU salloc)
             place("auto", section(tmp_path, per_device=1, lease="always"))
     assert place("cuda:0", section(tmp_path, lease="never")).how == "unleased"
+
+
+def test_under_slurm_without_device_cgroups_the_given_gpu_is_used(tmp_path, fake_env, monkeypatch):
+    """The job sees every GPU of the node (CUDA_VISIBLE_DEVICES unset): it runs on the one SLURM
+    gave it, and on the CPU, loudly, when it was given none."""
+    fake_env(4)
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_JOB_GPUS", "2")
+    assert place("auto", section(tmp_path)).device == "cuda:2"
+    monkeypatch.setenv("SLURM_STEP_GPUS", "3")  # a step's own allocation comes first
+    assert place("auto", section(tmp_path)).device == "cuda:3"
+    monkeypatch.delenv("SLURM_STEP_GPUS")
+    monkeypatch.delenv("SLURM_JOB_GPUS")
+    none = place("auto", section(tmp_path))
+    assert none.device == "cpu" and "SLURM gave this job no GPU" in none.params()["device_warning"]
+
+
+def test_auto_says_what_it_chose_and_warns_when_the_driver_sees_an_unusable_gpu(tmp_path, fake_env, monkeypatch):
+    import torch
+
+    fake_env(0)
+    assert "device: auto, no CUDA GPU visible" in place("auto", section(tmp_path)).describe()
+    assert place("cpu", section(tmp_path)).describe() == "cpu (device: cpu)"
+    monkeypatch.delenv(FAKE_ENV)
+    driver = tmp_path / "driver"
+    (driver / "0000:01:00.0").mkdir(parents=True)  # what /proc/driver/nvidia/gpus holds per GPU
+    monkeypatch.setattr(gpu_slots, "DRIVER_GPUS", driver)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    placed = place("auto", section(tmp_path))
+    assert placed.device == "cpu" and "CPU-only build" in placed.params()["device_warning"]
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+
+    def old_driver():
+        raise RuntimeError("The NVIDIA driver on your system is too old (found version 11040).")
+
+    monkeypatch.setattr(torch.cuda, "init", old_driver)
+    assert "driver on your system is too old" in place("auto", section(tmp_path)).params()["device_warning"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # hidden on purpose: no warning
+    assert "device_warning" not in place("auto", section(tmp_path)).params()
 
 
 def test_cpu_and_auto_without_gpus_take_no_lease(tmp_path, fake_env):
@@ -293,21 +372,27 @@ def test_stage_leases_once_logs_the_device_and_records_it_for_mlflow(tmp_path, f
     monkeypatch.setattr(gpu_slots, "_HELD", {})
     config = {"device": "auto", "gpu_slots": section(tmp_path, per_device=1)}
     try:
-        assert str(stages._device(config)) == "cuda:0"
-        assert str(stages._device(config)) == "cuda:0"  # the same lease for the rest of the process
+        assert str(stages._device(config, "float32")) == "cuda:0"
+        assert str(stages._device(config, "float32")) == "cuda:0"  # the same lease for the rest of the process
         assert "device: cuda:0 (GPU 0), slot 1 of 1, lease" in capsys.readouterr().err  # the job's log
         with place("auto", config["gpu_slots"]) as other:  # the stage's slot is still held
             assert other.device == "cuda:1"
         captured = {}
-        monkeypatch.setattr(tracking, "tracked_run", lambda *a, **k: captured.setdefault("params", a[4]))
+        monkeypatch.setattr(tracking, "tracked_run", lambda *a, **k: captured.__setitem__("params", a[4]))
         stages._tracked(config, argparse.Namespace(no_mlflow=True), "train", "x", {}, {"lr": 1})
         assert captured["params"]["device"] == "cuda:0"
         assert "slot 1 of 1" in captured["params"]["device_placement"]
+        numerics = {k: captured["params"][k] for k in ("fp32_matmul", "fp32_conv", "deterministic_algorithms")}
+        assert numerics == {"fp32_matmul": "ieee", "fp32_conv": "ieee", "deterministic_algorithms": "True"}
+        stages._device(config, "tf32")
+        stages._tracked(config, argparse.Namespace(no_mlflow=True), "train", "x", {}, {"lr": 1})
+        assert (captured["params"]["fp32_matmul"], captured["params"]["fp32_conv"]) == ("tf32", "tf32")
+        stages._device(config, "float32")
     finally:
         for placement in gpu_slots._HELD.values():
             placement.release()
     with pytest.raises(stages.StageError, match="unknown device 'cuda:5'"):
-        stages._device({"device": "cuda:5", "gpu_slots": section(tmp_path)})
+        stages._device({"device": "cuda:5", "gpu_slots": section(tmp_path)}, "float32")
 
 
 def test_status_lists_every_slot_and_its_holder(tmp_path, fake_env):
@@ -325,7 +410,7 @@ def test_status_lists_every_slot_and_its_holder(tmp_path, fake_env):
             "cuda:1 (GPU 1) slot 2: free",
         ]
         assert lines[3].startswith(f"cuda:1 (GPU 1) slot 1: pid {holder.pid} on ")
-        assert lines[-1] == "local runs: snakemake --cores <N> --resources gpu=4"
+        assert lines[-1] == "local runs: at most 4 GPU jobs at once (the Snakefile's gpu total)"
         with place("cuda:0", options) as lease:  # probing left the free slots free
             assert lease.slot == 0
     finally:
@@ -350,3 +435,117 @@ def test_a_training_that_finds_no_slot_waits_then_exits_2_naming_the_holder(tmp_
         assert "error: no GPU slot became free in 1 s" in err and f"pid {holder.pid}" in err
     finally:
         stop(tmp_path, [holder])
+
+
+# ------------------------------------------------------- the workflow's gpu total
+# A workflow wired as the Snakefile wires it (gpu_slots.workflow_gpus), whose jobs lease a slot with
+# wait_s 0 (a job that finds none fails at once) and hold it 2 s, writing when they held it.
+SNAKEFILE = """
+import json, sys
+from mgmvae.gpu_slots import workflow_gpus
+GPU_JOB = workflow_gpus(workflow, config)
+
+rule all:
+    input: expand("held/{i}.json", i=range(config["jobs"]))
+
+rule job:
+    output: "held/{i}.json"
+    resources: gpu=GPU_JOB
+    run:
+        import time
+        from mgmvae.gpu_slots import place
+        with place(config["device"], config["gpu_slots"]) as lease:
+            start = time.time()
+            time.sleep(2)
+            record = {"start": start, "end": time.time(), "gpu": lease.gpu, "slot": lease.slot}
+        with open(output[0], "w") as f:
+            json.dump(record, f)
+"""
+
+
+def run_gpu_workflow(tmp_path: Path, gpus: int, jobs: int, *extra: str) -> list[dict]:
+    from tests.conftest import SNAKEMAKE, snakemake_env
+
+    (tmp_path / "Snakefile").write_text(SNAKEFILE)
+    config = {"device": "auto", "jobs": jobs, "gpu_slots": section(tmp_path, per_device=2)}
+    (tmp_path / "config.yaml").write_text(json.dumps(config))
+    env = {**snakemake_env(), FAKE_ENV: str(gpus), "PYTHONPATH": str(ROOT)}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    cmd = [SNAKEMAKE, "--cores", "8", "--configfile", "config.yaml", "--quiet", *extra]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads(p.read_text()) for p in sorted((tmp_path / "held").glob("*.json"))]
+
+
+def most_at_once(records: list[dict]) -> int:
+    events = sorted([(r["start"], 1) for r in records] + [(r["end"], -1) for r in records])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.mark.parametrize("gpus", [1, 2, 4])
+def test_snakemake_on_n_gpus_runs_n_times_per_device_gpu_jobs_and_none_waits(tmp_path, gpus):
+    """`--cores 8` and no --resources: at most GPUs x per_device (2) jobs at once, every one of them
+    finds a free slot at once (wait_s 0), and the cores are used up to that limit."""
+    records = run_gpu_workflow(tmp_path, gpus, jobs=2 * gpus + 2)
+    assert len(records) == 2 * gpus + 2
+    assert most_at_once(records) == min(8, 2 * gpus)
+    assert Counter(r["gpu"] for r in records[: 2 * gpus]).keys() <= {str(g) for g in range(gpus)}
+
+
+def test_a_given_gpu_resource_wins_over_the_visible_devices(tmp_path):
+    records = run_gpu_workflow(tmp_path, 2, 4, "--resources", "gpu=1")
+    assert most_at_once(records) == 1
+
+
+def test_the_workflow_asks_no_gpu_where_none_is_used(tmp_path, fake_env):
+    class Workflow:
+        def __init__(self):
+            self.local_exec, self.global_resources = True, {}
+
+        def register_resource(self, name, value):
+            self.global_resources[name] = value
+
+    config = {"device": "auto", "gpu_slots": section(tmp_path, per_device=3)}
+    fake_env(0)
+    assert gpu_slots.workflow_gpus(Workflow(), config) == 0
+    assert gpu_slots.workflow_gpus(Workflow(), {**config, "device": "cpu"}) == 0
+    fake_env(2)
+    workflow = Workflow()
+    assert gpu_slots.workflow_gpus(workflow, config) == 1 and workflow.global_resources == {"gpu": 6}
+    workflow = Workflow()
+    assert gpu_slots.workflow_gpus(workflow, {**config, "device": "cuda:1"}) == 1
+    assert workflow.global_resources == {"gpu": 3}  # one device's slots
+    workflow = Workflow()
+    workflow.local_exec = False  # a cluster: one GPU a job, placed by the scheduler
+    assert gpu_slots.workflow_gpus(workflow, config) == 1 and workflow.global_resources == {}
+    with pytest.raises(LeaseError, match="unknown device 'cuda:2'"):
+        gpu_slots.workflow_gpus(Workflow(), {**config, "device": "cuda:2"})
+
+
+def test_every_rule_that_runs_on_a_gpu_asks_for_one_and_no_other(tmp_path):
+    """The real workflow, with two fake GPUs: the rules whose stage places itself on a device ask
+    gpu=1; dataset building, tables, bar charts and the ablation table ask none."""
+    from tests.conftest import CI_PRESET, snakemake
+
+    env_gpus = os.environ.get(FAKE_ENV)
+    os.environ[FAKE_ENV] = "2"
+    try:
+        done = snakemake(tmp_path, "-n", "--cores", "8", "--configfile", str(CI_PRESET), "--config", "device=auto")
+    finally:
+        os.environ.pop(FAKE_ENV) if env_gpus is None else os.environ.__setitem__(FAKE_ENV, env_gpus)
+    assert done.returncode == 0, done.stderr[-2000:]
+    asks, rule = {}, None
+    for line in (done.stdout + done.stderr).splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+            asks[rule] = False
+        elif rule and line.strip().startswith("resources:"):
+            asks[rule] = "gpu=1" in line
+    gpu_rules = {r for r, asked in asks.items() if asked}
+    stages = {"train_classifier", "train_model", "evaluate_run", "figures_digits_street", "figures_digits_cdcb"}
+    assert gpu_rules == stages
+    assert {"prepare_dataset", "tables", "figures_bars"} <= set(asks) - gpu_rules

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from mgmvae.io import load_torch, save_torch
 from mgmvae.nets import DigitClassifier, classifier_shape, digit_classifier
+from mgmvae.seeding import seed_everything
 
 
 def _as_float(x: Tensor) -> Tensor:
@@ -52,13 +53,13 @@ def train_classifier(
     """Train the digit classifier with Adam (MMVAE: 30 epochs, lr 1e-3, batch 256).
 
     Images stay uint8 on the device and each batch is gathered and converted there, so an epoch
-    has no per-sample Python. Seeded: ``torch.manual_seed`` fixes the initialisation and dropout,
-    a separate ``torch.Generator`` the shuffling order.
+    has no per-sample Python. Seeded as a training run (``seed_everything``: deterministic kernels
+    on a GPU too) for the initialisation and dropout, a separate ``torch.Generator`` the shuffling order.
     """
     if train_x.dtype != torch.uint8 or test_x.dtype != torch.uint8:
         raise TypeError("train_classifier expects uint8 images [N, C, H, W]")
     device = torch.device(device)
-    torch.manual_seed(seed)
+    seed_everything(seed)
     net = digit_classifier(train_x.shape[1:]).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     shuffle = torch.Generator().manual_seed(seed)

@@ -12,7 +12,7 @@ rule train_classifier:
     resources:
         mem_mb=8000,
         runtime=120,
-        gpu=1 if config["device"] != "cpu" else 0,
+        gpu=GPU_JOB,
     params:
         cli=MGMVAE,
         config=STUDY_CONFIG,

@@ -9,13 +9,16 @@ import yaml
 sys.path.insert(0, workflow.basedir)  # the rules import mgmvae from this checkout
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 
 from mgmvae import paper as _paper
 from mgmvae import paths
-from mgmvae.config import ConfigError, run_settings, studied_datasets, validate
+from mgmvae.compat import rule_python_problem
+from mgmvae.config import ConfigError, at_paper_budget, run_settings, studied_datasets, validate
 from mgmvae.contract import validate_models
 from mgmvae.dataset_contract import validate_datasets
 from mgmvae.datasets import check_raw_data, dataset_modalities
+from mgmvae.gpu_slots import LeaseError, warn_loudly, workflow_gpus
 from mgmvae.registry import run_names
 from mgmvae.tracking import TrackingError
 from mgmvae.tracking import check_uri as check_tracking_uri
@@ -41,11 +44,34 @@ except TrackingError as error:
 
 
 onstart:
-    # Only when jobs are about to run (not for -n or --lint): raw data present or downloadable.
+    # Only when jobs are about to run (not for -n or --lint): the rules' python runs the stages.
+    if workflow.local_exec and DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+        problem = rule_python_problem(workflow.basedir)
+        if problem:
+            raise WorkflowError(
+                f"{problem}. Activate the project's environment first (source .venv/bin/activate, "
+                "as `make` does), or run with --use-conda."
+            )
+    # Raw data present or downloadable.
     check_raw_data(config)
     # An http(s) tracking server answers and the credentials may edit the experiment (MLFLOW_TRACKING_*).
     check_tracking(config)
+    if workflow.local_exec and not GPU_JOB:
+        slow = at_paper_budget(config, [(d, m) for d in DATASETS for m in MODELS])
+        if slow:
+            warn_loudly(
+                f"{len(slow)} training run(s) at the paper's epochs ({slow[0]}, ...) and no usable GPU "
+                f"(device: {config['device']}): each takes hours on a CPU. To try the pipeline, use a preset "
+                "(--configfile workflow/presets/quick.yaml); for the paper, a GPU machine or SLURM."
+            )
 
+
+# Each rule that runs on a GPU asks for gpu=GPU_JOB; on one machine the workflow's gpu total is the
+# visible GPUs x gpu_slots.per_device unless --resources gpu=N says otherwise (mgmvae/gpu_slots.py).
+try:
+    GPU_JOB = workflow_gpus(workflow, config)
+except LeaseError as error:
+    raise WorkflowError(str(error)) from None
 
 DATASETS = studied_datasets(config)
 MODELS = run_names(config["models"])  # run names: a plugin's path entry becomes its class's `name`

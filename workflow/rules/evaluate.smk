@@ -14,6 +14,7 @@ rule evaluate_run:
     resources:
         mem_mb=16000,
         runtime=60,
+        gpu=GPU_JOB,
     params:
         cli=MGMVAE,
         config=STUDY_CONFIG,

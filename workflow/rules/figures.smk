@@ -38,6 +38,7 @@ for _dataset in DATASETS:
         resources:
             mem_mb=8000,
             runtime=60,
+            gpu=GPU_JOB,
         params:
             **FIGURE_PARAMS,
         shell:

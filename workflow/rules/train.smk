@@ -13,7 +13,7 @@ rule train_model:
     resources:
         mem_mb=16000,
         runtime=240,
-        gpu=1 if config["device"] != "cpu" else 0,
+        gpu=GPU_JOB,
     params:
         cli=MGMVAE,
         config=STUDY_CONFIG,
