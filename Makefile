@@ -6,7 +6,7 @@ CORES  ?= 2
 # Rules run `python -m mgmvae`: the venv's python must come first on PATH (as `source .venv/bin/activate`).
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: env quick polymnist test test-fast lint format docs paper ablation bench bench-env clean
+.PHONY: env quick polymnist test test-fast lint format docs paper ablation bench bench-env gpu-check clean
 
 # The environment: torch first (its CPU or CUDA build, as pip finds it), then the project with
 # every other pin. `pip install torch==2.13.0` on these machines takes the local CPU wheel.
@@ -73,6 +73,11 @@ ablation: env
 BENCH_ARGS ?= --precision float32 bfloat16 --quick --concurrent 2
 bench: env
 	$(BIN)/python -m mgmvae.bench $(BENCH_ARGS)
+
+# The GPU check (on a machine with a CUDA GPU, under 10 minutes): the CUDA tests and a timed epoch
+# of the paper setting per model -> results/gpu_check.json (bench/gpu_check.py; docs/speed.md).
+gpu-check: env
+	$(BIN)/python bench/gpu_check.py
 
 # MultiVae (PyPI `multivae`, Apache-2.0) in its own venv, so it cannot move the project's torch pin.
 BENCH_VENV ?= .venv-bench

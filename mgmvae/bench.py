@@ -201,6 +201,7 @@ def measure_model(job: Measurement) -> dict[str, Any]:
     """Loop rate, bare rate and peak memory of one model (meant to run in a fresh process, which
     holds its GPU slot until it ends)."""
     from mgmvae.gpu_slots import place_process
+    from mgmvae.nets import set_float32_math
     from mgmvae.registry import build_model
     from mgmvae.seeding import seed_everything
     from mgmvae.train import make_optimizer, train_model
@@ -213,6 +214,7 @@ def measure_model(job: Measurement) -> dict[str, Any]:
     seed_everything(job.seed)
     data = synthetic_data(job.pairs, seed=job.seed, device=dev)
     settings = model_settings(job.model, job.batch_size, job.epochs, job.log_every, job.precision)
+    set_float32_math(settings["precision"])  # as a training job: IEEE float32 unless tf32
     rss_base = _rss_mb()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -463,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         "--precision",
         nargs="+",
         default=["float32"],
-        choices=("float32", "bfloat16"),
+        choices=("float32", "tf32", "bfloat16"),
         help="network precision(s) to measure, each model at each (default float32)",
     )
     p.add_argument("--concurrent", type=int, default=0, metavar="N", help="also run N trainings at once")

@@ -42,6 +42,10 @@ def synthetic_paired(n_train: int = 64, n_test: int = 32, seed: int = 0) -> Pair
     return PairedData("toy", ["a", "b"], images, labels, pairs, {"synthetic": True})
 
 
+# A test that needs a GPU: skipped without one, run by `make gpu-check` (bench/gpu_check.py) on one.
+CUDA = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make gpu-check)")]
+
+
 @pytest.fixture
 def toy_data() -> PairedData:
     return synthetic_paired()

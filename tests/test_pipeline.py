@@ -224,3 +224,20 @@ def test_bad_config_stops_before_any_job_naming_the_key(tmp_path):
 def test_lint_is_clean():
     result = subprocess.run([SNAKEMAKE, "--lint"], cwd=ROOT, capture_output=True, text=True, env=snakemake_env())
     assert result.returncode == 0 and "Lints for" not in result.stdout + result.stderr, result.stdout[-2000:]
+
+
+def test_a_workflow_whose_python_cannot_run_the_stages_stops_before_any_job_naming_the_fix(tmp_path):
+    """`.venv/bin/snakemake` without the venv active: the rules' `python` is another interpreter."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    python = bin_dir / "python"  # a system python without torch, as a fresh machine has
+    python.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
+    python.chmod(0o755)
+    env = {**snakemake_env(), "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "--cores", "1", "--configfile", str(CI_PRESET)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"the `python` on PATH ({python}) cannot run the stages: ModuleNotFoundError" in out
+    assert "source .venv/bin/activate" in out and "--use-conda" in out
+    assert not (tmp_path / "results" / "ci" / "data").exists()  # no job ran

@@ -13,14 +13,14 @@ import yaml
 
 from mgmvae.config import ROOT, load_config
 from mgmvae.io import load_torch
-from tests.conftest import synthetic_paired
+from tests.conftest import CUDA, synthetic_paired
 
 
-def write_config(tmp_path, model):
+def write_config(tmp_path, model, device="cpu"):
     config = load_config(
         overrides={
             "results_dir": str(tmp_path / "results"),
-            "device": "cpu",
+            "device": device,
             "models": [model],
             "settings": {
                 "epochs": 3,
@@ -62,11 +62,14 @@ def train_command(config, data, out, model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["mvae", "mgmvae"])
-def test_sigkill_mid_epoch_then_rerun_matches_uninterrupted(tmp_path, model):
+@pytest.mark.parametrize(
+    ("model", "device"), [("mvae", "cpu"), ("mgmvae", "cpu"), pytest.param("mgmvae", "cuda", marks=CUDA)]
+)
+def test_sigkill_mid_epoch_then_rerun_matches_uninterrupted(tmp_path, model, device):
+    """On a GPU too: the checkpoint's RNG states load to the CPU and the run continues bitwise."""
     data = tmp_path / "toy.pt"
     synthetic_paired(n_train=640, n_test=40).save(data)
-    config = write_config(tmp_path, model)
+    config = write_config(tmp_path, model, device)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     reference = tmp_path / "reference" / "model.pt"

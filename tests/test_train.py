@@ -7,7 +7,7 @@ from mgmvae.io import load_torch
 from mgmvae.registry import build_model
 from mgmvae.seeding import seed_everything
 from mgmvae.train import CheckpointMismatchError, NonFiniteLossError, train_model
-from tests.conftest import TOY_SETTINGS, evaluation_settings
+from tests.conftest import CUDA, TOY_SETTINGS, evaluation_settings
 
 
 def run(data, settings=TOY_SETTINGS, seed=0, **kwargs):
@@ -152,18 +152,7 @@ def _train_and_evaluate(data, device):
     return history, metrics, model.state_dict()
 
 
-@pytest.mark.parametrize(
-    "device",
-    [
-        "cpu",
-        pytest.param(
-            "cuda",
-            marks=pytest.mark.skipif(
-                not torch.cuda.is_available(), reason="needs a CUDA device (GPU determinism is checked where one is)"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 def test_same_config_and_seed_give_the_same_metrics(toy_data, device):
     """Training (mixture fit and semi-hard mining included) and evaluation, twice: bitwise equal, on
     a GPU as on the CPU (seed_everything's deterministic kernels; what determinism promises on one
