@@ -12,7 +12,7 @@ from snakemake.exceptions import WorkflowError
 
 from mgmvae import paper as _paper
 from mgmvae import paths
-from mgmvae.config import ConfigError, run_settings, studied_datasets, validate
+from mgmvae.config import ConfigError, classifier_settings, run_settings, studied_datasets, validate
 from mgmvae.contract import validate_models
 from mgmvae.dataset_contract import validate_datasets
 from mgmvae.datasets import check_raw_data, dataset_modalities
