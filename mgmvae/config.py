@@ -113,6 +113,15 @@ def studied_datasets(config: Mapping) -> list[str]:
     return list(dict.fromkeys(d for d in config["tables"].values() if d is not None))
 
 
+def classifier_settings(config: Mapping, dataset: str) -> tuple[dict, str]:
+    """The digit classifier's keys for ``dataset`` (``classifier.by_dataset.<dataset>`` over
+    ``classifier``), and the config key its ``released`` comes from."""
+    base, override = dict(config["classifier"]), config["classifier"]["by_dataset"].get(dataset, {})
+    base.pop("by_dataset")
+    key = f"classifier.by_dataset.{dataset}.released" if "released" in override else "classifier.released"
+    return deep_merge(base, override), key
+
+
 def run_settings(config: Mapping, dataset: str, model: str, variant: str | None = None) -> dict:
     """Everything one (dataset, model) training run uses, resolved from the layers; with
     ``variant``, that ablation variant's overrides (``ablation.variants[variant]``) on top."""

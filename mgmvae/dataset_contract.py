@@ -34,7 +34,7 @@ def network_problem(shape: Shape) -> str | None:
     try:
         nets.Encoder(shape, 2, 1)
         nets.Decoder(shape, 3)
-        nets.digit_classifier(shape)
+        nets.digit_classifier(shape, "mmvae")  # the network that takes every supported shape
     except ValueError as error:
         return str(error)
     return None

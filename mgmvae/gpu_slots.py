@@ -471,7 +471,9 @@ def slot_table(section: Mapping[str, Any], env: Mapping[str, str] | None = None)
                 if probe is not None:
                     probe.release()
     if gpus:
-        lines.append(f"local runs: at most {len(gpus) * options.per_device} GPU jobs at once (the Snakefile's gpu total)")
+        lines.append(
+            f"local runs: at most {len(gpus) * options.per_device} GPU jobs at once (the Snakefile's gpu total)"
+        )
     return lines
 
 

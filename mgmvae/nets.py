@@ -189,17 +189,20 @@ class Decoder(nn.Module):
 
 
 # ------------------------------------------------------------ digit classifiers
-# MMVAE's digit classifiers (Shi et al. 2019; iffsid/mmvae, src/report/helper.py, ``MNIST_Classifier``
-# and ``SVHN_Classifier``): one small CNN, differing only in the input channels and hence in the
-# flattened size (320 for 28×28, 500 for 32×32).
-# Input shape -> flattened size after the two convolutions. 3×28×28 (PolyMNIST) is MMVAE's network with
-# three input channels; MoPoE's own PolyMNIST classifier (mmnist/networks/ConvNetworkImgClfCMNIST.py)
-# differs, so coherence here is not scored by the classifiers its paper used.
+# Two digit classifiers score coherence, chosen per dataset (config ``classifier.network``):
+# - ``mmvae``: MMVAE's (Shi et al. 2019; iffsid/mmvae, src/report/helper.py, ``MNIST_Classifier`` and
+#   ``SVHN_Classifier``), one small CNN whose flattened size follows the input (SUPPORTED_SHAPES);
+# - ``clf_img``: ``ClfImg``, with which MoPoE, MMVAE+ and MultiVae score PolyMNIST and whose released
+#   weights they load (thomassutter/MoPoE, mmnist/networks/ConvNetworkImgClfCMNIST.py; epalu/mmvaeplus,
+#   src/models/clf_polyMNIST.py; AgatheSenellart/MultiVae, src/multivae/metrics/classifiers/mmnist.py).
+# Both return logits (MMVAE+'s log-softmax has the same argmax); ClfImg's forward = head ∘ features.
 SUPPORTED_SHAPES: dict[tuple[int, int, int], int] = {(1, 28, 28): 320, (3, 28, 28): 320, (3, 32, 32): 500}
 
 
 class DigitClassifier(nn.Module):
     """Conv(C->10,k5)-maxpool-ReLU-Conv(10->20,k5)-Dropout2d-maxpool-ReLU-FC(F->50)-ReLU-dropout-FC(50->10)."""
+
+    network = "mmvae"
 
     def __init__(self, shape: Sequence[int]):
         super().__init__()
@@ -218,6 +221,41 @@ class DigitClassifier(nn.Module):
         return self.fc2(x)
 
 
+class ClfImg(nn.Module):
+    """Conv(3->10,k4 s2 p1)-Dropout2d(.5)-ReLU-Conv(10->20,k4 s2 p1)-Dropout2d(.5)-ReLU-FC(980->128)-Dropout(.5)-
+    ReLU-FC(128->10): one ``encoder`` as in the references, whose state dicts (``encoder.{0,3,7,10}.*``) load as is."""
+
+    network = "clf_img"
+
+    def __init__(self, shape: Sequence[int]):
+        super().__init__()
+        if tuple(shape) != POLY_SHAPE:
+            raise ValueError(
+                f"ClfImg takes {POLY_SHAPE} images (PolyMNIST's), not {tuple(shape)}: set classifier.network"
+            )
+        self.shape = POLY_SHAPE
+        self.encoder = nn.Sequential(
+            *(nn.Conv2d(3, 10, kernel_size=4, stride=2, padding=1), nn.Dropout2d(0.5), nn.ReLU()),  # -> 10×14×14
+            *(nn.Conv2d(10, 20, kernel_size=4, stride=2, padding=1), nn.Dropout2d(0.5), nn.ReLU()),  # -> 20×7×7
+            *(nn.Flatten(), nn.Linear(980, 128), nn.Dropout(0.5), nn.ReLU()),
+            nn.Linear(128, 10),
+        )
+
+    def features(self, x: Tensor) -> Tensor:
+        """The penultimate activations [N, 128]."""
+        return self.encoder[:-1](x)
+
+    def head(self, features: Tensor) -> Tensor:
+        return self.encoder[-1](features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+Classifier = DigitClassifier | ClfImg
+CLASSIFIERS: dict[str, type[Classifier]] = {"mmvae": DigitClassifier, "clf_img": ClfImg}
+
+
 def classifier_shape(shape: Sequence[int]) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in shape)
     if shape not in SUPPORTED_SHAPES:
@@ -228,6 +266,8 @@ def classifier_shape(shape: Sequence[int]) -> tuple[int, int, int]:
     return shape
 
 
-def digit_classifier(shape: Sequence[int]) -> DigitClassifier:
-    """The MMVAE digit classifier for images of ``shape`` = (C, H, W)."""
-    return DigitClassifier(shape)
+def digit_classifier(shape: Sequence[int], network: str) -> Classifier:
+    """The digit classifier ``network`` (a key of CLASSIFIERS) for images of ``shape`` = (C, H, W)."""
+    if network not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier network {network!r}; choose one of {sorted(CLASSIFIERS)}")
+    return CLASSIFIERS[network](shape)

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mgmvae import paths
-from mgmvae.config import ConfigError, at_paper_budget, run_settings, settings_hash, studied_datasets
+from mgmvae.config import (
+    ConfigError,
+    at_paper_budget,
+    classifier_settings,
+    run_settings,
+    settings_hash,
+    studied_datasets,
+)
 from mgmvae.gpu_slots import warn_loudly
 from mgmvae.io import save_json
 
@@ -73,32 +80,34 @@ def prepare_dataset(config: Mapping, args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------- classifier
 def train_digit_classifier(config: Mapping, args: argparse.Namespace) -> None:
-    from mgmvae.data.paired import PairedData
-    from mgmvae.evaluation.classifiers import save_classifier, train_classifier
+    """The digit classifier of one modality: released weights where the dataset's ``released`` names
+    them (their accuracy measured here), otherwise trained; saved in the one format ``evaluate`` loads."""
+    from mgmvae.data.paired import SPLITS, PairedData
+    from mgmvae.evaluation.classifiers import accuracy, load_released, save_classifier, train_classifier
 
     _dataset_spec(config, args.dataset)
     data = PairedData.load(args.data or paths.data_file(config, args.dataset))
     if args.modality not in data.modalities:
         raise ConfigError(f"dataset {args.dataset!r} has modalities {data.modalities}, not {args.modality!r}")
     out = args.out or paths.classifier_file(config, args.dataset, args.modality)
-    cfg = config["classifier"]
-    device = _device(config, "float32")  # before the run, so that it records the device; the instrument: IEEE float32
+    cfg, released_key = classifier_settings(config, args.dataset)
+    device = _device(config, "float32")  # before the run, so that it records the device; an instrument: IEEE float32
     tags = {"dataset": args.dataset, "modality": args.modality, "seed": cfg["seed"]}
     with _tracked(config, args, "classifier", f"classifier/{args.dataset}/{args.modality}", tags, cfg) as run:
         m = args.modality
-        net, metrics = train_classifier(
-            data.images[m]["train"],
-            data.labels[m]["train"],
-            data.images[m]["test"],
-            data.labels[m]["test"],
-            epochs=cfg["epochs"],
-            batch_size=cfg["batch_size"],
-            lr=cfg["lr"],
-            seed=cfg["seed"],
-            device=device,
-            progress=not args.no_progress,
-            on_epoch=lambda epoch, values: run.log_metrics(values, step=epoch),
-        )
+        if released := cfg["released"]:
+            folder, md5 = Path(config["data_dir"]) / released["folder"], released["md5"].get(m)
+            net = load_released(folder, m, md5, cfg["network"], data.shape(m), released_key).to(device)
+            metrics: dict = {f"{s}_accuracy": accuracy(net, data.images[m][s], data.labels[m][s]) for s in SPLITS}
+            metrics |= {"released": str(folder), "md5": md5, **{f"n_{s}": len(data.labels[m][s]) for s in SPLITS}}
+        else:
+            net, metrics = train_classifier(
+                *(data.images[m]["train"], data.labels[m]["train"], data.images[m]["test"], data.labels[m]["test"]),
+                **{k: cfg[k] for k in ("network", "epochs", "batch_size", "lr", "seed")},
+                device=device,
+                progress=not args.no_progress,
+                on_epoch=lambda epoch, values: run.log_metrics(values, step=epoch),
+            )
         run.log_metrics({"test_accuracy": metrics["test_accuracy"], "train_accuracy": metrics["train_accuracy"]})
         if metrics["test_accuracy"] < cfg["min_accuracy"]:
             raise StageError(
@@ -106,7 +115,7 @@ def train_digit_classifier(config: Mapping, args: argparse.Namespace) -> None:
                 f"under classifier.min_accuracy = {cfg['min_accuracy']}: its coherence scores would not be "
                 f"trustworthy. Train longer (classifier.epochs) or check the data."
             )
-        save_classifier(net, data.shape(m), metrics, out)
+        save_classifier(net, metrics, out)
         save_json(metrics, Path(out).with_suffix(".json"))
     print(f"wrote {out}: test accuracy {metrics['test_accuracy']:.4f}")
 

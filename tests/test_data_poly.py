@@ -1,5 +1,5 @@
 """PolyMNIST: the embedded stand-in (digits_poly) and the loader of the released files, on tiny
-files in MoPoE's layout that the tests write (no network)."""
+files that the tests write in MoPoE's PNG layout and in MultiVae's tensor layout (no network)."""
 
 from __future__ import annotations
 
@@ -128,6 +128,24 @@ def write_polymnist(root: Path, per_split: dict[str, int]) -> dict[str, dict[str
     return written
 
 
+def write_polymnist_tensors(root: Path, per_split: dict[str, int]) -> dict[str, dict[str, torch.Tensor]]:
+    """Tiny PolyMNIST in MultiVae's layout: MMNIST/{split}/m{k}.pt, float [N,3,28,28] of values k/255
+    (images as ``ToTensor`` reads them), and labels.pt [N]; row i is tuple i. Returns the uint8 images
+    and the labels per split."""
+    written: dict[str, dict[str, torch.Tensor]] = {}
+    for split, n in per_split.items():
+        folder = root / "MMNIST" / split
+        folder.mkdir(parents=True)
+        labels = torch.from_numpy(RNG.permutation(np.arange(n) % 10))
+        torch.save(labels, folder / "labels.pt")
+        written[split] = {"labels": labels}
+        for m in MODALITIES:
+            pixels = torch.from_numpy(RNG.integers(0, 256, (n, 3, 28, 28), dtype=np.uint8))
+            torch.save(pixels.float() / 255, folder / f"{m}.pt")
+            written[split][m] = pixels
+    return written
+
+
 def test_polymnist_reads_tuples_by_file_name(tmp_path):
     written = write_polymnist(tmp_path, {"train": 23, "test": 12})
     data = build_dataset("pm", {"source": "polymnist"}, tmp_path, False, seed=0)
@@ -152,15 +170,46 @@ def test_polymnist_refuses_folders_that_do_not_match(tmp_path):
         build_dataset("pm", {"source": "polymnist"}, tmp_path, False, seed=0)
 
 
-def test_polymnist_without_files_names_them_and_the_fix(tmp_path):
-    with pytest.raises(DataError, match="download is off") as error:
+def test_polymnist_reads_multivaes_tensors_row_by_row(tmp_path):
+    written = write_polymnist_tensors(tmp_path, {"train": 23, "test": 12})
+    data = build_dataset("pm", {"source": "polymnist"}, tmp_path, False, seed=0)
+    assert data.meta["layout"] == "tensor" and (data.num_pairs("train"), data.num_pairs("test")) == (23, 12)
+    for split in ("train", "test"):
+        for m in MODALITIES:
+            assert data.images[m][split].dtype == torch.uint8
+            assert torch.equal(data.images[m][split], written[split][m])  # k/255 back to k exactly
+            assert torch.equal(data.labels[m][split], written[split]["labels"])
+        assert torch.equal(data.pairs[split], torch.arange(len(written[split]["labels"])).unsqueeze(1).repeat(1, 5))
+
+
+def test_polymnist_tensors_that_are_not_multivaes_are_refused(tmp_path):
+    write_polymnist_tensors(tmp_path, {"train": 12, "test": 10})
+    test = tmp_path / "MMNIST" / "test"
+    torch.save(torch.rand(9, 3, 28, 28), test / "m3.pt")
+    with pytest.raises(DataError, match=r"m3.pt has shape \[9, 3, 28, 28\], not \[10, 3, 28, 28\]"):
         build_dataset("pm", {"source": "polymnist"}, tmp_path, False, seed=0)
-    assert str(tmp_path / "MMNIST" / "test" / "m4") in str(error.value)
+    torch.save(torch.rand(10, 3, 28, 28) * 255, test / "m3.pt")
+    with pytest.raises(DataError, match=r"m3.pt holds values outside \[0, 1\]"):
+        build_dataset("pm", {"source": "polymnist"}, tmp_path, False, seed=0)
+
+
+def test_polymnist_in_neither_layout_names_what_is_there_and_both_layouts(tmp_path):
+    with pytest.raises(DataError, match="holds PolyMNIST in neither layout: found nothing") as error:
+        build_dataset("pm", {"source": "polymnist"}, tmp_path, False, seed=0)
+    assert "set `download: true` and the archive's md5" in str(error.value)
+    write_polymnist_tensors(tmp_path, {"train": 10, "test": 10})
+    (tmp_path / "MMNIST" / "test" / "labels.pt").unlink()  # tensors incomplete, and no PNG folders
+    with pytest.raises(DataError) as error:
+        build_dataset("pm", {"source": "polymnist"}, tmp_path, False, seed=0)
+    message = str(error.value)
+    assert "found ['test/m0.pt'" in message and "'train/labels.pt'" in message
+    assert f"MultiVae's tensors {tmp_path / 'MMNIST'}/{{train,test}}/m0.pt ... m4.pt and labels.pt" in message
+    assert f"MoPoE's PNG folders {tmp_path / 'MMNIST'}/{{train,test}}/m0 ... m4/ of {{index}}.{{label}}.png" in message
 
 
 def zip_tree(root: Path, archive: Path) -> str:
     with zipfile.ZipFile(archive, "w") as z:
-        for path in sorted(root.rglob("*.png")):
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
             z.write(path, path.relative_to(root))
     return hashlib.md5(archive.read_bytes()).hexdigest()
 
@@ -216,12 +265,29 @@ def test_polymnist_archive_of_another_layout_is_refused_and_nothing_unpacked(tmp
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     (data_dir / "PolyMNIST.zip").write_bytes(archive.read_bytes())
-    with pytest.raises(DataError, match=r"holds \['MMNIST'\] at its top, not PolyMNIST/"):
+    with pytest.raises(DataError, match=r"holds \['MMNIST'\] at its top, and no PolyMNIST layout under PolyMNIST/"):
         build_dataset("pm", {"source": "polymnist", "md5": md5, "folder": "PolyMNIST"}, data_dir, True, seed=0)
     assert sorted(p.name for p in data_dir.iterdir()) == ["PolyMNIST.zip"]
     (data_dir / "PolyMNIST.zip").write_bytes(b"truncated")
     with pytest.raises(DataError, match="fails its MD5 check"):
         build_dataset("pm", {"source": "polymnist", "md5": md5}, data_dir, True, seed=0)
+
+
+def test_polymnist_download_of_the_tensor_layout_keeps_the_classifiers_beside_it(tmp_path, monkeypatch):
+    """MultiVae's archive as its code reads it: MMNIST/ of tensors and clf/ at the top, both unpacked."""
+    written = write_polymnist_tensors(tmp_path / "release", {"train": 12, "test": 10})
+    (tmp_path / "release" / "clf").mkdir()
+    (tmp_path / "release" / "clf" / "pretrained_img_to_digit_clf_m0").write_bytes(b"weights")
+    archive = tmp_path / "PolyMNIST.zip"
+    md5 = zip_tree(tmp_path / "release", archive)
+    fake = lambda url, root, filename, md5=None: (Path(root) / filename).write_bytes(archive.read_bytes())  # noqa: E731
+    monkeypatch.setattr(import_torchvision().datasets.utils, "download_url", fake)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    data = build_dataset("pm", {"source": "polymnist", "md5": md5}, data_dir, True, seed=0)
+    assert data.meta["layout"] == "tensor" and torch.equal(data.images["m4"]["train"], written["train"]["m4"])
+    assert sorted(p.name for p in data_dir.iterdir()) == ["MMNIST", "PolyMNIST.zip", "clf"]
+    assert (data_dir / "clf" / "pretrained_img_to_digit_clf_m0").read_bytes() == b"weights"
 
 
 def test_preflight_stops_an_unverifiable_polymnist_download_before_any_job(tmp_path):

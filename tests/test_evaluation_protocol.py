@@ -209,7 +209,7 @@ def test_evaluate_model_is_seeded_and_the_protocols_differ():
     data = synthetic_paired(n_train=60, n_test=30)
     model = toy_model("mmvae_plus")
     torch.manual_seed(0)
-    classifiers = {m: digit_classifier(data.shape(m)).eval() for m in data.modalities}
+    classifiers = {m: digit_classifier(data.shape(m), "mmvae").eval() for m in data.modalities}
     settings = evaluation_settings(batch_size=16, joint_coherence_samples=50, probe_folds=2, likelihood_samples=0)
     runs = {}
     for protocol in ("mean", "sample", "sample"):

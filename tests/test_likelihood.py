@@ -306,7 +306,7 @@ def test_evaluate_model_reports_the_log_likelihood_when_asked(toy_data):
     model = build_model(
         "mvae", toy_data.shapes, {**TOY_SETTINGS, "shared_dim": 4, "likelihood": {"family": "bernoulli", "scale": 0.75}}
     )
-    classifiers = {m: digit_classifier(toy_data.shape(m)).eval() for m in toy_data.modalities}
+    classifiers = {m: digit_classifier(toy_data.shape(m), "mmvae").eval() for m in toy_data.modalities}
     settings = evaluation_settings(
         batch_size=16, probe_max_train=32, probe_folds=2, max_cluster=16, joint_coherence_samples=16
     )

@@ -169,7 +169,7 @@ def trained_run(tmp_path):
         history=[],
     )
     for m in data.modalities:
-        save_classifier(digit_classifier(data.shape(m)), data.shape(m), {}, tmp_path / f"{m}.pt")
+        save_classifier(digit_classifier(data.shape(m), "mmvae"), {}, tmp_path / f"{m}.pt")
     return tmp_path
 
 

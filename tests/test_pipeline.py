@@ -234,7 +234,17 @@ def test_a_workflow_whose_python_cannot_run_the_stages_stops_before_any_job_nami
     python.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
     python.chmod(0o755)
     env = {**snakemake_env(), "PATH": f"{bin_dir}:/usr/bin:/bin"}
-    cmd = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "--cores", "1", "--configfile", str(CI_PRESET)]
+    cmd = [
+        SNAKEMAKE,
+        "-s",
+        str(ROOT / "Snakefile"),
+        "-d",
+        str(tmp_path),
+        "--cores",
+        "1",
+        "--configfile",
+        str(CI_PRESET),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     out = result.stdout + result.stderr
     assert result.returncode != 0

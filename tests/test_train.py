@@ -140,7 +140,7 @@ def _train_and_evaluate(data, device):
     model = build_model("mgmvae", data.shapes, settings).to(device)
     history = train_model(model, data, settings, seed=0, progress=False)
     torch.manual_seed(1)  # untrained but seeded classifiers: enough to compare two runs
-    classifiers = {m: digit_classifier(data.shape(m)).to(device).eval() for m in data.modalities}
+    classifiers = {m: digit_classifier(data.shape(m), "mmvae").to(device).eval() for m in data.modalities}
     metrics = evaluate_model(
         model,
         data,

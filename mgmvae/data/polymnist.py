@@ -1,20 +1,16 @@
-"""The released PolyMNIST files (Sutter et al., ICLR 2021), in the layout MoPoE's code reads.
+"""The released PolyMNIST files (Sutter et al., ICLR 2021), in either layout the references read
+(docs/datasets.md cites them): ``tensor``, MultiVae's ``MMNISTDataset`` (``{train,test}/m{k}.pt``,
+[N, 3, 28, 28] in [0, 1], and ``labels.pt``; row i is tuple i), or ``png``, MoPoE's and MMVAE+'s
+(``{train,test}/m{k}/{i}.{label}.png``; the same name across the folders is one tuple). MoPoE pairs
+the folders' ``glob`` orders, which agree only as far as the file system lists them alike; here tuples
+are matched by name and ordered by (label, index). Images are kept as uint8: PNG bytes as they are,
+tensors as round(255·x), exact for values k/255.
 
-thomassutter/MoPoE: job_polymnist reads ``$DIR_DATA/MMNIST/{train,test}/m{0..4}``;
-mmnist/MMNISTDataset.py, ``_create_mmnist_dataset``, writes ``m{k}/{i}.{label}.png`` (an RGB
-28×28 image; ``i``: the position in that modality's permutation of the class), and
-``MMNISTDataset.__getitem__`` takes the label from the name (``name.split(".")[-2]``). The same name
-across the folders is one tuple. MoPoE pairs the folders' ``glob`` orders, which agree only as far
-as the file system lists the folders alike; here the tuples are matched by name and ordered by
-(label, index), and folders that differ in their names are refused.
-
-Download: MoPoE's README links a Google Drive folder, which a program cannot fetch as a file; the
-archive ``PolyMNIST.zip`` is on Zenodo (record 4899160), the link MultiVae's ``MMNISTDataset``
-downloads (AgatheSenellart/MultiVae, src/multivae/data/datasets/mmnist.py,
-``__check_or_download_data__``). Neither publishes a checksum, and none is built in here: a
-download needs the archive's MD5 as the parameter ``md5`` and is refused without it, never used
-unverified. The archive is kept beside the data (``data_dir/PolyMNIST.zip``) and unpacked into a
-temporary folder that is renamed into place only once it holds every modality folder.
+Download: ``PolyMNIST.zip`` from Zenodo (record 4899160), as MultiVae downloads it. No checksum is
+published: a download needs the archive's MD5 as the parameter ``md5`` and is refused without it. The
+archive is kept as ``data_dir/PolyMNIST.zip`` and unpacked into a temporary folder whose top-level
+entries (MultiVae's ``clf/`` of classifier weights beside ``MMNIST/``) move into ``data_dir`` only once
+``folder`` holds a layout.
 """
 
 from __future__ import annotations
@@ -31,6 +27,7 @@ from torch import Tensor
 from mgmvae.data.dataset import Dataset, ParamError
 from mgmvae.data.paired import SPLITS, DataError, PairedData
 from mgmvae.data.sources import download_verified, verified
+from mgmvae.io import load_torch
 
 ARCHIVE = "PolyMNIST.zip"
 ZENODO_URL = "https://zenodo.org/record/4899160/files/PolyMNIST.zip"
@@ -40,12 +37,12 @@ MODALITIES = ("m0", "m1", "m2", "m3", "m4")
 
 
 class PolyMnist(Dataset):
-    """PolyMNIST from its released PNG files: five modalities of 3×28×28, one tuple per file name."""
+    """PolyMNIST from its released files: five modalities of 3×28×28, tensor or PNG layout."""
 
     name = "polymnist"
     modalities = MODALITIES
     shapes = {m: (3, 28, 28) for m in MODALITIES}
-    # folder: under data_dir, holding {train,test}/m{0..4}/ (MoPoE: data/MMNIST); md5: the archive's.
+    # folder: under data_dir, holding train/ and test/ (MoPoE, MultiVae: MMNIST); md5: the archive's.
     default_params = {"folder": "MMNIST", "url": ZENODO_URL, "md5": None}
 
     def check_params(self) -> None:
@@ -58,7 +55,7 @@ class PolyMnist(Dataset):
 
     def raw_files(self, data_dir: Path) -> list[Path]:
         root = Path(data_dir) / self.params["folder"]
-        return [root / s / m for s in SPLITS for m in self.modalities]
+        return layout_files(root, layout(root) or "png")
 
     def download_urls(self) -> list[str]:
         self._md5()
@@ -67,27 +64,24 @@ class PolyMnist(Dataset):
     def build(self, name: str, seed: int, data_dir: Path, download: bool) -> PairedData:
         """The tuples of the released files; ``seed`` plays no part (the files fix every draw)."""
         data_dir = Path(data_dir)
-        missing = [p for p in self.raw_files(data_dir) if not p.is_dir()]
-        if missing and not download:
-            listing = "\n".join(f"  {p}" for p in missing)
-            raise DataError(
-                f"missing PolyMNIST folders:\n{listing}\ndownload is off; unzip {ARCHIVE} into {data_dir} (MoPoE's "
-                f"layout {self.params['folder']}/{{train,test}}/m0..m4), or set `download: true` and the archive's md5"
-            )
-        if missing:
+        root = data_dir / self.params["folder"]
+        if layout(root) is None and download and not root.exists():
             self._unpack(self._archive(data_dir), data_dir)
+        kind = layout(root)
+        if kind is None:
+            fix = f"delete {root} and run again" if download else "set `download: true` and the archive's md5"
+            raise DataError(f"{no_layout(root)}\nUnzip {ARCHIVE} into {data_dir}, or {fix}")
+        read = read_tensors if kind == "tensor" else read_pngs
         images: dict[str, dict[str, Tensor]] = {m: {} for m in self.modalities}
         labels: dict[str, dict[str, Tensor]] = {m: {} for m in self.modalities}
         pairs = {}
         for s in SPLITS:
-            folders = [data_dir / self.params["folder"] / s / m for m in self.modalities]
-            names, split_labels = tuple_names(folders)
-            for m, folder in zip(self.modalities, folders, strict=True):
-                images[m][s] = read_pngs([folder / n for n in names])
-                labels[m][s] = split_labels
-            pairs[s] = torch.arange(len(names)).unsqueeze(1).repeat(1, len(self.modalities))
+            split_images, split_labels = read(root / s)
+            for m in self.modalities:
+                images[m][s], labels[m][s] = split_images[m], split_labels
+            pairs[s] = torch.arange(len(split_labels)).unsqueeze(1).repeat(1, len(self.modalities))
         meta = {"source": self.name, "seed": seed, "folder": self.params["folder"], "md5": self.params["md5"]}
-        return PairedData(name, list(self.modalities), images, labels, pairs, meta)
+        return PairedData(name, list(self.modalities), images, labels, pairs, meta | {"layout": kind})
 
     # ------------------------------------------------------------------ download
     def _md5(self) -> str:
@@ -113,28 +107,81 @@ class PolyMnist(Dataset):
         return archive
 
     def _unpack(self, archive: Path, data_dir: Path) -> None:
-        """Unzip into a temporary folder, then rename its ``folder`` into place, complete or not at all."""
-        target = data_dir / self.params["folder"]
-        if target.exists():
-            raise DataError(f"{target} exists but lacks modality folders: delete it and run again to unpack {archive}")
+        """Unzip into a temporary folder; move its top-level entries not yet in ``data_dir`` there."""
         with tempfile.TemporaryDirectory(dir=data_dir, prefix=".polymnist-") as tmp:
             try:
                 with zipfile.ZipFile(archive) as zipped:
                     zipped.extractall(tmp)
             except (zipfile.BadZipFile, OSError) as error:
                 raise DataError(f"{archive} cannot be unpacked ({error}): delete it and download it again") from None
-            unpacked = Path(tmp) / self.params["folder"]
-            lacking = [s / m for s in map(Path, SPLITS) for m in self.modalities if not (unpacked / s / m).is_dir()]
-            if lacking:
+            if layout(Path(tmp) / self.params["folder"]) is None:
                 top = sorted(p.name for p in Path(tmp).iterdir())
                 raise DataError(
-                    f"{archive} holds {top} at its top, not {self.params['folder']}/{{train,test}}/m0..m4 "
-                    f"(lacking {[str(p) for p in lacking[:3]]}); set the dataset's `folder` to the one that holds them"
+                    f"{archive} holds {top} at its top, and no PolyMNIST layout under {self.params['folder']}/ "
+                    f"(MultiVae's {{train,test}}/m0.pt ... or MoPoE's {{train,test}}/m0/ ...): set the dataset's "
+                    f"`folder` to the one that holds train/ and test/"
                 )
-            unpacked.rename(target)
+            for entry in Path(tmp).iterdir():
+                if not (data_dir / entry.name).exists():
+                    entry.rename(data_dir / entry.name)
 
 
-# ---------------------------------------------------------------------- reading
+# ---------------------------------------------------------------------- layouts
+def layout_files(root: Path, kind: str) -> list[Path]:
+    """What layout ``kind`` holds under ``root``: MultiVae's tensor files or MoPoE's PNG folders."""
+    if kind == "tensor":
+        return [root / s / f for s in SPLITS for f in (*(f"{m}.pt" for m in MODALITIES), "labels.pt")]
+    return [root / s / m for s in SPLITS for m in MODALITIES]
+
+
+def layout(root: Path) -> str | None:
+    """``tensor`` or ``png``, whichever is complete under ``root`` (tensor first); None if neither is."""
+    if all(p.is_file() for p in layout_files(root, "tensor")):
+        return "tensor"
+    return "png" if all(p.is_dir() for p in layout_files(root, "png")) else None
+
+
+def no_layout(root: Path) -> str:
+    """Why neither layout was found under ``root``: what is there and what each layout needs."""
+    found = sorted(str(p.relative_to(root)) for p in root.glob("*/*")) if root.is_dir() else []
+    return (
+        f"{root} holds PolyMNIST in neither layout: found {found[:8] or 'nothing'}; expected MultiVae's tensors "
+        f"{root}/{{train,test}}/m0.pt ... m4.pt and labels.pt, or MoPoE's PNG folders "
+        f"{root}/{{train,test}}/m0 ... m4/ of {{index}}.{{label}}.png"
+    )
+
+
+def read_tensors(folder: Path) -> tuple[dict[str, Tensor], Tensor]:
+    """MultiVae's ``m{k}.pt`` (floats in [0, 1], or uint8) as uint8, and ``labels.pt`` as int64."""
+    labels, images = _tensor(folder / "labels.pt"), {}
+    if labels.dim() != 1 or labels.is_floating_point():
+        raise DataError(f"{folder / 'labels.pt'} holds {labels.dtype} {list(labels.shape)}, not integer labels [N]")
+    for m in MODALITIES:
+        x, path = _tensor(folder / f"{m}.pt"), folder / f"{m}.pt"
+        if x.shape != (len(labels), 3, 28, 28):
+            raise DataError(f"{path} has shape {list(x.shape)}, not [{len(labels)}, 3, 28, 28] (labels.pt's length)")
+        if x.is_floating_point() and not (x.min() >= 0 and x.max() <= 1):
+            raise DataError(f"{path} holds values outside [0, 1], not images as MultiVae reads them")
+        images[m] = x.mul(255).round().to(torch.uint8) if x.is_floating_point() else x.to(torch.uint8)
+    return images, labels.long()
+
+
+def _tensor(path: Path) -> Tensor:
+    try:
+        value = load_torch(path)
+    except Exception as error:  # not a torch file, or one holding more than tensors
+        raise DataError(f"{path} cannot be read as a tensor ({error}); unpack the archive again") from None
+    if not isinstance(value, Tensor):
+        raise DataError(f"{path} holds a {type(value).__name__}, not a tensor; unpack the archive again")
+    return value
+
+
+def read_pngs(folder: Path) -> tuple[dict[str, Tensor], Tensor]:
+    """MoPoE's ``m{k}/{index}.{label}.png`` as uint8 [N, 3, 28, 28] per modality, tuples matched by name."""
+    names, labels = tuple_names([folder / m for m in MODALITIES])
+    return {m: read_png_files([folder / m / n for n in names]) for m in MODALITIES}, labels
+
+
 def tuple_names(folders: list[Path]) -> tuple[list[str], Tensor]:
     """The file names every modality folder has, ordered by (label, index), and their labels;
     DataError for a foreign PNG name or folders that do not hold the same names."""
@@ -163,7 +210,7 @@ def _label_and_index(name: str) -> tuple[int, int]:
     return int(label), int(index)
 
 
-def read_pngs(paths: list[Path]) -> Tensor:
+def read_png_files(paths: list[Path]) -> Tensor:
     """uint8 [N, 3, 28, 28] from RGB PNG files (as torchvision's ``save_image`` writes them)."""
     from PIL import Image
 

@@ -1,9 +1,13 @@
-"""Training, saving and loading the digit classifiers that score coherence (their network:
-``mgmvae.nets.DigitClassifier``, MMVAE's). Classifiers take float images in [0, 1]."""
+"""Training, saving and loading the digit classifiers that score coherence (``mgmvae.nets.CLASSIFIERS``),
+or loading released weights instead: one state dict per modality, ``pretrained_img_to_digit_clf_<modality>``,
+as MoPoE, MMVAE+ and MultiVae load ``ClfImg``'s (docs/datasets.md), here strictly and after an MD5 check.
+Classifiers take float images in [0, 1] (MoPoE's and MMVAE+'s ``ToTensor``; MultiVae's tensors)."""
 
 from __future__ import annotations
 
+import hashlib
 import math
+import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -12,9 +16,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from mgmvae.data.paired import DataError
 from mgmvae.io import load_torch, save_torch
-from mgmvae.nets import DigitClassifier, classifier_shape, digit_classifier
+from mgmvae.nets import Classifier, digit_classifier
 from mgmvae.seeding import seed_everything
+
+RELEASED_FILE = "pretrained_img_to_digit_clf_{modality}"  # as the references name them
 
 
 def _as_float(x: Tensor) -> Tensor:
@@ -42,15 +49,16 @@ def train_classifier(
     test_x: Tensor,
     test_y: Tensor,
     *,
-    epochs: int = 30,
-    batch_size: int = 256,
-    lr: float = 1e-3,
-    seed: int = 0,
+    network: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
     device: str | torch.device = "cpu",
     progress: bool = True,
     on_epoch: Callable[[int, dict], None] | None = None,
-) -> tuple[DigitClassifier, dict]:
-    """Train the digit classifier with Adam (MMVAE: 30 epochs, lr 1e-3, batch 256).
+) -> tuple[Classifier, dict]:
+    """Train the digit classifier ``network`` with Adam (MMVAE: 30 epochs, lr 1e-3, batch 256).
 
     Images stay uint8 on the device and each batch is gathered and converted there, so an epoch
     has no per-sample Python. Seeded as a training run (``seed_everything``: deterministic kernels
@@ -60,7 +68,7 @@ def train_classifier(
         raise TypeError("train_classifier expects uint8 images [N, C, H, W]")
     device = torch.device(device)
     seed_everything(seed)
-    net = digit_classifier(train_x.shape[1:]).to(device)
+    net = digit_classifier(train_x.shape[1:], network).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     shuffle = torch.Generator().manual_seed(seed)
     train_x, test_x = train_x.to(device), test_x.to(device)
@@ -101,16 +109,36 @@ def train_classifier(
     return net, metrics
 
 
-def save_classifier(net: nn.Module, shape: Sequence[int], metrics: dict, path: str | Path) -> None:
-    """Store state_dict + input shape + metrics (plain types only, so loadable with weights_only)."""
+def load_released(
+    folder: Path, modality: str, md5: str | None, network: str, shape: Sequence[int], key: str
+) -> Classifier:
+    """The released state dict of ``modality`` in ``folder`` as ``network``, in eval mode; DataError naming
+    the file and the fix (``key``: the config key of ``released``) if it is missing, unverified or another's."""
+    path, off = folder / RELEASED_FILE.format(modality=modality), f"or set {key}: null to train the classifier here"
+    if not path.is_file():
+        raise DataError(f"released classifier weights {path} are missing: copy the file there, {off}")
+    found, md5_key = hashlib.md5(path.read_bytes()).hexdigest(), f"{key}.md5.{modality}"
+    if found != md5:  # no checksum is published: with md5 null, the user vouches for the file
+        why = "cannot be verified" if md5 is None else f"fails its MD5 check ({md5_key} = {md5})"
+        raise DataError(f"{path} {why}: its MD5 is {found}; set {md5_key}: {found} once you trust the file, {off}")
+    net = digit_classifier(shape, network)
+    try:
+        net.load_state_dict(load_torch(path))
+    except (RuntimeError, EOFError, pickle.UnpicklingError, AttributeError, TypeError) as error:
+        raise DataError(f"{path} is not a state dict of {network} ({', '.join(net.state_dict())}): {error}") from None
+    return net.eval()
+
+
+def save_classifier(net: Classifier, metrics: dict, path: str | Path) -> None:
+    """Store state_dict + network + input shape + metrics (plain types only, so loadable with weights_only)."""
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    save_torch({"state_dict": state, "shape": list(classifier_shape(shape)), "metrics": metrics}, path)
+    save_torch({"state_dict": state, "network": net.network, "shape": list(net.shape), "metrics": metrics}, path)
 
 
-def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> DigitClassifier:
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
     """Rebuild a saved classifier in eval mode on ``device``; its metrics are at ``net.metrics``."""
     raw = load_torch(path)
-    net = digit_classifier(raw["shape"])
+    net = digit_classifier(raw["shape"], raw["network"])
     net.load_state_dict(raw["state_dict"])
     net.metrics = raw.get("metrics", {})
     return net.to(device).eval()

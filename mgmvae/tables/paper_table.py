@@ -81,6 +81,7 @@ def _notes(spec: TableSpec, tests: dict[str, dict[str, Any]], has_paper: bool) -
             f"Paper: as reported on {spec.paper_on}; matched to our columns by position. "
             f"Δ paper = our mean − the paper's number; {DASH} where the paper has no number."
         )
+    notes += [spec.note] if spec.note else []
     return notes + [f"Paired t-test over seeds, {label}: {t['text']}." for label, t in tests.items()]
 
 

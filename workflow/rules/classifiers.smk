@@ -16,7 +16,7 @@ rule train_classifier:
     params:
         cli=MGMVAE,
         config=STUDY_CONFIG,
-        classifier=json.dumps(config["classifier"], sort_keys=True),
+        classifier=lambda w: json.dumps(classifier_settings(config, w.dataset)[0], sort_keys=True),
     shell:
         "{params.cli} classifier --config {params.config} --dataset {wildcards.dataset} "
         "--modality {wildcards.modality} --data {input.data} --out {output.weights} "

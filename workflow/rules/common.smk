@@ -14,7 +14,7 @@ from snakemake.settings.types import DeploymentMethod
 from mgmvae import paper as _paper
 from mgmvae import paths
 from mgmvae.compat import rule_python_problem
-from mgmvae.config import ConfigError, at_paper_budget, run_settings, studied_datasets, validate
+from mgmvae.config import ConfigError, at_paper_budget, classifier_settings, run_settings, studied_datasets, validate
 from mgmvae.contract import validate_models
 from mgmvae.dataset_contract import validate_datasets
 from mgmvae.datasets import check_raw_data, dataset_modalities
