@@ -146,9 +146,8 @@ class MultimodalVAE(nn.Module):
         """p(h_m), shaped like ``like`` (as ``prior``): the one private prior a model trains against,
         draws from when the evaluation samples private latents (cross-generation under ``sample``,
         joint generation) and weighs by in the test log-likelihood. N(0, I) by default, as DMVAE's
-        ``cross_acc_prior`` (seqam-lab/DMVAE, mnist_svhn/main.py) and MMVAE+'s
-        ``reconstruct_and_cross_reconstruct_forw`` (epalu/mmvaeplus, src/models/mmvae.py; the unit
-        prior, not the auxiliary one); IDMVAE overrides it with its reference's scale."""
+        ``cross_acc_prior`` (seqam-lab/DMVAE, mnist_svhn/main.py); MMVAE+ and IDMVAE override it
+        with their references' unit prior (not the auxiliary one) and its softplus scale."""
         return DiagGaussian(torch.zeros_like(like), torch.zeros_like(like))
 
     def draw_private(self, modality: str, n: int) -> Tensor | None:

@@ -125,7 +125,7 @@ def test_mmvae_three_modalities_by_hand():
 
 def test_mmvae_plus_three_modalities_by_hand():
     """Every stratum decodes every target: its own w for itself, a draw of r_d for each other d."""
-    model = make("mmvae_plus", {"beta": 2.5})
+    model = make("mmvae_plus", {"beta": 2.5, "prior_scale": "unit"})  # N(0, I) priors, r_d = N(0, exp ρ_d)
     with torch.no_grad():
         for i, m in enumerate(SHAPES):
             model.aux_logvar[m].copy_(torch.tensor([0.3 * i, -0.5]))
