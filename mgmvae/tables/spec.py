@@ -108,21 +108,24 @@ PAPER_TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (TABLE1, TABLE
 # The M-modality table (``mgmvae.tables.polymnist``): its columns follow the number of modalities
 # M of its dataset, so its spec is built from the runs (``polymnist_spec``).
 POLYMNIST = "polymnist"
+TARGET_WORDS = {False: "the modalities outside the given ones, as MultiVae", True: "every modality, as MoPoE"}
 
 
-def polymnist_spec(n_modalities: int) -> TableSpec:
-    """Conditional coherence with k = 1 .. M−1 given modalities (beside the published PolyMNIST
-    numbers of mgmvae.paper), joint coherence, the probe with k = 1 .. M given and retrieval."""
+def polymnist_spec(n_modalities: int, given_included: bool) -> TableSpec:
+    """Conditional coherence with k given modalities on the targets outside them (k < M, beside the
+    published numbers of mgmvae.paper, which MultiVae sets beside its own) or, ``given_included``, on
+    every target (k ≤ M), joint coherence, the probe with k = 1 .. M given and retrieval."""
+    to, paper = ("all", None) if given_included else ("others", "coherence {}")
     coherence = [
-        Column("conditional_coherence", str(k), paper=f"coherence {k}", label=f"coherence {k} given")
-        for k in range(1, n_modalities)
+        Column("conditional_coherence", str(k), paper and paper.format(k), f"coherence {k} given → {to}")
+        for k in range(1, n_modalities + given_included)
     ]
     probe = [Column("probe_by_subset_size", str(k), label=f"probe {k} given") for k in range(1, n_modalities + 1)]
     return TableSpec(
         POLYMNIST,
         "PolyMNIST table",
-        "conditional coherence by number of given modalities, joint coherence, linear probe by number of "
-        "given modalities and mean retrieval top-1 (%)",
+        f"conditional coherence by number of given modalities (targets: {TARGET_WORDS[given_included]}), joint "
+        "coherence, linear probe by number of given modalities and mean retrieval top-1 (%)",
         (*coherence, Column("joint_coherence", "joint", label="joint coherence"), *probe)
         + (Column("retrieval_mean", "top1", label="retrieval"),),
         paper_on="PolyMNIST, each model's own paper (sources in mgmvae/paper.py)",
