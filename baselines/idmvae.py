@@ -42,8 +42,9 @@ below) plus three regularisers. Ours, written from the paper's description and t
    ``get_simple_prior_z`` and ``get_simple_prior_w(aux=False)``), and the auxiliary prior
    r_d(w) = N(0, (softplus(ρ_d) + η)²) with a learnable ρ_d initialised at 0 (``pws_params_aux``,
    so it starts at the same scale 0.693). η enters only these scales (and the reference encoder's
-   posterior scale, which ours parameterises by a log-variance as every model here). ``unit`` is
-   MMVAE+'s unit priors with its auxiliary prior (baselines/mmvae_plus.py).
+   posterior scale, which ours parameterises by a log-variance as every model here). These are
+   MMVAE+'s ``prior_scale`` choices (baselines/mmvae_plus.py) with IDMVAE's η; ``unit`` is N(0, I)
+   and N(0, diag exp ρ_d).
 ``center`` applies to the gen-aug InfoNCE too. ``generate`` decodes the target with w at the
 prior mean (0) under ``mean``; under ``sample`` w is drawn from ``private_prior``, N(0, 0.693²):
 the code's plain prior, which its ``self_and_cross_modal_generation_forward`` (src/models/
@@ -66,15 +67,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from baselines.mmvae_plus import MMVAEPlus
 from mgmvae.base import Batch
 from mgmvae.contrastive import info_nce
-from mgmvae.distributions import DiagGaussian, DiagLaplace
-
-ETA = 1e-8  # chatzikon/IDMVAE src/utils.py, Constants.eta: added to every softplus scale
 
 
 # ----------------------------------------------------------------- DDPM pieces
@@ -192,44 +189,20 @@ class IDMVAE(MMVAEPlus):
         "diffusion_weight": 1.0,
         "diffusion_steps": 200,
         "diffusion_stop_grad": True,
-        "prior_scale": "softplus",
     }
+    # Priors: MMVAE+'s ``prior_scale`` (baselines/mmvae_plus.py) with this η; the sampled evaluation
+    # draws w from ``private_prior``, N(0, s²): chatzikon/IDMVAE, src/models/idmvae.py
+    # ``get_simple_prior_w(aux=False)``, which ``self_and_cross_modal_generation_forward`` draws from
+    # only with ``diffusion_loss_weight`` 0, otherwise from the private diffusion prior (not fitted here).
+    eta = 1e-8  # chatzikon/IDMVAE src/utils.py, Constants.eta: added to every softplus scale
 
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)
         if self.params["gen_aug_loss"] not in ("contrastive", "matching"):
             raise ValueError(f"idmvae gen_aug_loss {self.params['gen_aug_loss']!r}: choose contrastive or matching")
-        if self.params["prior_scale"] not in ("softplus", "unit"):
-            raise ValueError(f"idmvae prior_scale {self.params['prior_scale']!r}: choose softplus or unit")
         if self.params["prior_scale"] == "softplus" and self.posterior_family != "gaussian":
             raise ValueError("idmvae prior_scale softplus needs posterior: gaussian (the reference's Normal prior)")
         self.diffusion = LatentDiffusionPrior(self.shared_dim, int(self.params["diffusion_steps"]))
-
-    # ------------------------------------------------------------------ priors
-    def softplus_normal(self, raw: Tensor, like: Tensor) -> DiagGaussian:
-        """N(0, (softplus(raw) + η)²), the reference's ``_compute_prior_from_params`` for Normal."""
-        std = F.softplus(raw) + ETA
-        return DiagGaussian(torch.zeros_like(like), (2.0 * std.log()).expand_as(like))
-
-    def prior(self, like: Tensor):
-        if self.params["prior_scale"] == "unit":
-            return super().prior(like)
-        return self.softplus_normal(like.new_zeros(()), like)
-
-    def private_prior(self, modality: str, like: Tensor) -> DiagGaussian | DiagLaplace:  # type: ignore[override]  # Laplace family too
-        """p(w_m) = N(0, (softplus(0) + η)²), scale ≈ 0.693 (chatzikon/IDMVAE, src/models/idmvae.py
-        ``get_simple_prior_w(aux=False)`` → ``_compute_prior_from_params``), which the sampled
-        evaluation draws from too: ``self_and_cross_modal_generation_forward`` draws w from it
-        only with ``diffusion_loss_weight`` 0, otherwise from the private diffusion prior, which is
-        not fitted here."""
-        if self.params["prior_scale"] == "unit":
-            return super().private_prior(modality, like)
-        return self.softplus_normal(like.new_zeros(()), like)
-
-    def auxiliary_prior(self, modality: str, like: Tensor) -> DiagGaussian | DiagLaplace:
-        if self.params["prior_scale"] == "unit":
-            return super().auxiliary_prior(modality, like)
-        return self.softplus_normal(self.aux_logvar[modality], like)
 
     # -------------------------------------------------------------- regularisers
     def cross_mi_loss(self, encoded) -> Tensor:

@@ -11,8 +11,11 @@ switch of the settings:
   in src/utils.py); the unit prior p(z) p(w_m) = Laplace(0, 1) (``pu_params``: softmax(0)·D = 1,
   fixed; src/models/mmvae_polymnist.py); the auxiliary prior r_d(w) = Laplace(0, softmax(ρ_d)·D_w),
   ρ_d learnable from 0 (``pw_params``), so its scales are tied: they sum to D_w.
-- ``gaussian`` (the paper setting's identical settings): N(·, exp(logvar)) posteriors, p(z) p(w_m)
-  = N(0, I) and r_d(w) = N(0, diag exp(ρ_d)), ρ_d learnable from 0.
+- ``gaussian``, srl-ethz/mmvaeplus's ``--priorposterior Normal`` (mmvaeplus/models/mmvaeplus_polyMNIST.py
+  ``pz_params``, ``pw_params``; vae_polyMNIST_single_modality.py ``pw_params_aux``): Normal priors of
+  scale softplus(·) + η (``prior_scale: softplus``): p(z) p(w_m) = N(0, 0.693²), r_d(w) = N(0,
+  (softplus(ρ_d) + η)²), ρ_d learnable from 0; ``unit``: N(0, I) and N(0, exp ρ_d). Departure: the
+  posterior's scale comes from the shared encoder's log-variance head (theirs: softplus(raw) + η).
 
 Objective, sampled stratified over the present modalities m (as MMVAE, "looser": average over
 strata outside the log): z_m ~ q(z | x_m), w_m ~ q(w_m | x_m), and for every target d
@@ -23,8 +26,10 @@ strata outside the log): z_m ~ q(z | x_m), w_m ~ q(w_m | x_m), and for every tar
 
     log W_m = Σ_d w_d log p(x_d | z_m, ·) + β [log p(z_m) + log p(w_m) − log q_mix(z_m) − log q(w_m | x_m)]
 
-  ``elbo``: (1/M) Σ_m mean_k log W_mk; ``iwae``: (1/M) Σ_m log mean_k W_mk; ``dreg``: the iwae
-  value with DReG gradients for z and w (as our MMVAE; with K=1 it is sticking-the-landing).
+  ``elbo``: (1/M) Σ_m mean_k log W_mk; ``iwae``: (1/M) Σ_m log mean_k W_mk; ``dreg``: what both
+  official ``m_dreg`` compute (epalu/mmvaeplus src/objectives.py, srl-ethz/mmvaeplus
+  mmvaeplus/objectives.py): densities attached, and a w̃ hook on a copy outside the loss's graph
+  that never fires, so the iwae gradient (docs/models.md; our MMVAE's ``dreg`` is Tucker et al.'s).
   β multiplies the log-density ratio inside the weight, as the reference code (and IDMVAE's).
 M modalities: as written, over the M present modalities: every stratum m decodes every target d,
 cross targets with w̃_d from r_d (epalu/mmvaeplus, src/models/mmvae.py ``MMVAE.forward`` fills the
@@ -32,12 +37,13 @@ off-diagonal of ``px_us`` from each source's z and a draw of the target's ``pw``
 ``_m_iwae`` and ``_m_dreg`` sum over the targets and average over the strata; the PolyMNIST model,
 src/models/mmvae_polymnist.py ``PolyMNIST_5modalities``, is that class with five VAEs). Cost per
 step: O(M² K) decoder rows (M·K draws, each decoded by M decoders).
-Defaults: ``objective: elbo``, ``k: 1`` (CPU budget; K=1 makes all three equal in value),
-``beta: 2.5`` (MMVAE+'s PolyMNIST value, also IDMVAE's). Missing modality: the strata and targets
-are the present modalities only.
-Evaluation (protocols in mgmvae/base.py): ``embed`` is the mixture mean (a draw under ``sample``);
-``generate`` decodes the target with w at the prior mean (``mean``) or drawn from the unit prior
-p(w) (``sample``, as the reference); ``translate`` takes the style reference's w (base class).
+Defaults: ``objective: elbo``, ``k: 1`` (both references' released runs, ``--obj elbo --K 1``; their
+``m_elbo`` is the iwae bound, equal at K=1), ``beta: 2.5`` (MMVAE+'s PolyMNIST value, also
+IDMVAE's). Missing modality: the strata and targets are the present modalities only.
+Evaluation (protocols and ``evaluation.mixture_reading`` in mgmvae/base.py): ``generate`` decodes
+the target with w at the prior mean (``mean``) or drawn from the unit prior p(w) (``sample``, as
+srl-ethz/mmvaeplus ``self_and_cross_modal_generation_forward``); ``translate`` takes the style
+reference's w (base class).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from baselines.mmvae import check_importance_params
@@ -61,22 +68,11 @@ from mgmvae.distributions import (
 )
 
 
-def dreg_value(lw: Tensor, latents: list[Tensor], bound: Tensor) -> Tensor:
-    """The IWAE value ``bound.mean()`` whose gradient is the DReG estimator: normalised weights
-    w̃ over the K dimension (dim 1 of ``lw`` [M, K, B]); the latents sampled from q get their
-    incoming gradient scaled once more by w̃ (encoder path w̃²), everything else gets w̃."""
-    w = torch.softmax(lw.detach(), dim=1)
-    for latent in latents:
-        if latent.requires_grad:
-            latent.register_hook(lambda grad: grad * w.unsqueeze(-1))
-    surrogate = (w * lw).sum(1).mean()
-    return bound.mean().detach() + surrogate - surrogate.detach()
-
-
 class MMVAEPlus(MultimodalVAE):
     name = "mmvae_plus"
     uses_private = True
-    default_params = {"objective": "elbo", "k": 1, "beta": 2.5}
+    default_params = {"objective": "elbo", "k": 1, "beta": 2.5, "prior_scale": "softplus"}
+    eta = 1e-20  # srl-ethz/mmvaeplus mmvaeplus/utils.py, Constants.eta: added to every softplus scale
     # epalu/mmvaeplus, src/models/mmvae.py ``reconstruct_and_cross_reconstruct_forw`` (used by
     # ``cross_coherence`` in src/main_polymnist.py): z a posterior draw, w drawn from the unit prior
     # (not the auxiliary prior r_d: ``private_prior``); ``unconditional_coherence_and_lr``
@@ -87,6 +83,8 @@ class MMVAEPlus(MultimodalVAE):
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)
         check_importance_params(self.name, self.params)
+        if self.params["prior_scale"] not in ("softplus", "unit"):
+            raise ValueError(f"{self.name} prior_scale {self.params['prior_scale']!r}: choose softplus or unit")
         if self.private_dim < 1:
             raise ValueError(f"{self.name} needs private_dim >= 1")
         # ρ_d: the auxiliary prior's raw scale (a log-variance under gaussian, softmax logits under laplace)
@@ -105,26 +103,43 @@ class MMVAEPlus(MultimodalVAE):
     def joint_posterior(self, encoded) -> MixtureOfExperts:
         return MixtureOfExperts([q for q, _ in encoded.values()])
 
+    def softplus_scales(self) -> bool:
+        """Whether the priors are Normals of scale softplus(·) + η (``prior_scale: softplus`` under
+        ``gaussian``); ``laplace`` keeps the reference's softmax·D scales whatever it says."""
+        return self.params["prior_scale"] == "softplus" and self.posterior_family == "gaussian"
+
+    def softplus_normal(self, raw: Tensor, like: Tensor) -> DiagGaussian:
+        """N(0, (softplus(raw) + η)²), the references' Normal prior parameters (module docstring)."""
+        std = F.softplus(raw) + self.eta
+        return DiagGaussian(torch.zeros_like(like), (2.0 * std.log()).expand_as(like))
+
+    def prior(self, like: Tensor):
+        return self.softplus_normal(like.new_zeros(()), like) if self.softplus_scales() else super().prior(like)
+
     def private_prior(self, modality: str, like: Tensor) -> DiagGaussian | DiagLaplace:  # type: ignore[override]  # Laplace family too
-        """The unit prior p(w_m): N(0, I), or Laplace(0, 1) under ``laplace`` (the reference's ``pu``)."""
+        """The unit prior p(w_m): N(0, s²) (``softplus``), N(0, I) (``unit``), or Laplace(0, 1) under
+        ``laplace`` (the references' ``pw_params``/``pu``), which the sampled evaluation draws from."""
+        if self.softplus_scales():
+            return self.softplus_normal(like.new_zeros(()), like)
         return standard_prior(self.posterior_family, like)
 
     def auxiliary_prior(self, modality: str, like: Tensor) -> DiagGaussian | DiagLaplace:
-        """r_d(w): N(0, diag exp(ρ_d)), or Laplace(0, softmax(ρ_d)·D_w) under ``laplace`` (the
-        reference's ``pw_params``, no η)."""
+        """r_d(w): N(0, (softplus(ρ_d) + η)²) (``softplus``), N(0, diag exp(ρ_d)) (``unit``), or
+        Laplace(0, softmax(ρ_d)·D_w) under ``laplace`` (epalu/mmvaeplus ``pw_params``, no η)."""
         raw = self.aux_logvar[modality]
         if self.posterior_family == "laplace":
             return DiagLaplace(torch.zeros_like(like), softmax_scale(raw).expand_as(like))
+        if self.softplus_scales():
+            return self.softplus_normal(raw, like)
         return DiagGaussian(torch.zeros_like(like), raw.clamp(-12, 8).expand_as(like))
 
     # ---------------------------------------------------------------- objective
-    def elbo_terms(self, batch: Batch, encoded, k: int, dreg: bool):
-        """log W [M, K, B], its parts, and the sampled (z, w) [M, K, B, ·]."""
+    def elbo_terms(self, batch: Batch, encoded, k: int):
+        """log W [M, K, B] and its parts, every density attached (as the references, ``dreg`` too)."""
         present = list(encoded)
         q_z = self.joint_posterior(encoded)
         z = q_z.rsample_stratified(k)  # [M, K, B, D]
         w = torch.stack([encoded[m][1].rsample(k) for m in present])  # [M, K, B, P]
-        q_density = q_z.detach() if dreg else q_z
         recon = {}
         for d in present:
             h = torch.stack(
@@ -136,14 +151,12 @@ class MMVAEPlus(MultimodalVAE):
             recon[d] = self.log_likelihood(d, batch[d], z, h)  # type: ignore[arg-type]  # [M, K, B]; d is present
         log_pz = self.prior(z).log_prob(z)
         log_pw = torch.stack([self.private_prior(m, w[i]).log_prob(w[i]) for i, m in enumerate(present)])
-        log_qw = torch.stack(
-            [(encoded[m][1].detach() if dreg else encoded[m][1]).log_prob(w[i]) for i, m in enumerate(present)]
-        )
-        kl_z = q_density.log_prob(z) - log_pz  # single-sample log q/p, [M, K, B]
+        log_qw = torch.stack([encoded[m][1].log_prob(w[i]) for i, m in enumerate(present)])
+        kl_z = q_z.log_prob(z) - log_pz  # single-sample log q/p, [M, K, B]
         kl_w = log_qw - log_pw
         beta = float(self.params["beta"])
         lw = sum(recon.values()) - beta * (kl_z + kl_w)
-        return lw, recon, kl_z, kl_w, z, w
+        return lw, recon, kl_z, kl_w
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         encoded = self.encode(batch)
@@ -153,10 +166,9 @@ class MMVAEPlus(MultimodalVAE):
     def elbo_loss(self, batch: Batch, encoded) -> tuple[dict[str, Tensor], Tensor]:
         objective = self.params["objective"]
         k = 1 if objective == "elbo" else int(self.params["k"])
-        dreg = objective == "dreg"
-        lw, recon, kl_z, kl_w, z, w = self.elbo_terms(batch, encoded, k, dreg)
-        bound = (lw.mean(1) if objective == "elbo" else log_mean_exp(lw, dim=1)).mean(0)  # [B]
-        value = dreg_value(lw, [z, w], bound) if dreg else bound.mean()
+        lw, recon, kl_z, kl_w = self.elbo_terms(batch, encoded, k)
+        bound = (lw.mean(1) if objective == "elbo" else log_mean_exp(lw, dim=1)).mean(0)  # [B]; dreg: as iwae
+        value = bound.mean()
         present = list(encoded)
         terms = {}
         for d, r in recon.items():  # r: [M, K, B], stratum i decodes d from modality present[i]'s z

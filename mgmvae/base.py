@@ -10,6 +10,12 @@ the posterior mean with private latents at their prior mean and embeds by the po
 by a draw where the model's reference does (``embeds_sample``). Joint generation (``sample``)
 always draws both latents from the prior. Randomness comes from torch's global RNG, which the
 evaluation seeds.
+
+A mixture of experts given several modalities (MMVAE, MMVAE+, IDMVAE) is read under ``mean`` as
+``mixture_reading`` (``evaluation.mixture_reading``) says: ``multivae`` generates from one expert per
+row (MultiVae's ``encode``, return_mean False) and embeds by the average of the means (return_mean
+True); ``mopoe`` reads one expert per row for both (MoPoE's ``mixture_component_selection``);
+``average`` the average for both. A draw takes one expert per row. References: docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from mgmvae.nets import Decoder, Encoder, Shape, compute_dtype
 
 Batch = Mapping[str, Tensor | None]
 PROTOCOLS = ("mean", "sample")  # evaluation protocols; see the module docstring
+MIXTURE_READINGS = ("multivae", "mopoe", "average")  # see the module docstring
 
 
 def likelihood_weights(shapes: Mapping[str, Sequence[int]], spec: Any) -> dict[str, float]:
@@ -66,6 +73,7 @@ class MultimodalVAE(nn.Module):
     reference_protocol: ClassVar[str] = "mean"
     embeds_sample: ClassVar[bool] = False
     max_modalities: ClassVar[int | None] = None  # None: any number M >= 2 of modalities
+    mixture_reading: str = "multivae"  # module docstring; the evaluation sets it from the config
 
     def __init__(self, shapes: dict[str, Shape], settings: Mapping[str, Any]):
         super().__init__()
@@ -146,9 +154,8 @@ class MultimodalVAE(nn.Module):
         """p(h_m), shaped like ``like`` (as ``prior``): the one private prior a model trains against,
         draws from when the evaluation samples private latents (cross-generation under ``sample``,
         joint generation) and weighs by in the test log-likelihood. N(0, I) by default, as DMVAE's
-        ``cross_acc_prior`` (seqam-lab/DMVAE, mnist_svhn/main.py) and MMVAE+'s
-        ``reconstruct_and_cross_reconstruct_forw`` (epalu/mmvaeplus, src/models/mmvae.py; the unit
-        prior, not the auxiliary one); IDMVAE overrides it with its reference's scale."""
+        ``cross_acc_prior`` (seqam-lab/DMVAE, mnist_svhn/main.py); MMVAE+ and IDMVAE override it
+        with their references' unit prior (not the auxiliary one) and its softplus scale."""
         return DiagGaussian(torch.zeros_like(like), torch.zeros_like(like))
 
     def draw_private(self, modality: str, n: int) -> Tensor | None:
@@ -200,7 +207,7 @@ class MultimodalVAE(nn.Module):
         q = self.shared_posterior(batch, modalities)
         if check_protocol(protocol) == "sample" and self.embeds_sample:
             return posterior_draw(q)
-        return q.mean
+        return self.posterior_mean(q, embedding=True)
 
     @torch.no_grad()
     def generate(self, batch: Batch, source: str | Sequence[str], target: str, protocol: str = "mean") -> Tensor:
@@ -210,9 +217,18 @@ class MultimodalVAE(nn.Module):
         ``sample``: from a posterior draw with the private latent drawn from ``private_prior``."""
         q = self.shared_posterior(batch, [source] if isinstance(source, str) else list(source))
         if check_protocol(protocol) == "mean":
-            return self.likelihood.mean(self.decode(target, q.mean))
+            return self.likelihood.mean(self.decode(target, self.posterior_mean(q, embedding=False)))
         z = posterior_draw(q)
         return self.likelihood.mean(self.decode(target, z, self.draw_private(target, z.shape[0])))
+
+    def posterior_mean(self, q, embedding: bool) -> Tensor:
+        """``q.mean``, or for a mixture of several experts what ``mixture_reading`` reads."""
+        if (reading := self.mixture_reading) not in MIXTURE_READINGS:
+            raise ValueError(f"config key 'evaluation.mixture_reading': {reading!r} is not one of {MIXTURE_READINGS}")
+        if isinstance(q, MixtureOfExperts) and len(q.experts) > 1 and reading != "average":
+            if reading == "mopoe" or not embedding:
+                return per_row_expert(torch.stack([e.mean for e in q.experts]))
+        return q.mean
 
     @torch.no_grad()
     def translate(self, content: Batch, style: Batch, source: str, target: str, protocol: str = "mean") -> Tensor:
@@ -246,10 +262,14 @@ def check_protocol(protocol: str) -> str:
     return protocol
 
 
+def per_row_expert(stacked: Tensor) -> Tensor:
+    """[M, B, D] -> [B, D]: row b of an expert drawn uniformly per row (torch's seeded RNG)."""
+    pick = torch.randint(stacked.shape[0], (stacked.shape[1],), device=stacked.device)
+    return stacked[pick, torch.arange(stacked.shape[1], device=stacked.device)]
+
+
 def posterior_draw(q) -> Tensor:
     """One draw per row from a posterior; a mixture of experts picks its expert uniformly per row."""
     if not isinstance(q, MixtureOfExperts):
         return q.rsample()
-    draws = q.rsample_stratified(1)[:, 0]  # [M, B, D]
-    pick = torch.randint(len(q.experts), (draws.shape[1],), device=draws.device)
-    return draws[pick, torch.arange(draws.shape[1], device=draws.device)]
+    return per_row_expert(q.rsample_stratified(1)[:, 0])  # draws [M, B, D]

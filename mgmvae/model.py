@@ -28,8 +28,8 @@ averaged over pairs, so that M = 2 is the paper's, bit for bit):
 - Eq. 6: the reconstruction and the private and unimodal-shared KL terms are summed over the M modalities.
 - Eq. 9: L_center sums ||z_m − c_ĉ||² over the M modalities' shared latents (the paper's x and y).
 - Eq. 12: the triplet term L_triplet(m, m', negatives in m') of every ordered pair (m, m'), summed
-  and divided by the M(M − 1)/2 unordered pairs: the mean over pairs of the paper's two-direction
-  Eq. 12, which it is at M = 2 (``alignment``).
+  and divided by M − 1 (``align_normaliser: modalities``) or by the M(M − 1)/2 pairs (``pairs``; its
+  weight then falls as 2/M). Both are Eq. 12 at M = 2 (``alignment``; the choice: docs/models.md).
 - ``extra_recon``: each modality m is reconstructed from every other modality's shared latent, these
   M − 1 cross terms averaged (``cross_reconstruction``), so m's cross term weighs what it does at M = 2.
 Cost per step grows as M² in decoder passes with ``extra_recon`` (M joint, M unimodal, M(M − 1) cross)
@@ -149,6 +149,8 @@ class MGMVAE(MultimodalVAE):
         # unimodal means align late (digits_street cross-generation 0.31/0.27 at 3 epochs); 0.1 puts
         # β, γ = 1 within an order of magnitude of reconstruction: digits_street 0.69/0.76 at 4 epochs.
         "recon_scale": 0.1,
+        # M > 2, paper silent: Eq. 12's ordered-pair sum over M − 1 ("modalities") or M(M − 1)/2 ("pairs")
+        "align_normaliser": "modalities",
     }
 
     def __init__(self, shapes, settings):
@@ -158,6 +160,8 @@ class MGMVAE(MultimodalVAE):
             raise ValueError(f"mgmvae: mixture_init must be 'kmeans' or 'random', got {p['mixture_init']!r}")
         if p["cross_private"] not in ("prior", "own"):
             raise ValueError(f"mgmvae: cross_private must be 'prior' or 'own', got {p['cross_private']!r}")
+        if p["align_normaliser"] not in ("modalities", "pairs"):
+            raise ValueError(f"mgmvae: align_normaliser must be 'modalities' or 'pairs', got {p['align_normaliser']!r}")
         if p["center_on"] not in ("mean", "sample"):
             raise ValueError(f"mgmvae: center_on must be 'mean' or 'sample', got {p['center_on']!r}")
         if int(p["negatives"]) < 1:
@@ -260,8 +264,8 @@ class MGMVAE(MultimodalVAE):
     def alignment(self, *means: Tensor) -> tuple[Tensor, Tensor]:
         """Eq. 12 over the unimodal shared means of M ≥ 2 modalities, negatives from
         ``select_negatives``: Σ over ordered pairs (m, m') of L_triplet(m, m', negatives in m'),
-        divided by the M(M − 1)/2 unordered pairs (at M = 2, L(x, y, y') + L(y, x, x')). Returns
-        (L_align, fraction of chosen negatives farther than the positive)."""
+        divided by M − 1 or (``align_normaliser: pairs``) M(M − 1)/2: at M = 2, L(x, y, y') + L(y, x, x').
+        Returns (L_align, fraction of chosen negatives farther than the positive)."""
         k, semi_hard, margin = (
             int(self.params["negatives"]),
             self.negatives_are_semi_hard(),
@@ -272,7 +276,8 @@ class MGMVAE(MultimodalVAE):
             index, ok = select_negatives(anchor.detach(), positive.detach(), k, semi_hard)
             total = total + triplet_loss(anchor, positive, positive[index], margin).mean()
             valid.append(ok.float().mean())
-        return total / (len(means) * (len(means) - 1) / 2), torch.stack(valid).mean()
+        n = len(means) - 1
+        return total / (n * (n + 1) / 2 if self.params["align_normaliser"] == "pairs" else n), torch.stack(valid).mean()
 
     def mixture_term(self, q: DiagGaussian, z: Tensor) -> tuple[Tensor, Tensor | None]:
         """The λ1 bracket of Eq. 6 per sample and q(c|z_s) at the sample z (None without a usable
@@ -341,7 +346,7 @@ class MGMVAE(MultimodalVAE):
         """``extra_recon`` (paper silent): Σ_m mean_{o ≠ m} log p(m | z_o, h) per sample, z_o drawn
         from another modality o's unimodal posterior with the prior expert (the path ``generate``
         takes for Table 1), a fresh draw per (m, o), and h the target's private latent drawn from its
-        prior N(0, I) (``cross_private: prior``, as MMVAE+'s auxiliary prior) or its own posterior
+        prior N(0, I) (``cross_private: prior``, as MMVAE+ draws it from a prior) or its own posterior
         sample (``own``). Averaged over the M − 1 sources o, each target's cross term weighs as at
         M = 2 (MMVAE+, epalu/mmvaeplus src/objectives.py ``_m_iwae``, decodes every target from every
         source's z too, and averages over the sources). With ``prior``

@@ -269,10 +269,46 @@ def test_ancestral_sampling_with_the_exact_denoiser():
 
 
 # ======================================================================= MMVAE+
-def test_mmvae_plus_elbo_by_hand():
+# The priors' scales under each prior_scale: srl-ethz/mmvaeplus's softplus(·) + η (η = 1e-20) for
+# p(z), p(w) and r_d(w) (``softplus``), or N(0, I) and N(0, exp ρ_d) (``unit``).
+PRIOR_STD = {"softplus": lambda raw: torch.nn.functional.softplus(raw) + 1e-20, "unit": lambda raw: (0.5 * raw).exp()}
+
+
+def mmvae_plus_log_weights(model, x, h, k, prior_scale, detach_q=False):
+    """log W [M, K, B] of the references' ``_m_dreg``/``_m_iwae`` from torch.distributions, the draws
+    reproduced in the model's order from torch's RNG (seed it before); the sampled z and w."""
+    normal = torch.distributions.Normal
+    std = PRIOR_STD[prior_scale]
+    q = {
+        m: (
+            normal(h[m].shared_loc, (0.5 * h[m].shared_scale).exp()),
+            normal(h[m].private_loc, (0.5 * h[m].private_scale).exp()),
+        )
+        for m in SHAPES
+    }
+    z = {m: q[m][0].rsample((k,)) for m in SHAPES}
+    w = {m: q[m][1].rsample((k,)) for m in SHAPES}
+    aux = {(d, m): std(model.aux_logvar[d]) * torch.randn(k, B, P) for d in SHAPES for m in SHAPES if m != d}
+    if detach_q:
+        q = {
+            m: (normal(a.loc.detach(), a.scale.detach()), normal(b.loc.detach(), b.scale.detach()))
+            for m, (a, b) in q.items()
+        }
+    unit = normal(0.0, std(torch.zeros(())))
+    lws = []
+    for m in SHAPES:
+        recon = sum(laplace_ll(model, d, x[d], torch.cat([z[m], w[m] if d == m else aux[(d, m)]], -1)) for d in SHAPES)
+        lq_z = torch.logsumexp(torch.stack([q[j][0].log_prob(z[m]).sum(-1) for j in SHAPES]), 0) - math.log(2)
+        ratio = unit.log_prob(z[m]).sum(-1) + unit.log_prob(w[m]).sum(-1) - lq_z - q[m][1].log_prob(w[m]).sum(-1)
+        lws.append(recon + 2.5 * ratio)
+    return torch.stack(lws), z, w
+
+
+@pytest.mark.parametrize("prior_scale", ["softplus", "unit"])
+def test_mmvae_plus_elbo_by_hand(prior_scale):
     """K=1: (1/M) Σ_m [Σ_d log p(x_d | z_m, w_m if d=m else w̃_d~r_d) + β(log p(z)+log p(w_m)
     − log q_mix(z_m) − log q(w_m|x_m))], with the draws reproduced in the model's order."""
-    model = make("mmvae_plus", {"beta": 2.5})
+    model = make("mmvae_plus", {"beta": 2.5, "prior_scale": prior_scale})
     with torch.no_grad():
         model.aux_logvar["a"].copy_(torch.tensor([0.5, -1.0]))
         model.aux_logvar["b"].copy_(torch.tensor([-0.3, 0.2]))
@@ -281,31 +317,41 @@ def test_mmvae_plus_elbo_by_hand():
     terms = model.loss(x)
     with torch.no_grad():
         torch.manual_seed(9)
-        h = {m: model.encoders[m](x[m]) for m in SHAPES}
-        std = lambda lv: (0.5 * lv).exp()  # noqa: E731
-        z = {m: h[m].shared_loc + std(h[m].shared_scale) * torch.randn(1, B, D) for m in SHAPES}
-        w = {m: h[m].private_loc + std(h[m].private_scale) * torch.randn(1, B, P) for m in SHAPES}
-        aux = {}
-        for d in SHAPES:
-            for m in SHAPES:
-                if m != d:
-                    aux[(d, m)] = std(model.aux_logvar[d]) * torch.randn(1, B, P)
-        total = 0.0
-        for m in SHAPES:
-            recon = sum(
-                laplace_ll(model, d, x[d], torch.cat([z[m], w[m] if d == m else aux[(d, m)]], -1)) for d in SHAPES
-            )
-            lq = torch.logsumexp(torch.stack([gauss_lp(z[m], h[j].shared_loc, h[j].shared_scale) for j in SHAPES]), 0)
-            lq = lq - math.log(2)
-            zeros = torch.zeros(1)
-            ratio = (
-                gauss_lp(z[m], zeros, zeros)
-                + gauss_lp(w[m], zeros, zeros)
-                - lq
-                - gauss_lp(w[m], h[m].private_loc, h[m].private_scale)
-            )
-            total = total + (recon + 2.5 * ratio).mean() / 2
-    assert torch.allclose(-terms["loss"], total, rtol=1e-5)
+        lw, _, _ = mmvae_plus_log_weights(model, x, {m: model.encoders[m](x[m]) for m in SHAPES}, 1, prior_scale)
+    torch.testing.assert_close(-terms["loss"], lw.mean(), rtol=1e-5, atol=1e-3)
+
+
+def test_mmvae_plus_dreg_gradient_is_the_references_m_dreg_gradient():
+    """K = 3: every parameter's gradient is that of the references' surrogate Σ_k w̃_k log W_k, w̃
+    without gradient and every density attached (epalu/mmvaeplus and srl-ethz/mmvaeplus
+    ``m_dreg``; its hook sits on a copy outside the loss's graph), here from torch.distributions:
+    the IWAE gradient. Tucker et al.'s DReG (densities detached, w̃² on the sampled latents) moves
+    the encoders differently: the test sees the difference."""
+    x = batch()
+    model = make("mmvae_plus", {"objective": "dreg", "k": 3, "beta": 2.5})
+    torch.manual_seed(5)
+    model.loss(x)["loss"].backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    def hand(tucker: bool) -> dict:
+        model.zero_grad()
+        torch.manual_seed(5)
+        heads = {m: model.encoders[m](x[m]) for m in SHAPES}
+        lw, z, w = mmvae_plus_log_weights(model, x, heads, 3, "softplus", detach_q=tucker)
+        weights = torch.softmax(lw.detach(), dim=1)
+        if tucker:
+            for latent, i in [(z[m], i) for i, m in enumerate(SHAPES)] + [(w[m], i) for i, m in enumerate(SHAPES)]:
+                latent.register_hook(lambda g, i=i: g * weights[i].unsqueeze(-1))
+        (-(weights * lw).sum(1).mean()).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    def error(a, b):  # float32 sums over thousands of pixels: relative to the gradient's size
+        return float((a - b).abs().max() / b.abs().max())
+
+    references, tucker = hand(tucker=False), hand(tucker=True)
+    assert max(error(got[n], references[n]) for n in got) < 1e-3
+    assert error(tucker["encoders.a.head.weight"], references["encoders.a.head.weight"]) > 1e-2
+    assert error(tucker["decoders.b.net.7.weight"], references["decoders.b.net.7.weight"]) < 1e-3
 
 
 def test_mmvae_plus_objectives_agree_at_k1_and_aux_scale_learns():

@@ -290,10 +290,33 @@ def test_mmvae_plus_laplace_switch_gives_the_references_families():
     torch.testing.assert_close(aux.scale, softmax_scales(rho).expand_as(w))
     torch.testing.assert_close(aux.scale.sum(-1), torch.full((6,), float(P)))
     torch.testing.assert_close(aux.log_prob(w), Laplace(0.0, softmax_scales(rho)).log_prob(w).sum(-1))
-    # the Gaussian setting keeps N(0, I) priors and the log-variance auxiliary prior
-    gaussian = make("mmvae_plus")
-    assert isinstance(gaussian.encode(x)["a"][1], DiagGaussian)
-    torch.testing.assert_close(gaussian.auxiliary_prior("a", w).var, torch.ones_like(w))
+    # prior_scale does not apply to the Laplace family: the reference's scales either way
+    unit_scale = make("mmvae_plus", {"prior_scale": "unit"}, posterior="laplace")
+    torch.testing.assert_close(unit_scale.prior(z).log_prob(z), model.prior(z).log_prob(z))
+    assert isinstance(make("mmvae_plus").encode(x)["a"][1], DiagGaussian)
+
+
+def test_mmvae_plus_gaussian_priors_have_the_references_softplus_scales():
+    """srl-ethz/mmvaeplus, --priorposterior Normal: p(z), p(w) = Normal(0, softplus(0) + η) and
+    r_d = Normal(0, softplus(ρ_d) + η), η = 1e-20; ``prior_scale: unit``: N(0, I), N(0, exp ρ_d)."""
+    model, z, w = make("mmvae_plus"), torch.randn(6, D), torch.randn(6, P)
+    reference = torch.distributions.Normal(0.0, math.log(2.0) + 1e-20)
+    torch.testing.assert_close(model.prior(z).log_prob(z), reference.log_prob(z).sum(-1))
+    torch.testing.assert_close(model.private_prior("a", w).log_prob(w), reference.log_prob(w).sum(-1))
+    rho = torch.tensor([1.5, -2.0])
+    with torch.no_grad():
+        model.aux_logvar["b"].copy_(rho)
+    aux = torch.distributions.Normal(0.0, torch.log1p(rho.exp()) + 1e-20)
+    torch.testing.assert_close(model.auxiliary_prior("b", w).log_prob(w), aux.log_prob(w).sum(-1))
+    unit = make("mmvae_plus", {"prior_scale": "unit"})
+    with torch.no_grad():
+        unit.aux_logvar["b"].copy_(rho)
+    standard = torch.distributions.Normal(0.0, 1.0)
+    torch.testing.assert_close(unit.prior(z).log_prob(z), standard.log_prob(z).sum(-1))
+    torch.testing.assert_close(unit.private_prior("a", w).log_prob(w), standard.log_prob(w).sum(-1))
+    torch.testing.assert_close(unit.auxiliary_prior("b", w).std, (0.5 * rho).exp().expand_as(w))
+    with pytest.raises(ValueError, match="prior_scale"):
+        make("mmvae_plus", {"prior_scale": "wide"})
 
 
 def test_mmvae_plus_laplace_elbo_by_hand():

@@ -159,9 +159,54 @@ def test_embeddings_follow_each_reference():
         assert torch.equal(sampled, mean) is not draws, name
 
 
+def test_mixture_readings_of_several_given_modalities():
+    """A mixture given a and b under ``mean``: ``multivae`` decodes one expert's mean per row (a
+    uniform draw per row from the seeded RNG) and embeds by the average of the means; ``mopoe``
+    reads one expert per row for both; ``average`` the average for both. One given modality: its
+    expert under every reading. A draw (``sample``) is the same under every reading."""
+    batch = toy_batch(n=32)
+    for name in ("mmvae", "mmvae_plus", "idmvae"):
+        model = toy_model(name)
+        with torch.no_grad():
+            means = torch.stack([q.mean for q, _ in model.encode(batch).values()])  # [2, B, D]
+        with seeded(0):
+            pick = torch.randint(2, (32,))
+        assert 8 < int(pick.sum()) < 24  # both experts are picked
+        one, both = means[pick, torch.arange(32)], means.mean(0)
+        expected = {"multivae": (one, both), "mopoe": (one, one), "average": (both, both)}
+        drawn = {}
+        for reading, (decoded, embedded) in expected.items():
+            model.mixture_reading = reading
+            with seeded(0):
+                got = model.generate(batch, ["a", "b"], "b")
+            torch.testing.assert_close(got, model.likelihood.mean(model.decode("b", decoded)))
+            with seeded(0):
+                torch.testing.assert_close(model.embed(batch, ["a", "b"]), embedded)
+            torch.testing.assert_close(model.embed(batch, ["a"]), means[0])
+            torch.testing.assert_close(
+                model.generate(batch, "a", "b"), model.likelihood.mean(model.decode("b", means[0]))
+            )
+            with seeded(1):
+                drawn[reading] = model.generate(batch, ["a", "b"], "b", "sample")
+        assert torch.equal(drawn["multivae"], drawn["mopoe"]) and torch.equal(drawn["mopoe"], drawn["average"])
+        model.mixture_reading = "median"
+        with pytest.raises(ValueError, match="evaluation.mixture_reading"):
+            model.embed(batch, ["a", "b"])
+
+
+@pytest.mark.parametrize("name", ["mvae", "dmvae", "mopoe", "mwbvae", "mgmvae"])
+def test_models_without_a_mixture_read_several_modalities_alike_under_every_reading(name):
+    model, batch = toy_model(name), toy_batch()
+    outputs = []
+    for reading in ("multivae", "mopoe", "average"):
+        model.mixture_reading = reading
+        outputs.append((model.generate(batch, ["a", "b"], "b"), model.embed(batch, ["a", "b"])))
+    assert all(torch.equal(g, outputs[0][0]) and torch.equal(e, outputs[0][1]) for g, e in outputs)
+
+
 def test_private_priors_per_reference():
-    """Base N(0, I) (DMVAE, MGMVAE, and MMVAE+: its evaluation draws w from the unit prior, not
-    the auxiliary one); IDMVAE N(0, softplus(0) + 1e-8)."""
+    """Base N(0, I) (DMVAE, MGMVAE); IDMVAE N(0, softplus(0) + 1e-8); MMVAE+ N(0, softplus(0) +
+    1e-20): its evaluation draws w from the unit prior, not the auxiliary one."""
     n = 40_000
     plus = toy_model("mmvae_plus")
     with torch.no_grad():
@@ -171,7 +216,7 @@ def test_private_priors_per_reference():
             h = toy_model(name).draw_private("b", n)
         assert h.shape == (n, 2) and h.mean().abs() < 0.02 and h.std().item() == pytest.approx(std, rel=0.02), name
     with seeded(0):
-        assert plus.draw_private("b", n).std().item() == pytest.approx(1.0, rel=0.02)
+        assert plus.draw_private("b", n).std().item() == pytest.approx(math.log(2.0), rel=0.02)
     assert toy_model("mvae").draw_private("a", 3) is None
 
 

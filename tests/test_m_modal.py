@@ -7,12 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mgmvae.base import MultimodalVAE
 from mgmvae.config import ConfigError, load_config, studied_datasets
 from mgmvae.data.paired import PairedData
+from mgmvae.distributions import DiagGaussian, MixtureOfExperts
 from mgmvae.evaluation import evaluate_model
 from mgmvae.evaluation.run import coherence_items
 from mgmvae.evaluation.subsets import generations, mean_by_size, subsets
-from tests.conftest import evaluation_settings
+from tests.conftest import TOY_SETTINGS, evaluation_settings
 from tests.test_metrics import CodeReader, PerfectModel, coded, decode
 
 SHAPES = {"a": (1, 6, 6), "b": (3, 5, 5), "c": (1, 4, 4)}
@@ -65,10 +67,15 @@ def settings(**overrides):
 def test_subsets_their_order_and_the_generations_from_them():
     assert subsets(["a", "b", "c"]) == [("a",), ("b",), ("c",), ("a", "b"), ("a", "c"), ("b", "c"), ("a", "b", "c")]
     assert subsets(["a", "b"], proper=True) == [("a",), ("b",)]
-    assert generations(["a", "b"]) == [(("a",), "b"), (("b",), "a")]  # Table 1's two directions, in order
+    assert generations(["a", "b"], "outside") == [(("a",), "b"), (("b",), "a")]  # Table 1's two directions, in order
     # PolyMNIST: C(5,1)·4 + C(5,2)·3 + C(5,3)·2 + C(5,4)·1 = 20 + 30 + 20 + 5
-    five = generations([f"m{i}" for i in range(5)])
+    five = generations([f"m{i}" for i in range(5)], "outside")
     assert len(five) == 75 and all(t not in s for s, t in five)
+    # MoPoE's targets: every modality from every non-empty subset, the full set too: (2^5 − 1)·5
+    assert generations(["a", "b"], "all") == [(s, t) for s in [("a",), ("b",), ("a", "b")] for t in "ab"]
+    assert len(generations([f"m{i}" for i in range(5)], "all")) == 31 * 5
+    with pytest.raises(ValueError, match="evaluation.coherence_targets"):
+        generations(["a", "b"], "given")
     assert mean_by_size([(1, 0.5), (2, 1.0), (1, 1.0), (2, 0.0), (2, 0.5)]) == {"1": 0.75, "2": 0.5}
 
 
@@ -156,6 +163,62 @@ def test_conditional_coherence_from_every_subset(three_out):
     assert out["conditional_coherence_balanced"] == pytest.approx({"1": 4 / 6, "2": 1.0})
     assert ["a", "b"] in model.sources and ["b", "c"] in model.sources  # a subset goes to generate as a list
     assert out["joint_coherence"] == {"joint": 1.0, "samples": 20}
+    assert out["conditional_coherence_targets"] == {"given_included": False}
+
+
+def test_coherence_on_every_target_includes_the_given_modalities():
+    """MoPoE's targets: from every subset to every modality. Size 1: (c) -> a, b, c are wrong (c's
+    codes are one off), 6 of 9 right; sizes 2 and 3 start with a or b: right. The default scores
+    the targets outside only (``three_out``) and says so in the metrics."""
+    data = three_modalities()
+    readers = {m: CodeReader() for m in SHAPES}
+    out = evaluate_model(FirstGiven(data.shapes), data, readers, settings(coherence_targets="all"), 0, protocol="mean")
+    assert len(out["cross_generation"]) == 7 * 3 and out["cross_generation"]["c->c"] == 0.0
+    assert out["cross_generation"]["a->a"] == out["cross_generation"]["a,b,c->c"] == 1.0
+    assert out["conditional_coherence"] == pytest.approx({"1": 6 / 9, "2": 1.0, "3": 1.0})
+    assert out["conditional_coherence_targets"] == {"given_included": True}
+
+
+class CodeMixture(MultimodalVAE):
+    """A mixture of experts whose expert for modality m sits at the class code read off x_m (with a
+    tiny spread); its decoder draws the code at z's first coordinate, rounded."""
+
+    def encode(self, batch, modalities=None):
+        code = {
+            m: decode(batch[m]).float()[:, None].expand(-1, self.shared_dim) for m in self.present(batch, modalities)
+        }
+        return {m: (DiagGaussian(c, torch.full_like(c, -20.0)), None) for m, c in code.items()}
+
+    def joint_posterior(self, encoded):
+        return MixtureOfExperts([q for q, _ in encoded.values()])
+
+    def decode(self, modality, z, h=None):
+        return torch.logit(coded(z[:, 0].round().long(), self.shapes[modality]), eps=1e-6)
+
+
+def test_coherence_from_several_modalities_follows_the_mixture_reading():
+    """c's test codes are two classes off. From {a, c} or {b, c}, one expert per row (MultiVae's
+    and MoPoE's readings) is right on the rows that draw a or b, about half; the average of the
+    two codes is one class off, always wrong; from {a, b} every reading is right."""
+    shapes = {"a": (1, 28, 28), "b": (3, 32, 32), "c": (3, 28, 28)}
+    labels = {s: torch.arange(n) % 10 for s, n in (("train", 20), ("test", 400))}
+    images = {m: {s: as_uint8(y, shape) for s, y in labels.items()} for m, shape in shapes.items()}
+    images["c"]["test"] = as_uint8((labels["test"] + 2) % 10, shapes["c"])
+    pairs = {s: torch.arange(len(y))[:, None].expand(-1, 3) for s, y in labels.items()}
+    data = PairedData("codes", list(shapes), images, {m: dict(labels) for m in shapes}, pairs)
+    model = CodeMixture(shapes, TOY_SETTINGS)
+    readers = {m: CodeReader() for m in shapes}
+    got = {}
+    for reading in ("multivae", "mopoe", "average"):
+        given = settings(mixture_reading=reading, batch_size=64, probe_folds=2)
+        got[reading] = evaluate_model(model, data, readers, given, seed=0, protocol="mean")["cross_generation"]
+        assert model.mixture_reading == "multivae"  # the evaluation restores the model's reading
+    assert got["average"]["a,c->b"] == got["average"]["b,c->a"] == 0.0
+    for reading in ("multivae", "mopoe"):
+        assert got[reading]["a,c->b"] == pytest.approx(0.5, abs=0.1) and got[reading]["b,c->a"] == pytest.approx(
+            0.5, abs=0.1
+        )
+    assert {got[r]["a,b->c"] for r in got} == {1.0}
 
 
 def test_probe_per_subset_and_retrieval_over_ordered_pairs(three_out):
@@ -179,6 +242,11 @@ def test_a_table_without_a_dataset_and_the_coherence_switch_are_config_keys():
         load_config(overrides={"tables": {"polymnist": "nope"}})
     with pytest.raises(ConfigError, match="evaluation.coherence_over"):
         load_config(overrides={"evaluation": {"coherence_over": "images"}})
+    evaluation = load_config()["evaluation"]
+    assert (evaluation["coherence_targets"], evaluation["mixture_reading"]) == ("outside", "multivae")
+    for key in ("coherence_targets", "mixture_reading"):
+        with pytest.raises(ConfigError, match=f"evaluation.{key}"):
+            load_config(overrides={"evaluation": {key: "nope"}})
 
 
 def test_polymnist_quick_preset_is_embedded_cpu_and_every_model():

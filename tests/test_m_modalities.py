@@ -125,7 +125,7 @@ def test_mmvae_three_modalities_by_hand():
 
 def test_mmvae_plus_three_modalities_by_hand():
     """Every stratum decodes every target: its own w for itself, a draw of r_d for each other d."""
-    model = make("mmvae_plus", {"beta": 2.5})
+    model = make("mmvae_plus", {"beta": 2.5, "prior_scale": "unit"})  # N(0, I) priors, r_d = N(0, exp ρ_d)
     with torch.no_grad():
         for i, m in enumerate(SHAPES):
             model.aux_logvar[m].copy_(torch.tensor([0.3 * i, -0.5]))
@@ -222,17 +222,41 @@ def test_dmvae_three_modalities_by_hand():
 
 
 # ======================================================================== MGMVAE
-def test_mgmvae_alignment_is_the_mean_over_pairs_of_eq12():
-    model = make("mgmvae", {"negatives": 1, "margin": 1.7, "semi_hard_from_epoch": 1000})
-    means = [torch.randn(6, 4) for _ in range(3)]
-    torch.manual_seed(3)
-    got, _ = model.alignment(*means)
-    torch.manual_seed(3)
-    hand = 0.0
-    for i, j in [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]:
+def ordered_pair_triplets(means, seed=3):
+    """Σ over ordered pairs (i, j) of the batch-mean L_triplet(μ_i, μ_j, negatives in μ_j), α = 1.7,
+    the negatives drawn as ``alignment`` draws them (seeded)."""
+    torch.manual_seed(seed)
+    total = 0.0
+    for i, j in permutations(range(len(means)), 2):
         index, _ = select_negatives(means[i], means[j], 1, False)
-        hand = hand + triplet_loss(means[i], means[j], means[j][index], 1.7).mean()
-    assert got.item() == pytest.approx(hand.item() / 3)
+        total = total + triplet_loss(means[i], means[j], means[j][index], 1.7).mean().item()
+    return total
+
+
+def test_mgmvae_alignment_normalisers_are_eq12_at_two_and_part_at_five():
+    """Eq. 12 at M = 2, L(x, y, y') + L(y, x, x'), under both normalisers; at M = 5 ``modalities``
+    divides the 20 ordered-pair terms by M − 1 = 4, ``pairs`` by M(M − 1)/2 = 10: 2/M = 0.4 of it."""
+    means = {
+        m: [torch.randn(6, 4, generator=torch.Generator().manual_seed(10 * m + i)) for i in range(m)] for m in (2, 5)
+    }
+    got = {}
+    for normaliser in ("modalities", "pairs"):
+        params = {"negatives": 1, "margin": 1.7, "semi_hard_from_epoch": 1000, "align_normaliser": normaliser}
+        model = make("mgmvae", params)
+        for m in (2, 5):
+            torch.manual_seed(3)
+            got[normaliser, m] = model.alignment(*means[m])[0].item()
+    x, y = means[2]
+    torch.manual_seed(3)
+    x_neg, _ = select_negatives(x, y, 1, False)
+    y_neg, _ = select_negatives(y, x, 1, False)
+    eq12 = triplet_loss(x, y, y[x_neg], 1.7).mean() + triplet_loss(y, x, x[y_neg], 1.7).mean()
+    assert got["modalities", 2] == got["pairs", 2] == pytest.approx(eq12.item())
+    five = ordered_pair_triplets(means[5])
+    assert got["modalities", 5] == pytest.approx(five / 4) and got["pairs", 5] == pytest.approx(five / 10)
+    assert got["pairs", 5] == pytest.approx(0.4 * got["modalities", 5])
+    with pytest.raises(ValueError, match="align_normaliser"):
+        make("mgmvae", {"align_normaliser": "anchors"})
 
 
 def test_mgmvae_cross_reconstruction_averages_the_other_sources():

@@ -199,6 +199,7 @@ def test_evaluate_model_perfect_fake(own_clusters):
         # the M-modality sections (two modalities here)
         "conditional_coherence",
         "conditional_coherence_balanced",
+        "conditional_coherence_targets",
         "probe_by_subset",
         "probe_by_subset_size",
         "retrieval_mean",

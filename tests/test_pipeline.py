@@ -87,6 +87,7 @@ def test_ci_preset_end_to_end(ci_study):
         "log_likelihood",
         "conditional_coherence",
         "conditional_coherence_balanced",
+        "conditional_coherence_targets",
         "probe_by_subset",
         "probe_by_subset_size",
         "retrieval_mean",

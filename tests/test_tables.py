@@ -472,9 +472,11 @@ def test_the_same_run_under_two_protocols_is_not_a_duplicate(tmp_path):
 
 
 # ------------------------------------------------------------- the M-modality table
-def polymnist_run(model, seed, v, study="poly", dataset="digits_poly"):
-    """A five-modality run: coherence k given = v + k/100, probe k given = v + k/50, retrieval v / 2."""
+def polymnist_run(model, seed, v, study="poly", given_included=None, dataset="digits_poly"):
+    """A five-modality run: coherence k given = v + k/100 (k ≤ 4, or ≤ 5 with ``given_included``; a
+    run that does not record its targets when None), probe k given = v + k/50, retrieval v / 2."""
     mods = [f"m{i}" for i in range(5)]
+    targets = {} if given_included is None else {"conditional_coherence_targets": {"given_included": given_included}}
     return {
         "study": study,
         "dataset": dataset,
@@ -483,13 +485,14 @@ def polymnist_run(model, seed, v, study="poly", dataset="digits_poly"):
         "modalities": mods,
         "metrics": {
             "cross_generation": {"m0->m1": v, "m1->m0": v, "m0,m1->m2": v},
-            "conditional_coherence": {str(k): v + k / 100 for k in range(1, 5)},
+            "conditional_coherence": {str(k): v + k / 100 for k in range(1, 5 + bool(given_included))},
             "joint_coherence": {"joint": 0.5 * v, "samples": 100},
             "probe": {"m0": v, "joint": v},
             "probe_by_subset_size": {str(k): v + k / 50 for k in range(1, 6)},
             "retrieval_mean": {"top1": v / 2},
             "clustering": {"accuracy": v, "nmi": v, "ari": v, "method": "kmeans", "k": 10},
-        },
+        }
+        | targets,
     }
 
 
@@ -507,25 +510,47 @@ def test_polymnist_table_columns_follow_the_modalities_and_show_the_published_nu
     build_tables(load_run_metrics(paths["polymnist"]), TABLE_DATASETS | {"polymnist": "polymnist"}, out)
     csv = pd.read_csv(out / "polymnist.csv").set_index("model")
     means = [c for c in csv.columns if c.endswith(" mean")]
-    assert means == [f"coherence {k} given mean" for k in range(1, 5)] + ["joint coherence mean"] + [
+    assert means == [f"coherence {k} given → others mean" for k in range(1, 5)] + ["joint coherence mean"] + [
         f"probe {k} given mean" for k in range(1, 6)
     ] + ["retrieval mean"]
-    assert csv.loc["mgmvae", "coherence 2 given mean"] == pytest.approx(87.0)  # (82 + 92) / 2
+    assert csv.loc["mgmvae", "coherence 2 given → others mean"] == pytest.approx(87.0)  # (82 + 92) / 2
     assert csv.loc["mgmvae", "probe 5 given mean"] == pytest.approx(95.0)  # (90 + 100) / 2
     assert csv.loc["mopoe", "retrieval mean"] == pytest.approx(32.5)
     assert [csv.loc["mopoe", f"paper coherence {k}"] for k in range(1, 5)] == [66.0, 77.0, 81.0, 83.0]
-    assert csv.loc["mopoe", "coherence 1 given diff paper"] == pytest.approx(66.0 - 66.0)
+    assert csv.loc["mopoe", "coherence 1 given → others diff paper"] == pytest.approx(66.0 - 66.0)
     assert math.isnan(csv.loc["mgmvae", "paper coherence 1"])  # the MGMVAE paper has no PolyMNIST number
     md = (out / "polymnist.md").read_text()
     assert "scored by ClfImg with the released weights" in md and "Paper (coherence 1)" in md
     assert md_row(md, "MGMVAE")[2] == "**86.00 ± 7.07**"  # (81 + 91) / 2, best of the study's models
     assert md_row(md, "MoPoE")[4] == "66.0"  # the published number, as printed
+    assert "targets: the modalities outside the given ones, as MultiVae" in md
 
     build_tables(load_run_metrics(paths["digits_poly"]), TABLE_DATASETS | {"polymnist": "digits_poly"}, out)
     csv, md = pd.read_csv(out / "polymnist.csv"), (out / "polymnist.md").read_text()
     assert not [c for c in csv.columns if "paper" in c] and "Paper (coherence" not in md
     assert "embedded stand-in for PolyMNIST, scored by ClfImg trained here" in md
     assert "stands beside ours only on dataset `polymnist`" in md and "data and classifiers differ" in md
+
+
+def test_polymnist_table_names_coherence_on_every_target_and_refuses_mixed_runs(tmp_path):
+    """Runs that scored every target (MoPoE's): coherence with 1–5 given, headers and caption say
+    so, no published number beside it; runs of both settings on one dataset are refused."""
+    paths = []
+    for seed, v in enumerate([0.6, 0.7]):
+        paths.append(tmp_path / f"mopoe_{seed}.json")
+        save_json(polymnist_run("mopoe", seed, v, given_included=True), paths[-1])
+    out = tmp_path / "tables"
+    build_tables(load_run_metrics(paths), TABLE_DATASETS | {"polymnist": "digits_poly"}, out)
+    csv = pd.read_csv(out / "polymnist.csv").set_index("model")
+    assert [c for c in csv.columns if c.startswith("coherence") and c.endswith(" mean")] == [
+        f"coherence {k} given → all mean" for k in range(1, 6)
+    ]
+    assert csv.loc["mopoe", "coherence 5 given → all mean"] == pytest.approx(70.0)  # (65 + 75) / 2
+    assert not [c for c in csv.columns if c.startswith("paper")]
+    assert "targets: every modality, as MoPoE" in (out / "polymnist.md").read_text()
+    save_json(polymnist_run("mgmvae", 0, 0.8, given_included=False), tmp_path / "mixed.json")
+    with pytest.raises(ValueError, match="evaluation.coherence_targets"):
+        build_tables(load_run_metrics([*paths, tmp_path / "mixed.json"]), {"polymnist": "digits_poly"}, out)
 
 
 def test_a_table_without_a_dataset_says_so(runs, tmp_path):

@@ -2,11 +2,12 @@
 coherence of prior samples.
 
 Conditional coherence (MoPoE, thomassutter/MoPoE, eval_metrics/coherence.py ``test_generation``;
-MultiVae, multivae/metrics/coherences/coherences.py ``CoherenceEvaluator.all_accuracies_from_subset``):
-a target modality is generated from a subset S of the other modalities of each test item, and the
-target modality's classifier labels the generation; it counts if the label is the item's. Two
-readings: ``accuracy``, plain accuracy as the MGMVAE paper and both references report it;
-``balanced_accuracy``, the mean over classes of the per-class accuracies (scikit-learn's
+MultiVae, multivae/metrics/coherences/coherences.py ``CoherenceEvaluator.coherence_from_subset``):
+a target modality is generated from a subset S of the modalities of each test item (the targets:
+``mgmvae.evaluation.subsets``), and the target modality's classifier labels the generation; it
+counts if the label is the item's. Two readings: ``accuracy``, plain accuracy as the MGMVAE paper
+and both references report it; ``balanced_accuracy``, the mean over classes of the per-class
+accuracies (scikit-learn's
 ``balanced_accuracy_score``; equal to plain accuracy on a class-balanced test set with
 class-independent errors). With one source modality it is the paper's cross-modal generation
 accuracy (Table 1; MMVAE, iffsid/mmvae src/report/analyse_ms.py ``cross_coherence``, and MMVAE+,

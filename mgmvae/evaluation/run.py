@@ -11,11 +11,11 @@ All test metrics read the test split only; the probes are fitted (and the C cros
 training pairs only. Every random draw is seeded from the run's seed, one seed per metric
 (``protocol.seeded``), so the same seed gives the same numbers.
 
-For any number M ≥ 2 of modalities, as MoPoE's and MMVAE+'s PolyMNIST evaluations: conditional
-coherence from every non-empty proper subset of the modalities to each modality outside it, and its
-mean by subset size; the probe per subset and its mean by size; retrieval between every ordered
-pair of modalities and its mean (``mgmvae.evaluation.subsets`` names them). With two modalities the
-subsets of size one are Table 1's two directions.
+For any number M ≥ 2 of modalities: conditional coherence from subsets of the modalities to the
+targets ``evaluation.coherence_targets`` names (``mgmvae.evaluation.subsets``), and its mean by subset
+size; the probe per subset and its mean by size; retrieval between every ordered pair of modalities
+and its mean. With two modalities and the default targets the subsets of size one are Table 1's two
+directions. A mixture given several modalities is read as ``evaluation.mixture_reading`` says.
 
 Coherence is scored over ``evaluation.coherence_over``: ``pairs`` (default), every test pair, as
 MoPoE's ``test_generation`` and MultiVae's ``CoherenceEvaluator`` iterate their test set, so an
@@ -175,15 +175,16 @@ def evaluate_model(
     bs = int(settings["batch_size"])
     modalities = list(data.modalities)
     device = model_device(model)
-    was_training = getattr(model, "training", False)
+    was_training, reading = getattr(model, "training", False), getattr(model, "mixture_reading", None)
     model.eval()
+    model.mixture_reading = settings["mixture_reading"]
     try:
         with torch.no_grad():
-            # Table 1 and conditional coherence: each modality from every subset of the others.
+            # Table 1 and conditional coherence: each target from every subset of the modalities.
             with seeded(seed + SEED_OFFSET["cross"], device):
                 coherence = {
                     (s, t): _coherence(model, data, classifiers[t], s, t, protocol, settings, progress)
-                    for s, t in generations(modalities)
+                    for s, t in generations(modalities, settings["coherence_targets"])
                 }
             n_joint = int(settings["joint_coherence_samples"])
             with seeded(seed + SEED_OFFSET["joint"], device):
@@ -221,6 +222,8 @@ def evaluate_model(
             likelihood = run_log_likelihood(model, data, settings, seed, progress)
     finally:
         model.train(was_training)
+        if reading is not None:
+            model.mixture_reading = reading
     return {
         "cross_generation": {generation_name(s, t): v["accuracy"] for (s, t), v in coherence.items()},
         "cross_generation_balanced": {generation_name(s, t): v["balanced_accuracy"] for (s, t), v in coherence.items()},
@@ -230,6 +233,7 @@ def evaluate_model(
         "retrieval_top1": retrieval,
         "clustering": clustering,
         "conditional_coherence": mean_by_size((len(s), v["accuracy"]) for (s, _), v in coherence.items()),
+        "conditional_coherence_targets": {"given_included": settings["coherence_targets"] == "all"},
         "conditional_coherence_balanced": mean_by_size(
             (len(s), v["balanced_accuracy"]) for (s, _), v in coherence.items()
         ),
@@ -248,8 +252,9 @@ METRIC_KEYS = {
     "probe_selection": "the probe: 'method', and 'C', 'cv_accuracy', 'folds' (logistic_cv) or its training settings",
     "retrieval_top1": "Table 3, top-1 retrieval between every ordered pair of modalities 'src->tgt'",
     "clustering": "clustering of the joint latent: accuracy, nmi, ari, 'method', 'k'",
-    "conditional_coherence": "'k': mean of cross_generation over the subsets S of k given modalities and the "
-    "targets outside each (k = 1 .. M-1; MoPoE's and MultiVae's coherence by number of inputs)",
+    "conditional_coherence": "'k': mean of cross_generation over the subsets S of k given modalities and their "
+    "targets, outside S (k = 1 .. M-1, MultiVae's) or every modality (k = 1 .. M, MoPoE's)",
+    "conditional_coherence_targets": "'given_included': whether coherence scored every target (MoPoE's)",
     "conditional_coherence_balanced": "the same from cross_generation_balanced",
     "probe_by_subset": "accuracy of a probe per subset 'S' fitted on the training pairs' S-embeddings, tested "
     "on the test pairs' (MoPoE's latent classification); the full set's is Table 2's 'joint'",

@@ -4,6 +4,10 @@ The M-modality metrics read every non-empty subset S of the M modalities, in one
 size, then in ``itertools.combinations`` order of the dataset's modalities (for two modalities
 (m0,), (m1,), (m0, m1)). A subset is named by its modalities joined with ","; a generation from S
 to a target t by "S->t" (for one source modality "m0->m1", Table 1's key).
+
+Conditional coherence from S scores (``evaluation.coherence_targets``) ``outside``: the modalities
+outside S, S proper (MultiVae's ``CoherenceEvaluator.coherence_from_subset``, include_recon False);
+or ``all``: every modality, S any non-empty subset (thomassutter/MoPoE ``test_generation``).
 """
 
 from __future__ import annotations
@@ -28,17 +32,24 @@ def generation_name(subset: Subset, target: str) -> str:
     return f"{subset_name(subset)}->{target}"
 
 
-def generations(modalities: Sequence[str]) -> list[tuple[Subset, str]]:
-    """(S, t) for every non-empty proper subset S and every modality t outside it: conditional
-    generation of each left-out modality from every subset of the others."""
-    return [(s, t) for s in subsets(modalities, proper=True) for t in modalities if t not in s]
+COHERENCE_TARGETS = ("outside", "all")
+
+
+def generations(modalities: Sequence[str], targets: str) -> list[tuple[Subset, str]]:
+    """(S, t) scored by conditional coherence (module docstring): ``outside``, every non-empty proper
+    subset S and every modality t outside it; ``all``, every non-empty subset S and every t."""
+    if targets not in COHERENCE_TARGETS:
+        raise ValueError(f"config key 'evaluation.coherence_targets': {targets!r} is not one of {COHERENCE_TARGETS}")
+    every = targets == "all"
+    return [(s, t) for s in subsets(modalities, proper=not every) for t in modalities if every or t not in s]
 
 
 def mean_by_size(sized: Iterable[tuple[int, float]]) -> dict[str, float]:
     """{"k": mean of the values whose subset has size k}, sizes ascending (string keys, for JSON).
 
-    Over the (S, t) of ``generations`` this is MultiVae's mean over the subsets of a size of each
-    subset's mean over its targets: every subset of size k has M − k targets, so both means agree."""
+    Over the (S, t) of ``generations`` this is the mean over the subsets of a size of each subset's
+    mean over its targets (MultiVae's ``cross_coherences``): every subset of size k has the same
+    number of targets (M − k, or M under ``all``), so both means agree."""
     groups: dict[int, list[float]] = {}
     for size, value in sized:
         groups.setdefault(size, []).append(value)

@@ -1,8 +1,8 @@
 """Coherence against the number of given modalities, one line per model: the figure MoPoE and
 MMVAE+ draw for PolyMNIST. The line is the mean over seeds of each run's conditional coherence with
-k given modalities (``conditional_coherence``: the mean over the subsets of k modalities and the
-modalities left out), the band the 95% Student-t interval over seeds (none with one seed); a model's
-published PolyMNIST number (``mgmvae.paper.POLYMNIST``) is a × in its colour."""
+k given modalities (``conditional_coherence``: the mean over the subsets of k modalities and their
+targets), the band the 95% Student-t interval over seeds (none with one seed); a model's published
+PolyMNIST number (``mgmvae.paper.POLYMNIST``) is a × in its colour, beside targets left out only."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from mgmvae import paper
 from mgmvae.figures.palette import model_palette
 from mgmvae.figures.save import caption, pyplot, save_figure
 from mgmvae.tables import t_interval
+from mgmvae.tables.polymnist import given_included
 
 LEGEND = "lines: mean over seeds, bands: 95% t-interval, ×: published"
 
@@ -54,7 +55,7 @@ def coherence_figure(df: pd.DataFrame, dataset: str, study: str | None = None) -
             frame, x="given", y="value", hue="name", hue_order=names, palette=palette, errorbar=t_interval,
             marker="o", ax=ax,
         )  # fmt: skip
-        published = published_frame(models)
+        published = published_frame([] if given_included(df, dataset) else models)
         handles, labels = ax.get_legend_handles_labels()
         if not published.empty:
             sns.scatterplot(
