@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="figure files to attach to the aggregation run in MLflow (beside the tables)",
     )
+    p.add_argument(
+        "--benchmarks", type=Path, nargs="*", default=[], help="Snakemake benchmark files: the resources table"
+    )
 
     p = sub.add_parser("ablation", help="the ablation table and plots from the ablation runs' metrics")
     p.set_defaults(func=stages.write_ablation_table)

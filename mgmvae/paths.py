@@ -11,6 +11,7 @@ results/<study>/
   ablation/<dataset>/<variant>/seed<k>/  an ablation run (model.pt, checkpoint.pt, history.json, metrics.json)
   ablation/                            ablation_table.{csv,md,tex,html}, ablation_plot_<dataset>.{png,pdf}
   logs/<stage>/.../<job>.log           each Snakemake job's output, named like what it writes
+  benchmarks/<stage>/.../<job>.tsv     each job's wall time and peak memory (Snakemake's benchmark)
 
 The CLI calls these with concrete names; the Snakefile calls them with wildcards ("{dataset}",
 "{model}", "{seed}", ...), which pass through unchanged and make the rules' path patterns.
@@ -90,3 +91,10 @@ def run_log(config: Mapping, stage: str, dataset: str, model: str, seed: int | s
     """``logs/<stage>/<dataset>/<model>/seed<k>.log``: the log of one run's stage (``model`` is the
     variant for an ablation run, under the stage ``ablation/<stage>``)."""
     return log_file(config, stage, *_run(dataset, model, seed).parts)
+
+
+def benchmark_file(log: Path) -> Path:
+    """The benchmark TSV of the job whose log is ``log``: ``logs/…/<job>.log`` → ``benchmarks/…/<job>.tsv``."""
+    parts = list(log.parts)
+    at = len(parts) - 1 - parts[::-1].index("logs")
+    return Path(*parts[:at], "benchmarks", *parts[at + 1 :]).with_suffix(".tsv")

@@ -300,6 +300,7 @@ def _evaluate_protocol(
 # ----------------------------------------------------------------------- aggregate
 def write_tables(config: Mapping, args: argparse.Namespace) -> None:
     from mgmvae.tables import build_tables, load_run_metrics
+    from mgmvae.tables.resources import resources_table
 
     outdir = args.outdir or paths.tables_dir(config)
     with _tracked(
@@ -312,6 +313,8 @@ def write_tables(config: Mapping, args: argparse.Namespace) -> None:
     ) as run:
         frame = load_run_metrics(args.metrics)
         written = build_tables(frame, config["tables"], outdir)
+        if args.benchmarks:
+            written += resources_table(args.benchmarks, config["study"], Path(outdir))
         for path in written or sorted(Path(outdir).glob("*")):
             run.log_artifact(path, "tables")
         # The aggregation run holds every table and figure of the study: figures/<kind>/<file>.

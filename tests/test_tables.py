@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -562,3 +563,34 @@ def test_a_table_without_a_dataset_says_so(runs, tmp_path):
         assert list(pd.read_csv(out / f"{name}.csv").columns) == ["model", "name", "n_seeds"]
         assert f"config `tables.{name}: null`" in (out / f"{name}.md").read_text()
     assert md_row((out / "table1.md").read_text(), "MGMVAE")[2].startswith("**90.00 ± 10.00")
+
+
+def test_resources_table_sums_up_each_stage_from_its_benchmarks(tmp_path):
+    from mgmvae.paths import benchmark_file
+    from mgmvae.tables.resources import resources_table
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    jobs = {  # log -> (wall s, peak RSS MiB, CPU s)
+        Path("logs/train/d/mvae/seed0.log"): (10.0, 500.0, 9.0),
+        Path("logs/train/d/mvae/seed1.log"): (30.0, 700.0, 25.0),
+        Path("logs/train/d/mmvae/seed0.log"): (20.0, 600.0, 18.0),
+        Path("logs/ablation/train/d/full/seed0.log"): (5.0, 100.0, 4.0),
+        Path("logs/tables.log"): (1.0, 80.0, 0.5),
+    }
+    files = []
+    for log, (wall, rss, cpu) in jobs.items():
+        files.append(tmp_path / benchmark_file(log))
+        files[-1].parent.mkdir(parents=True, exist_ok=True)
+        files[-1].write_text(header + f"{wall}\t0:00:00\t{rss}\t1\t1\t1\t0\t0\t50\t{cpu}\n")
+    assert files[0] == tmp_path / "benchmarks/train/d/mvae/seed0.tsv"
+    resources_table(files, "s", tmp_path / "tables")
+    table = pd.read_csv(tmp_path / "tables" / "resources.csv").set_index("stage")
+    assert list(table.index) == ["train", "ablation/train", "tables"]
+    assert table.loc["train"].to_dict() == {
+        "jobs": 3,
+        "wall s median": 20.0,
+        "wall s max": 30.0,
+        "peak RSS MiB max": 700.0,
+        "CPU s max": 25.0,
+    }
+    assert md_row((tmp_path / "tables" / "resources.md").read_text(), "train")[:2] == ["train", "3"]

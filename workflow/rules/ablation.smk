@@ -27,6 +27,8 @@ use rule train_model as train_ablation with:
         history=ABLATION_RUN / "history.json",
     log:
         paths.run_log(config, "ablation/train", "{dataset}", "{variant}", "{seed}"),
+    benchmark:
+        paths.benchmark_file(paths.run_log(config, "ablation/train", "{dataset}", "{variant}", "{seed}"))
     wildcard_constraints:
         variant=ABLATION_VARIANT,
     params:
@@ -45,6 +47,8 @@ use rule evaluate_run as evaluate_ablation with:
         paths.metrics_files(config, ABLATION_RUN),
     log:
         paths.run_log(config, "ablation/evaluate", "{dataset}", "{variant}", "{seed}"),
+    benchmark:
+        paths.benchmark_file(paths.run_log(config, "ablation/evaluate", "{dataset}", "{variant}", "{seed}"))
     wildcard_constraints:
         variant=ABLATION_VARIANT,
     params:
@@ -71,6 +75,8 @@ rule ablation:
         plots=expand(ABLATION_DIR / f"{ABLATION_PLOT}.{{ext}}", dataset=ABLATION_DATASETS, ext=FIGURE_FORMATS),
     log:
         paths.log_file(config, "ablation", "ablation"),
+    benchmark:
+        paths.benchmark_file(paths.log_file(config, "ablation", "ablation"))
     conda:
         CONDA_ENV
     threads: 1

@@ -6,6 +6,8 @@ rule train_classifier:
         metrics=paths.classifier_file(config, "{dataset}", "{modality}").with_suffix(".json"),
     log:
         paths.log_file(config, "classifiers", "{dataset}", "{modality}"),
+    benchmark:
+        paths.benchmark_file(paths.log_file(config, "classifiers", "{dataset}", "{modality}"))
     conda:
         CONDA_ENV
     threads: 1

@@ -137,6 +137,21 @@ def every_protocol_metrics():
     ]
 
 
+def all_benchmarks():
+    """The benchmark files of every job upstream of the tables (the resources table)."""
+    logs = [paths.log_file(config, "prepare", d) for d in DATASETS]
+    logs += [paths.log_file(config, "classifiers", d, m) for d in DATASETS for m in modalities_of(d)]
+    logs += [
+        paths.run_log(config, s, d, m, k)
+        for s in ("train", "evaluate")
+        for d in DATASETS
+        for m in MODELS
+        for k in SEEDS
+    ]
+    logs += [paths.log_file(config, "figures", part) for part in [*DATASETS, "bars"]]
+    return [paths.benchmark_file(log) for log in logs]
+
+
 # ------------------------------------------------------------------ figures
 def figure_pngs(specs):
     """(PNG path, arguments of its `report` flag: caption and labels) per figure."""

@@ -3,6 +3,8 @@ rule prepare_dataset:
         DATA,
     log:
         paths.log_file(config, "prepare", "{dataset}"),
+    benchmark:
+        paths.benchmark_file(paths.log_file(config, "prepare", "{dataset}"))
     conda:
         CONDA_ENV
     threads: 1

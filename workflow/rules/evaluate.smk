@@ -8,6 +8,8 @@ rule evaluate_run:
         paths.metrics_files(config, RUN),  # one per protocol; the first is metrics.json
     log:
         paths.run_log(config, "evaluate", "{dataset}", "{model}", "{seed}"),
+    benchmark:
+        paths.benchmark_file(paths.run_log(config, "evaluate", "{dataset}", "{model}", "{seed}"))
     conda:
         CONDA_ENV
     threads: 1

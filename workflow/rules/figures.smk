@@ -32,6 +32,8 @@ for _dataset in DATASETS:
             pdf=figure_pdfs(FIGURE_SPECS[_dataset]),
         log:
             paths.log_file(config, "figures", _dataset),
+        benchmark:
+            paths.benchmark_file(paths.log_file(config, "figures", _dataset))
         conda:
             CONDA_ENV
         threads: 1
@@ -55,6 +57,8 @@ rule figures_bars:
         pdf=figure_pdfs(FIGURE_SPECS["bars"]),
     log:
         paths.log_file(config, "figures", "bars"),
+    benchmark:
+        paths.benchmark_file(paths.log_file(config, "figures", "bars"))
     conda:
         CONDA_ENV
     threads: 1

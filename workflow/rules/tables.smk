@@ -1,3 +1,4 @@
+from mgmvae.tables.resources import RESOURCES
 from mgmvae.tables.spec import EXTENSIONS, table_names
 
 TABLES = table_names()  # the paper tables of mgmvae/tables/spec.py, then clustering
@@ -8,14 +9,23 @@ rule tables:
     input:
         metrics=every_protocol_metrics(),
         figures=ALL_FIGURES,  # attached to the aggregation run in MLflow, beside the tables
+        benchmarks=all_benchmarks(),  # every upstream job's: the resources table
     output:
         expand(TABLES_DIR / "{table}.{ext}", table=TABLES, ext=[e for e in EXTENSIONS if e != "html"]),
         [
             report(TABLES_DIR / f"{t}.html", caption=f"../report/{t}.rst", category="Tables", labels={"table": t})
             for t in TABLES
         ],
+        [
+            report(TABLES_DIR / f"{RESOURCES}.{e}", caption=f"../report/{RESOURCES}.rst", category="Resources")
+            for e in EXTENSIONS
+            if e == "html"
+        ],
+        expand(TABLES_DIR / "{table}.{ext}", table=[RESOURCES], ext=[e for e in EXTENSIONS if e != "html"]),
     log:
         paths.log_file(config, "tables"),
+    benchmark:
+        paths.benchmark_file(paths.log_file(config, "tables"))
     conda:
         CONDA_ENV
     threads: 1
@@ -29,4 +39,4 @@ rule tables:
         tables=json.dumps(config["tables"], sort_keys=True),
     shell:
         "{params.cli} aggregate --config {params.config} --metrics {input.metrics} --figures {input.figures} "
-        "--outdir {params.outdir} > {log} 2>&1"
+        "--benchmarks {input.benchmarks} --outdir {params.outdir} > {log} 2>&1"

@@ -7,6 +7,8 @@ rule train_model:
         history=RUN / "history.json",
     log:
         paths.run_log(config, "train", "{dataset}", "{model}", "{seed}"),
+    benchmark:
+        paths.benchmark_file(paths.run_log(config, "train", "{dataset}", "{model}", "{seed}"))
     conda:
         CONDA_ENV
     threads: 1
