@@ -191,11 +191,17 @@ def evaluate_run(config: Mapping, args: argparse.Namespace) -> None:
     from mgmvae.data.paired import PairedData
     from mgmvae.evaluation.classifiers import load_classifier
     from mgmvae.evaluation.protocol import resolve_protocol
+    from mgmvae.evaluation.quality import load_inception
     from mgmvae.model_file import load_trained
 
     _dataset_spec(config, args.dataset)
     _model_ref(config, args)
     device = _device(config)
+    weights = config["evaluation"]["inception_weights"]
+    try:  # before any work: a missing weights file stops the stage at once
+        inception = load_inception(weights, device) if weights else None
+    except FileNotFoundError as error:
+        raise StageError(str(error)) from None
     run = _run_dir(config, args)
     model, saved = load_trained(args.model_file or run / "model.pt", device)
     data = PairedData.load(args.data or paths.data_file(config, args.dataset), device=device)
@@ -216,7 +222,7 @@ def evaluate_run(config: Mapping, args: argparse.Namespace) -> None:
     for setting, protocol in zip(settings, resolved, strict=True):
         out = paths.protocol_file(first, setting, settings)
         name = _run_name("evaluate", args) + (f"/{protocol}" if len(settings) > 1 else "")
-        inputs = (model, data, classifiers)
+        inputs = (model, data, classifiers, inception)
         metrics = _evaluate_protocol(config, args, saved, inputs, (setting, protocol), likelihood, out, name)
         likelihood = likelihood or metrics.get("log_likelihood")
         print(f"wrote {out}")
@@ -237,7 +243,7 @@ def _evaluate_protocol(
     from mgmvae.evaluation.run import evaluate_model
     from mgmvae.seeding import seed_everything
 
-    model, data, classifiers = inputs
+    model, data, classifiers, inception = inputs
     setting, protocol = protocols
     tags = {
         "dataset": args.dataset,
@@ -252,9 +258,8 @@ def _evaluate_protocol(
     evaluation = config["evaluation"] | ({"likelihood_samples": 0} if likelihood else {})
     with _tracked(config, args, "evaluate", name, tags, {**config["evaluation"], "protocol": protocol}) as tracker:
         seed_everything(args.seed)
-        metrics = evaluate_model(
-            model, data, classifiers, evaluation, args.seed, protocol=protocol, progress=not args.no_progress
-        )
+        options = {"protocol": protocol, "progress": not args.no_progress, "inception": inception}
+        metrics = evaluate_model(model, data, classifiers, evaluation, args.seed, **options)
         metrics |= {"log_likelihood": likelihood} if likelihood else {}
         record = {
             "study": config["study"],
