@@ -200,7 +200,10 @@ SUPPORTED_SHAPES: dict[tuple[int, int, int], int] = {(1, 28, 28): 320, (3, 28, 2
 
 
 class DigitClassifier(nn.Module):
-    """Conv(C->10,k5)-maxpool-ReLU-Conv(10->20,k5)-Dropout2d-maxpool-ReLU-FC(F->50)-ReLU-dropout-FC(50->10)."""
+    """Conv(C->10,k5)-maxpool-ReLU-Conv(10->20,k5)-Dropout2d-maxpool-ReLU-FC(F->50)-ReLU-dropout-FC(50->10).
+
+    Every digit classifier keeps one contract: ``features(x)`` returns its penultimate activations
+    (here the 50 after FC(F->50)-ReLU) and ``forward(x) == head(features(x))``."""
 
     network = "mmvae"
 
@@ -213,12 +216,16 @@ class DigitClassifier(nn.Module):
         self.fc1 = nn.Linear(SUPPORTED_SHAPES[self.shape], 50)
         self.fc2 = nn.Linear(50, 10)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def features(self, x: Tensor) -> Tensor:
         x = F.relu(F.max_pool2d(self.conv1(x), 2))
         x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
-        x = F.relu(self.fc1(x.flatten(1)))
-        x = F.dropout(x, training=self.training)
-        return self.fc2(x)
+        return F.relu(self.fc1(x.flatten(1)))
+
+    def head(self, features: Tensor) -> Tensor:
+        return self.fc2(F.dropout(features, training=self.training))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
 
 
 class ClfImg(nn.Module):

@@ -212,14 +212,22 @@ def evaluate_run(config: Mapping, args: argparse.Namespace) -> None:
     from mgmvae.data.paired import PairedData
     from mgmvae.evaluation.classifiers import load_classifier
     from mgmvae.evaluation.protocol import resolve_protocol
+    from mgmvae.evaluation.quality import load_inception
     from mgmvae.model_file import load_trained
 
     _dataset_spec(config, args.dataset)
     _model_ref(config, args)
+    weights = config["evaluation"]["inception_weights"]
+    try:  # before any work: a missing weights file stops the stage at once
+        inception = load_inception(weights, "cpu") if weights else None
+    except FileNotFoundError as error:
+        raise StageError(str(error)) from None
     run = _run_dir(config, args)
     model, saved = load_trained(args.model_file or run / "model.pt", "cpu")
-    device = _device(config, saved["settings"]["precision"])
+    device = _device(config, saved["settings"]["precision"])  # the precision the model was trained in
     model.to(device)
+    if inception is not None:
+        inception.to(device)
     data = PairedData.load(args.data or paths.data_file(config, args.dataset), device=device)
     files = args.classifiers or [paths.classifier_file(config, args.dataset, m) for m in data.modalities]
     classifiers = {}
@@ -238,7 +246,7 @@ def evaluate_run(config: Mapping, args: argparse.Namespace) -> None:
     for setting, protocol in zip(settings, resolved, strict=True):
         out = paths.protocol_file(first, setting, settings)
         name = _run_name("evaluate", args) + (f"/{protocol}" if len(settings) > 1 else "")
-        inputs = (model, data, classifiers)
+        inputs = (model, data, classifiers, inception)
         metrics = _evaluate_protocol(config, args, saved, inputs, (setting, protocol), likelihood, out, name)
         likelihood = likelihood or metrics.get("log_likelihood")
         print(f"wrote {out}")
@@ -259,7 +267,7 @@ def _evaluate_protocol(
     from mgmvae.evaluation.run import evaluate_model
     from mgmvae.seeding import seed_everything
 
-    model, data, classifiers = inputs
+    model, data, classifiers, inception = inputs
     setting, protocol = protocols
     tags = {
         "dataset": args.dataset,
@@ -274,9 +282,8 @@ def _evaluate_protocol(
     evaluation = config["evaluation"] | ({"likelihood_samples": 0} if likelihood else {})
     with _tracked(config, args, "evaluate", name, tags, {**config["evaluation"], "protocol": protocol}) as tracker:
         seed_everything(args.seed)
-        metrics = evaluate_model(
-            model, data, classifiers, evaluation, args.seed, protocol=protocol, progress=not args.no_progress
-        )
+        options = {"protocol": protocol, "progress": not args.no_progress, "inception": inception}
+        metrics = evaluate_model(model, data, classifiers, evaluation, args.seed, **options)
         metrics |= {"log_likelihood": likelihood} if likelihood else {}
         record = {
             "study": config["study"],

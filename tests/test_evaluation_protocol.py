@@ -255,7 +255,9 @@ def test_evaluate_model_is_seeded_and_the_protocols_differ():
     model = toy_model("mmvae_plus")
     torch.manual_seed(0)
     classifiers = {m: digit_classifier(data.shape(m), "mmvae").eval() for m in data.modalities}
-    settings = evaluation_settings(batch_size=16, joint_coherence_samples=50, probe_folds=2, likelihood_samples=0)
+    settings = evaluation_settings(
+        batch_size=16, joint_coherence_samples=50, quality_samples=50, probe_folds=2, likelihood_samples=0
+    )
     runs = {}
     for protocol in ("mean", "sample", "sample"):
         torch.manual_seed(len(runs))  # the global RNG state before the call must not matter
@@ -288,7 +290,9 @@ def test_probe_cross_validation_never_sees_a_test_latent(monkeypatch):
     monkeypatch.setattr(
         StandardScaler, "fit", lambda self, X, *a, **k: seen.append(np.array(X)) or fit(self, X, *a, **k)
     )
-    settings = evaluation_settings(batch_size=32, probe_folds=3, joint_coherence_samples=10, likelihood_samples=0)
+    settings = evaluation_settings(
+        batch_size=32, probe_folds=3, joint_coherence_samples=10, quality_samples=0, likelihood_samples=0
+    )
     readers = {"a": CodeReader(), "b": CodeReader()}
     out = evaluate_model(IntensityModel(data.shapes), data, readers, settings, seed=0, protocol="mean")
     # 3 folds × 5 values of C, and the refit; then one probe per single modality (probe_by_subset)

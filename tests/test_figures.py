@@ -181,6 +181,7 @@ def _metrics(tmp_path, models=("mvae", "dmvae", "my_plugin", "mgmvae"), seeds=(0
             metrics = {"cross_generation": {"a->b": v, "b->a": v / 2}, "probe": {"a": v, "b": v, "joint": v}}
             metrics |= {"cross_generation_balanced": {"a->b": 0.9 * v, "b->a": 0.4 * v}}
             metrics |= {"joint_coherence": {"joint": 0.8 * v, "samples": 100}}
+            metrics |= {"generative_quality": {"prior": {"mean": {"label_entropy": 0.9 * v}}}}
             record = {"study": "t", "dataset": "toy", "model": model, "seed": seed, "modalities": ["a", "b"]}
             save_json(record | {"metrics": metrics}, paths[-1])
     return load_run_metrics(paths)
@@ -199,7 +200,7 @@ def test_table_bars_show_means_intervals_seeds_and_paper(tmp_path):
     ax = table_bars_figure(df, "table1", "toy", study="t").axes[0]
     patches = [bar for container in ax.containers for bar in container]
     bars = sorted((round(p.get_x() + p.get_width() / 2, 3), p.get_height(), p.get_facecolor()[:3]) for p in patches)
-    assert len(bars) == len(summary) == 20  # 5 columns × 4 models, by column then model
+    assert len(bars) == len(summary) == 24  # 6 columns × 4 models, by column then model
     palette = F.model_palette(summary["model"])
     order = {c: i for i, c in enumerate(dict.fromkeys(summary["column"]))}  # the spec's column order
     by_column = summary.sort_values("column", key=lambda c: c.map(order), kind="stable")
@@ -213,7 +214,8 @@ def test_table_bars_show_means_intervals_seeds_and_paper(tmp_path):
     paper_numbers = summary["paper"].dropna().tolist()
     assert sorted(seeds) == pytest.approx(sorted(sum(summary["values"], []) + paper_numbers))
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["MVAE", "DMVAE", "my_plugin", "MGMVAE", "paper"]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["a→b", "b→a", "a→b\nbalanced", "b→a\nbalanced", "joint"]
+    labels = ["a→b", "b→a", "a→b\nbalanced", "b→a\nbalanced", "joint", "label\nentropy"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == labels
 
 
 def test_curves_and_bars_deterministic(tmp_path):

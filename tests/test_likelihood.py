@@ -308,7 +308,7 @@ def test_evaluate_model_reports_the_log_likelihood_when_asked(toy_data):
     )
     classifiers = {m: digit_classifier(toy_data.shape(m), "mmvae").eval() for m in toy_data.modalities}
     settings = evaluation_settings(
-        batch_size=16, probe_max_train=32, probe_folds=2, max_cluster=16, joint_coherence_samples=16
+        batch_size=16, probe_max_train=32, probe_folds=2, max_cluster=16, joint_coherence_samples=16, quality_samples=16
     )
     likelihood = {"likelihood_samples": 3, "likelihood_pairs": 5, "likelihood_chunk": 4}
     out = evaluate_model(model, toy_data, classifiers, settings | likelihood, seed=0, protocol="mean")

@@ -57,7 +57,12 @@ class FirstGiven(PerfectModel):
 def settings(**overrides):
     return (
         evaluation_settings(
-            batch_size=16, probe_max_train=60, probe_folds=3, joint_coherence_samples=20, likelihood_samples=0
+            batch_size=16,
+            probe_max_train=60,
+            probe_folds=3,
+            joint_coherence_samples=20,
+            likelihood_samples=0,
+            quality_samples=0,  # the quality's generations are counted in tests/test_quality.py
         )
         | overrides
     )

@@ -34,14 +34,20 @@ def decode(x: torch.Tensor) -> torch.Tensor:
 
 
 class CodeReader(nn.Module):
-    """Fake classifier: reads the class code off the image."""
+    """Fake classifier: reads the class code off the image (its features are its logits)."""
 
     def __init__(self):
         super().__init__()
         self.anchor = nn.Parameter(torch.zeros(()))  # gives the module a device
 
-    def forward(self, x):
+    def features(self, x):
         return -(decode(x).float()[:, None] - torch.arange(10.0)).abs() + self.anchor
+
+    def head(self, features):
+        return features
+
+    def forward(self, x):
+        return self.head(self.features(x))
 
 
 class PerfectModel(nn.Module):
@@ -185,6 +191,7 @@ def test_evaluate_model_perfect_fake(own_clusters):
         max_cluster=60,
         likelihood_samples=0,
         coherence_over="unique_images",
+        quality_samples=200,
     )
     out = evaluate_model(model, data, {"a": CodeReader(), "b": CodeReader()}, settings, seed=0, protocol="mean")
 
@@ -203,6 +210,7 @@ def test_evaluate_model_perfect_fake(own_clusters):
         "probe_by_subset",
         "probe_by_subset_size",
         "retrieval_mean",
+        "generative_quality",
     }
     assert out["cross_generation"] == {"a->b": 1.0, "b->a": 1.0}
     assert out["cross_generation_balanced"] == {"a->b": 1.0, "b->a": 1.0}
@@ -212,8 +220,17 @@ def test_evaluate_model_perfect_fake(own_clusters):
     c = out["clustering"]
     assert c["method"] == ("mixture" if own_clusters else "kmeans") and c["k"] == 10
     assert c["accuracy"] == pytest.approx(1.0) and c["nmi"] == pytest.approx(1.0) and c["ari"] == pytest.approx(1.0)
-    # cross-generation ran once per unique test image of each source modality
-    assert model.generated == 2 * len(data.images["a"]["test"])
+    # every generated image is a test image and every digit is drawn: precision and recall 1; the
+    # conditional ones follow the test labels (FD ~0; ddof on 40 vs 80 images), the prior's do not
+    # quite (its batches of 16 draw digits 0-5 more often)
+    quality = out["generative_quality"]
+    for kind, key in (("prior", "a"), ("prior", "b"), ("conditional", "b->a"), ("conditional", "a->b")):
+        assert quality[kind][key]["precision"] == quality[kind][key]["recall"] == 1.0
+    assert quality["conditional"]["mean"]["fd_classifier"] < 0.01 < quality["prior"]["mean"]["fd_classifier"]
+    assert 0.95 < quality["prior"]["mean"]["label_entropy"] < 1.0
+    # cross-generation ran once per unique test image of each source modality, and the quality's
+    # conditional generations once per test pair (fewer than evaluation.quality_samples) per target
+    assert model.generated == 2 * len(data.images["a"]["test"]) + 2 * data.num_pairs("test")
     json.dumps(out)  # JSON-able
     assert model.training  # training mode restored
 
@@ -228,7 +245,7 @@ def test_evaluate_model_scores_test_split_only():
         PerfectModel(data.shapes),
         data,
         {"a": CodeReader(), "b": CodeReader()},
-        evaluation_settings(likelihood_samples=0),
+        evaluation_settings(likelihood_samples=0, quality_samples=0),
         seed=0,
         protocol="mean",
     )

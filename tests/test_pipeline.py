@@ -60,7 +60,7 @@ def test_ci_preset_end_to_end(ci_study):
     """≥ 4 concurrent jobs log to MLflow's default store (sqlite:///mlflow.db in the workdir)."""
     tmp_path, MODELS = ci_study.workdir, ci_study.models
     tables = tmp_path / "results" / "ci" / "tables"
-    for name in ("table1", "table2", "table3", "loglik", "clustering"):
+    for name in ("table1", "table2", "table3", "loglik", "generative_quality", "clustering"):
         assert (tables / f"{name}.md").read_text().strip(), name
         assert "\\toprule" in (tables / f"{name}.tex").read_text(), name
         frame = pd.read_csv(tables / f"{name}.csv")
@@ -91,8 +91,10 @@ def test_ci_preset_end_to_end(ci_study):
         "probe_by_subset",
         "probe_by_subset_size",
         "retrieval_mean",
+        "generative_quality",
     }
     assert metrics["protocol"] == "sample" and metrics["metrics"]["joint_coherence"]["samples"] == 200
+    assert metrics["metrics"]["generative_quality"]["settings"] == {"samples": 200, "k": 3}
     likelihood = metrics["metrics"]["log_likelihood"]
     assert likelihood["estimator"]["samples"] == 2 and likelihood["joint"] < min(
         likelihood["hand"], likelihood["street"]
@@ -124,6 +126,7 @@ def test_ci_preset_end_to_end(ci_study):
         if run.data.tags["stage"] == "evaluate":
             assert run.data.tags["protocol"] == "sample"
             assert {"probe.joint", "joint_coherence.joint", "probe_selection.C"} <= set(run.data.metrics)
+            assert "generative_quality.conditional.mean.recall" in run.data.metrics
 
     # The aggregation run holds every table and every figure.
     aggregate = next(r for r in runs if r.data.tags["stage"] == "aggregate")

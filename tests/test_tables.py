@@ -41,6 +41,11 @@ def run(model, seed, dataset, modalities, v, study="quick"):
                 m1: -600.0 * (2 - v),
                 "estimator": {"samples": 10, "pairs": 50, "prior": "standard gaussian", "weighted": False},
             },
+            "generative_quality": {
+                "prior": {"mean": {"fd_classifier": 10 * (2 - v), "precision": v, "recall": v / 2, "label_entropy": v}},
+                "conditional": {"mean": {"fd_classifier": 20 * (2 - v), "precision": v, "recall": v / 2}},
+                "settings": {"samples": 100, "k": 3},
+            },
         },
     }
 
@@ -83,7 +88,7 @@ def test_build_tables(runs, tmp_path):
     written = build_tables(df, TABLE_DATASETS, out)
     assert {p.name for p in written} == {
         f"{t}.{e}"
-        for t in ("table1", "table2", "table3", "loglik", "polymnist", "clustering")  # polymnist: the M-modality table
+        for t in ("table1", "table2", "table3", "loglik", "polymnist", "generative_quality", "clustering")
         for e in ("csv", "md", "tex", "html")
     }
     assert all(p.exists() for p in written)
@@ -100,6 +105,7 @@ def test_build_tables(runs, tmp_path):
     assert t1.loc["mgmvae", "hand->street balanced mean"] == pytest.approx(81.0)
     assert t1.loc["mgmvae", "street->hand balanced mean"] == pytest.approx(40.5)
     assert t1.loc["mgmvae", "joint mean"] == pytest.approx(72.0)
+    assert t1.loc["mgmvae", "label entropy mean"] == pytest.approx(90.0)  # beside joint coherence, in %
     assert "paper joint" not in t1.columns
     # the test log-likelihood in nats (not percent), one column per estimate
     ll = pd.read_csv(out / "loglik.csv").set_index("model")
@@ -289,6 +295,7 @@ def test_latex_structure(three_seed_runs, tmp_path):
     group = next(line for line in lines if "\\multicolumn{4}{c}{hand$\\rightarrow$street}" in line)
     assert "\\multicolumn{4}{c}{street$\\rightarrow$hand}" in group
     rules = "\\cmidrule(lr){3-6} \\cmidrule(lr){7-10} \\cmidrule(lr){11-12} \\cmidrule(lr){13-14} \\cmidrule(lr){15-16}"
+    rules += " \\cmidrule(lr){17-18}"
     assert lines[lines.index(group) + 1] == rules
     assert "\\label{tab:quick-table1}" in tex and "\\caption{Table 1 --- cross-modal generation" in tex
     assert tex.index("\\end{tabular}") < tex.index("MGMVAE vs DMVAE: t = 7.000") < tex.index("\\end{table}")
@@ -343,8 +350,34 @@ def test_a_column_and_a_table_are_spec_entries(three_seed_runs, tmp_path, monkey
     assert "Paper:" not in (out / "table4.md").read_text()  # no paper column, no paper note
 
     fig = table_bars_figure(load_run_metrics(paths), "table1", "digits_street")
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()][-3:] == ["street→hand\nbalanced", "joint", "extra"]
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels[-4:] == ["street→hand\nbalanced", "joint", "label\nentropy", "extra"]
     assert "bars/table4" in {s["stem"] for s in figure_specs({}, ["mgmvae"])}
+
+
+def test_generative_quality_one_section_per_dataset_with_smaller_distances_best(three_seed_runs, tmp_path):
+    """The generative-quality table: a section per dataset the study's tables name, fractions and
+    distances as they are (scale 1), the smallest Fréchet distance in bold, Inception FID "—" when
+    not computed."""
+    out = tmp_path / "tables"
+    build_tables(load_run_metrics(three_seed_runs), TABLE_DATASETS, out)
+    csv = pd.read_csv(out / "generative_quality.csv")
+    assert list(csv["dataset"].unique()) == ["digits_street", "digits_cdcb"]
+    street = csv[csv["dataset"] == "digits_street"].set_index("model")
+    assert street.loc["mgmvae", "prior classifier FD mean"] == pytest.approx(11.0)  # 10 · (2 − v), v = 0.8, 0.9, 1
+    assert street.loc["dmvae", "prior label entropy mean"] == pytest.approx((0.7 + 0.75 + 0.9) / 3, abs=1e-4)
+    assert street.loc["mvae", "conditional recall mean"] == pytest.approx(0.25)
+    assert street["prior Inception FID mean"].isna().all()
+    md = (out / "generative_quality.md").read_text()
+    assert md.index("### digits_street") < md.index("### digits_cdcb")
+    header = md_row(md, "Model")
+    fd, inception = header.index("prior classifier FD Ours"), header.index("prior Inception FID Ours")
+    assert md_row(md, "MGMVAE")[fd] == "**11.00 ± 1.00**"  # smallest: best
+    assert md_row(md, "DMVAE")[fd].startswith("<u>12.17")  # 13, 12.5, 11: second
+    assert md_row(md, "MVAE")[fd] == "15.00 ± —" and md_row(md, "MVAE")[inception] == "—"
+    assert md_row(md, "MGMVAE")[header.index("prior label entropy Ours")] == "**0.90 ± 0.10**"
+    assert "prior classifier FD: MGMVAE vs DMVAE: t = " in md  # the best baseline: the smallest distance
+    assert "`evaluation.inception_weights: null`" in md
 
 
 def test_unknown_model_gets_dashes_in_paper_columns(tmp_path):
@@ -511,9 +544,10 @@ def test_polymnist_table_columns_follow_the_modalities_and_show_the_published_nu
     build_tables(load_run_metrics(paths["polymnist"]), TABLE_DATASETS | {"polymnist": "polymnist"}, out)
     csv = pd.read_csv(out / "polymnist.csv").set_index("model")
     means = [c for c in csv.columns if c.endswith(" mean")]
-    assert means == [f"coherence {k} given → others mean" for k in range(1, 5)] + ["joint coherence mean"] + [
-        f"probe {k} given mean" for k in range(1, 6)
-    ] + ["retrieval mean"]
+    assert means == [f"coherence {k} given → others mean" for k in range(1, 5)] + [
+        "joint coherence mean",
+        "label entropy mean",
+    ] + [f"probe {k} given mean" for k in range(1, 6)] + ["retrieval mean"]
     assert csv.loc["mgmvae", "coherence 2 given → others mean"] == pytest.approx(87.0)  # (82 + 92) / 2
     assert csv.loc["mgmvae", "probe 5 given mean"] == pytest.approx(95.0)  # (90 + 100) / 2
     assert csv.loc["mopoe", "retrieval mean"] == pytest.approx(32.5)

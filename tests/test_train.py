@@ -145,7 +145,9 @@ def _train_and_evaluate(data, device):
         model,
         data,
         classifiers,
-        evaluation_settings(batch_size=16, probe_max_train=64, max_cluster=32, likelihood_samples=0),
+        evaluation_settings(
+            batch_size=16, probe_max_train=64, max_cluster=32, likelihood_samples=0, quality_samples=64
+        ),
         seed=0,
         protocol="mean",
     )

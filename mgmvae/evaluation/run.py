@@ -38,6 +38,7 @@ from mgmvae.evaluation.clustering import clustering_scores, kmeans_assignments
 from mgmvae.evaluation.coherence import conditional_coherence, joint_coherence
 from mgmvae.evaluation.likelihood import evaluate_log_likelihood
 from mgmvae.evaluation.probe import FittedProbe, fit_like, fit_linear_probe, probe_accuracy
+from mgmvae.evaluation.quality import gather_features, image_quality, label_entropy
 from mgmvae.evaluation.retrieval import top1_retrieval
 from mgmvae.evaluation.subsets import Subset, generation_name, generations, mean_by_size, subset_name, subsets
 from mgmvae.seeding import seeded
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from mgmvae.base import MultimodalVAE
 
 # Offsets of each metric's seed from the run's seed: every metric draws from its own stream.
-SEED_OFFSET = {"cross": 0, "embed": 1000, "joint": 2000, "probe_train": 3000, "subsets": 4000}
+SEED_OFFSET = {"cross": 0, "embed": 1000, "joint": 2000, "probe_train": 3000, "subsets": 4000, "quality": 5000}
 COHERENCE_OVER = ("pairs", "unique_images")
 
 Batch = dict[str, Tensor]
@@ -149,7 +150,7 @@ def _coherence(
 ) -> dict[str, float]:
     """Conditional coherence from ``subset`` to ``target`` over the test items of ``coherence_over``."""
     device, items = model_device(model), coherence_items(data, subset, settings["coherence_over"])
-    source: str | list[str] = subset[0] if len(subset) == 1 else list(subset)
+    source = _source(subset)
 
     def generate(index: Tensor) -> Tensor:
         batch = _images(data, "test", items[index.to(items.device)], subset, device)
@@ -168,10 +169,12 @@ def evaluate_model(
     *,
     protocol: str,
     progress: bool = False,
+    inception: nn.Module | None = None,
 ) -> dict:
-    """Tables 1-3 metrics, their M-modality readings, joint coherence and clustering for one trained
-    model; a JSON-able dict of dicts of numbers (fractions), keyed as ``METRIC_KEYS`` describes.
-    ``settings`` is the config's ``evaluation`` section; ``protocol`` the resolved one (``mean`` or ``sample``)."""
+    """Tables 1-3 metrics, their M-modality readings, joint coherence, generative quality and
+    clustering for one trained model; a JSON-able dict of dicts of numbers, keyed as ``METRIC_KEYS``
+    describes. ``settings`` is the config's ``evaluation`` section; ``protocol`` the resolved one
+    (``mean`` or ``sample``); ``inception``: the Inception FID feature network, or None (no Inception FID)."""
     bs = int(settings["batch_size"])
     modalities = list(data.modalities)
     device = model_device(model)
@@ -189,6 +192,8 @@ def evaluate_model(
             n_joint = int(settings["joint_coherence_samples"])
             with seeded(seed + SEED_OFFSET["joint"], device):
                 joint = joint_coherence(model.sample, n_joint, classifiers, bs, progress)
+            with seeded(seed + SEED_OFFSET["quality"], device):
+                quality = generative_quality(model, data, classifiers, settings, seed, protocol, inception)
 
             # Unimodal test embeddings serve both the probe (Table 2) and retrieval (Table 3).
             with seeded(seed + SEED_OFFSET["embed"], device):
@@ -240,7 +245,7 @@ def evaluate_model(
         "probe_by_subset": {subset_name(s): v for s, v in by_subset.items()},
         "probe_by_subset_size": mean_by_size((len(s), v) for s, v in by_subset.items()),
         "retrieval_mean": {"top1": sum(retrieval.values()) / len(retrieval)},
-    } | ({"log_likelihood": likelihood} if likelihood else {})
+    } | {key: value for key, value in (("generative_quality", quality), ("log_likelihood", likelihood)) if value}
 
 
 METRIC_KEYS = {
@@ -260,6 +265,9 @@ METRIC_KEYS = {
     "on the test pairs' (MoPoE's latent classification); the full set's is Table 2's 'joint'",
     "probe_by_subset_size": "'k': mean of probe_by_subset over the subsets of size k (k = 1 .. M)",
     "retrieval_mean": "'top1': mean of retrieval_top1 over the ordered pairs of modalities",
+    "generative_quality": "'prior' (model.sample) and 'conditional' (each modality from all the others, 'S->t'): "
+    "per modality and their 'mean', fd_classifier, precision, recall (prior also label_entropy; fid_inception with "
+    "Inception weights), against the modality's test images; 'settings': samples, k (mgmvae/evaluation/quality.py)",
     "log_likelihood": (
         "test log-likelihood (nats per pair): 'joint', each modality alone, the 'estimator' settings and its "
         "'quality' (normalised density, ESS floor; per estimate mean ESS, fraction of pairs under the floor, "
@@ -329,3 +337,47 @@ def _clustering(
         assignments = kmeans_assignments(joint_z[idx.to(joint_z.device)], k, seed)
     scores = clustering_scores(joint_y[idx.to(joint_y.device)], assignments)
     return {**scores, "method": method, "k": k}
+
+
+def generative_quality(
+    model,
+    data: PairedData,
+    classifiers: Mapping[str, nn.Module],
+    settings: Mapping[str, Any],
+    seed: int,
+    protocol: str,
+    inception: nn.Module | None,
+) -> dict | None:
+    """``evaluation.quality_samples`` prior draws, and as many generations of each modality from all
+    the others (seeded test tuples), each scored against as many of its test images (None: skipped)."""
+    n, bs, k = int(settings["quality_samples"]), int(settings["batch_size"]), int(settings["quality_k"])
+    if n == 0:
+        return None
+    device, modalities = model_device(model), list(data.modalities)
+
+    def real(m: str):
+        images = data.images[m]["test"]
+        for i in _subsample(len(images), n, seed + 4).split(bs):
+            yield {m: _to_float(images[i.to(images.device)], device)}
+
+    def generated(t: str, given: list[str]):
+        for i in _subsample(data.num_pairs("test"), n, seed + 5).split(bs):
+            yield {t: model.generate(_pair_batch(data, "test", i, device, given), _source(given), t, protocol)}
+
+    tests = {m: gather_features(real(m), classifiers, inception)[m] for m in modalities}
+    prior = gather_features((model.sample(min(bs, n - s)) for s in range(0, n, bs)), classifiers, inception)
+    out: dict[str, dict] = {"prior": {}, "conditional": {}}
+    for t in modalities:
+        entropy = {"label_entropy": label_entropy(prior[t]["logits"])}
+        out["prior"][t] = image_quality(tests[t], prior[t], k, bs) | entropy
+        given = [m for m in modalities if m != t]
+        fake = gather_features(generated(t, given), classifiers, inception)[t]
+        out["conditional"][generation_name(tuple(given), t)] = image_quality(tests[t], fake, k, bs)
+    for kind in out.values():
+        kind["mean"] = {key: sum(v[key] for v in kind.values()) / len(kind) for key in next(iter(kind.values()))}
+    return out | {"settings": {"samples": n, "k": k}}
+
+
+def _source(subset: Sequence[str]) -> str | list[str]:
+    """A generation's source: one modality by its name, several as a list."""
+    return subset[0] if len(subset) == 1 else list(subset)

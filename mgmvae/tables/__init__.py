@@ -3,9 +3,10 @@ paper's number and our difference to it, a paired test of MGMVAE against the bes
 
 One module per part: ``runs`` (metrics files into a long frame), ``spec`` (what each table shows,
 declared), ``statistics`` (per-cell seed statistics, paired test, marks), ``summary`` (one table's
-numbers), ``paper_table`` (Tables 1–3), ``polymnist`` (the M-modality table), ``clustering``,
-``render`` (CSV, Markdown, LaTeX and HTML by pandas). Outputs per table: ``.csv`` (numbers),
-``.md``, ``.tex`` (booktabs) and ``.html`` (a self-contained page, for ``snakemake --report``).
+numbers), ``paper_table`` (Tables 1–3), ``polymnist`` (the M-modality table), ``generative``
+(generative quality), ``clustering``, ``render`` (CSV, Markdown, LaTeX and HTML by pandas). Outputs
+per table: ``.csv`` (numbers), ``.md``, ``.tex`` (booktabs) and ``.html`` (a self-contained page,
+for ``snakemake --report``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from mgmvae.tables.clustering import clustering_table
+from mgmvae.tables.generative import generative_table
 from mgmvae.tables.paper_table import paper_table
 from mgmvae.tables.polymnist import polymnist_table
 from mgmvae.tables.render import write_empty
@@ -79,5 +81,6 @@ def build_tables(
         else:
             paper_table(df, spec, study, table_datasets[key], outdir)
     polymnist_table(df, study, table_datasets.get(POLYMNIST), outdir)
+    generative_table(df, study, table_datasets, outdir)
     clustering_table(df, study, outdir)
     return [outdir / f"{name}.{ext}" for name in table_names() for ext in EXTENSIONS]

@@ -113,7 +113,7 @@ def paper_table(df: pd.DataFrame, spec: TableSpec, study: str | None, dataset: s
     for setting, frame in frames.items():
         words = protocols.describe(setting, frame) if spec.by_protocol else protocols.INDEPENDENT
         label = f"{study}-{spec.name}" + (f"-{setting}" if several else "")
-        docs[setting] = _table_doc(frame, spec, dataset, caption(spec, study, dataset, words), label)
+        docs[setting] = table_doc(frame, spec, dataset, caption(spec, study, dataset, words), label)
     words = protocols.INDEPENDENT if not spec.by_protocol else "protocols " + ", ".join(f"`{s}`" for s in frames)
     title = caption(spec, study, dataset, words)
     found = {setting: doc for setting, doc in docs.items() if doc is not None}
@@ -123,7 +123,7 @@ def paper_table(df: pd.DataFrame, spec: TableSpec, study: str | None, dataset: s
     protocols.write_docs(outdir, spec.name, title, found)
 
 
-def _table_doc(df: pd.DataFrame, spec: TableSpec, dataset: str, title: str, label: str) -> TableDoc | None:
+def table_doc(df: pd.DataFrame, spec: TableSpec, dataset: str, title: str, label: str) -> TableDoc | None:
     """The table of one protocol setting's runs (None without runs on ``dataset``)."""
     summary = table_summary(df, spec, dataset)
     if summary.empty:

@@ -23,6 +23,7 @@ class Column:
     key: str  # key inside it; "{m0}" / "{m1}" stand for the dataset's modalities
     paper: str | None = None  # the paper's column (a key of mgmvae.paper.TABLES' rows) printed beside ours
     label: str | None = None  # our column label (and CSV prefix); default: the resolved key
+    lower: bool = False  # smaller is better (a distance): the marks and the paired test's best baseline follow
 
     def resolve(self, m0: str, m1: str) -> tuple[str, str]:
         """(label, key) with the modalities filled in."""
@@ -47,6 +48,10 @@ class TableSpec:
     note: str = ""  # a line under the table
 
 
+# Normalised entropy of the digits the classifiers read on prior draws (mean over modalities): 0
+# when a model draws one digit only, whatever its joint coherence (mgmvae/evaluation/quality.py).
+LABEL_ENTROPY = Column("generative_quality", "prior.mean.label_entropy", label="label entropy")
+
 TABLE1 = TableSpec(
     "table1",
     "Table 1",
@@ -57,8 +62,10 @@ TABLE1 = TableSpec(
         # MultiVae's reading: the mean of per-class accuracies (the paper reports plain accuracy).
         Column("cross_generation_balanced", "{m0}->{m1}", label="{m0}->{m1} balanced"),
         Column("cross_generation_balanced", "{m1}->{m0}", label="{m1}->{m0} balanced"),
-        # MMVAE's joint coherence: prior draws on which both modalities' classifiers agree.
+        # MMVAE's joint coherence: prior draws on which both modalities' classifiers agree, beside
+        # the spread of their digits (a model drawing one digit only agrees on every draw).
         Column("joint_coherence", "joint", label="joint"),
+        LABEL_ENTROPY,
     ),
     paper_on="MNIST-SVHN",
 )
@@ -129,8 +136,9 @@ def polymnist_spec(n_modalities: int, published: bool, given_included: bool) -> 
         POLYMNIST,
         "PolyMNIST table",
         f"conditional coherence by number of given modalities (targets: {TARGET_WORDS[given_included]}), joint "
-        "coherence, linear probe by number of given modalities and mean retrieval top-1 (%)",
-        (*coherence, Column("joint_coherence", "joint", label="joint coherence"), *probe)
+        "coherence, label entropy of prior draws, linear probe by number of given modalities and mean retrieval "
+        "top-1 (%)",
+        (*coherence, Column("joint_coherence", "joint", label="joint coherence"), LABEL_ENTROPY, *probe)
         + (Column("retrieval_mean", "top1", label="retrieval"),),
         paper_on="PolyMNIST by MoPoE and MMVAE+ (mgmvae/paper.py), scored as here by ClfImg with the released weights",
         bars=False,
@@ -142,13 +150,37 @@ def polymnist_spec(n_modalities: int, published: bool, given_included: bool) -> 
     )
 
 
+# Generative quality and diversity (mgmvae/evaluation/quality.py), one table per dataset that the
+# study's tables name (``mgmvae.tables.generative``): per kind of generation, the mean over modalities.
+GENERATIVE = TableSpec(
+    "generative_quality",
+    "Generative quality",
+    "label entropy, classifier Fréchet distance, precision, recall and Inception FID of prior draws and "
+    "of each modality generated from all the others (mean over modalities)",
+    tuple(
+        Column("generative_quality", f"{kind}.mean.{key}", label=f"{kind} {label}", lower=key.startswith("f"))
+        for kind in ("prior", "conditional")
+        for key, label in (
+            ("label_entropy", "label entropy"),
+            ("fd_classifier", "classifier FD"),
+            ("precision", "precision"),
+            ("recall", "recall"),
+            ("fid_inception", "Inception FID"),
+        )
+        if kind == "prior" or key != "label_entropy"
+    ),
+    scale=1.0,
+    unit="",
+    bars=False,
+)
+
 # The clustering table (one per study, every dataset): its metric keys and their labels.
 CLUSTER_KEYS = {"accuracy": "Accuracy", "nmi": "NMI", "ari": "ARI"}
 
 
 def table_names() -> list[str]:
-    """Every table's file stem: the paper tables, the M-modality table, then the clustering table."""
-    return [*PAPER_TABLES, POLYMNIST, "clustering"]
+    """Every table's file stem: the paper tables, the M-modality, generative-quality and clustering tables."""
+    return [*PAPER_TABLES, POLYMNIST, GENERATIVE.name, "clustering"]
 
 
 EXTENSIONS = ("csv", "md", "tex", "html")

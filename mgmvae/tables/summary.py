@@ -5,9 +5,10 @@ Statistics, per cell, over the seeds of the study, in the spec's unit (percent b
 mean; sample std (ddof=1); 95% interval mean ± t_{0.975, n-1} · std / √n, "—" with one seed;
 difference to the paper = our mean − the paper's number ("—" for a model the paper does not list).
 Per column: a paired t-test (``scipy.stats.ttest_rel``, paired by seed) of MGMVAE against the
-best baseline of this study (the other model with the highest mean in that column), on the seeds
+best baseline of this study (the other model with the best mean in that column), on the seeds
 both have; "n/a" with fewer than two common seeds. Marks, per column among the models of this
-study (as in the paper): best in bold, second underlined, ranked on the mean as printed.
+study (as in the paper): best in bold, second underlined, ranked on the mean as printed. The best
+mean is the highest, or the lowest in a column whose smaller numbers are better (``Column.lower``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ SUMMARY_COLUMNS = [
     "seeds",
     "values",
     "mark",
+    "lower",
 ]
 
 
@@ -77,13 +79,19 @@ def table_summary(df: pd.DataFrame, spec: TableSpec, dataset: str) -> pd.DataFra
                 {"model": model, "name": paper.display_name(model), "column": label, "key": key}
                 | {"paper_column": column.paper, **st, "paper": reported, "diff": st["mean"] - reported}
                 | {"seeds": runs["seed"].astype(int).tolist(), "values": values.tolist(), "mark": ""}
+                | {"lower": column.lower}
             )
     frame = pd.DataFrame(rows)
     for label, group in frame.groupby("column", sort=False):
-        means = dict(zip(group["model"], group["mean"], strict=True))
+        means = dict(zip(group["model"], group["mean"] * _sign(group), strict=True))
         for model, mark in rank_marks(means, spec.decimals).items():
             frame.loc[(frame["column"] == label) & (frame["model"] == model), "mark"] = mark
     return frame[SUMMARY_COLUMNS]
+
+
+def _sign(group: pd.DataFrame) -> int:
+    """-1 for a column whose smaller numbers are better, else 1: ranking sign * mean ranks either."""
+    return -1 if group["lower"].iloc[0] else 1
 
 
 def _test_text(test: dict[str, Any] | None, ours: str, best: str | None, n_ours: int, n_best: int) -> str:
@@ -111,7 +119,7 @@ def column_tests(summary: pd.DataFrame, ours: str = OURS) -> dict[str, dict[str,
             }
             continue
         baselines = {m: r for m, r in by_model.items() if m != ours and not isnan(r.mean)}
-        best = max(baselines, key=lambda m: (baselines[m].mean, m), default=None)
+        best = max(baselines, key=lambda m: (_sign(group) * baselines[m].mean, m), default=None)
         test = None
         if best is not None:
             a, b = by_model[ours], baselines[best]

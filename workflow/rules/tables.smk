@@ -1,7 +1,7 @@
 from mgmvae.tables.resources import RESOURCES
 from mgmvae.tables.spec import EXTENSIONS, table_names
 
-TABLES = table_names()  # the paper tables of mgmvae/tables/spec.py, then clustering
+TABLES = table_names()  # the tables of mgmvae/tables/spec.py
 TABLES_DIR = paths.tables_dir(config)
 
 
