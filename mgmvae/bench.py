@@ -43,7 +43,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -103,18 +102,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _rss_mb() -> float | None:
-    """Current resident set size of this process in MiB (psutil if installed, else /proc)."""
-    try:
-        import psutil
+def _rss_mb() -> float:
+    """Current resident set size of this process in MiB."""
+    import psutil
 
-        return psutil.Process().memory_info().rss / 2**20
-    except ImportError:
-        try:
-            pages = int(Path("/proc/self/statm").read_text().split()[1])
-            return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-        except (OSError, ValueError, IndexError):
-            return None
+    return psutil.Process().memory_info().rss / 2**20
 
 
 def _peak_rss_mb() -> float:
@@ -122,28 +114,10 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_info(device: torch.device) -> dict[str, Any]:
-    info = {
-        "cpu": cpu_model(),
-        "logical_cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
+    from mgmvae.provenance import machine
+
+    return machine() | ({"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {})
 
 
 def model_settings(

@@ -28,13 +28,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import json
 import os
-import platform
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -57,6 +54,7 @@ from mgmvae.config import (
     settings_hash,
     studied_datasets,
 )
+from mgmvae.provenance import git_commit, machine
 
 SNAPSHOTS = ROOT / "docs" / "snapshots"
 RECIPES = "recipes.yaml"
@@ -65,7 +63,6 @@ REGION = re.compile(r"^<!-- snapshot: (?P<ref>[\w.-]+/[\w.-]+) -->\n(?P<body>.*?
 # A quoted number: decimals (73.9, 1,244.5) or thousands-grouped integers (1,244).
 NUMBER = re.compile(r"\d[\d,]*\.\d+|\d{1,3}(?:,\d{3})+")
 CODE = re.compile(r"`[^`\n]*`")
-CODE_PATHS = ["mgmvae", "baselines", "workflow", "config.yaml", "Snakefile"]
 
 
 class SnapshotError(ValueError):
@@ -149,43 +146,6 @@ def current_hash(config: Mapping, run: Mapping) -> str:
 def run_label(run: Mapping) -> str:
     middle = f"{run['model']}/{run['variant']}" if "variant" in run else run["model"]
     return f"{run['dataset']}/{middle}/seed{run['seed']}"
-
-
-# ------------------------------------------------------------------------- provenance
-def git_commit(root: Path = ROOT) -> str:
-    """HEAD, with ``+dirty`` when the code (not the docs) has uncommitted changes."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return head.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpu": cpu_model(),
-        "logical_cores": os.cpu_count(),
-        "torch": importlib.metadata.version("torch"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 # --------------------------------------------------------------------------- snapshot

@@ -36,7 +36,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -47,7 +46,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from mgmvae.config import ROOT
+from mgmvae.provenance import git_commit
 
 PROBE_TIMEOUT = 5.0  # seconds to wait for an http(s) tracking server before refusing to start
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
@@ -56,14 +55,6 @@ JOB_KEY = "job_key"  # tag: the identity of a pipeline job, to continue its run 
 MAX_RETRIES = 10  # MLflow refuses more HTTP retries (_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT)
 MAX_WAIT_S = 120  # urllib3's longest wait between two retries (Retry.DEFAULT_BACKOFF_MAX)
 REQUEST_TIMEOUT_S = 30  # a request to a server that hangs (stopped, not refusing) is given up, then retried
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
