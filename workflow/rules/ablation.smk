@@ -81,7 +81,7 @@ rule ablation:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=2000,
         runtime=10,
     params:
         cli=MGMVAE,

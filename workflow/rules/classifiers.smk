@@ -12,7 +12,7 @@ rule train_classifier:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=6000,
         runtime=120,
         gpu=GPU_JOB,
     params:

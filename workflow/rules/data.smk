@@ -9,7 +9,7 @@ rule prepare_dataset:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=8000,
+        mem_mb=4000,
         runtime=60,
     params:
         cli=MGMVAE,

@@ -14,7 +14,7 @@ rule evaluate_run:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=16000,
+        mem_mb=6000,
         runtime=60,
         gpu=GPU_JOB,
     params:

@@ -38,7 +38,7 @@ for _dataset in DATASETS:
             CONDA_ENV
         threads: 1
         resources:
-            mem_mb=8000,
+            mem_mb=6000,
             runtime=60,
             gpu=GPU_JOB,
         params:
@@ -63,7 +63,7 @@ rule figures_bars:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=2000,
         runtime=10,
     params:
         **FIGURE_PARAMS,

@@ -30,7 +30,7 @@ rule tables:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=2000,
         runtime=10,
     params:
         cli=MGMVAE,

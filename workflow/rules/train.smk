@@ -13,7 +13,7 @@ rule train_model:
         CONDA_ENV
     threads: 1
     resources:
-        mem_mb=16000,
+        mem_mb=6000,
         runtime=240,
         gpu=GPU_JOB,
     params:
