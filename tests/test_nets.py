@@ -68,5 +68,5 @@ def test_bfloat16_nets_hand_back_float32_close_to_float32():
 def test_unknown_precision_is_named():
     from mgmvae import nets
 
-    with pytest.raises(ValueError, match="float16.*float32, bfloat16"):
+    with pytest.raises(ValueError, match="float16.*float32, tf32, bfloat16"):
         nets.compute_dtype("float16")
