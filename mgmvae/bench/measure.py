@@ -1,19 +1,7 @@
-"""The speed benchmark's measurements (docs/speed.md), each of one model on synthetic MNIST-SVHN-shaped
-uint8 pairs held on the device, at config.yaml's settings for ``mnist_svhn`` (the paper's):
-
-- ``loop``: training pairs/s of :func:`mgmvae.train.train_model` over epochs 2..N (epoch 1 is
-  warm-up), each timed from the end of the model's ``on_epoch_start`` hook (one-off work such as
-  MGMVAE's k-means is excluded) to the epoch callback; no checkpoint is written.
-- ``bare``: forward + backward + optimizer step of the same model's ``loss`` on pre-made float
-  batches, the loop's ceiling; peak memory: the worker's peak RSS on CPU, ``max_memory_allocated`` on GPU.
-- MultiVae's own trainer on the same networks, data and objective (``bench/multivae_side.py``,
-  under ``.venv-bench`` so it never changes this project's torch); N trainings at once, each
-  leasing a GPU slot as a pipeline job does; the quick preset's wall time.
-
-Each measurement runs in a fresh spawned process of its own (its own peak memory, threads and GPU
-lease). Only torch and the standard library are imported at module level: ``bench/multivae_side.py``
-imports :func:`synthetic_arrays` under the other virtualenv.
-"""
+"""The speed benchmark's measurements (docs/speed.md says what each is and how it is timed): one model's
+training loop, bare step rate and peak memory, MultiVae side by side, trainings at once, the quick
+preset. Only torch and the standard library are imported at module level: ``bench/multivae_side.py``
+imports :func:`synthetic_arrays` under the other virtualenv."""
 
 from __future__ import annotations
 
@@ -27,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -50,16 +39,12 @@ def synthetic_data(n_train: int, n_test: int = 256, seed: int = 0, device: str |
     """An in-memory :class:`PairedData` (images uint8, labels 0..9, identity pairing)."""
     from mgmvae.data.paired import PairedData
 
-    arrays = {"train": synthetic_arrays(n_train, seed), "test": synthetic_arrays(n_test, seed + 1)}
-    sizes = {"train": n_train, "test": n_test}
-    data = PairedData(
-        name="synthetic_mnist_svhn",
-        modalities=list(SHAPES),
-        images={m: {split: arrays[split][m] for split in sizes} for m in SHAPES},
-        labels={m: {split: torch.arange(n) % 10 for split, n in sizes.items()} for m in SHAPES},
-        pairs={split: torch.arange(n).repeat(2, 1).T.contiguous() for split, n in sizes.items()},
-        meta={"synthetic": True},
-    )
+    sizes, seeds = {"train": n_train, "test": n_test}, {"train": seed, "test": seed + 1}
+    arrays = {split: synthetic_arrays(n, seeds[split]) for split, n in sizes.items()}
+    images = {m: {split: arrays[split][m] for split in sizes} for m in SHAPES}
+    labels = {m: {split: torch.arange(n) % 10 for split, n in sizes.items()} for m in SHAPES}
+    pairs = {split: torch.arange(n).repeat(2, 1).T.contiguous() for split, n in sizes.items()}
+    data = PairedData("synthetic_mnist_svhn", list(SHAPES), images, labels, pairs, {"synthetic": True})
     return data if str(device) == "cpu" else data.to(device)
 
 
@@ -100,8 +85,7 @@ class Measurement:
 
 
 def measure_model(job: Measurement) -> dict[str, Any]:
-    """Loop rate, bare rate and peak memory of one model (meant to run in a fresh process, which
-    holds its GPU slot until it ends)."""
+    """Loop rate, bare rate and peak memory of one model, in a fresh process (holding its GPU slot until it ends)."""
     import psutil
 
     from mgmvae.config import load_config
@@ -114,10 +98,8 @@ def measure_model(job: Measurement) -> dict[str, Any]:
     if job.epochs < 2:
         raise ValueError("--epochs must be >= 2: the first epoch is warm-up")
     torch.set_num_threads(job.threads)
-    slots = load_config(REPO / "config.yaml")["gpu_slots"]
-    placement = place_process(
-        job.device, slots | ({"per_device": job.slots_per_device} if job.slots_per_device else {})
-    )
+    per_device = {"per_device": job.slots_per_device} if job.slots_per_device else {}
+    placement = place_process(job.device, load_config(REPO / "config.yaml")["gpu_slots"] | per_device)
     dev = torch.device(placement.device)
     seed_everything(job.seed)
     data = synthetic_data(job.pairs, seed=job.seed, device=dev)
@@ -215,13 +197,9 @@ def in_own_processes(work: Callable[[Any], dict[str, Any]], jobs: Sequence[Any])
     """``work(job)`` for each job at once, each in a fresh process of its own (its own peak memory,
     threads and GPU lease). A worker that fails (or dies) gives ``{"error": ...}``."""
     spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no parent state, no torch threads
-    pools = [ProcessPoolExecutor(1, mp_context=spawn) for _ in jobs]
-    try:
-        futures = [pool.submit(work, job) for pool, job in zip(pools, jobs, strict=True)]  # all started
-        return [_outcome(future) for future in futures]
-    finally:
-        for pool in pools:
-            pool.shutdown()
+    with ExitStack() as pools:
+        futures = [pools.enter_context(ProcessPoolExecutor(1, mp_context=spawn)).submit(work, job) for job in jobs]
+        return [_outcome(future) for future in futures]  # all started before the first is awaited
 
 
 def _outcome(future: Future) -> dict[str, Any]:

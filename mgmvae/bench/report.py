@@ -1,14 +1,13 @@
-"""The speed benchmark's command, ``python -m mgmvae.bench`` (``make bench``): runs the measurements of
-:mod:`mgmvae.bench.measure` per model and network precision, then writes results/bench/summary.json
-and prints its table (docs/speed.md). MultiVae runs once per model, in float32, and every row's
-ratio is against it; ``--compile`` (torch.compile of the loss) is refused off CUDA."""
+"""The speed benchmark's command, ``python -m mgmvae.bench`` (``make bench``; docs/speed.md): the
+measurements of :mod:`mgmvae.bench.measure` per model and network precision, into
+results/bench/summary.json and a table."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import tempfile
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +40,8 @@ def format_table(summary: dict[str, Any]) -> str:
     import pandas as pd
 
     rows = pd.DataFrame([_table_row(name, r) for name, r in summary["models"].items()]).fillna("")
-    table = rows.to_markdown(
-        index=False, disable_numparse=True, colalign=["left"] * 2 + ["right"] * (rows.shape[1] - 2)
-    )
+    align = ["left"] * 2 + ["right"] * (rows.shape[1] - 2)  # model and precision, then numbers
+    table = rows.to_markdown(index=False, disable_numparse=True, colalign=align)
     m, c = summary["machine"], summary["config"]
     head = (
         f"device {summary['device']} | {m['cpu']} | {m['logical_cores']} logical cores | torch {m['torch']} | "
@@ -60,16 +58,20 @@ def format_table(summary: dict[str, Any]) -> str:
                 f"{con['total_pairs_per_s']:,.0f} pairs/s = {con.get('scaling_vs_one', float('nan')):.2f}x one "
                 f"training (efficiency {con.get('efficiency', float('nan')):.2f})"
             )
-    q = summary.get("quick_preset")
-    if q:
+    if q := summary.get("quick_preset"):
         tail.append(f"quick preset: {q['wall_s']:.0f} s wall ({q['status']}; {q['command']})")
-    tail.append(f"GPU options: {summary['gpu_options']['note']}")
+    tail.append(
+        f"GPU options: compile {'on' if summary['gpu_options']['compile'] else 'off'}; CUDA graphs not implemented"
+    )
     return "\n".join([head, table, *tail])
 
 
-def parser() -> argparse.ArgumentParser:
+def main(argv: list[str] | None = None) -> int:
+    from mgmvae.registry import builtin_model_names
+
     p = argparse.ArgumentParser(prog="python -m mgmvae.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=None, help="default: every registered model")
+    names = builtin_model_names()
+    p.add_argument("--models", nargs="+", default=names, choices=names, help="default: every built-in model")
     p.add_argument("--pairs", type=int, default=20_000, help="synthetic training pairs (default 20,000)")
     p.add_argument("--batch-size", type=int, default=None, help="default: config.yaml's for mnist_svhn (the paper's)")
     p.add_argument("--epochs", type=int, default=3, help="loop epochs; epoch 1 is warm-up (default 3)")
@@ -82,28 +84,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", nargs="+", default=["float32"], choices=list(PRECISIONS), help="each model at each")
     p.add_argument("--concurrent", type=int, default=0, metavar="N", help="also run N trainings at once")
     p.add_argument("--slots-per-device", type=int, metavar="K", help="GPU slots per device (default: config's)")
-    p.add_argument("--concurrent-models", nargs="+", default=["mvae"], help="models for --concurrent (default mvae)")
+    p.add_argument("--concurrent-models", nargs="+", default=["mvae"], choices=names, help="(default mvae)")
     p.add_argument("--multivae", choices=("auto", "off"), default="auto", help="auto: if .venv-bench exists")
     p.add_argument("--multivae-epochs", type=int, default=2, help="MultiVae epochs, the first warm-up (default 2)")
     p.add_argument("--quick", action="store_true", help="also time the quick preset (minutes)")
     p.add_argument("--out", default=str(measure.REPO / "results" / "bench" / "summary.json"))
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = parser()
     args = p.parse_args(argv)
 
     from mgmvae.io import save_json
     from mgmvae.provenance import machine
-    from mgmvae.registry import builtin_model_names
     from mgmvae.train import resolve_device
 
-    names = builtin_model_names()
-    models = args.models or names
-    unknown = sorted(set(models) - set(names))
-    if unknown:
-        p.error(f"unknown model(s) {unknown}; available: {', '.join(names)}")
     if args.slots_per_device is not None and args.slots_per_device < 1:
         p.error(f"--slots-per-device must be >= 1 (trainings at once per GPU), not {args.slots_per_device}")
     device = resolve_device(args.device)
@@ -113,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     base = measure.Measurement(
         model="",
         pairs=args.pairs,
-        batch_size=args.batch_size or measure.paper_settings(models[0])["batch_size"],  # one batch size for every model
+        batch_size=args.batch_size or measure.paper_settings(args.models[0])["batch_size"],  # the config's: one for all
         epochs=args.epochs,
         device=args.device,
         threads=threads,
@@ -123,37 +114,28 @@ def main(argv: list[str] | None = None) -> int:
         log_every=args.log_every,
         slots_per_device=args.slots_per_device,
     )
+    config = {k: v for k, v in asdict(base).items() if k not in ("model", "precision", "skip_bare")}
+    config["timed_epochs"] = f"2..{args.epochs}"
+    config["data"] = "synthetic uint8 MNIST-SVHN-shaped (1x28x28 + 3x32x32), resident on the device"
+    config["settings"] = "config.yaml resolved for dataset mnist_svhn (paper setting)"
     summary: dict[str, Any] = {
         "command": "python -m mgmvae.bench " + " ".join(sys.argv[1:] if argv is None else argv),
         "device": str(device),
         "machine": machine() | ({"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {}),
-        "config": {
-            "pairs": args.pairs,
-            "batch_size": base.batch_size,
-            "epochs": args.epochs,
-            "timed_epochs": f"2..{args.epochs}",
-            "threads": threads,
-            "data": "synthetic uint8 MNIST-SVHN-shaped (1x28x28 + 3x32x32), resident on the device",
-            "settings": "config.yaml resolved for dataset mnist_svhn (paper setting)",
-        },
+        "config": config,
         "precisions": args.precision,
-        "gpu_options": {
-            "compile": args.compile,
-            "cuda_graphs": "not implemented",
-            "note": f"compile={'on' if args.compile else 'off'} (CUDA only); CUDA graphs not implemented",
-        },
+        "gpu_options": {"compile": args.compile, "cuda_graphs": "not implemented"},
         "models": {},
     }
     with tempfile.TemporaryDirectory(prefix="mgmvae-bench-") as tmpdir:
         tmp = Path(tmpdir)
-        for name in models:
+        for name in args.models:
             multivae = None
             for precision in args.precision:
                 key = name if precision == "float32" else f"{name} ({precision})"
                 print(f"[bench] {key}: loop + bare ...", file=sys.stderr, flush=True)
-                [result] = measure.in_own_processes(
-                    measure.measure_model, [replace(base, model=name, precision=precision)]
-                )
+                job = replace(base, model=name, precision=precision)
+                [result] = measure.in_own_processes(measure.measure_model, [job])
                 if "error" in result:
                     result = {"model": name, "precision": precision, **result}
                 if args.multivae != "off" and name in measure.MULTIVAE_MODELS and "error" not in result:
@@ -175,6 +157,5 @@ def main(argv: list[str] | None = None) -> int:
             summary["quick_preset"] = measure.run_quick_preset(2, tmp)
     summary["table"] = format_table(summary)
     save_json(summary, args.out)
-    print(summary["table"])
-    print(f"\nwritten: {args.out}")
+    print(f"{summary['table']}\n\nwritten: {args.out}")
     return 0
