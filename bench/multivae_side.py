@@ -16,7 +16,7 @@ What is matched to ``python -m mgmvae.bench`` (which calls this script):
   weight, a scalar per step that does not change the cost);
   MMVAE DReG "looser" with K from config.yaml's mnist_svhn setting (10) and a learned prior;
 - Adam, lr 1e-4, batch 128, last partial batch dropped, the same synthetic uint8 images
-  (``mgmvae.bench.synthetic_arrays``) given to MultiVae as float32 in [0, 1], the form its
+  (``mgmvae.bench.measure.synthetic_arrays``) given to MultiVae as float32 in [0, 1], the form its
   datasets hold.
 
 Timing: epochs 2..N of its ``BaseTrainer.train`` (epoch 1 is warm-up), from its
@@ -37,11 +37,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # mgmvae.nets, mgmvae.compat and mgmvae.bench need only torch
+sys.path.insert(0, str(REPO))  # mgmvae.nets, mgmvae.compat and mgmvae.bench.measure need only torch
 
 import torch  # noqa: E402
 
-from mgmvae.bench import SHAPES, synthetic_arrays  # noqa: E402
+from mgmvae.bench.measure import SHAPES, synthetic_arrays  # noqa: E402
 from mgmvae.compat import import_torchvision  # noqa: E402
 from mgmvae.nets import Decoder, Encoder  # noqa: E402
 

@@ -1,16 +1,7 @@
-"""How far each test log-likelihood still is from converging: a K sweep on trained runs, not a stage.
+"""How far each test log-likelihood still is from converging: a K sweep on trained runs, not a stage
+(docs/evaluation.md says what it estimates, prints and writes).
 
 ``python -m mgmvae.likelihood_sweep results/quick --dataset digits_street --seed 0``
-
-For every trained model of a study (``<study>/runs/<dataset>/<model>/seed<k>/model.pt``) it
-estimates log p(x, y) and each log p(x_m) as the evaluate stage does (its test pairs, its seed,
-the study's ``evaluation`` settings) at each K of the sweep (default 1, 10, 100, 1,000) and each
-proposal scale (default the study's ``likelihood_proposal_scale``), on the same pairs every time.
-It prints, per model and estimate, log p̂ at each K, the rise over the last tenfold of K (where it
-is near 0 the estimate has stopped climbing), the mean ESS and the fraction of pairs under the
-ESS floor at the largest K; ``--out`` writes every (model, scale, K, estimate) as CSV, the table as
-Markdown beside it, and (with two values of K or more) the figure (``mgmvae.figures.likelihood_sweep``)
-as PNG and PDF.
 """
 
 from __future__ import annotations
@@ -23,26 +14,19 @@ from typing import Any
 import pandas as pd
 import torch
 
+from mgmvae import paths
 from mgmvae.config import DEFAULT_CONFIG, load_config
 from mgmvae.data.paired import PairedData
 from mgmvae.evaluation.run import run_log_likelihood
 from mgmvae.io import save_text
-from mgmvae.model_file import load_trained
-
-KS = (1, 10, 100, 1000)
+from mgmvae.model_file import load_trained, trained_runs
 
 
 def model_sweep(
-    model_file: Path,
-    data: PairedData,
-    settings: Mapping[str, Any],
-    seed: int,
-    ks: Sequence[int],
-    scales: Sequence[float],
+    model_file: Path, data: PairedData, settings: Mapping, seed: int, ks: Sequence[int], scales: Sequence[float]
 ) -> pd.DataFrame:
     """One row per (proposal scale, K, estimate): log p̂ (mean over pairs), mean ESS, fraction under the floor."""
     model, _ = load_trained(model_file, torch.device("cpu"))
-    model.eval()
     rows = []
     for scale in scales:
         for k in ks:
@@ -67,18 +51,15 @@ def study_sweep(
     seed: int,
     ks: Sequence[int],
     scales: Sequence[float] | None,
-    models: Sequence[str] | None = None,
+    models: Sequence[str] | None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The sweep of every trained model (or of ``models``), and the study's ``evaluation`` settings it used."""
-    settings = load_config(DEFAULT_CONFIG, study / "config.yaml")["evaluation"]
-    data = PairedData.load(study / "data" / f"{dataset}.pt")
-    files = sorted((study / "runs" / dataset).glob(f"*/seed{seed}/model.pt"))
-    files = [f for f in files if models is None or f.parent.parent.name in models]
-    if not files:
-        where = f"{study / 'runs' / dataset}/{'|'.join(models or ['*'])}/seed{seed}/model.pt"
-        raise SystemExit(f"no trained runs {where}: train them first")
+    where = {"results_dir": study.parent, "study": study.name}
+    settings = load_config(DEFAULT_CONFIG, paths.study_config(where))["evaluation"]
+    data = PairedData.load(paths.data_file(where, dataset))
     scales = scales or [float(settings["likelihood_proposal_scale"])]
-    parts = [model_sweep(f, data, settings, seed, ks, scales).assign(model=f.parent.parent.name) for f in files]
+    runs = trained_runs(study, dataset, seed, models)
+    parts = [model_sweep(f, data, settings, seed, ks, scales).assign(model=m) for m, f in runs.items()]
     return pd.concat(parts, ignore_index=True), settings
 
 
@@ -101,12 +82,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("study", type=Path, help="a study's results folder, e.g. results/quick")
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--k", type=int, nargs="+", default=list(KS), help="values of K (importance draws per pair)")
     parser.add_argument(
-        "--proposal-scale",
-        type=float,
-        nargs="+",
-        help="proposal scales to compare (default: the study's evaluation.likelihood_proposal_scale)",
+        "--k", type=int, nargs="+", default=[1, 10, 100, 1000], help="values of K (importance draws per pair)"
+    )
+    parser.add_argument(
+        "--proposal-scale", type=float, nargs="+", help="default: the study's likelihood_proposal_scale"
     )
     parser.add_argument("--models", nargs="+", help="run names to sweep (default: every trained run)")
     parser.add_argument("--out", type=Path, help="write <out>.csv, <out>.md and the figure <out>.png/.pdf")
@@ -117,9 +97,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     table = summary(frame).to_markdown(index=False, floatfmt=".2f")
     print(table)
     if args.out:
-        from mgmvae.figures.likelihood_sweep import save_sweep_figure
+        from mgmvae.figures.likelihood_against_k import save_sweep_figure
 
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         save_text(frame.to_csv(index=False), args.out.with_suffix(".csv"))
         floor = float(settings["likelihood_ess_floor"])
         pairs = int(frame["pairs"].iloc[0])

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from mgmvae import paths
 from mgmvae.base import MultimodalVAE
 from mgmvae.io import load_torch, save_torch
 from mgmvae.registry import ModelRef, resolve
@@ -61,3 +62,14 @@ def load_trained(path: Path, device: torch.device | str) -> tuple[MultimodalVAE,
     model = ref.cls({m: tuple(s) for m, s in saved["shapes"].items()}, saved["settings"])
     model.load_state_dict(saved["state_dict"])
     return model.to(device).eval(), saved
+
+
+def trained_runs(study: Path, dataset: str, seed: int, models: Sequence[str] | None = None) -> dict[str, Path]:
+    """The model file of each trained run of ``dataset`` and ``seed`` in the study folder ``study`` (of
+    ``models`` if given), by run name; SystemExit naming where it looked if there is none."""
+    pattern = paths.run_dir({"results_dir": study.parent, "study": study.name}, dataset, "*", seed) / "model.pt"
+    found = {f.parent.parent.name: f for f in sorted(study.glob(str(pattern.relative_to(study))))}
+    found = {name: f for name, f in found.items() if models is None or name in models}
+    if not found:
+        raise SystemExit(f"no trained runs {pattern}{f' of {list(models)}' if models else ''}: train them first")
+    return found

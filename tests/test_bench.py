@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mgmvae import bench
+from mgmvae.bench import measure, report
+from mgmvae.config import ROOT, load_config
 
 
 def test_synthetic_data_shapes():
-    data = bench.synthetic_data(64, n_test=16)
+    data = measure.synthetic_data(64, n_test=16)
     assert data.shapes == {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}
     assert data.images["svhn"]["train"].dtype == torch.uint8
     assert data.num_pairs("train") == 64 and data.num_pairs("test") == 16
@@ -23,7 +24,7 @@ def test_synthetic_data_shapes():
 
 def test_bench_writes_summary(tmp_path, capsys):
     out = tmp_path / "summary.json"
-    code = bench.main(
+    code = report.main(
         [
             "--models",
             "mvae",
@@ -79,20 +80,24 @@ def test_bench_writes_summary(tmp_path, capsys):
 
 
 def test_multivae_missing_is_recorded(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "MULTIVAE_PYTHON", tmp_path / "no-such-venv" / "python")
-    job = bench.Measurement("mvae", pairs=128, batch_size=64, epochs=2, device="cpu", threads=1)
-    assert bench.run_multivae(job, 2, tmp_path)["status"] == "not installed"
+    monkeypatch.setattr(measure, "MULTIVAE_PYTHON", tmp_path / "no-such-venv" / "python")
+    job = measure.Measurement("mvae", pairs=128, batch_size=64, epochs=2, device="cpu", threads=1)
+    assert measure.run_multivae(job, 2, tmp_path)["status"] == "not installed"
 
 
-def test_gpu_options_are_ignored_on_cpu():
-    model = torch.nn.Linear(2, 2)
-    model.loss = lambda batch: {"loss": torch.zeros(())}
-    assert bench.apply_gpu_options(model, torch.device("cpu"), compile=True) == []
+def test_compile_is_refused_off_cuda_before_any_work(capsys):
+    with pytest.raises(SystemExit):
+        report.main(["--models", "mvae", "--compile", "--device", "cpu"])
+    assert "--compile is measured on CUDA only" in capsys.readouterr().err
+
+
+def test_the_bench_runs_config_yamls_mnist_svhn_setting():
+    config = load_config(ROOT / "config.yaml")
+    assert measure.paper_settings("mmvae")["batch_size"] == config["dataset_settings"]["mnist_svhn"]["batch_size"]
 
 
 def test_bench_workers_lease_their_device_like_pipeline_jobs(monkeypatch):
     from mgmvae import gpu_slots
-    from mgmvae.config import ROOT, load_config
 
     calls = []
 
@@ -101,8 +106,8 @@ def test_bench_workers_lease_their_device_like_pipeline_jobs(monkeypatch):
         return gpu_slots.Placement("cpu", "cpu")
 
     monkeypatch.setattr(gpu_slots, "place_process", fake_place)
-    result = bench.measure_model(
-        bench.Measurement(
+    result = measure.measure_model(
+        measure.Measurement(
             "mvae",
             pairs=128,
             batch_size=64,
@@ -120,7 +125,7 @@ def test_bench_workers_lease_their_device_like_pipeline_jobs(monkeypatch):
 
 def test_bad_slots_per_device_is_refused_before_any_work(capsys):
     with pytest.raises(SystemExit):
-        bench.main(["--models", "mvae", "--slots-per-device", "0", "--device", "cpu"])
+        report.main(["--models", "mvae", "--slots-per-device", "0", "--device", "cpu"])
     assert "--slots-per-device must be >= 1" in capsys.readouterr().err
 
 
@@ -139,7 +144,7 @@ def _fail(job: str) -> dict:
 
 
 def test_workers_run_at_once_each_in_a_process_of_its_own(tmp_path):
-    got = bench.in_own_processes(_meet, [(str(tmp_path), k, 3) for k in range(3)])
+    got = measure.in_own_processes(_meet, [(str(tmp_path), k, 3) for k in range(3)])
     assert [g["met"] for g in got] == [True] * 3  # all three were alive together
     assert len({g["pid"] for g in got} | {os.getpid()}) == 4
-    assert bench.in_own_processes(_fail, ["x"]) == [{"error": "ValueError: no such model 'x'"}]
+    assert measure.in_own_processes(_fail, ["x"]) == [{"error": "ValueError: no such model 'x'"}]

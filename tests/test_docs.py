@@ -1,4 +1,4 @@
-"""The numbers in README.md and docs/*.md against their snapshots (mgmvae/docs.py).
+"""The numbers in README.md and docs/*.md against their snapshots (mgmvae/docs/).
 
 The live checks read the repository's pages and docs/snapshots/; the rest use the fixture
 tests/fixtures/snapshots/ci/, a snapshot of a real run of the CI preset
@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mgmvae import docs
 from mgmvae.config import ROOT, run_settings
+from mgmvae.docs import pages, snapshot
+from mgmvae.docs.__main__ import main
 from mgmvae.stages import run_tags
 
 FIXTURE = ROOT / "tests" / "fixtures" / "snapshots"
@@ -25,20 +26,20 @@ FIXTURE = ROOT / "tests" / "fixtures" / "snapshots"
 
 # ----------------------------------------------------------------------- the live pages
 def test_every_region_of_the_docs_is_its_snapshot_rendered():
-    assert docs.check_regions(docs.default_pages()) == []
+    assert pages.check_regions(pages.default_pages()) == []
 
 
 def test_every_snapshot_was_made_by_the_config_the_current_code_resolves():
-    assert docs.check_hashes() == []
+    assert snapshot.check_hashes() == []
 
 
 def test_prose_that_quotes_a_snapshot_number_names_the_snapshot():
-    assert docs.check_prose(docs.default_pages()) == []
+    assert pages.check_prose(pages.default_pages()) == []
 
 
 def test_every_view_the_pages_show_is_declared_and_every_page_is_in_the_site():
-    recipes = docs.load_recipes()
-    refs = [m["ref"] for page in docs.default_pages() for m in docs.REGION.finditer(page.read_text())]
+    recipes = snapshot.load_recipes()
+    refs = [m["ref"] for page in pages.default_pages() for m in pages.REGION.finditer(page.read_text())]
     assert refs, "no generated regions in the docs"
     for ref in refs:
         name, view = ref.split("/")
@@ -66,7 +67,7 @@ def page_with(tmp_path: Path, *refs: str, prose: str = "") -> Path:
 
 
 def render(page: Path, snapshots: Path = FIXTURE) -> str:
-    docs.render_pages([page], snapshots)
+    pages.render_pages([page], snapshots)
     return page.read_text()
 
 
@@ -82,7 +83,7 @@ def test_a_region_shows_the_snapshot_csv_numbers_and_names_the_snapshot(tmp_path
         assert cells[3] == f"{float(row['joint mean']):.1f}"
     meta = yaml.safe_load((FIXTURE / "ci" / "snapshot.yaml").read_text())
     assert "Snapshot [`ci`](" in text and meta["commit"][:12] in text and meta["command"] in text
-    assert docs.check_regions([tmp_path / "page.md"], FIXTURE) == []
+    assert pages.check_regions([tmp_path / "page.md"], FIXTURE) == []
 
 
 def test_a_region_that_differs_from_its_snapshot_fails_naming_the_page_the_number_and_the_command(tmp_path, capsys):
@@ -91,15 +92,15 @@ def test_a_region_that_differs_from_its_snapshot_fails_naming_the_page_the_numbe
     line = next(line for line in text.splitlines() if line.startswith("| MGMVAE "))
     shown = line.strip("|").split("|")[1].strip()
     page.write_text(text.replace(line, line.replace(shown, "99.9", 1)))
-    problems = docs.check_regions([page], FIXTURE)
+    problems = pages.check_regions([page], FIXTURE)
     assert len(problems) == 1
     assert str(page) in problems[0] and "ci/summary" in problems[0]
     assert f"the page has 99.9 where the snapshot gives {shown}" in problems[0]
     assert "python -m mgmvae.docs render" in problems[0]
-    assert docs.main(["--snapshots", str(FIXTURE), "--pages", str(page), "check"]) == 1
+    assert main(["--snapshots", str(FIXTURE), "--pages", str(page), "check"]) == 1
     assert "99.9" in capsys.readouterr().out
-    docs.render_pages([page], FIXTURE)
-    assert docs.check_regions([page], FIXTURE) == []
+    pages.render_pages([page], FIXTURE)
+    assert pages.check_regions([page], FIXTURE) == []
 
 
 def test_a_region_without_its_snapshot_says_how_to_make_it(tmp_path):
@@ -115,9 +116,9 @@ def test_a_region_without_its_snapshot_says_how_to_make_it(tmp_path):
 
 def test_an_unknown_view_or_an_unclosed_marker_is_refused(tmp_path):
     page = page_with(tmp_path, "ci/no_such_view")
-    assert "no view 'no_such_view'" in docs.check_regions([page], FIXTURE)[0]
+    assert "no view 'no_such_view'" in pages.check_regions([page], FIXTURE)[0]
     page.write_text("<!-- snapshot: ci/table1 -->\nno end marker\n")
-    assert "without its `<!-- /snapshot -->`" in docs.check_regions([page], FIXTURE)[0]
+    assert "without its `<!-- /snapshot -->`" in pages.check_regions([page], FIXTURE)[0]
 
 
 # ------------------------------------------------------------------------------- cells
@@ -130,7 +131,7 @@ def cells_of(table: str) -> list[list[str]]:
 def test_cells_show_mean_and_interval_then_std_and_scale_pivots_and_json(tmp_path):
     (tmp_path / "wide.csv").write_text("name,acc mean,acc std,acc ci95\nA,73.94,1.0,2.46\nB,50.0,4.0,\nC,12.34,,\n")
     view = {"file": "wide.csv", "columns": {"model": "name", "acc": "acc"}}
-    assert cells_of(docs.render_table(tmp_path, view, "test")) == [
+    assert cells_of(pages.render_table(tmp_path, view, "test")) == [
         ["A", "73.9 ± 2.5"],
         ["B", "50.0 ± 4.0"],  # no interval (one seed): the std
         ["C", "12.3"],
@@ -147,15 +148,15 @@ def test_cells_show_mean_and_interval_then_std_and_scale_pivots_and_json(tmp_pat
         "scale": 100,
         "columns": {"variant": "variant", "probe": "probe joint", "retrieval": "retrieval_top1 a->b | 2"},
     }
-    assert cells_of(docs.render_table(tmp_path, pivot, "test")) == [
+    assert cells_of(pages.render_table(tmp_path, pivot, "test")) == [
         ["full", "90.5", "50.00"],
         ["lit", "25.0", "12.50"],
     ]
     (tmp_path / "summary.json").write_text(json.dumps({"models": {"m": {"model": "m", "rate": 1244.4}}}))
     json_view = {"file": "summary.json", "records": "models", "decimals": 0, "columns": {"model": "model", "r": "rate"}}
-    assert "1,244" in docs.render_table(tmp_path, json_view, "test")
-    with pytest.raises(docs.SnapshotError, match="no column 'nope'"):
-        docs.render_table(tmp_path, {"file": "wide.csv", "columns": {"x": "nope"}}, "test")
+    assert "1,244" in pages.render_table(tmp_path, json_view, "test")
+    with pytest.raises(snapshot.SnapshotError, match="no column 'nope'"):
+        pages.render_table(tmp_path, {"file": "wide.csv", "columns": {"x": "nope"}}, "test")
 
 
 # ------------------------------------------------------------------------------- hashes
@@ -180,19 +181,19 @@ def pipeline_hash(config, run) -> str:
 
 def test_a_snapshot_with_the_pipelines_hashes_passes(tmp_path):
     snapshots = copied_fixture(tmp_path)
-    config = docs.resolve_config(["workflow/presets/ci.yaml"], None)
+    config = snapshot.resolve_config(["workflow/presets/ci.yaml"], None)
 
     def current(meta):
         for run in meta["runs"]:
             run["config_hash"] = pipeline_hash(config, run)
 
     edit_meta(snapshots, current)
-    assert docs.check_hashes(snapshots) == []
+    assert snapshot.check_hashes(snapshots) == []
 
 
 def test_a_run_whose_hash_the_code_no_longer_resolves_fails_naming_the_snapshot_and_the_commands(tmp_path):
     snapshots = copied_fixture(tmp_path)
-    config = docs.resolve_config(["workflow/presets/ci.yaml"], None)
+    config = snapshot.resolve_config(["workflow/presets/ci.yaml"], None)
 
     def stale(meta):
         for run in meta["runs"]:
@@ -200,10 +201,10 @@ def test_a_run_whose_hash_the_code_no_longer_resolves_fails_naming_the_snapshot_
         meta["runs"][3]["config_hash"] = "0123456789abcdef"
 
     edit_meta(snapshots, stale)
-    problems = docs.check_hashes(snapshots)
+    problems = snapshot.check_hashes(snapshots)
     assert len(problems) == 1
     run = yaml.safe_load((snapshots / "ci" / "snapshot.yaml").read_text())["runs"][3]
-    assert "snapshot ci" in problems[0] and docs.run_label(run) in problems[0]
+    assert "snapshot ci" in problems[0] and snapshot.run_label(run) in problems[0]
     assert "0123456789abcdef" in problems[0] and pipeline_hash(config, run) in problems[0]
     assert "`snakemake --cores 2 --configfile workflow/presets/ci.yaml`" in problems[0]
     assert f"`python -m mgmvae.docs --snapshots {snapshots} snapshot ci`" in problems[0]
@@ -211,7 +212,7 @@ def test_a_run_whose_hash_the_code_no_longer_resolves_fails_naming_the_snapshot_
 
 def test_a_config_that_moved_makes_every_run_stale(tmp_path):
     snapshots = copied_fixture(tmp_path)
-    config = docs.resolve_config(["workflow/presets/ci.yaml"], None)
+    config = snapshot.resolve_config(["workflow/presets/ci.yaml"], None)
 
     def moved(meta):
         for run in meta["runs"]:
@@ -219,22 +220,22 @@ def test_a_config_that_moved_makes_every_run_stale(tmp_path):
         meta["overrides"] = {"settings": {"shared_dim": 7}}  # as if config.yaml's default had changed
 
     edit_meta(snapshots, moved)
-    assert len(docs.check_hashes(snapshots)) == 16
+    assert len(snapshot.check_hashes(snapshots)) == 16
 
 
 # ------------------------------------------------------------------------------- prose
 def test_prose_quoting_a_snapshot_number_must_name_the_snapshot(tmp_path):
-    shown = docs.snapshot_numbers(FIXTURE, docs.load_recipes(FIXTURE))["ci"]
-    number = next(n for n in sorted(shown) if docs.significant(n) >= 3)
+    shown = pages.snapshot_numbers(FIXTURE, snapshot.load_recipes(FIXTURE))["ci"]
+    number = next(n for n in sorted(shown) if pages.significant(n) >= 3)
     page = page_with(tmp_path, "ci/table1", prose=f"MVAE reaches {number} here.")
     render(page)
-    problems = docs.check_prose([page], FIXTURE)
+    problems = pages.check_prose([page], FIXTURE)
     assert len(problems) == 1 and number in problems[0] and "snapshot ci" in problems[0]
     assert f"{page}:3:" in problems[0]
     for named in (f"MVAE reaches {number} here (snapshot `ci`).", f"MVAE reaches `{number}` here."):
         page = page_with(tmp_path, "ci/table1", prose=named)
         render(page)
-        assert docs.check_prose([page], FIXTURE) == [], named
+        assert pages.check_prose([page], FIXTURE) == [], named
 
 
 def test_a_number_two_snapshots_show_is_covered_by_naming_either(tmp_path):
@@ -244,18 +245,18 @@ def test_a_number_two_snapshots_show_is_covered_by_naming_either(tmp_path):
     recipes = yaml.safe_load((snapshots / "recipes.yaml").read_text())
     recipes["ci_again"] = recipes["ci"]
     (snapshots / "recipes.yaml").write_text(yaml.safe_dump(recipes))
-    shown = docs.snapshot_numbers(snapshots, docs.load_recipes(snapshots))["ci"]
-    number = next(n for n in sorted(shown) if docs.significant(n) >= 3)
+    shown = pages.snapshot_numbers(snapshots, snapshot.load_recipes(snapshots))["ci"]
+    number = next(n for n in sorted(shown) if pages.significant(n) >= 3)
     page = page_with(tmp_path, prose=f"MVAE reaches {number} here.")
-    (problem,) = docs.check_prose([page], snapshots)
+    (problem,) = pages.check_prose([page], snapshots)
     assert "snapshot ci or ci_again" in problem
     for name in ("ci", "ci_again"):
         page = page_with(tmp_path, prose=f"MVAE reaches {number} here (snapshot `{name}`).")
-        assert docs.check_prose([page], snapshots) == [], name
+        assert pages.check_prose([page], snapshots) == [], name
 
 
 def test_quoted_numbers_are_those_with_three_significant_digits_outside_code():
-    assert docs.quoted_numbers("lr 0.01, 4 epochs, 73.9 and 1,244 pairs, 0.69 scale, `12.34` in code") == [
+    assert pages.quoted_numbers("lr 0.01, 4 epochs, 73.9 and 1,244 pairs, 0.69 scale, `12.34` in code") == [
         "73.9",
         "1,244",
     ]
@@ -268,9 +269,9 @@ def fake_study(tmp_path: Path, wrong: int | None = None) -> Path:
     (study / "tables").mkdir(parents=True)
     for name in ("table1.csv", "table3.csv", "clustering.csv"):
         shutil.copy(FIXTURE / "ci" / name, study / "tables" / name)
-    config = docs.resolve_config(["workflow/presets/ci.yaml"], None)
-    for i, run in enumerate(docs.expected_runs(config, "study")):
-        path = docs.metrics_file(study, run)
+    config = snapshot.resolve_config(["workflow/presets/ci.yaml"], None)
+    for i, run in enumerate(snapshot.expected_runs(config, "study")):
+        path = snapshot.metrics_file(study, run)
         path.parent.mkdir(parents=True)
         value = "ffffffffffffffff" if i == wrong else pipeline_hash(config, run)
         path.write_text(json.dumps({**run, "config_hash": value, "metrics": {}}))
@@ -281,33 +282,33 @@ def test_snapshot_copies_the_files_and_records_each_runs_hash(tmp_path):
     snapshots = tmp_path / "snapshots"
     snapshots.mkdir()
     shutil.copy(FIXTURE / "recipes.yaml", snapshots / "recipes.yaml")
-    out = docs.take_snapshot("ci", snapshots, fake_study(tmp_path))
+    out = snapshot.take_snapshot("ci", snapshots, fake_study(tmp_path))
     meta = yaml.safe_load((out / "snapshot.yaml").read_text())
     assert len(meta["runs"]) == 16 and {r["model"] for r in meta["runs"]} >= {"mvae", "mgmvae"}
     assert meta["command"] == "snakemake --cores 2 --configfile workflow/presets/ci.yaml"
     assert meta["machine"]["logical_cores"] and meta["commit"]
     assert (out / "table1.csv").read_bytes() == (FIXTURE / "ci" / "table1.csv").read_bytes()
-    assert docs.check_hashes(snapshots) == []
+    assert snapshot.check_hashes(snapshots) == []
 
 
 def test_snapshot_refuses_a_run_made_by_another_config(tmp_path):
     snapshots = tmp_path / "snapshots"
     snapshots.mkdir()
     shutil.copy(FIXTURE / "recipes.yaml", snapshots / "recipes.yaml")
-    with pytest.raises(docs.SnapshotError, match="made with config_hash ffffffffffffffff"):
-        docs.take_snapshot("ci", snapshots, fake_study(tmp_path, wrong=5))
+    with pytest.raises(snapshot.SnapshotError, match="made with config_hash ffffffffffffffff"):
+        snapshot.take_snapshot("ci", snapshots, fake_study(tmp_path, wrong=5))
     assert not (snapshots / "ci").exists()  # nothing half-written
 
 
 def test_ablation_runs_are_hashed_with_their_variant_as_the_pipeline_tags_them():
-    config = docs.resolve_config(["workflow/presets/ablation_ci.yaml"], None)
-    runs = docs.expected_runs(config, "ablation")
+    config = snapshot.resolve_config(["workflow/presets/ablation_ci.yaml"], None)
+    runs = snapshot.expected_runs(config, "ablation")
     assert runs and all("variant" in run for run in runs)
     assert len({run["variant"] for run in runs}) == len(config["ablation"]["select"] or config["ablation"]["variants"])
     for run in runs:
         args = argparse.Namespace(**run)
         settings = run_settings(config, run["dataset"], run["model"], run["variant"])
-        assert docs.current_hash(config, run) == run_tags(args, settings)["config_hash"]
-    assert docs.metrics_file(Path("s"), runs[0]) == Path(
+        assert snapshot.current_hash(config, run) == run_tags(args, settings)["config_hash"]
+    assert snapshot.metrics_file(Path("s"), runs[0]) == Path(
         f"s/ablation/{runs[0]['dataset']}/{runs[0]['variant']}/seed{runs[0]['seed']}/metrics.json"
     )

@@ -260,7 +260,7 @@ def test_the_k_sweep_reads_every_trained_run_on_the_same_pairs(trained_run):
 
 
 def test_the_sweep_figure_measures_each_estimate_from_its_value_at_the_largest_k():
-    from mgmvae.figures.likelihood_sweep import below_largest_k
+    from mgmvae.figures.likelihood_against_k import below_largest_k
 
     frame = pd.DataFrame(
         {

@@ -1,4 +1,4 @@
-"""The K sweep of the test log-likelihood (``mgmvae.likelihood_sweep``) as a figure: per
+"""The test log-likelihood against K (the sweep of ``mgmvae.likelihood_sweep``) as a figure: per
 estimate (joint, each modality), log p̂ less the model's estimate at the largest K (first proposal
 scale), and the effective sample size, against K on a log axis; one line per model (one dash style
 per proposal scale). Where a line flattens, its estimate has stopped climbing; models whose
@@ -44,16 +44,9 @@ def sweep_figure(frame: pd.DataFrame, title: str, floor: float | None = None):
         part = frame[frame["estimate"] == estimate]
         for row, (quantity, label) in enumerate(ROWS.items()):
             ax = axes[row][col]
+            on = row == 0 and col == len(estimates) - 1  # one legend: beside the first row's last panel
             sns.lineplot(
-                part,
-                x="samples",
-                y=quantity,
-                hue="name",
-                style=style,
-                palette=palette,
-                marker="o",
-                ax=ax,
-                legend=row == 0 and col == len(estimates) - 1,
+                part, x="samples", y=quantity, hue="name", style=style, palette=palette, marker="o", ax=ax, legend=on
             )
             ax.set_xscale("log")
             ax.set(xlabel="K (importance draws per pair)", ylabel=label if col == 0 else "")

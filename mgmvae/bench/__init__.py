@@ -1,0 +1,1 @@
+"""The speed benchmark (``python -m mgmvae.bench``): ``measure`` times the trainings, ``report`` is the command."""

@@ -1,0 +1,4 @@
+from mgmvae.bench.report import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
