@@ -11,7 +11,10 @@ from mgmvae.config import ROOT
 
 # Bottom up, as docs/architecture.md lists them; a module belongs to the longest prefix that names it.
 LAYERS = [
-    ("foundation", ["mgmvae.config", "mgmvae.paths", "mgmvae.io", "mgmvae.seeding", "mgmvae.compat"]),
+    (
+        "foundation",
+        ["mgmvae.config", "mgmvae.paths", "mgmvae.io", "mgmvae.seeding", "mgmvae.compat", "mgmvae.provenance"],
+    ),
     ("data", ["mgmvae.data"]),
     ("networks", ["mgmvae.nets", "mgmvae.distributions", "mgmvae.contrastive"]),
     ("models", ["mgmvae.base", "mgmvae.model", "baselines"]),
@@ -22,7 +25,10 @@ LAYERS = [
     ("training", ["mgmvae.train"]),
     ("evaluation", ["mgmvae.evaluation"]),
     ("aggregation", ["mgmvae.paper", "mgmvae.tables", "mgmvae.figures"]),
-    ("infrastructure", ["mgmvae.tracking", "mgmvae.tracking_server", "mgmvae.gpu_slots"]),
+    (
+        "infrastructure",
+        ["mgmvae.tracking", "mgmvae.process_supervision", "mgmvae.mlflow_provisioning", "mgmvae.gpu_slots"],
+    ),
     ("top", ["mgmvae.stages", "mgmvae.cli", "mgmvae.bench", "mgmvae.docs", "mgmvae.likelihood_sweep", "mgmvae"]),
 ]
 
