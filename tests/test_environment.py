@@ -49,7 +49,7 @@ def test_the_conda_envs_install_the_project_and_repeat_no_pin():
     (requirement,) = pip_section(rule_env)
     assert requirement == "-e ${MGMVAE_ROOT}"
     common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
-    assert 'os.environ["MGMVAE_ROOT"] = workflow.basedir' in common
+    assert "os.environ.update(MGMVAE_ROOT=workflow.basedir)" in common
     assert f'CONDA_ENV = "../envs/{rule_env.name}"' in common
     expanded = requirement.replace("${MGMVAE_ROOT}", str(ROOT))  # workflow.basedir: the Snakefile's folder
     assert (ROOT / "Snakefile").exists() and os.path.isfile(os.path.join(expanded[3:], "pyproject.toml"))
