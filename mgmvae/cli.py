@@ -10,111 +10,82 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from mgmvae import stages, tracking_server
+from mgmvae import mlflow_provisioning, stages
 from mgmvae.config import DEFAULT_CONFIG, ROOT, ConfigError, load_config
 from mgmvae.data.paired import DataError
 from mgmvae.model_file import ModelFileError
+from mgmvae.process_supervision import ServerError
 from mgmvae.tracking import TrackingError
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", nargs="+", default=None, metavar="YAML", help="config files, merged in order (default: config.yaml)"
+def common_arguments() -> tuple[argparse.ArgumentParser, ...]:
+    """Parent parsers: the config (every command: the study), a stage's options, and a run's."""
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config", nargs="+", metavar="YAML", help="config files, merged in order (default: config.yaml)"
     )
-    parser.add_argument("--preset", default=None, help="a preset name from workflow/presets (e.g. quick)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    parser.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    config.add_argument("--preset", help="a preset name from workflow/presets (e.g. quick)")
+    stage = argparse.ArgumentParser(add_help=False, parents=[config])
+    stage.add_argument("--threads", type=int, help="CPU threads for torch")
+    stage.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    stage.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    dataset = argparse.ArgumentParser(add_help=False, parents=[stage])
+    dataset.add_argument("--dataset", required=True)
+    run = argparse.ArgumentParser(add_help=False, parents=[dataset])
+    run.add_argument("--model", required=True)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--data", type=Path)
+    run.add_argument("--variant", help="an ablation variant (config ablation.variants): its overrides, its own folder")
+    return config, stage, dataset, run
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mgmvae", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="stage", required=True)
+    parser.set_defaults(threads=None)  # for the commands that are not stages
+    sub = parser.add_subparsers(dest="command", required=True)
+    config, common, dataset, run = common_arguments()
 
-    p = sub.add_parser("prepare", help="build a paired dataset")
-    p.set_defaults(func=stages.prepare_dataset)
-    _common(p)
-    p.add_argument("--dataset", required=True)
+    def stage(name: str, func: Callable, parent: argparse.ArgumentParser, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[parent], help=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = stage("prepare", stages.prepare_dataset, dataset, "build a paired dataset")
     p.add_argument("--out", type=Path)
 
-    p = sub.add_parser("classifier", help="train the digit classifier of one modality")
-    p.set_defaults(func=stages.train_digit_classifier)
-    _common(p)
-    p.add_argument("--dataset", required=True)
+    p = stage("classifier", stages.train_digit_classifier, dataset, "train the digit classifier of one modality")
     p.add_argument("--modality", required=True)
     p.add_argument("--data", type=Path)
     p.add_argument("--out", type=Path)
 
-    p = sub.add_parser("train", help="train one model on one dataset with one seed")
-    p.set_defaults(func=stages.train_run)
-    _common(p)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", type=Path)
+    p = stage("train", stages.train_run, run, "train one model on one dataset with one seed")
     p.add_argument("--out", type=Path, help="final model file (default: the run folder's model.pt)")
-    p.add_argument(
-        "--variant",
-        default=None,
-        help="an ablation variant (config ablation.variants): its overrides on top, its own run folder",
-    )
 
-    p = sub.add_parser("evaluate", help="evaluate a trained run: Tables 1–3 metrics and clustering")
-    p.set_defaults(func=stages.evaluate_run)
-    _common(p)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", type=Path)
+    p = stage("evaluate", stages.evaluate_run, run, "evaluate a trained run: Tables 1–3 metrics and clustering")
     p.add_argument("--model-file", type=Path)
     p.add_argument("--classifiers", type=Path, nargs="*", help="classifier files, one per modality")
     p.add_argument("--out", type=Path)
-    p.add_argument("--variant", default=None, help="the ablation variant of the run (its folder and tags)")
-    p.add_argument(
-        "--protocol",
-        choices=("mean", "sample", "reference"),
-        default=None,
-        help="evaluation protocol for this run (default: config evaluation.protocol)",
-    )
+    p.add_argument("--protocol", choices=("mean", "sample", "reference"), help="default: config evaluation.protocol")
 
-    p = sub.add_parser("aggregate", help="tables from the per-run metrics")
-    p.set_defaults(func=stages.write_tables)
-    _common(p)
+    p = stage("aggregate", stages.write_tables, common, "tables from the per-run metrics")
     p.add_argument("--metrics", type=Path, nargs="+", required=True)
     p.add_argument("--outdir", type=Path)
-    p.add_argument(
-        "--figures",
-        type=Path,
-        nargs="*",
-        default=[],
-        help="figure files to attach to the aggregation run in MLflow (beside the tables)",
-    )
-    p.add_argument(
-        "--benchmarks", type=Path, nargs="*", default=[], help="Snakemake benchmark files: the resources table"
-    )
+    p.add_argument("--figures", type=Path, nargs="*", default=[], help="figures to attach to the aggregation run")
+    p.add_argument("--benchmarks", type=Path, nargs="*", default=[], help="Snakemake benchmark files: resources table")
 
-    p = sub.add_parser("ablation", help="the ablation table and plots from the ablation runs' metrics")
-    p.set_defaults(func=stages.write_ablation_table)
-    _common(p)
+    p = stage("ablation", stages.write_ablation_table, common, "the ablation table and plots from its runs' metrics")
     p.add_argument("--metrics", type=Path, nargs="+", required=True)
     p.add_argument("--outdir", type=Path)
 
-    p = sub.add_parser("figures", help="figures: cross-generation, translation, retrieval, t-SNE, curves, bars")
-    p.set_defaults(func=stages.draw_figures)
-    _common(p)
+    p = stage("figures", stages.draw_figures, common, "figures: cross-generation, translation, retrieval, t-SNE, ...")
     p.add_argument("--data", type=Path, nargs="*", help="dataset files, named <dataset>.pt")
     p.add_argument("--model-files", type=Path, nargs="*", help="trained model files (one seed; default: the first)")
     p.add_argument("--metrics", type=Path, nargs="*", help="per-run metrics of every seed (for the bar charts)")
-    p.add_argument("--seed", type=int, default=None, help="the seed whose models are shown (default: the first)")
-    p.add_argument(
-        "--tsne-points",
-        type=int,
-        default=None,
-        help="test pairs in the t-SNE (seeded subsample; default: config figures.tsne_points)",
-    )
+    p.add_argument("--seed", type=int, help="the seed whose models are shown (default: the first)")
+    p.add_argument("--tsne-points", type=int, help="test pairs in the t-SNE (default: config figures.tsne_points)")
     p.add_argument(
         "--part",
         choices=("all", "datasets", "bars"),
@@ -124,28 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--outdir", type=Path)
 
-    p = sub.add_parser(
-        "check-model",
-        help="check that a model (a name, pkg.module:Class or file.py:Class) keeps the model contract",
-    )
-    p.set_defaults(func=stages.check_model_contract)
-    _common(p)
+    help_ = "check that a model (a name, pkg.module:Class or file.py:Class) keeps the model contract"
+    p = stage("check-model", stages.check_model_contract, common, help_)
     p.add_argument("model", help="a built-in or entry-point name, pkg.module:Class, or path/to/file.py:Class")
 
-    p = sub.add_parser(
-        "check-dataset",
-        help="check that a dataset (a config dataset, a source name, pkg.module:Class or file.py:Class) "
-        "keeps the dataset contract",
-    )
-    p.set_defaults(func=stages.check_dataset_contract)
-    _common(p)
+    help_ = "check that a dataset (a config dataset, a source, pkg.module:Class or file.py:Class) keeps the contract"
+    p = stage("check-dataset", stages.check_dataset_contract, common, help_)
     p.add_argument(
         "dataset",
         help="a dataset of the config (its source and parameters), or a source: a built-in or entry-point "
         "name, pkg.module:Class or path/to/file.py:Class (its default parameters)",
     )
 
-    tracking_server.add_parser(sub)  # not a stage: an authenticated MLflow server for the jobs
+    mlflow_provisioning.add_parser(sub, [config])  # not a stage: an authenticated MLflow server for the jobs
     return parser
 
 
@@ -161,8 +123,6 @@ OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # EFBIG: a file-size l
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.stage == "tracking-server":
-        return tracking_server.main(args)
     try:
         config = load_stage_config(args)
         if args.threads:
@@ -170,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             torch.set_num_threads(args.threads)
         args.func(config, args)
-    except (ConfigError, DataError, ModelFileError, stages.StageError, TrackingError) as error:
+    except (ConfigError, DataError, ModelFileError, stages.StageError, TrackingError, ServerError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:

@@ -1,33 +1,15 @@
-"""MLflow wiring: one run per pipeline job, tagged so that any run can be traced to its inputs.
+"""MLflow wiring: one run per pipeline job, in its study's own experiment, traceable to its inputs.
 
-Tags: study, dataset, model, seed, stage, git_commit, config_hash (+ variant for ablation runs). The store is
-``mlflow.tracking_uri`` from the config, else ``$MLFLOW_TRACKING_URI``, else MLflow's default
-(``sqlite:///mlflow.db`` in the working directory, artifacts under ``./mlruns``).
-
-Several Snakemake jobs write one SQLite store at once. MLflow's SQLite store waits for a busy
-database (``PRAGMA busy_timeout``, 20 s), but SQLite fails at once, without waiting, a transaction
-that would deadlock (two connections upgrading from reading to writing), and two jobs creating a new
-store race on its schema. Writes here are rare (params once, metrics once per epoch), so every call
-to a SQLite store takes ``<db>.lock`` (filelock: flock, freed by the kernel when a job dies) first
-and the jobs take turns; HTTP stores need no lock.
-
-An http(s) store (``mlflow server``, for jobs on other nodes) is checked once when a job starts,
-and by the workflow before any job (:func:`preflight`): a server that does not answer within
-``PROBE_TIMEOUT`` seconds, missing or wrong credentials (``MLFLOW_TRACKING_USERNAME`` /
-``MLFLOW_TRACKING_PASSWORD``, MLflow's basic-auth app) and a user who may not edit the experiment
-stop the job at once, naming what to set. ``https://`` servers are verified against
-``MLFLOW_TRACKING_SERVER_CERT_PATH`` (a CA bundle) when it is set.
-
-Faults: over http(s), MLflow's client retries a transient failure (connection refused or reset, a
-timeout, HTTP 408/429/5xx) with exponential back-off; its retry count and back-off factor are set
-(:func:`http_retries`, unless already set in the environment) so that its waits add up to
-``mlflow.retry_seconds``, after which the job stops saying how to resume. A retried request may have
-reached the server, so every store call is idempotent: a metric point keeps the timestamp of its
-first attempt (the store keeps one row), an experiment created twice is found, a run is looked up by
-its job key (study, stage, run name, hash of the params) before one is created and a twin from a
-resent create is deleted, and a (key, step) point is logged once per run. A rerun of a job whose run
-did not finish (killed, failed, server gone) continues that run instead of adding another, and skips
-the points already logged.
+Runs carry the tags study, stage, dataset, model, seed, git_commit, config_hash (+ variant), MLflow's
+source tags and, for a job of one dataset, that dataset as an MLflow dataset input; experiments are
+tagged as model training. The store: ``mlflow.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else
+MLflow's default (``sqlite:///mlflow.db`` in the working directory). Every call to a SQLite store takes
+``<db>.lock`` first (filelock: flock, freed by the kernel when a job dies): SQLite fails at once a
+transaction that would deadlock, and jobs creating a store race on its schema. An http(s) store is
+checked before any job and as each job starts (:func:`preflight`); MLflow's client retries transient
+failures for ``mlflow.retry_seconds`` (:func:`http_retries`), then the job stops saying how to resume.
+A retried request may have reached the server, so every store call is idempotent, and a rerun job
+continues its unfinished run (tag ``job_key``). docs/cluster.md ("MLflow", "Faults") says more.
 """
 
 from __future__ import annotations
@@ -39,19 +21,26 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 from filelock import FileLock
 
+from mgmvae.config import config_hash
+from mgmvae.paths import data_file
 from mgmvae.provenance import git_commit
 
 PROBE_TIMEOUT = 5.0  # seconds to wait for an http(s) tracking server before refusing to start
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 CERT_PATH = "MLFLOW_TRACKING_SERVER_CERT_PATH"
 JOB_KEY = "job_key"  # tag: the identity of a pipeline job, to continue its run on a rerun
+# MLflow's experiment type, "model training" (not GenAI); MLflow 3.17's UI shows it but opens an experiment
+# by its sidebar switch, docs/cluster.md says how.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 MAX_RETRIES = 10  # MLflow refuses more HTTP retries (_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT)
 MAX_WAIT_S = 120  # urllib3's longest wait between two retries (Retry.DEFAULT_BACKOFF_MAX)
 REQUEST_TIMEOUT_S = 30  # a request to a server that hangs (stopped, not refusing) is given up, then retried
@@ -60,9 +49,12 @@ REQUEST_TIMEOUT_S = 30  # a request to a server that hangs (stopped, not refusin
 def resolve_tracking_uri(configured: str | None) -> str:
     import mlflow
 
-    if configured:
-        return configured
-    return os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
+
+
+def experiment_name(config: Mapping) -> str:
+    """The study's MLflow experiment: ``mlflow.experiment`` with ``{study}`` replaced by the study's name."""
+    return str(config["mlflow"]["experiment"]).replace("{study}", config["study"])
 
 
 class TrackingError(RuntimeError):
@@ -83,32 +75,6 @@ def tls_verify() -> bool | str:
     return bundle or True
 
 
-def _credentials() -> tuple[str, str] | None:
-    user, password = (os.environ.get(v) for v in CREDENTIALS)
-    return (user, password) if user and password else None
-
-
-def _request(uri: str, path: str, timeout: float, params: Mapping[str, str] | None = None):
-    """GET ``path`` on the server with the job's credentials; a connection or TLS failure is a TrackingError."""
-    import requests
-
-    try:
-        return requests.get(
-            uri.rstrip("/") + path, params=params, auth=_credentials(), timeout=timeout, verify=tls_verify()
-        )
-    except requests.exceptions.SSLError as error:
-        raise TrackingError(
-            f"the TLS certificate of the MLflow tracking server {uri} was not accepted ({error}). "
-            f"Set {CERT_PATH} to the CA bundle (PEM) that signed it."
-        ) from None
-    except requests.exceptions.RequestException as error:
-        raise TrackingError(
-            f"the MLflow tracking server {uri} does not answer ({error}; timeout {timeout:g} s). "
-            f"Start it (`python -m mgmvae tracking-server start`, see docs/tracking-server.md) or point "
-            f"MLFLOW_TRACKING_URI (or mlflow.tracking_uri) at a running one; --no-mlflow runs a stage without tracking."
-        ) from None
-
-
 def check_uri(uri: str | None, where: str = "MLFLOW_TRACKING_URI or mlflow.tracking_uri") -> None:
     """Refuse a URI with a password in it (user:password@host): URIs are written to the study config,
     logs and messages. The message does not repeat the URI."""
@@ -123,54 +89,89 @@ def check_uri(uri: str | None, where: str = "MLFLOW_TRACKING_URI or mlflow.track
 
 
 def check_reachable(uri: str, timeout: float = PROBE_TIMEOUT) -> None:
-    """Raise TrackingError at once if an http(s) tracking URI does not answer (or carries a password);
-    other URIs pass. Any HTTP answer (even an error status) counts: the server is there."""
+    """Raise TrackingError at once if an http(s) tracking URI does not answer MLflow's ``/health`` (or
+    carries a password); other URIs pass. Any HTTP answer (even an error status) counts: the server is there."""
+    import requests
+
     check_uri(uri)
-    if _is_http(uri):
-        _request(uri, "/health", timeout)
+    try:
+        if _is_http(uri):
+            requests.get(uri.rstrip("/") + "/health", timeout=timeout, verify=tls_verify())
+    except requests.exceptions.SSLError as error:
+        raise TrackingError(
+            f"the TLS certificate of the MLflow tracking server {uri} was not accepted ({error}). "
+            f"Set {CERT_PATH} to the CA bundle (PEM) that signed it."
+        ) from None
+    except requests.exceptions.RequestException as error:
+        raise TrackingError(
+            f"the MLflow tracking server {uri} does not answer ({error}; timeout {timeout:g} s). "
+            f"Start it (`python -m mgmvae tracking-server start`, see docs/tracking-server.md) or point "
+            f"MLFLOW_TRACKING_URI (or mlflow.tracking_uri) at a running one; --no-mlflow runs a stage without tracking."
+        ) from None
+
+
+@contextmanager
+def environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (None: unset) environment variables for the block only (patch.dict restores them all): MLflow's
+    clients read their credentials, retries and timeout from the environment at each request."""
+    with patch.dict(os.environ, {name: value for name, value in values.items() if value is not None}):
+        for name in [name for name, value in values.items() if value is None]:
+            os.environ.pop(name, None)
+        yield
+
+
+def auth_client(uri: str) -> Any:
+    """MLflow's client of its basic-auth app (users, permissions)."""
+    with warnings.catch_warnings():  # it imports MLflow's server app, which warns about starlette
+        warnings.filterwarnings("ignore", message="starlette.middleware.wsgi is deprecated")
+        from mlflow.server.auth.client import AuthServiceClient
+    return AuthServiceClient(uri)
 
 
 def check_access(uri: str, experiment: str, timeout: float = PROBE_TIMEOUT) -> None:
     """Raise TrackingError unless the job's credentials may edit ``experiment`` on an http(s) server.
 
-    Read-only: the experiment by name (401: credentials, 403: no permission), then the user's own
-    permissions from the basic-auth app (absent on a server without authentication: nothing to check).
-    """
+    Read-only, one try each, through MLflow's clients: the experiment by name (401: credentials, 403: no
+    permission), then the user's own permission on it from the basic-auth app (absent on a server
+    without authentication: nothing to check)."""
     if not _is_http(uri):
         return
-    found = _request(uri, "/api/2.0/mlflow/experiments/get-by-name", timeout, {"experiment_name": experiment})
-    user = os.environ.get(CREDENTIALS[0])
-    if found.status_code == 401:
-        missing = [v for v in CREDENTIALS if not os.environ.get(v)]
-        why = f"{' and '.join(missing)} not set" if missing else f"the server rejected the password of user {user!r}"
-        raise TrackingError(
-            f"the MLflow tracking server {uri} requires authentication (HTTP 401): {why}. Set "
-            f"{CREDENTIALS[0]} and {CREDENTIALS[1]} to a user with EDIT permission on experiment "
-            f"{experiment!r} (the tracking-server helper writes them to study.env)."
-        )
-    if found.status_code == 403:
-        raise _no_edit(uri, experiment, user, "no permission")
-    if found.status_code == 404 or found.status_code >= 500 or user is None:
-        return  # a missing experiment is created by the first job, which may then edit it
-    experiment_id = found.json()["experiment"]["experiment_id"]
-    query = {"username": user, "resource_type": "experiment", "resource_id": experiment_id}
-    mine = _request(uri, "/api/3.0/mlflow/users/permissions/get", timeout, query)
-    if mine.status_code == 404:
-        return  # no basic-auth app: no permissions to check
-    has = mine.json().get("permission", "unknown") if mine.ok else f"HTTP {mine.status_code}"
-    if has not in ("EDIT", "MANAGE") and not _is_admin(uri, timeout):
-        raise _no_edit(uri, experiment, user, has)
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
 
-
-def _is_admin(uri: str, timeout: float) -> bool:
-    me = _request(uri, "/api/3.0/mlflow/users/current/permissions", timeout)
-    return me.ok and bool(me.json().get("is_admin"))
+    user, once = os.environ.get(CREDENTIALS[0]), {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    with environment({**once, "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(1, round(timeout)))}):
+        try:
+            found = MlflowClient(uri).get_experiment_by_name(experiment)
+        except MlflowException as error:
+            if error.get_http_status_code() == 401:
+                missing = " and ".join(v for v in CREDENTIALS if not os.environ.get(v))
+                why = f"{missing} not set" if missing else f"the server rejected the password of user {user!r}"
+                raise TrackingError(
+                    f"the MLflow tracking server {uri} requires authentication (HTTP 401): {why}. Set "
+                    f"{CREDENTIALS[0]} and {CREDENTIALS[1]} to a user with EDIT permission on experiment "
+                    f"{experiment!r} (the tracking-server helper writes them to study.env)."
+                ) from None
+            if error.get_http_status_code() == 403:
+                raise _no_edit(uri, experiment, user, "no permission") from None
+            return  # a server error: the job's own calls retry it
+        if found is None or user is None:
+            return  # a missing experiment is created by the first job, which may then edit it
+        auth = auth_client(uri)
+        try:
+            has = auth.get_user_permission(user, "experiment", found.experiment_id).permission
+        except MlflowException as error:
+            if error.get_http_status_code() == 404:
+                return  # no basic-auth app: no permissions to check
+            has = f"HTTP {error.get_http_status_code()}"
+        if has not in ("EDIT", "MANAGE") and not auth.get_user(user).is_admin:
+            raise _no_edit(uri, experiment, user, has)
 
 
 def _no_edit(uri: str, experiment: str, user: str | None, has: str) -> TrackingError:
     return TrackingError(
         f"user {user!r} ({CREDENTIALS[0]}) may not edit experiment {experiment!r} on {uri} (has: {has}). "
-        f"Grant EDIT (`python -m mgmvae tracking-server grant --user {user}`) or set "
+        f"Grant EDIT (`python -m mgmvae tracking-server grant --user {user} --experiment {experiment}`) or set "
         f"{CREDENTIALS[0]}/{CREDENTIALS[1]} to a user who has it."
     )
 
@@ -178,8 +179,8 @@ def _no_edit(uri: str, experiment: str, user: str | None, has: str) -> TrackingE
 def preflight(config: Mapping) -> None:
     """Before any job: the configured tracking server answers and the credentials may edit the experiment."""
     uri = config["mlflow"].get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or ""
-    check_reachable(uri)  # both pass a local store (no mlflow import: this runs in Snakemake's process)
-    check_access(uri, config["mlflow"]["experiment"])
+    check_reachable(uri)  # both pass a local store
+    check_access(uri, experiment_name(config))
 
 
 def http_retries(budget_s: float) -> tuple[int, int]:
@@ -220,13 +221,7 @@ def job_key(study: str, stage: str, run_name: str, params: Mapping[str, Any]) ->
 class Tracker:
     """A thin, lock-safe wrapper round ``MlflowClient`` for one run."""
 
-    def __init__(
-        self,
-        experiment: str,
-        tracking_uri: str | None,
-        enabled: bool,
-        retry_seconds: float,
-    ):
+    def __init__(self, experiment: str, tracking_uri: str | None, enabled: bool, retry_seconds: float):
         self.enabled = enabled
         self.run_id: str | None = None
         self.retry_seconds = float(retry_seconds)
@@ -243,7 +238,7 @@ class Tracker:
         self.lock = _sqlite_lock(self.uri)
         # Creating the client creates (migrates) a new SQLite schema: under the lock too.
         self.client = self._call(lambda: _client(MlflowClient, self.uri))
-        self.experiment_id = self._call(lambda: self._experiment(experiment))
+        self.experiment_id = self._call(lambda: find_or_create_experiment(self.client, experiment))
 
     def _call(self, fn: Callable[..., Any]) -> Any:
         """``fn()`` on the store; a SQLite store in this job's turn (the file lock) and without a SIGTERM
@@ -268,27 +263,21 @@ class Tracker:
             f"training resumes from its checkpoint and the job continues {run} (no duplicate run)."
         )
 
-    def _experiment(self, name: str) -> str:
-        from mlflow.exceptions import MlflowException
-
-        found = self.client.get_experiment_by_name(name)
-        if found:
-            return found.experiment_id
-        try:
-            return self.client.create_experiment(name)
-        except MlflowException as error:  # made first by another job, or by a resent create
-            if error.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-            return self.client.get_experiment_by_name(name).experiment_id
-
     # ------------------------------------------------------------------ run API
-    def start(self, run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    def start(self, run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any], dataset: Any = None) -> None:
+        """Create the run (or continue the job's unfinished one); ``dataset``: an MLflow DatasetInput."""
         if not self.enabled:
             return
+        from mlflow.utils import mlflow_tags
+
         key = job_key(str(tags.get("study")), str(tags.get("stage")), run_name, params)
-        tags = {k: str(v) for k, v in {**tags, "git_commit": git_commit(), JOB_KEY: key}.items()}
-        self.run_id = self._call(lambda: self._find_or_create(run_name, tags))
+        commit, source = git_commit(), f"mgmvae {tags.get('stage')}"  # the UI's Source column: the command
+        tags = {**tags, "git_commit": commit, JOB_KEY: key, mlflow_tags.MLFLOW_GIT_COMMIT: commit}
+        tags |= {mlflow_tags.MLFLOW_SOURCE_NAME: source, mlflow_tags.MLFLOW_SOURCE_TYPE: "LOCAL"}
+        self.run_id = self._call(lambda: self._find_or_create(run_name, {k: str(v) for k, v in tags.items()}))
         self.log_params(params)
+        if dataset is not None:  # logged again by a rerun: the store keeps one input per (name, digest)
+            self._call(lambda: self.client.log_inputs(self.run_id, [dataset]))
 
     def _find_or_create(self, run_name: str, tags: Mapping[str, str]) -> str:
         from mlflow.entities import RunTag
@@ -345,6 +334,32 @@ class Tracker:
     def end(self, status: str = "FINISHED") -> None:
         if self.enabled and self.run_id:
             self._call(lambda: self.client.set_terminated(self.run_id, status=status))
+
+
+def find_or_create_experiment(client: Any, name: str) -> str:
+    """The experiment's id; created (tagged as model training) if new, found if another job or a resent
+    create made it first."""
+    from mlflow.exceptions import MlflowException
+
+    if found := client.get_experiment_by_name(name):
+        return str(found.experiment_id)
+    try:
+        return str(client.create_experiment(name, tags=EXPERIMENT_TAGS))
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return str(client.get_experiment_by_name(name).experiment_id)
+
+
+def dataset_input(config: Mapping, stage: str, dataset: str) -> Any:
+    """A dataset of the config as an MLflow dataset input: its name, a digest of its recipe (its config
+    entry and the data seed), the study's data file as its source, the stage as its context."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    digest = config_hash({**config["datasets"][dataset], "data_seed": config["data_seed"]})[:8]
+    source = json.dumps({"uri": str(data_file(config, dataset).resolve())})
+    return DatasetInput(Dataset(dataset, digest, "local", source), [InputTag(MLFLOW_DATASET_CONTEXT, stage)])
 
 
 def _sqlite_lock(uri: str) -> FileLock | None:
@@ -429,8 +444,10 @@ def tracked_run(
     """One MLflow run around a pipeline job; marked FAILED if the job raises, KILLED on SIGTERM. If even
     that cannot be recorded (server gone), the job's own error is raised and the rerun continues the run."""
     settings = config["mlflow"]
-    tracker = Tracker(settings["experiment"], settings["tracking_uri"], enabled, settings["retry_seconds"])
-    tracker.start(run_name, {"study": config["study"], "stage": stage, **tags}, params)
+    tracker = Tracker(experiment_name(config), settings["tracking_uri"], enabled, settings["retry_seconds"])
+    one_dataset = enabled and tags.get("dataset") in config.get("datasets", {})
+    dataset = dataset_input(config, stage, tags["dataset"]) if one_dataset else None
+    tracker.start(run_name, {"study": config["study"], "stage": stage, **tags}, params, dataset)
     try:
         with _sigterm_raises():
             yield tracker

@@ -1,5 +1,5 @@
 """Test helpers: MLflow's basic-auth server on 127.0.0.1 through the project's own helper
-(mgmvae/tracking_server.py), worker processes that log to it like pipeline jobs do, and an
+(mgmvae/mlflow_provisioning.py), worker processes that log to it like pipeline jobs do, and an
 intruder's fake listener."""
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from mgmvae import tracking_server
+import psutil
+
+from mgmvae import mlflow_provisioning, process_supervision
 from mgmvae.config import ROOT
 
 EXPERIMENT = "mgmvae-test"
@@ -51,7 +52,7 @@ def free_port() -> int:
 
 
 def credentials(folder: Path) -> dict[str, str]:
-    return tracking_server.read_env(folder / "study.env")
+    return mlflow_provisioning.read_env(folder / "study.env")
 
 
 def job_env(folder: Path, **extra: str) -> dict[str, str]:
@@ -62,22 +63,20 @@ def job_env(folder: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_server(folder: Path, port: int, **kwargs) -> str:
-    uri = tracking_server.start(folder, "127.0.0.1", port, workers=1, **kwargs)
-    tracking_server.provision(folder, EXPERIMENT, "study", folder / "study.env")
+def start_server(folder: Path, port: int, tls: tuple[Path, Path] | None = None) -> str:
+    uri = mlflow_provisioning.start(folder, "127.0.0.1", port, 1, None, tls)
+    mlflow_provisioning.provision(folder, EXPERIMENT, "study", folder / "study.env")
     return uri
 
 
 def kill_server(folder: Path) -> None:
-    """SIGKILL the server's whole process group at once: a crash, not a shutdown (server.json stays)."""
-    group = tracking_server.running_pid(folder)
-    assert group is not None, "no server to kill"
-    os.killpg(group, 9)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and tracking_server.server_pids(folder):
-        tracking_server._reap([group])
-        time.sleep(0.1)
-    assert not tracking_server.server_pids(folder)
+    """SIGKILL the server's whole process group (its session) at once: a crash, not a shutdown (server.json
+    stays); reap what this process started."""
+    procs = [psutil.Process(pid) for pid in process_supervision.server_pids(folder)]
+    assert procs, "no server to kill"
+    os.killpg(process_supervision.read_state(folder)["pid"], 9)  # the session leader's PID is its group's
+    psutil.wait_procs(procs, timeout=10)
+    assert not process_supervision.server_pids(folder)
 
 
 class FakeListener:
@@ -140,7 +139,7 @@ def admin_client(folder: Path, uri: str) -> Iterator:
     """An MlflowClient as the admin (reads every run); the admin's credentials only inside the block."""
     from mlflow.tracking import MlflowClient
 
-    with tracking_server.admin_credentials(folder):
+    with mlflow_provisioning.admin_credentials(folder):
         yield MlflowClient(tracking_uri=uri)
 
 
@@ -149,7 +148,7 @@ def auth_client(folder: Path, uri: str) -> Iterator:
     """MLflow's basic-auth client as the admin (users and permissions), inside the block."""
     from mlflow.server import get_app_client
 
-    with tracking_server.admin_credentials(folder):
+    with mlflow_provisioning.admin_credentials(folder):
         yield get_app_client("basic-auth", tracking_uri=uri)
 
 

@@ -25,6 +25,7 @@ from mgmvae.config import (
     settings_hash,
 )
 from mgmvae.contract import validate_models
+from mgmvae.tracking import experiment_name
 from tests.conftest import snakemake
 
 ABLATION_QUICK = ROOT / "workflow" / "presets" / "ablation_quick.yaml"
@@ -300,8 +301,9 @@ def check_ablation_outputs(workdir: Path, study: str, variants, dataset: str = "
 
 
 def check_mlflow_runs(client, study: str, variants) -> None:
-    runs = client.search_runs([client.get_experiment_by_name("mgmvae-benchmark").experiment_id])
-    runs = [r for r in runs if r.data.tags.get("study") == study]
+    experiment = experiment_name({"study": study, "mlflow": load_config()["mlflow"]})
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert {r.data.tags.get("study") for r in runs} == {study}  # the study's own experiment
     stages = sorted(r.data.tags["stage"] for r in runs)
     n = len(variants)
     assert stages == ["ablation"] + ["classifier"] * 2 + ["evaluate"] * n + ["prepare"] + ["train"] * n

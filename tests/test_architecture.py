@@ -25,7 +25,10 @@ LAYERS = [
     ("training", ["mgmvae.train"]),
     ("evaluation", ["mgmvae.evaluation"]),
     ("aggregation", ["mgmvae.paper", "mgmvae.tables", "mgmvae.figures"]),
-    ("infrastructure", ["mgmvae.tracking", "mgmvae.tracking_server", "mgmvae.gpu_slots"]),
+    (
+        "infrastructure",
+        ["mgmvae.tracking", "mgmvae.process_supervision", "mgmvae.mlflow_provisioning", "mgmvae.gpu_slots"],
+    ),
     ("top", ["mgmvae.stages", "mgmvae.cli", "mgmvae.bench", "mgmvae.docs", "mgmvae.likelihood_sweep", "mgmvae"]),
 ]
 

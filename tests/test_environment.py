@@ -1,48 +1,58 @@
-"""environment.yml and the rules' conda envs agree with the pip pins in pyproject.toml."""
+"""pyproject.toml holds the one list of pins: environment.yml and the rules' conda env install the
+project itself through pip, with the Python they name; every rule has a conda env and a log."""
 
+import os
 import re
+import sys
 
-import tomllib
 import yaml
 
 from mgmvae.config import ROOT
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: tomllib's origin, in the dev extra for these versions
+    import tomli as tomllib
 
-def pip_pins(env_file):
-    env = yaml.safe_load(env_file.read_text())
-    assert isinstance(env["dependencies"], list) and "pip" in env["dependencies"]
-    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    return dict(line.split("==") for line in pip)
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
-def project_pins():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pins = project["dependencies"] + project["optional-dependencies"]["dev"]
-    return dict(p.split("==") for p in pins)
+def pip_section(env_file):
+    """The pip requirements of a conda env file, once it is checked to be valid YAML with Python 3.11 and pip."""
+    dependencies = yaml.safe_load(env_file.read_text())["dependencies"]
+    assert "python=3.11" in dependencies and "pip" in dependencies, env_file
+    (pip,) = [d["pip"] for d in dependencies if isinstance(d, dict)]
+    return pip
+
+
+def pins():
+    return dict(spec.split(";")[0].split("==") for spec in PROJECT["dependencies"])
 
 
 def test_every_dependency_is_pinned_exactly():
-    for spec in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
-        assert "==" in spec, f"{spec} is not pinned"
+    for spec in PROJECT["dependencies"] + PROJECT["optional-dependencies"]["dev"]:
+        assert re.fullmatch(r"[\w.\[\]-]+==[\w.]+(; .+)?", spec), f"{spec} is not pinned exactly"
 
 
 def test_torch_and_torchvision_are_a_matching_pair():
-    pins = project_pins()
-    assert (pins["torch"], pins["torchvision"]) == ("2.13.0", "0.28.0")
+    """torchvision 0.N.p is built for torch 2.(N-15).p (the table in torchvision's README)."""
+    torch, vision = (pins()[name].split(".") for name in ("torch", "torchvision"))
+    assert (vision[0], int(vision[1]) - 15, vision[2]) == ("0", int(torch[1]), torch[2]) and torch[0] == "2"
 
 
-def test_environment_yml_matches_pyproject():
-    assert pip_pins(ROOT / "environment.yml") == project_pins()
-
-
-def test_rule_envs_match_pyproject():
-    pins = project_pins()
-    envs = sorted((ROOT / "workflow" / "envs").glob("*.yaml"))
-    assert envs, "no conda environments for the rules"
-    for env in envs:
-        for name, version in pip_pins(env).items():
-            assert pins.get(name) == version, f"{env.name}: {name}=={version} but pyproject pins {pins.get(name)}"
-        assert {"torch", "torchvision"} <= set(pip_pins(env))
+def test_the_conda_envs_install_the_project_and_repeat_no_pin():
+    """environment.yml: pip runs in its folder, the root. The rules' env: Snakemake copies the file under
+    .snakemake/conda, so it names the checkout through MGMVAE_ROOT, which the workflow sets."""
+    assert pip_section(ROOT / "environment.yml") == ["-e .[dev]"]
+    assert (ROOT / "environment.yml").parent / "pyproject.toml" == ROOT / "pyproject.toml"
+    (rule_env,) = sorted((ROOT / "workflow" / "envs").glob("*.yaml"))
+    (requirement,) = pip_section(rule_env)
+    assert requirement == "-e ${MGMVAE_ROOT}"
+    common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    assert "os.environ.update(MGMVAE_ROOT=workflow.basedir)" in common
+    assert f'CONDA_ENV = "../envs/{rule_env.name}"' in common
+    expanded = requirement.replace("${MGMVAE_ROOT}", str(ROOT))  # workflow.basedir: the Snakefile's folder
+    assert (ROOT / "Snakefile").exists() and os.path.isfile(os.path.join(expanded[3:], "pyproject.toml"))
 
 
 def test_every_rule_has_a_conda_env_and_a_log():

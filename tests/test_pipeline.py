@@ -15,7 +15,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from mgmvae.config import ROOT
+from mgmvae.config import DEFAULT_CONFIG, ROOT, load_config
+from mgmvae.tracking import experiment_name
 from tests.conftest import CI_PRESET, SNAKEMAKE, snakemake, snakemake_env, template_code
 
 
@@ -32,6 +33,9 @@ class Study:
     @property
     def results(self) -> Path:
         return self.workdir / "results" / "ci"
+
+
+CI_EXPERIMENT = experiment_name(load_config(DEFAULT_CONFIG, CI_PRESET))  # the CI study's MLflow experiment
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +107,7 @@ def test_ci_preset_end_to_end(ci_study):
     assert not list(tmp_path.rglob("*.tmp")), "temporary files left behind"
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("mgmvae-benchmark").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name(CI_EXPERIMENT).experiment_id])
     stages = sorted(r.data.tags["stage"] for r in runs)
     n = 2 * len(MODELS) + 2 * len(ci_study.ablation_variants)  # 2 datasets × (models and ablation variants)
     # prepare ×2, classifier ×4 (2 modalities each), train and evaluate per run, aggregate, figures
@@ -164,7 +168,7 @@ def test_ci_preset_end_to_end(ci_study):
 # ------------------------------------------------------------ plugins end to end
 def check_plugin_mlflow_runs(workdir: Path, name: str, package: str, version: str, builtin: bool = True) -> None:
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("mgmvae-benchmark").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name(CI_EXPERIMENT).experiment_id])
     mine = [r for r in runs if r.data.tags.get("model") == name]
     assert {"train", "evaluate"} <= {r.data.tags["stage"] for r in mine}
     for run in mine:

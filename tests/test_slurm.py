@@ -20,9 +20,9 @@ import slurm_cluster
 from mlflow_auth_server import admin_client
 from test_ablation import ABLATION_CI, check_ablation_outputs, check_mlflow_runs
 
-from mgmvae import tracking_server
 from mgmvae.config import ROOT
-from mgmvae.tracking_server import _admin_password, read_env
+from mgmvae.mlflow_provisioning import _admin_password, read_env
+from mgmvae.process_supervision import server_pids
 from tests.conftest import snakemake
 
 BIN = Path(sys.executable).parent
@@ -56,7 +56,17 @@ def test_tiny_ablation_on_slurm_logging_to_an_mlflow_server(tmp_path):
         t = time.monotonic()
         server = tmp_path / "tracking-server"
         started = subprocess.run(
-            [sys.executable, "-m", "mgmvae", "tracking-server", "start", "--dir", str(server)]
+            [
+                sys.executable,
+                "-m",
+                "mgmvae",
+                "tracking-server",
+                "start",
+                "--dir",
+                str(server),
+                "--preset",
+                "ablation_ci",
+            ]
             + ["--port", str(_free_port()), "--workers", "1"],
             capture_output=True,
             text=True,
@@ -138,7 +148,7 @@ def test_tiny_ablation_on_slurm_logging_to_an_mlflow_server(tmp_path):
         print("timings (s):", {k: round(v, 1) for k, v in timings.items()}, "stopped PIDs:", stopped)
     for pid in stopped:
         assert not slurm_cluster._alive(pid), f"daemon {pid} still running"
-    assert tracking_server.running_pid(server) is None
+    assert server_pids(server) == []
 
 
 def _search(secrets: list[bytes], roots: list[Path], skip: set[Path]) -> tuple[int, list[Path]]:

@@ -1,5 +1,6 @@
 """MLflow: concurrent jobs writing one default (SQLite) store lose nothing and fail nothing."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -179,3 +180,61 @@ def test_a_store_gone_for_longer_than_the_budget_stops_the_job_saying_how_to_res
     with pytest.raises(TrackingError, match="unreachable for 1 s .*resumes from its checkpoint.*continues run r1"):
         tracker.log_metrics({"loss": 1.0}, step=0)
     assert 2 <= time.monotonic() - start < 30
+
+
+def test_each_study_has_its_own_model_training_experiment_and_runs_carry_their_dataset_and_source(tmp_path):
+    """What the MLflow UI shows: one experiment per study, of MLflow's type "model training"; a run's
+    Dataset column (its dataset: name, a digest of its recipe, the study's data file, the stage) and Source
+    column (the command, the commit). A rerun of a failed job continues its run with the one input."""
+    from mgmvae.tracking import tracked_run
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    recipe = {"source": "digits_street", "pairings": 2}
+    studies = {"alpha": recipe, "beta": recipe, "gamma": {**recipe, "pairings": 3}}
+    for study, spec in studies.items():
+        config = {
+            "study": study,
+            "results_dir": str(tmp_path / "results"),
+            "data_seed": 7,
+            "datasets": {"digits_street": spec},
+            "mlflow": {"experiment": "bench-{study}", "tracking_uri": uri, "retry_seconds": 300},
+        }
+        tags = {"dataset": "digits_street", "model": "mvae", "seed": 0}
+        with pytest.raises(RuntimeError), tracked_run(config, "train", "train/run", tags, {"lr": 0.1}):
+            raise RuntimeError("the first attempt fails")
+        with tracked_run(config, "train", "train/run", tags, {"lr": 0.1}):  # the rerun: the same run
+            pass
+        with tracked_run(config, "aggregate", "aggregate", {"datasets": "digits_street"}, {}):
+            pass
+    client = MlflowClient(tracking_uri=uri)
+    digests = {}
+    for study in studies:
+        experiment = client.get_experiment_by_name(f"bench-{study}")
+        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+        runs = {r.data.tags["stage"]: r for r in client.search_runs([experiment.experiment_id])}
+        assert sorted(runs) == ["aggregate", "train"]  # the failed attempt was continued, not repeated
+        assert {r.data.tags["study"] for r in runs.values()} == {study}
+        train = runs["train"]
+        assert train.info.status == "FINISHED"
+        assert train.data.tags["mlflow.source.name"] == "mgmvae train"
+        assert train.data.tags["mlflow.source.type"] == "LOCAL"
+        assert train.data.tags["mlflow.source.git.commit"] == train.data.tags["git_commit"]
+        (given,) = train.inputs.dataset_inputs
+        assert given.dataset.name == "digits_street"
+        source = json.loads(given.dataset.source)["uri"]
+        assert source == str(tmp_path / "results" / study / "data" / "digits_street.pt")
+        assert [(t.key, t.value) for t in given.tags] == [("mlflow.data.context", "train")]
+        assert runs["aggregate"].inputs.dataset_inputs == []  # a run of several datasets
+        digests[study] = given.dataset.digest
+    assert digests["alpha"] == digests["beta"] != digests["gamma"]  # the digest follows the recipe
+
+
+def test_the_experiment_name_fills_in_the_study():
+    from mgmvae.config import DEFAULT_CONFIG, ROOT, load_config
+    from mgmvae.tracking import experiment_name
+
+    assert experiment_name({"study": "s1", "mlflow": {"experiment": "x-{study}"}}) == "x-s1"
+    assert experiment_name({"study": "s1", "mlflow": {"experiment": "shared"}}) == "shared"
+    quick = load_config(DEFAULT_CONFIG, ROOT / "workflow" / "presets" / "quick.yaml")
+    assert experiment_name(quick) != experiment_name(load_config())
+    assert quick["study"] in experiment_name(quick)

@@ -1,5 +1,5 @@
-"""The authenticated tracking server (mgmvae/tracking_server.py) against a real `mlflow server
---app-name basic-auth` on 127.0.0.1, tried as an intruder on a shared login node would: secrets kept
+"""The authenticated tracking server (mgmvae/mlflow_provisioning.py, process_supervision.py) against a
+real `mlflow server --app-name basic-auth` on 127.0.0.1, tried as an intruder on a shared login node would: secrets kept
 private, strangers refused (HTTP 401 whatever the Authorization header), bad credentials refused
 before any work, a fake listener on the port sent nothing, a server whose leader was killed still
 stopped, user names that leave the folder refused before any user exists; 8 concurrent jobs losing
@@ -9,7 +9,6 @@ test restarts it, and the tests that must break a server start their own."""
 
 from __future__ import annotations
 
-import argparse
 import base64
 import os
 import re
@@ -21,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from mlflow.exceptions import MlflowException
@@ -39,10 +39,11 @@ from mlflow_auth_server import (
     start_server,
 )
 
-from mgmvae import tracking_server
+from mgmvae import mlflow_provisioning, process_supervision
+from mgmvae.cli import main
 from mgmvae.config import ROOT
+from mgmvae.process_supervision import ServerError
 from mgmvae.tracking import TrackingError, check_access, preflight
-from mgmvae.tracking_server import ServerError
 
 JOBS = 8  # concurrent jobs in the load and restart tests
 
@@ -57,7 +58,7 @@ def server(tmp_path_factory):
     try:
         yield folder, uri, port
     finally:
-        tracking_server.stop(folder)
+        process_supervision.stop(folder)
 
 
 @pytest.fixture
@@ -67,30 +68,18 @@ def no_mlflow_env(monkeypatch):
     return monkeypatch
 
 
-def _proc_cmdlines(pid: int) -> list[str]:
-    """The command lines of a process and its descendants (what `ps` shows every user)."""
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        cmdline = Path(f"/proc/{p}/cmdline")
-        if cmdline.exists():
-            found.append(cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-        children = Path(f"/proc/{p}/task/{p}/children")
-        if children.exists():
-            todo += [int(c) for c in children.read_text().split()]
-    return found
-
-
 def test_secrets_are_private_and_off_the_command_line(server):
     folder, uri, _ = server
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     for name in ("basic_auth.ini", "study.env", "flask.secret"):
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
-    admin = tracking_server._admin_password(folder)
+    admin = mlflow_provisioning._admin_password(folder)
     study = credentials(folder)["MLFLOW_TRACKING_PASSWORD"]
     assert len(admin) >= 24 and len(study) >= 24 and admin != study
     assert admin != "password1234"  # MLflow's shipped default
-    lines = _proc_cmdlines(tracking_server.running_pid(folder))
+    lines = [
+        " ".join(psutil.Process(pid).cmdline()) for pid in process_supervision.server_pids(folder)
+    ]  # as `ps` shows
     assert any("basic-auth" in line for line in lines), lines
     assert not [line for line in lines if admin in line or study in line]
     assert credentials(folder)["MLFLOW_TRACKING_URI"] == uri
@@ -139,10 +128,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def _main(*args: str) -> int:
-    """The same command in this process (its two entry points: add_parser and main)."""
-    parser = argparse.ArgumentParser()
-    tracking_server.add_parser(parser.add_subparsers(dest="stage"))
-    return tracking_server.main(parser.parse_args(["tracking-server", *args]))
+    """The same command in this process."""
+    return main(["tracking-server", *args])
 
 
 def test_bad_credentials_are_refused_naming_the_variables(server, no_mlflow_env):
@@ -175,7 +162,7 @@ def test_grant_gives_another_user_edit_rights(server, no_mlflow_env):
     command = [sys.executable, "-m", "mgmvae", "tracking-server", "grant", "--dir", str(folder), "--user", "alice"]
     result = subprocess.run(command + ["--experiment", EXPERIMENT], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    alice = tracking_server.read_env(folder / "alice.env")
+    alice = mlflow_provisioning.read_env(folder / "alice.env")
     assert stat.S_IMODE((folder / "alice.env").stat().st_mode) == 0o600
     assert alice["MLFLOW_TRACKING_PASSWORD"] not in result.stdout + result.stderr
     for name, value in alice.items():
@@ -276,13 +263,13 @@ def test_start_sends_nothing_to_a_listener_already_on_the_port(host, tmp_path):
         try:
             result = _cli("start", "--dir", str(folder), "--port", str(port), "--experiment", EXPERIMENT)
         finally:
-            tracking_server.stop(folder)  # none to stop, unless the refusal failed
+            process_supervision.stop(folder)  # none to stop, unless the refusal failed
     assert result.returncode == 2, result.stdout + result.stderr
     address = f"[{host}]" if ":" in host else host
     assert f"port {port} is taken: {address}:{port} is held by PID {os.getpid()}" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and "MLflow tracking server at" not in result.stdout
     assert fake.received == []
-    assert not (folder / "basic_auth.ini").exists() and tracking_server.server_pids(folder) == []
+    assert not (folder / "basic_auth.ini").exists() and process_supervision.server_pids(folder) == []
 
 
 def test_a_listener_that_takes_the_port_during_start_gets_no_secret(tmp_path, monkeypatch):
@@ -290,22 +277,22 @@ def test_a_listener_that_takes_the_port_during_start_gets_no_secret(tmp_path, mo
     that first check): it answers /health, but the kernel shows the port is not the server's."""
     port = free_port()
     folder = tmp_path / "server"
-    real, calls = tracking_server.listeners, []
+    real, calls = process_supervision.listeners, []
 
     def blind_at_first(port: int) -> list:
         calls.append(port)
         return real(port) if len(calls) > 1 else []
 
-    monkeypatch.setattr(tracking_server, "listeners", blind_at_first)
+    monkeypatch.setattr(process_supervision, "listeners", blind_at_first)
     with FakeListener("127.0.0.1", port) as fake:
         try:
             with pytest.raises(
                 ServerError, match=rf"port {port} is taken: 127.0.0.1:{port} is held by PID {os.getpid()}"
             ):
-                tracking_server.start(folder, "127.0.0.1", port, workers=1)
-            assert tracking_server.server_pids(folder) == []  # its own server, stopped
+                mlflow_provisioning.start(folder, "127.0.0.1", port, 1, None, None)
+            assert process_supervision.server_pids(folder) == []  # its own server, stopped
         finally:
-            tracking_server.stop(folder)
+            process_supervision.stop(folder)
         assert fake.secrets_seen() == []
 
 
@@ -316,12 +303,12 @@ def test_a_second_start_on_a_port_another_instance_holds(server, tmp_path):
         with pytest.raises(
             ServerError, match=rf"port {port} is taken: 127.0.0.1:{port} is held by PID (\d+)"
         ) as refused:
-            tracking_server.start(other, "127.0.0.1", port, workers=1)
-        assert tracking_server.server_pids(other) == []  # none was started
+            mlflow_provisioning.start(other, "127.0.0.1", port, 1, None, None)
+        assert process_supervision.server_pids(other) == []  # none was started
     finally:
-        tracking_server.stop(other)
+        process_supervision.stop(other)
     holder = int(re.search(r"held by PID (\d+)", str(refused.value)).group(1))
-    assert holder in tracking_server.server_pids(folder)
+    assert holder in process_supervision.server_pids(folder)
     assert not (other / "basic_auth.ini").exists()  # nor a secret written
     assert requests.get(f"{uri}/health", timeout=30).ok  # the first instance is untouched
 
@@ -330,18 +317,18 @@ def test_a_server_whose_leader_was_killed_is_refused_then_stopped(tmp_path):
     """Only the process `start` launched is killed; its workers keep serving. `start` refuses, naming
     them; `stop` ends every one and frees the port."""
     folder, port = tmp_path / "server", free_port()
-    uri = tracking_server.start(folder, "127.0.0.1", port, workers=2)
+    uri = mlflow_provisioning.start(folder, "127.0.0.1", port, 2, None, None)
     try:
         _kill_the_leader_then_start_and_stop(folder, uri, port)
     finally:
-        tracking_server.stop(folder)
+        process_supervision.stop(folder)
 
 
 def _kill_the_leader_then_start_and_stop(folder: Path, uri: str, port: int) -> None:
-    leader = tracking_server.read_state(folder)["pid"]
+    leader = process_supervision.read_state(folder)["pid"]
     os.kill(leader, signal.SIGKILL)
     os.waitpid(leader, 0)
-    left = tracking_server.server_pids(folder)
+    left = process_supervision.server_pids(folder)
     assert left and leader not in left
     assert requests.get(f"{uri}/health", timeout=30).ok  # orphaned workers still answer
 
@@ -353,7 +340,7 @@ def _kill_the_leader_then_start_and_stop(folder: Path, uri: str, port: int) -> N
     stopped = _cli("stop", "--dir", str(folder))
     assert stopped.returncode == 0, stopped.stderr
     assert all(str(pid) in stopped.stdout for pid in left), stopped.stdout
-    assert tracking_server.server_pids(folder) == [] and tracking_server.listeners(port) == []
+    assert process_supervision.server_pids(folder) == [] and process_supervision.listeners(port) == []
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{uri}/health", timeout=30)
     assert _cli("stop", "--dir", str(folder)).stdout.startswith("no server running")
@@ -386,7 +373,7 @@ def test_a_grant_that_fails_after_creating_the_user_leaves_no_user(server, monke
     def refused(*args):
         raise MlflowException("the permission store is unavailable")
 
-    monkeypatch.setattr(tracking_server, "_grant_edit", refused)
+    monkeypatch.setattr(mlflow_provisioning, "_grant_edit", refused)
     assert _main("grant", "--dir", str(folder), "--user", "bob", "--experiment", EXPERIMENT) == 2
     assert "could not give 'bob' EDIT" in capsys.readouterr().err
     assert not _user_exists(folder, uri, "bob") and not (folder / "bob.env").exists()
@@ -460,8 +447,8 @@ def test_no_password_in_the_server_files_logs_or_run_data(server):
     """After the tests above (runs, artifacts, users): the passwords are only in the 0600 files that hold them."""
     folder, _, _ = server
     holders = {folder / "basic_auth.ini", *folder.glob("*.env")}
-    passwords = [tracking_server._admin_password(folder)] + [
-        tracking_server.read_env(f)["MLFLOW_TRACKING_PASSWORD"] for f in folder.glob("*.env")
+    passwords = [mlflow_provisioning._admin_password(folder)] + [
+        mlflow_provisioning.read_env(f)["MLFLOW_TRACKING_PASSWORD"] for f in folder.glob("*.env")
     ]
     passwords += [f"{user}-password-0123456789" for user in ("stranger", "reader", "alice", "reader2", "nobody")]
     files = [f for f in folder.rglob("*") if f.is_file() and f not in holders]
@@ -543,7 +530,7 @@ def test_https_with_a_private_ca(tmp_path, no_mlflow_env):
     cert, key = _self_signed(tmp_path)
     folder = tmp_path / "server"
     no_mlflow_env.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", str(cert))  # the helper's own calls verify too
-    uri = start_server(folder, free_port(), tls_cert=cert, tls_key=key)
+    uri = start_server(folder, free_port(), tls=(cert, key))
     try:
         assert uri.startswith("https://127.0.0.1:")
         env = job_env(folder, MLFLOW_TRACKING_SERVER_CERT_PATH=str(cert))
@@ -558,4 +545,4 @@ def test_https_with_a_private_ca(tmp_path, no_mlflow_env):
         with pytest.raises(TrackingError, match="MLFLOW_TRACKING_SERVER_CERT_PATH"):
             preflight({"study": "tls", "mlflow": {"experiment": EXPERIMENT, "tracking_uri": uri, "retry_seconds": 300}})
     finally:
-        tracking_server.stop(folder)
+        process_supervision.stop(folder)

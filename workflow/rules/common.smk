@@ -77,6 +77,7 @@ DATASETS = studied_datasets(config)
 MODELS = run_names(config["models"])  # run names: a plugin's path entry becomes its class's `name`
 SEEDS = list(config["seeds"])
 CONDA_ENV = "../envs/mgmvae.yaml"
+os.environ.update(MGMVAE_ROOT=workflow.basedir)  # the checkout the rules' conda env installs (its pins)
 # `python` from PATH: the venv's, or the conda env's under --use-conda. PYTHONPATH lets the
 # rules import this checkout's mgmvae from any working directory (snakemake -d).
 MGMVAE = f'PYTHONPATH="{workflow.basedir}${{PYTHONPATH:+:$PYTHONPATH}}" python -m mgmvae'
