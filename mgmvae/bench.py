@@ -124,7 +124,8 @@ def model_settings(
     model: str, batch_size: int, epochs: int, log_every: int | None = None, precision: str | None = None
 ) -> dict:
     """The paper's resolved settings for ``model`` on MNIST-SVHN, with the bench's epochs/batch."""
-    from mgmvae.config import load_config, run_settings
+    from mgmvae.config import load_config
+    from mgmvae.registry import run_settings
 
     settings = run_settings(load_config(REPO / "config.yaml"), "mnist_svhn", model)
     settings.update(epochs=int(epochs), batch_size=int(batch_size))

@@ -145,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
         "name, pkg.module:Class or path/to/file.py:Class (its default parameters)",
     )
 
+    p = sub.add_parser("config", help="print the resolved settings of runs and where each value comes from")
+    p.set_defaults(func=stages.show_config)
+    _common(p)
+    p.add_argument("--show", action="store_true", required=True, help="print them (the command's one action)")
+    p.add_argument("--dataset", help="one dataset (default: the study's)")
+    p.add_argument("--model", help="one model's runs (default: the study's models)")
+    p.add_argument("--variant", help="an ablation variant's overrides on top")
+
     tracking_server.add_parser(sub)  # not a stage: an authenticated MLflow server for the jobs
     return parser
 
@@ -153,6 +161,7 @@ def load_stage_config(args: argparse.Namespace) -> dict:
     files = list(args.config or [DEFAULT_CONFIG])
     if args.preset:
         files.append(ROOT / "workflow" / "presets" / f"{args.preset}.yaml")
+    args.config_files = files  # where each value comes from (config --show)
     return load_config(*files)
 
 

@@ -11,7 +11,7 @@ from mgmvae.config import ROOT
 
 # Bottom up, as docs/architecture.md lists them; a module belongs to the longest prefix that names it.
 LAYERS = [
-    ("foundation", ["mgmvae.config", "mgmvae.paths", "mgmvae.io", "mgmvae.seeding", "mgmvae.compat"]),
+    ("foundation", ["mgmvae.config", "mgmvae.params", "mgmvae.paths", "mgmvae.io", "mgmvae.seeding", "mgmvae.compat"]),
     ("data", ["mgmvae.data"]),
     ("networks", ["mgmvae.nets", "mgmvae.distributions", "mgmvae.contrastive"]),
     ("models", ["mgmvae.base", "mgmvae.model", "baselines"]),

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from mgmvae import docs
-from mgmvae.config import ROOT, run_settings
+from mgmvae.config import ROOT
+from mgmvae.registry import run_settings
 from mgmvae.stages import run_tags
 
 FIXTURE = ROOT / "tests" / "fixtures" / "snapshots"

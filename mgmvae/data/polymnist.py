@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,12 @@ class PolyMnist(Dataset):
     name = "polymnist"
     modalities = MODALITIES
     shapes = {m: (3, 28, 28) for m in MODALITIES}
-    # folder: under data_dir, holding train/ and test/ (MoPoE, MultiVae: MMNIST); md5: the archive's.
-    default_params = {"folder": "MMNIST", "url": ZENODO_URL, "md5": None}
+
+    @dataclass(frozen=True)
+    class Params:
+        folder: str = "MMNIST"  # under data_dir, holding train/ and test/ (MoPoE, MultiVae: MMNIST)
+        url: str = ZENODO_URL  # the released archive (Sutter et al. 2021)
+        md5: str | None = None  # the archive's; none is published: a download needs it, else it is refused
 
     def check_params(self) -> None:
         md5 = self.params["md5"]
