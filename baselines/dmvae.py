@@ -35,8 +35,6 @@ step: M targets × (M + 1) shared latents decoded, O(M²) decoder rows (one deco
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from pydantic import NonNegativeFloat
 from torch import Tensor
@@ -50,8 +48,7 @@ class DMVAE(MultimodalVAE):
     label, colour = "DMVAE", "tab:purple"
     uses_private = True
 
-    @dataclass(frozen=True)
-    class Params:  # the module docstring
+    class Params(MultimodalVAE.Params):  # the module docstring
         poe_reconstruction: bool = False  # the released code zeroes the PoE reconstruction terms the paper writes
         kl_shared_weight: NonNegativeFloat = 1.0  # the code's beta = (1, 1, 1): a β-TCVAE split with unit weights,
         kl_private_weight: NonNegativeFloat = 1.0  # the plain KL in expectation

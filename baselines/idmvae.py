@@ -181,8 +181,8 @@ class IDMVAE(MMVAEPlus):
     name = "idmvae"
     label, colour = "IDMVAE", "tab:brown"
 
-    @dataclass(frozen=True)
-    class Params(MMVAEPlus.Params):  # MMVAE+'s ELBO, K=1 and beta 2.5 as the released PolyMNIST script (paper App. B.1)
+    # The released PolyMNIST script's values (paper App. B.1), with MMVAE+'s ELBO at K = 1 and beta 2.5
+    class Params(MMVAEPlus.Params):
         cross_mi_weight: NonNegativeFloat = 80.0  # released script: cross_mi_loss_scale 80
         gen_aug_weight: NonNegativeFloat = 20.0  # released script: gen_aug_loss_scale 20
         gen_aug_loss: Literal["contrastive", "matching"] = "contrastive"  # released "CL" (InfoNCE); matching: "ML"

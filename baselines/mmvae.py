@@ -27,7 +27,6 @@ log-variance, Laplace softmax·D scale) with the location fixed at 0, as MMVAE's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -44,8 +43,8 @@ class MMVAE(MultimodalVAE):
     name = "mmvae"
     label, colour = "MMVAE", "tab:green"
 
-    @dataclass(frozen=True)
-    class Params:  # MMVAE's MNIST-SVHN command: --obj dreg --K 30 --learn-prior --looser (iffsid/mmvae, README.md)
+    # MMVAE's MNIST-SVHN command: --obj dreg --K 30 --learn-prior --looser (iffsid/mmvae, README.md)
+    class Params(MultimodalVAE.Params):
         objective: Objective = "dreg"  # DReG, "looser": the average over modalities outside the log
         k: PositiveInt = 30  # importance samples (elbo: 1)
         learn_prior: bool = True  # --learn-prior: a learned prior scale, location 0

@@ -47,7 +47,6 @@ reference's w (base class).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -73,8 +72,7 @@ class MMVAEPlus(MultimodalVAE):
     label, colour = "MMVAE+", "tab:orange"
     uses_private = True
 
-    @dataclass(frozen=True)
-    class Params:  # the module docstring
+    class Params(MultimodalVAE.Params):  # the module docstring
         objective: Objective = "elbo"  # both references' released runs: --obj elbo --K 1 (their m_elbo = iwae at K=1)
         k: PositiveInt = 1  # larger K multiplies the cost
         beta: NonNegativeFloat = 2.5  # MMVAE+'s PolyMNIST value (also IDMVAE's)

@@ -40,7 +40,6 @@ Choices (ours where the paper leaves room):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -65,8 +64,7 @@ class MoPoE(MultimodalVAE):
     name = "mopoe"
     label, colour = "MoPoE", "tab:pink"
 
-    @dataclass(frozen=True)
-    class Params:  # the module docstring
+    class Params(MultimodalVAE.Params):  # the module docstring
         beta: NonNegativeFloat = 2.5  # the published MNIST-SVHN-Text value
         prior_expert: Literal["full_set", "none", "all"] = "full_set"  # where an N(0, I) expert joins the product
         stratified: bool = True  # every subset's z decodes every modality; false: the reference's one subset a row

@@ -35,7 +35,6 @@ epoch checkpoint continues the schedule bitwise.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
@@ -74,8 +73,7 @@ class MVAE(MultimodalVAE):
     name = "mvae"
     label, colour = "MVAE", "tab:blue"
 
-    @dataclass(frozen=True)
-    class Params:  # the module docstring
+    class Params(MultimodalVAE.Params):  # the module docstring
         kl_weight: NonNegativeFloat = 1.0
         unimodal_elbos: bool = True  # Wu & Goodman's subsampled objective: the joint and each unimodal ELBO
         annealing_epochs: NonNegativeInt = 8  # A/E = 0.4 as the reference's MNIST script (200 of 500); 0: off

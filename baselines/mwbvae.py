@@ -32,11 +32,11 @@ this is our reading of the formulation. Choices:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from pydantic import NonNegativeFloat, PositiveFloat
 
 from baselines.mopoe import MoPoE
+from mgmvae.base import MultimodalVAE
 from mgmvae.distributions import DiagGaussian, wasserstein_barycenter
 
 
@@ -44,8 +44,7 @@ class MWBVAE(MoPoE):
     name = "mwbvae"
     label, colour = "MWB-VAE", "tab:red"
 
-    @dataclass(frozen=True)
-    class Params:  # no public code: our reading (the module docstring)
+    class Params(MultimodalVAE.Params):  # no public code: our reading (the module docstring)
         beta: NonNegativeFloat = 1.0  # plain ELBO; the paper's value is not in our sources
         subsets: bool = True  # a mixture of barycenters over all non-empty subsets (MoPoE-style); false: one of all
         weights: dict[str, PositiveFloat] | None = None  # barycenter weights λ_m; None: uniform (renormalised)

@@ -21,7 +21,6 @@ True); ``mopoe`` reads one expert per row for both (MoPoE's ``mixture_component_
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -36,6 +35,7 @@ from mgmvae.distributions import (
     standard_prior,
 )
 from mgmvae.nets import Decoder, Encoder, Shape, compute_dtype
+from mgmvae.params import Params as ParamsModel
 from mgmvae.params import params_class, resolve
 
 Batch = Mapping[str, Tensor | None]
@@ -72,8 +72,7 @@ class MultimodalVAE(nn.Module):
     colour: ClassVar[str | None] = None  # a matplotlib colour in every figure (None: one picked from ``name``)
     uses_private: ClassVar[bool] = False
 
-    @dataclass(frozen=True)
-    class Params:
+    class Params(ParamsModel):
         """The objective's parameters, their types and defaults (mgmvae/params.py)."""
 
     default_params: ClassVar[Mapping[str, Any]] = {}  # a plugin's alternative to Params: {parameter: default}

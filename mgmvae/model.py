@@ -46,7 +46,6 @@ with ``unimodal_recon``, unimodal ones log p(m | z_m, h_m) (see ``cross_reconstr
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from itertools import permutations
 from typing import Annotated, Any, Literal
 
@@ -118,8 +117,8 @@ class MGMVAE(MultimodalVAE):
     uses_private = True
     mixture_ready: Tensor  # registered buffer
 
-    @dataclass(frozen=True)
-    class Params:  # the paper's "Experiment Settings" (MNIST-SVHN; config.yaml sets MNIST-CDCB's)
+    # The paper's "Experiment Settings" for MNIST-SVHN (config.yaml sets MNIST-CDCB's)
+    class Params(MultimodalVAE.Params):
         lambda1: NonNegativeFloat = 0.01  # mixture KL weight (both datasets)
         lambda2: NonNegativeFloat = 0.01  # private KL weight (both datasets)
         lambda3: NonNegativeFloat = 0.0025  # MNIST-SVHN 0.0025; MNIST-CDCB 0.001
@@ -145,7 +144,7 @@ class MGMVAE(MultimodalVAE):
         extra_recon: bool = True  # cross-reconstructions from the other modalities' shared latents
         unimodal_recon: bool = True  # with extra_recon, also log p(m | z_m, h_m): MVAE's unimodal ELBO terms
         # The target's private latent in a cross term: "prior" N(0, I) (MMVAE+) or its "own" posterior sample.
-        cross_private: Literal["prior", "own"] = field(default="prior", metadata=IMPLICIT)
+        cross_private: Literal["prior", "own"] = Field("prior", json_schema_extra=IMPLICIT)
         # Paper silent on the likelihood's normalisation. A factor on every log-likelihood term;
         # "per_pixel" = 1 / largest pixel count (per-pixel means under auto weights). Measured with
         # Bernoulli likelihoods, 3–4 epochs, lr 1e-3: per_pixel collapses (unimodal shared means

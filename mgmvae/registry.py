@@ -380,11 +380,11 @@ def check_class(obj: Any, label: str, kind: Kind = MODELS) -> type[Any]:
             f"{label}: the class attribute `name` is {name!r}; set it to {kind.name_role}, lowercase letters, "
             f'digits and _ (pattern {NAME_PATTERN.pattern}), e.g. name = "my_{kind.noun}"'
         )
-    check_default_params(cls, label, kind)
+    check_declared_params(cls, label, kind)
     return cls
 
 
-def check_default_params(cls: type[Any], label: str, kind: Kind = MODELS) -> None:
+def check_declared_params(cls: type[Any], label: str, kind: Kind = MODELS) -> None:
     """A class's parameters (its ``Params``, or a plugin's ``default_params`` dict; mgmvae/params.py):
     identifiers with JSON-able defaults (they are hashed and logged) that do not shadow a reserved key
     (a settings key, or a dataset's ``source``)."""

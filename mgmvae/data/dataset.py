@@ -12,7 +12,6 @@ same seed must give bitwise the same tensors (``python -m mgmvae check-dataset``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,8 +32,7 @@ class Dataset:
     modalities: ClassVar[tuple[str, ...]] = ()  # two or more; their order is the tables' m0, m1, ...
     shapes: ClassVar[Mapping[str, Shape]] = {}  # (C, H, W) per modality under the default parameters
 
-    @dataclass(frozen=True)
-    class Params:
+    class Params(params.Params):
         """The dataset's parameters, their types and defaults (mgmvae/params.py)."""
 
     default_params: ClassVar[Mapping[str, Any]] = {}  # a plugin's alternative to Params: {parameter: default}

@@ -18,7 +18,6 @@ downloaded; numpy and torch's CPU ops make it the same on every machine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -123,8 +122,7 @@ class DigitsPoly(Dataset):
     modalities = MODALITIES
     shapes = {m: (3, SIZE, SIZE) for m in MODALITIES}
 
-    @dataclass(frozen=True)
-    class Params:
+    class Params(Dataset.Params):
         pairings: PositiveInt = 10  # permutations per class and modality: 14,370 / 3,600 tuples (PolyMNIST: 60,000)
 
     def build(self, name: str, seed: int, data_dir: Path, download: bool) -> PairedData:

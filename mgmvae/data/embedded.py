@@ -17,14 +17,13 @@ learnable, SVHN-like data (measured by the classifiers' test accuracy, 0.97–0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 from torch import Tensor
 
 from mgmvae.data.cdcb import make_cdcb
@@ -232,14 +231,13 @@ class DigitsStreet(Dataset):
     modalities = ("hand", "street")
     shapes = {"hand": (1, 28, 28), "street": (3, STREET_SIZE, STREET_SIZE)}
 
-    @dataclass(frozen=True)
-    class Params:
+    class Params(Dataset.Params):
         pairings: PositiveInt = 20  # as MNIST-SVHN's
         # 300 street images a class: the pairing uses ~150 (hand has ~144 a class), the rest help the
         # street classifier.
         street_per_class_train: PositiveInt = 300
         street_per_class_test: PositiveInt = 100
-        max_per_class: PositiveInt = field(default=10_000, metadata=IMPLICIT)  # caps nothing here
+        max_per_class: PositiveInt = Field(10_000, json_schema_extra=IMPLICIT)  # caps nothing here
 
     def build(self, name: str, seed: int, data_dir: Path, download: bool) -> PairedData:
         hand, hand_labels = hand_digits()
@@ -269,8 +267,7 @@ class DigitsCdcb(Dataset):
     modalities = ("cd", "cb")
     shapes = {"cd": (3, STREET_SIZE, STREET_SIZE), "cb": (3, STREET_SIZE, STREET_SIZE)}
 
-    @dataclass(frozen=True)
-    class Params:
+    class Params(Dataset.Params):
         colourings: PositiveInt = 10  # colour draws per hand digit
 
     def build(self, name: str, seed: int, data_dir: Path, download: bool) -> PairedData:

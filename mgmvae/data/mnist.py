@@ -7,7 +7,6 @@ practice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -28,8 +27,7 @@ class MnistSvhn(Dataset):
     modalities = ("mnist", "svhn")
     shapes = {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}
 
-    @dataclass(frozen=True)
-    class Params:  # the module docstring
+    class Params(Dataset.Params):  # the module docstring
         pairings: PositiveInt = 20  # MMVAE's README: 20 (its script uses 30)
         max_per_class: PositiveInt = 10_000
 
@@ -61,8 +59,8 @@ class MnistCdcb(Dataset):
     modalities = ("cd", "cb")
     shapes = {"cd": (3, 32, 32), "cb": (3, 32, 32)}
 
-    @dataclass(frozen=True)
-    class Params:  # Gonzalez-Garcia et al. 2018: the same MNIST image, independent colours
+    # Gonzalez-Garcia et al. 2018: the same MNIST image, independent colours
+    class Params(Dataset.Params):
         colourings: PositiveInt = 1  # one colour draw per MNIST image; MNIST's own train/test split
         size: Annotated[int, Field(ge=28)] = 32  # MNIST's 28×28 padded to 3×32×32: both sides use the SVHN CNN
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 import tempfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +43,7 @@ class PolyMnist(Dataset):
     modalities = MODALITIES
     shapes = {m: (3, 28, 28) for m in MODALITIES}
 
-    @dataclass(frozen=True)
-    class Params:
+    class Params(Dataset.Params):
         folder: str = "MMNIST"  # under data_dir, holding train/ and test/ (MoPoE, MultiVae: MMNIST)
         url: str = ZENODO_URL  # the released archive (Sutter et al. 2021)
         md5: str | None = None  # the archive's; none is published: a download needs it, else it is refused

@@ -1,7 +1,5 @@
 """A minimal model plugin: product-of-experts posterior, ELBO with a KL weight."""
 
-from dataclasses import dataclass
-
 from torch import Tensor
 
 from mgmvae.base import Batch, MultimodalVAE
@@ -11,8 +9,7 @@ class TinyVAE(MultimodalVAE):
     name = "tiny_vae"  # the run name: results/<study>/runs/<dataset>/tiny_vae/, model_settings.tiny_vae
     uses_private = False  # True: the encoders also give a private latent of settings.private_dim
 
-    @dataclass(frozen=True)
-    class Params:  # each parameter: its type, default and reason; model_settings.tiny_vae.params overrides them
+    class Params(MultimodalVAE.Params):  # each parameter: type, default, reason; model_settings.tiny_vae.params
         kl_weight: float = 1.0  # the KL term's weight (1: the ELBO)
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
