@@ -36,6 +36,7 @@ step: M targets × (M + 1) shared latents decoded, O(M²) decoder rows (one deco
 from __future__ import annotations
 
 import torch
+from pydantic import NonNegativeFloat
 from torch import Tensor
 
 from mgmvae.base import Batch, MultimodalVAE
@@ -44,8 +45,14 @@ from mgmvae.distributions import DiagGaussian, product_of_experts
 
 class DMVAE(MultimodalVAE):
     name = "dmvae"
+    label, colour = "DMVAE", "tab:purple"
     uses_private = True
-    default_params = {"poe_reconstruction": False, "kl_shared_weight": 1.0, "kl_private_weight": 1.0}
+
+    class Params(MultimodalVAE.Params):  # the module docstring
+        poe_reconstruction: bool = False  # the released code zeroes the PoE reconstruction terms the paper writes
+        kl_shared_weight: NonNegativeFloat = 1.0  # the code's beta = (1, 1, 1): a β-TCVAE split with unit weights,
+        kl_private_weight: NonNegativeFloat = 1.0  # the plain KL in expectation
+
     # seqam-lab/DMVAE, mnist_svhn/main.py ``cross_acc_prior``: the source's shared posterior draw,
     # private latents from N(0, I) (the base ``private_prior``); joint coherence from N(0, I) for
     # both. It has no probe; its ``shared_latent`` plots posterior means.

@@ -55,18 +55,18 @@ InfoNCE over the M(M − 1) ordered pairs divided by M − 1 (``compute_cross_mi
 cycle summed over the M modalities (``compute_gen_aug_loss``); the diffusion loss averaged over
 them (``compute_diffusion_prior_loss``); the ELBO is MMVAE+'s. Cost per step: MMVAE+'s O(M² K)
 decoder rows, M(M − 1) B × B InfoNCE terms, and per modality 2B more decoded and re-encoded rows.
-Defaults from the released PolyMNIST script (paper App. B.1): β = 2.5, K = 1, cross-MI scale 80,
-gen-aug scale 20 with "CL", diffusion weight 1, temperature 1 (its ``ContrastiveLoss(tau=1)``);
-T = 200, the DDPM module's default (the model class passes 1000 with 100 DDIM sampling steps; we
-sample ancestrally through all T, so fewer steps keep ``sample`` cheap).
+The defaults (``IDMVAE.Params``) are the released PolyMNIST script's (paper App. B.1); T = 200 the
+DDPM module's: we sample ancestrally through all T, so fewer steps keep ``sample`` cheap.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from pydantic import NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from baselines.mmvae_plus import MMVAEPlus
@@ -179,17 +179,19 @@ class LatentDiffusionPrior(nn.Module):
 # ---------------------------------------------------------------------- model
 class IDMVAE(MMVAEPlus):
     name = "idmvae"
-    default_params = {
-        **MMVAEPlus.default_params,
-        "cross_mi_weight": 80.0,
-        "gen_aug_weight": 20.0,
-        "gen_aug_loss": "contrastive",
-        "temperature": 1.0,
-        "center": True,
-        "diffusion_weight": 1.0,
-        "diffusion_steps": 200,
-        "diffusion_stop_grad": True,
-    }
+    label, colour = "IDMVAE", "tab:brown"
+
+    # The released PolyMNIST script's values (paper App. B.1), with MMVAE+'s ELBO at K = 1 and beta 2.5
+    class Params(MMVAEPlus.Params):
+        cross_mi_weight: NonNegativeFloat = 80.0  # released script: cross_mi_loss_scale 80
+        gen_aug_weight: NonNegativeFloat = 20.0  # released script: gen_aug_loss_scale 20
+        gen_aug_loss: Literal["contrastive", "matching"] = "contrastive"  # released "CL" (InfoNCE); matching: "ML"
+        temperature: PositiveFloat = 1.0  # released ContrastiveLoss(tau=1, normalize=True): cosine / 1
+        center: bool = True  # ours: uncentred InfoNCE stayed at log B for an epoch here (the module docstring)
+        diffusion_weight: NonNegativeFloat = 1.0  # released script: diffusion loss weight 1.0
+        diffusion_steps: PositiveInt = 200  # the DDPM module's default T (its model class: 1000, sampled by 100 DDIM)
+        diffusion_stop_grad: bool = True  # denoiser trained on detached shared means (released script: off)
+
     # Priors: MMVAE+'s ``prior_scale`` (baselines/mmvae_plus.py) with this η; the sampled evaluation
     # draws w from ``private_prior``, N(0, s²): chatzikon/IDMVAE, src/models/idmvae.py
     # ``get_simple_prior_w(aux=False)``, which ``self_and_cross_modal_generation_forward`` draws from
@@ -198,8 +200,6 @@ class IDMVAE(MMVAEPlus):
 
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)
-        if self.params["gen_aug_loss"] not in ("contrastive", "matching"):
-            raise ValueError(f"idmvae gen_aug_loss {self.params['gen_aug_loss']!r}: choose contrastive or matching")
         if self.params["prior_scale"] == "softplus" and self.posterior_family != "gaussian":
             raise ValueError("idmvae prior_scale softplus needs posterior: gaussian (the reference's Normal prior)")
         self.diffusion = LatentDiffusionPrior(self.shared_dim, int(self.params["diffusion_steps"]))

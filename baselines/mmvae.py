@@ -27,27 +27,28 @@ log-variance, Laplace softmax·D scale) with the location fixed at 0, as MMVAE's
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import PositiveInt
 from torch import Tensor, nn
 
 from mgmvae.base import Batch, MultimodalVAE
 from mgmvae.distributions import MixtureOfExperts, log_mean_exp, posterior, standard_prior
 
-OBJECTIVES = ("elbo", "iwae", "dreg")
-
-
-def check_importance_params(name: str, params: dict) -> None:
-    """The objective and sample count shared by the importance-weighted models."""
-    if params["objective"] not in OBJECTIVES:
-        raise ValueError(f"{name} objective {params['objective']!r}: choose one of {OBJECTIVES}")
-    if int(params["k"]) < 1:
-        raise ValueError(f"{name} k must be >= 1, got {params['k']}")
+Objective = Literal["elbo", "iwae", "dreg"]  # the module docstring
 
 
 class MMVAE(MultimodalVAE):
     name = "mmvae"
+    label, colour = "MMVAE", "tab:green"
+
     # MMVAE's MNIST-SVHN command: --obj dreg --K 30 --learn-prior --looser (iffsid/mmvae, README.md)
-    default_params = {"objective": "dreg", "k": 30, "learn_prior": True}
+    class Params(MultimodalVAE.Params):
+        objective: Objective = "dreg"  # DReG, "looser": the average over modalities outside the log
+        k: PositiveInt = 30  # importance samples (elbo: 1)
+        learn_prior: bool = True  # --learn-prior: a learned prior scale, location 0
+
     # iffsid/mmvae, src/report/analyse_ms.py: ``cross_coherence`` decodes a posterior draw (forward
     # with K=1), ``classify_latents`` trains and tests the latent classifier on posterior draws,
     # ``joint_coherence`` decodes 10,000 draws of the (learned) prior.
@@ -56,7 +57,6 @@ class MMVAE(MultimodalVAE):
 
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)
-        check_importance_params(self.name, self.params)
         raw = torch.zeros(self.shared_dim)  # logvar 0 (Gaussian) / softmax(0)·D = 1 (Laplace)
         if self.params["learn_prior"]:
             self.prior_raw = nn.Parameter(raw)

@@ -36,10 +36,8 @@ cross targets with w̃_d from r_d (epalu/mmvaeplus, src/models/mmvae.py ``MMVAE.
 off-diagonal of ``px_us`` from each source's z and a draw of the target's ``pw``; src/objectives.py
 ``_m_iwae`` and ``_m_dreg`` sum over the targets and average over the strata; the PolyMNIST model,
 src/models/mmvae_polymnist.py ``PolyMNIST_5modalities``, is that class with five VAEs). Cost per
-step: O(M² K) decoder rows (M·K draws, each decoded by M decoders).
-Defaults: ``objective: elbo``, ``k: 1`` (both references' released runs, ``--obj elbo --K 1``; their
-``m_elbo`` is the iwae bound, equal at K=1), ``beta: 2.5`` (MMVAE+'s PolyMNIST value, also
-IDMVAE's). Missing modality: the strata and targets are the present modalities only.
+step: O(M² K) decoder rows (M·K draws, each decoded by M decoders). Defaults: ``MMVAEPlus.Params``.
+Missing modality: the strata and targets are the present modalities only.
 Evaluation (protocols and ``evaluation.mixture_reading`` in mgmvae/base.py): ``generate`` decodes
 the target with w at the prior mean (``mean``) or drawn from the unit prior p(w) (``sample``, as
 srl-ethz/mmvaeplus ``self_and_cross_modal_generation_forward``); ``translate`` takes the style
@@ -49,13 +47,14 @@ reference's w (base class).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import NonNegativeFloat, PositiveInt
 from torch import Tensor, nn
 
-from baselines.mmvae import check_importance_params
+from baselines.mmvae import Objective
 from mgmvae.base import Batch, MultimodalVAE
 from mgmvae.distributions import (
     DiagGaussian,
@@ -70,8 +69,15 @@ from mgmvae.distributions import (
 
 class MMVAEPlus(MultimodalVAE):
     name = "mmvae_plus"
+    label, colour = "MMVAE+", "tab:orange"
     uses_private = True
-    default_params = {"objective": "elbo", "k": 1, "beta": 2.5, "prior_scale": "softplus"}
+
+    class Params(MultimodalVAE.Params):  # the module docstring
+        objective: Objective = "elbo"  # both references' released runs: --obj elbo --K 1 (their m_elbo = iwae at K=1)
+        k: PositiveInt = 1  # larger K multiplies the cost
+        beta: NonNegativeFloat = 2.5  # MMVAE+'s PolyMNIST value (also IDMVAE's)
+        prior_scale: Literal["softplus", "unit"] = "softplus"  # srl-ethz/mmvaeplus's Normal priors; unit: N(0, I)
+
     eta = 1e-20  # srl-ethz/mmvaeplus mmvaeplus/utils.py, Constants.eta: added to every softplus scale
     # epalu/mmvaeplus, src/models/mmvae.py ``reconstruct_and_cross_reconstruct_forw`` (used by
     # ``cross_coherence`` in src/main_polymnist.py): z a posterior draw, w drawn from the unit prior
@@ -82,9 +88,6 @@ class MMVAEPlus(MultimodalVAE):
 
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)
-        check_importance_params(self.name, self.params)
-        if self.params["prior_scale"] not in ("softplus", "unit"):
-            raise ValueError(f"{self.name} prior_scale {self.params['prior_scale']!r}: choose softplus or unit")
         if self.private_dim < 1:
             raise ValueError(f"{self.name} needs private_dim >= 1")
         # ρ_d: the auxiliary prior's raw scale (a log-variance under gaussian, softmax logits under laplace)

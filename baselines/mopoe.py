@@ -26,7 +26,7 @@ Choices (ours where the paper leaves room):
   of ``BaseMMVae.inference``; ``subset_blocks``). The batch is shuffled, so a row's subset is
   random; same expectation, more variance, |S|× fewer decoder passes. The KL term is the same in
   both.
-- β = 2.5, the published MNIST-SVHN-Text value. KL to N(0, I) in closed form.
+- KL to N(0, I) in closed form; β: ``MoPoE.Params``.
 - Missing modalities: the subsets are those of the present modalities.
 - M modalities: all 2^M − 1 subsets, by size and then in the modalities' order, as the reference's
   ``set_subsets`` (thomassutter/MoPoE, utils/BaseExperiment.py) and ``BaseMMVae.inference``; the N(0, I)
@@ -40,14 +40,14 @@ Choices (ours where the paper leaves room):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
+from pydantic import NonNegativeFloat
 from torch import Tensor
 
 from mgmvae.base import Batch, MultimodalVAE
 from mgmvae.distributions import DiagGaussian, MixtureOfExperts, nonempty_subsets, product_of_experts
-
-PRIOR_EXPERT = ("full_set", "none", "all")  # where an N(0, I) expert joins the product
 
 
 def subset_blocks(rows: int, n_subsets: int, device: torch.device | None = None) -> Tensor:
@@ -62,7 +62,13 @@ def subset_blocks(rows: int, n_subsets: int, device: torch.device | None = None)
 
 class MoPoE(MultimodalVAE):
     name = "mopoe"
-    default_params = {"beta": 2.5, "prior_expert": "full_set", "stratified": True}
+    label, colour = "MoPoE", "tab:pink"
+
+    class Params(MultimodalVAE.Params):  # the module docstring
+        beta: NonNegativeFloat = 2.5  # the published MNIST-SVHN-Text value
+        prior_expert: Literal["full_set", "none", "all"] = "full_set"  # where an N(0, I) expert joins the product
+        stratified: bool = True  # every subset's z decodes every modality; false: the reference's one subset a row
+
     # thomassutter/MoPoE, utils/BaseMMVae.py ``cond_generation``: decodes a reparameterised draw of
     # the subset posterior; eval_metrics/representation.py ``train_clf_lr_all_subsets`` fits the
     # probe (sklearn LogisticRegression) on the subset posterior means.
@@ -72,9 +78,6 @@ class MoPoE(MultimodalVAE):
         super().__init__(shapes, settings)
         if self.posterior_family != "gaussian":
             raise ValueError(f"{self.name} needs posterior: gaussian (its subset posteriors are Gaussian)")
-        choice = self.params.get("prior_expert")  # MWB-VAE inherits this constructor without a prior expert
-        if "prior_expert" in self.default_params and choice not in PRIOR_EXPERT:
-            raise ValueError(f"{self.name} prior_expert {choice!r}: choose one of {PRIOR_EXPERT}")
 
     # ------------------------------------------------------------- aggregation
     def aggregate(self, encoded, subset: Sequence[str]) -> DiagGaussian:

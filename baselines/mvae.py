@@ -39,6 +39,7 @@ from itertools import combinations
 from typing import Any
 
 import torch
+from pydantic import NonNegativeFloat, NonNegativeInt
 from torch import Tensor
 
 from mgmvae.base import Batch, MultimodalVAE
@@ -70,16 +71,19 @@ def random_subsets(names: Sequence[str], k: int) -> list[list[str]]:
 
 class MVAE(MultimodalVAE):
     name = "mvae"
-    default_params = {"kl_weight": 1.0, "unimodal_elbos": True, "annealing_epochs": 8, "random_subsets": 1}
+    label, colour = "MVAE", "tab:blue"
+
+    class Params(MultimodalVAE.Params):  # the module docstring
+        kl_weight: NonNegativeFloat = 1.0
+        unimodal_elbos: bool = True  # Wu & Goodman's subsampled objective: the joint and each unimodal ELBO
+        annealing_epochs: NonNegativeInt = 8  # A/E = 0.4 as the reference's MNIST script (200 of 500); 0: off
+        random_subsets: NonNegativeInt = 1  # M > 2: ELBOs of this many random subsets (celeba19/train.py --approx-m 1)
+
     # mhw32/multimodal-vae-public: ``reparametrize`` returns the posterior mean in eval mode.
     reference_protocol = "mean"
 
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)
-        if int(self.params["annealing_epochs"]) < 0:
-            raise ValueError(f"mvae annealing_epochs must be >= 0 (0 = off), got {self.params['annealing_epochs']}")
-        if int(self.params["random_subsets"]) < 0:
-            raise ValueError(f"mvae random_subsets must be >= 0 (0 = none), got {self.params['random_subsets']}")
         self._step = 0  # global training step; reset from the epoch in on_epoch_start
         self._steps_per_epoch = 1
 

@@ -24,7 +24,6 @@ this is our reading of the formulation. Choices:
   ``stratified: false``: one subset per batch element, |S|× cheaper, assigned as our MoPoE does:
   contiguous blocks of ⌊B/|S|⌋ rows per subset, the last subset the rest (the MoPoE reference's
   ``mixture_component_selection``; MWB-VAE has no public code to follow).
-- β = 1 (plain ELBO; the paper's value is not in our sources).
 - M modalities: a barycenter per non-empty subset, 2^M − 1 of them (``subsets: true``), or the one
   barycenter of all M (``subsets: false``); cost as MoPoE's, O(M 2^M) decoder passes stratified.
 - ``embed`` / ``generate`` from a set of modalities use the barycenter of exactly that set.
@@ -34,21 +33,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pydantic import NonNegativeFloat, PositiveFloat
+
 from baselines.mopoe import MoPoE
+from mgmvae.base import MultimodalVAE
 from mgmvae.distributions import DiagGaussian, wasserstein_barycenter
 
 
 class MWBVAE(MoPoE):
     name = "mwbvae"
-    default_params = {"beta": 1.0, "subsets": True, "weights": None, "stratified": True}
+    label, colour = "MWB-VAE", "tab:red"
+
+    class Params(MultimodalVAE.Params):  # no public code: our reading (the module docstring)
+        beta: NonNegativeFloat = 1.0  # plain ELBO; the paper's value is not in our sources
+        subsets: bool = True  # a mixture of barycenters over all non-empty subsets (MoPoE-style); false: one of all
+        weights: dict[str, PositiveFloat] | None = None  # barycenter weights λ_m; None: uniform (renormalised)
+        stratified: bool = True  # as MoPoE's
+
     reference_protocol = "mean"  # no public code: the project's own protocol (not MoPoE's)
 
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)
         weights = self.params["weights"]
         if weights is not None:
-            missing = set(self.modalities) - set(weights)
-            if missing or any(float(weights[m]) <= 0 for m in self.modalities):
+            if set(self.modalities) - set(weights):
                 raise ValueError(f"mwbvae weights need a positive value for each of {self.modalities}, got {weights}")
 
     def barycenter_weights(self, subset: Sequence[str]) -> list[float]:

@@ -35,6 +35,8 @@ from mgmvae.distributions import (
     standard_prior,
 )
 from mgmvae.nets import Decoder, Encoder, Shape, compute_dtype
+from mgmvae.params import Params as ParamsModel
+from mgmvae.params import params_class, resolve
 
 Batch = Mapping[str, Tensor | None]
 PROTOCOLS = ("mean", "sample")  # evaluation protocols; see the module docstring
@@ -66,8 +68,14 @@ class MultimodalVAE(nn.Module):
     """
 
     name: ClassVar[str] = "base"
+    label: ClassVar[str | None] = None  # the name tables and figures show (None: ``name``)
+    colour: ClassVar[str | None] = None  # a matplotlib colour in every figure (None: one picked from ``name``)
     uses_private: ClassVar[bool] = False
-    default_params: ClassVar[dict[str, Any]] = {}  # the objective's hyperparameters and defaults
+
+    class Params(ParamsModel):
+        """The objective's parameters, their types and defaults (mgmvae/params.py)."""
+
+    default_params: ClassVar[Mapping[str, Any]] = {}  # a plugin's alternative to Params: {parameter: default}
     # The protocol of the model's reference evaluation code (``evaluation.protocol: reference``),
     # and whether under ``sample`` its probe embeds a posterior draw rather than the mean.
     reference_protocol: ClassVar[str] = "mean"
@@ -101,12 +109,7 @@ class MultimodalVAE(nn.Module):
 
     @classmethod
     def resolve_params(cls, given: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(given) - set(cls.default_params))
-        if unknown:
-            raise ValueError(
-                f"model {cls.name!r} has no parameter(s) {unknown}; its parameters are {sorted(cls.default_params)}"
-            )
-        return {**cls.default_params, **given}
+        return resolve(params_class(cls), given, f"model {cls.name!r}")
 
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:

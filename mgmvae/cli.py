@@ -107,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
         "name, pkg.module:Class or path/to/file.py:Class (its default parameters)",
     )
 
+    p = stage(
+        "config", stages.show_config, config, "print the resolved settings of runs and where each value comes from"
+    )
+    p.add_argument("--show", action="store_true", required=True, help="print them (the command's one action)")
+    p.add_argument("--dataset", help="one dataset (default: the study's)")
+    p.add_argument("--model", help="one model's runs (default: the study's models)")
+    p.add_argument("--variant", help="an ablation variant's overrides on top")
+
     mlflow_provisioning.add_parser(sub, [config])  # not a stage: an authenticated MLflow server for the jobs
     return parser
 
@@ -115,6 +123,7 @@ def load_stage_config(args: argparse.Namespace) -> dict:
     files = list(args.config or [DEFAULT_CONFIG])
     if args.preset:
         files.append(ROOT / "workflow" / "presets" / f"{args.preset}.yaml")
+    args.config_files = files  # where each value comes from (config --show)
     return load_config(*files)
 
 

@@ -1,14 +1,16 @@
 """Loading, validating and resolving the configuration.
 
 The schema (workflow/schemas/config.schema.yaml) types and ranges every key; ``validate`` adds
-the cross-key checks. ``run_settings`` resolves what one training run uses:
+the cross-key checks. ``settings_layers`` lists the layers of what one training run uses:
 ``settings`` ← ``dataset_settings[d]`` ← ``model_settings[m]`` ← ``model_settings[m].by_dataset[d]``
-← ``ablation.variants[v]`` (an ablation variant's overrides, only for ``variant=v``).
+← ``ablation.variants[v]`` (an ablation variant's overrides, only for ``variant=v``);
+``mgmvae.registry.run_settings`` puts the model class's parameter defaults under them.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -64,14 +66,7 @@ def settings_keys() -> set[str]:
 
 def validate(config: Mapping) -> None:
     """Raise ConfigError naming the first offending key; return None if the config can run."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(_schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        e = min(errors, key=lambda e: len(e.absolute_path))
-        key = ".".join(str(p) for p in e.absolute_path) or "<top level>"
-        raise ConfigError(f"config key '{key}': {e.message}")
+    _check_schema(_schema(), config)
     for table, dataset in config["tables"].items():
         if dataset is not None and dataset not in config["datasets"]:
             raise ConfigError(
@@ -83,6 +78,22 @@ def validate(config: Mapping) -> None:
         if "by_dataset" in section:
             raise ConfigError(f"config key '{where}.by_dataset': only allowed under model_settings.<model>")
     validate_ablation(config)
+
+
+def validate_section(key: str, section: Any) -> None:
+    """The schema's checks of one top-level section (for a module handed the section alone)."""
+    schema = _schema()
+    _check_schema({"$defs": schema["$defs"], **schema["properties"][key]}, section, f"{key}.")
+
+
+def _check_schema(schema: Mapping, value: Any, prefix: str = "") -> None:
+    import jsonschema
+
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(value), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = min(errors, key=lambda e: len(e.absolute_path))
+        key = (prefix + ".".join(str(p) for p in e.absolute_path)).rstrip(".") or "<top level>"
+        raise ConfigError(f"config key '{key}': {e.message}")
 
 
 def validate_ablation(config: Mapping) -> None:
@@ -122,18 +133,25 @@ def classifier_settings(config: Mapping, dataset: str) -> tuple[dict, str]:
     return deep_merge(base, override), key
 
 
-def run_settings(config: Mapping, dataset: str, model: str, variant: str | None = None) -> dict:
-    """Everything one (dataset, model) training run uses, resolved from the layers; with
-    ``variant``, that ablation variant's overrides (``ablation.variants[variant]``) on top."""
+def settings_layers(config: Mapping, dataset: str, model: str, variant: str | None = None) -> list[tuple[tuple, dict]]:
+    """The config's layers of one (dataset, model) training run, lowest first, each with its config
+    keys; with ``variant``, that ablation variant's overrides (``ablation.variants[variant]``) on top."""
     model_layer = dict(config["model_settings"].get(model, {}))
     by_dataset = model_layer.pop("by_dataset", {}) or {}
-    layers = [config["dataset_settings"].get(dataset, {}), model_layer, by_dataset.get(dataset, {})]
+    layers = [
+        (("settings",), config["settings"]),
+        (("dataset_settings", dataset), config["dataset_settings"].get(dataset, {})),
+        (("model_settings", model), model_layer),
+        (("model_settings", model, "by_dataset", dataset), by_dataset.get(dataset, {})),
+    ]
     if variant is not None:
-        layers.append(variant_overrides(config, variant))
-    resolved = config["settings"]
-    for layer in layers:
-        resolved = deep_merge(resolved, layer)
-    return dict(resolved)
+        layers.append((("ablation", "variants", variant), variant_overrides(config, variant)))
+    return layers
+
+
+def merge_layers(layers: Iterable[Mapping]) -> dict:
+    """The layers merged in order, later over earlier (``deep_merge``)."""
+    return functools.reduce(deep_merge, layers, {})
 
 
 def at_paper_budget(config: Mapping, runs: Iterable[tuple[str, str]]) -> list[str]:
@@ -144,8 +162,12 @@ def at_paper_budget(config: Mapping, runs: Iterable[tuple[str, str]]) -> list[st
         f"{dataset}/{model} ({epochs} epochs)"
         for dataset, model in runs
         if dataset in paper["datasets"]
-        and (epochs := run_settings(config, dataset, model)["epochs"]) >= run_settings(paper, dataset, model)["epochs"]
+        and (epochs := _epochs(config, dataset, model)) >= _epochs(paper, dataset, model)
     ]
+
+
+def _epochs(config: Mapping, dataset: str, model: str) -> int:
+    return merge_layers(layer for _, layer in settings_layers(config, dataset, model))["epochs"]
 
 
 def variant_overrides(config: Mapping, variant: str) -> dict:

@@ -32,9 +32,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mgmvae.base import PROTOCOLS, MultimodalVAE
-from mgmvae.config import ConfigError, ablation_datasets, ablation_variants, run_settings, studied_datasets
+from mgmvae.config import ConfigError, ablation_datasets, ablation_variants, studied_datasets
 from mgmvae.data.paired import PairedData
-from mgmvae.registry import ModelRef, PluginError, resolve, resolve_all
+from mgmvae.registry import ModelRef, PluginError, resolve, resolve_all, run_settings
 from mgmvae.seeding import seed_everything
 
 Shapes = dict[str, tuple[int, int, int]]
@@ -70,7 +70,7 @@ def check_model(ref: ModelRef, config: Mapping[str, Any], progress: bool = False
     failures: list[Failure] = []
     steps = list(SHAPE_SETS.items())
     for i, (label, (dataset, shapes)) in enumerate(tqdm(steps, desc=f"check-model {ref.name}", disable=not progress)):
-        settings = run_settings(config, dataset, ref.name)
+        settings = run_settings(config, dataset, ref)
         where = f"[{label} shapes]"
         try:
             if refuses(ref.cls, shapes):
@@ -143,7 +143,7 @@ def validate_models(config: Mapping, contract: bool = False) -> None:
     for name, ref in refs.items():
         for dataset in studied_datasets(config):
             try:
-                ref.cls.check_settings(run_settings(config, dataset, name))
+                ref.cls.check_settings(run_settings(config, dataset, ref))
             except ValueError as error:
                 raise ConfigError(f"config key 'model_settings.{name}.params' (dataset {dataset}): {error}") from None
     ablation = config["ablation"]
@@ -159,7 +159,7 @@ def validate_models(config: Mapping, contract: bool = False) -> None:
     for variant in ablation_variants(config):  # those that run: a plugin's study selects its own
         for dataset in ablation_datasets(config):
             try:
-                ablated.cls.check_settings(run_settings(config, dataset, ablated.name, variant))
+                ablated.cls.check_settings(run_settings(config, dataset, ablated, variant))
             except ValueError as error:
                 raise ConfigError(
                     f"config key 'ablation.variants.{variant}.params' (dataset {dataset}): {error}"

@@ -3,7 +3,7 @@ dataset class (through the registry), its PairedData and its modalities, and, be
 its raw files are there or can be downloaded.
 
 The source is a built-in's name (``mgmvae.registry.DATASET_BUILTINS``) or a dataset of your own
-(docs/datasets.md); every parameter is optional, with the class's ``default_params``, and an unknown
+(docs/datasets.md); every parameter is optional, with the class's ``Params`` defaults, and an unknown
 one is an error rather than silently ignored. The paper setting downloads MNIST and SVHN through
 torchvision: offline, that would fail only inside a job, minutes in; ``check_raw_data`` stops the
 workflow at once instead, naming the missing files and how to provide them (each dataset class names
@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 from mgmvae.config import ConfigError, studied_datasets
 from mgmvae.data.dataset import Dataset, ParamError
 from mgmvae.data.paired import DataError, PairedData
+from mgmvae.params import defaults, params_class
 from mgmvae.registry import DATASETS, PluginError, PluginRef, resolve
 
 
@@ -52,6 +53,13 @@ def config_source(config: Mapping, dataset: str) -> tuple[PluginRef, Dataset]:
         raise ConfigError(f"config key 'datasets.{dataset}.{error.key}': {error}") from None
     except DataError as error:
         raise ConfigError(f"config key 'datasets.{dataset}.source': {error}") from None
+
+
+def dataset_spec(config: Mapping, dataset: str) -> dict[str, Any]:
+    """``datasets.<dataset>`` with its class's defaults under it (but the ``IMPLICIT`` ones): what
+    the dataset's file is built from."""
+    ref, _ = config_source(config, dataset)
+    return {**defaults(params_class(ref.cls), implicit=False), **config["datasets"][dataset]}
 
 
 def dataset_modalities(config: Mapping, dataset: str) -> list[str]:

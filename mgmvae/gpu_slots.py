@@ -41,13 +41,14 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from mgmvae.config import ConfigError, validate_section
+
 FAKE_ENV = "MGMVAE_FAKE_GPUS"
 SLURM_ENV = ("SLURM_JOB_ID",)  # set in every SLURM allocation (sbatch, srun, salloc)
 SLURM_GPU_ENV = ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS")  # the node's GPU indices a job or step was given
 DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")  # one folder per GPU the NVIDIA driver sees
 POLL_S = 1.0  # how often a waiting job retries: a few file opens, negligible
 REMIND_S = 300.0  # a waiting job repeats its message this often, so its log shows it is alive
-LEASE_MODES = ("auto", "always", "never")
 
 
 class LeaseError(RuntimeError):
@@ -65,26 +66,12 @@ class SlotOptions:
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> SlotOptions:
-        known = set(cls.__dataclass_fields__)
-        unknown, missing = sorted(set(section) - known), sorted(known - set(section))
-        if unknown or missing:
-            raise LeaseError(
-                f"gpu_slots keys: unknown {unknown}, missing {missing}; it needs exactly {sorted(known)} "
-                "(config.yaml states every default)"
-            )
-        options = cls(**dict(section))
-        options.check()
-        return options
-
-    def check(self) -> None:
-        if isinstance(self.per_device, bool) or not isinstance(self.per_device, int) or self.per_device < 1:
-            raise LeaseError(
-                f"gpu_slots.per_device must be an integer >= 1 (jobs at once per GPU), not {self.per_device!r}"
-            )
-        if isinstance(self.wait_s, bool) or not isinstance(self.wait_s, (int, float)) or self.wait_s < 0:
-            raise LeaseError(f"gpu_slots.wait_s must be >= 0 seconds, not {self.wait_s!r}")
-        if self.lease not in LEASE_MODES:
-            raise LeaseError(f"gpu_slots.lease must be one of {LEASE_MODES}, not {self.lease!r}")
+        """The section, checked by the config schema (a job may be handed it alone)."""
+        try:
+            validate_section("gpu_slots", section)
+        except ConfigError as error:
+            raise LeaseError(str(error)) from None
+        return cls(**dict(section))
 
     def directory(self) -> Path:
         """Per user and machine by default: every checkout and study of one user shares the GPUs."""

@@ -35,7 +35,7 @@ averaged over pairs, so that M = 2 is the paper's, bit for bit):
 Cost per step grows as M² in decoder passes with ``extra_recon`` (M joint, M unimodal, M(M − 1) cross)
 and as M² in triplet terms, each a B × B distance matrix; M without ``extra_recon``.
 
-Choices where the paper is silent are documented in ``default_params`` and in the methods. Among them:
+Choices where the paper is silent are documented in ``Params`` and in the methods. Among them:
 warm-up epochs before the k-means fit (``mixture_init_epoch``) use KL(q(z_s)||N(0,I)) in place of the
 λ1 term and no center loss; the ablation ``use_mixture_prior: False`` does the same throughout
 (and ``cluster`` returns None). Log-likelihoods are multiplied by ``recon_scale``. With
@@ -47,15 +47,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from itertools import permutations
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from mgmvae.base import Batch, MultimodalVAE
 from mgmvae.distributions import DiagGaussian, GaussianMixturePrior, product_of_experts
+from mgmvae.params import IMPLICIT
 
 VAR_FLOOR = 1e-4  # smallest component variance the k-means initialisation sets
 
@@ -111,36 +113,38 @@ def _refresh_after_load(module: MGMVAE, _incompatible_keys: Any) -> None:
 
 class MGMVAE(MultimodalVAE):
     name = "mgmvae"
+    label, colour = "MGMVAE", "tab:cyan"
     uses_private = True
     mixture_ready: Tensor  # registered buffer
-    default_params = {
-        "lambda1": 0.01,  # paper, Experiment Settings (both datasets)
-        "lambda2": 0.01,  # paper, Experiment Settings (both datasets)
-        "lambda3": 0.0025,  # paper: MNIST-SVHN 0.0025; MNIST-CDCB 0.001 (config by_dataset)
-        "beta": 1.0,  # paper: center-loss weight β = 1
-        "gamma": 1.0,  # paper: alignment weight γ = 1
-        "tau": 0.8,  # paper: confidence threshold τ = 0.8
-        "margin": 1.7,  # paper: α = 1.7 MNIST-SVHN; 2.0 MNIST-CDCB (config by_dataset)
-        "negatives": 1,  # paper: K = 1 negative per triplet
-        "n_components": 10,  # paper silent; 10 digit classes
-        "semi_hard_from_epoch": 5,  # paper silent ("as training progresses"); a quarter of its 20-epoch MNIST-SVHN run
-        "mixture_init": "kmeans",  # paper silent; VaDE-style: k-means on embeddings ("random": N(0,1) means)
-        # Epoch at whose start k-means runs; earlier epochs are warm-up. 2, not 1: fitted after one
-        # epoch (digits_street, recon_scale 0.1) the center loss pulled everything onto 2 of the 10
-        # components and cross-generation fell to 0.24/0.21; fitted after two, 9 stay active and it
-        # reaches 0.49/0.44 at 3 epochs (0.69/0.76 at 4).
-        "mixture_init_epoch": 2,
-        "mixture_init_samples": 5000,  # train pairs embedded for the k-means fit (seeded subsample)
-        "center_on": "mean",  # z_x, z_y in Eq. 9: unimodal posterior "mean" or a "sample"
-        "use_mixture_prior": True,  # ablation: False = N(0,I) prior on z_s, no center loss, no clusters
+
+    # The paper's "Experiment Settings" for MNIST-SVHN (config.yaml sets MNIST-CDCB's)
+    class Params(MultimodalVAE.Params):
+        lambda1: NonNegativeFloat = 0.01  # mixture KL weight (both datasets)
+        lambda2: NonNegativeFloat = 0.01  # private KL weight (both datasets)
+        lambda3: NonNegativeFloat = 0.0025  # MNIST-SVHN 0.0025; MNIST-CDCB 0.001
+        beta: NonNegativeFloat = 1.0  # center-loss weight β
+        gamma: NonNegativeFloat = 1.0  # alignment weight γ
+        tau: Annotated[float, Field(ge=0, le=1)] = 0.8  # confidence threshold τ of the center loss
+        margin: NonNegativeFloat = 1.7  # triplet margin α: MNIST-SVHN 1.7; MNIST-CDCB 2.0
+        negatives: PositiveInt = 1  # K = 1 negative per triplet
+        n_components: PositiveInt = 10  # paper silent; 10 digit classes
+        semi_hard_from_epoch: NonNegativeInt = 5  # paper silent ("as training progresses"); a quarter of 20 epochs
+        mixture_init: Literal["kmeans", "random"] = "kmeans"  # paper silent; VaDE-style k-means on joint means
+        # Epoch at whose start k-means runs; earlier epochs are warm-up (N(0, I) prior, no center loss).
+        # 2, not 1: fitted after one epoch (digits_street, recon_scale 0.1) the center loss pulled
+        # everything onto 2 of the 10 components and cross-generation fell to 0.24/0.21; fitted after
+        # two, 9 stay active and it reaches 0.49/0.44 at 3 epochs (0.69/0.76 at 4).
+        mixture_init_epoch: NonNegativeInt = 2
+        mixture_init_samples: PositiveInt = 5000  # train pairs embedded for the k-means fit (seeded subsample)
+        center_on: Literal["mean", "sample"] = "mean"  # Eq. 9's z_x, z_y: unimodal posterior means, or draws
+        use_mixture_prior: bool = True  # ablation: False = N(0, I) prior on z_s, no center loss, no clusters
         # Paper silent on extra reconstructions. Measured (digits_cdcb, 3 epochs, Bernoulli, summed):
         # cross terms alone leave the cd posterior broad (variance 2.8) and retrieval at chance (0.11/0.14);
         # cross + unimodal terms give retrieval 0.55/0.41 and cross-generation 0.38/0.34.
-        "extra_recon": True,  # True adds cross-reconstruction from the other modality's shared latent
-        # with extra_recon, also log p(m | z_m, h_m) from m's own unimodal posterior (MVAE's unimodal ELBO terms)
-        "unimodal_recon": True,
-        # the target's private latent in that term: "prior" N(0,I) (MMVAE+) or "own" posterior sample
-        "cross_private": "prior",
+        extra_recon: bool = True  # cross-reconstructions from the other modalities' shared latents
+        unimodal_recon: bool = True  # with extra_recon, also log p(m | z_m, h_m): MVAE's unimodal ELBO terms
+        # The target's private latent in a cross term: "prior" N(0, I) (MMVAE+) or its "own" posterior sample.
+        cross_private: Literal["prior", "own"] = Field("prior", json_schema_extra=IMPLICIT)
         # Paper silent on the likelihood's normalisation. A factor on every log-likelihood term;
         # "per_pixel" = 1 / largest pixel count (per-pixel means under auto weights). Measured with
         # Bernoulli likelihoods, 3–4 epochs, lr 1e-3: per_pixel collapses (unimodal shared means
@@ -148,24 +152,13 @@ class MGMVAE(MultimodalVAE):
         # center terms); 1.0 (summed) leaves γ·L_align ~1000× weaker than reconstruction, so the
         # unimodal means align late (digits_street cross-generation 0.31/0.27 at 3 epochs); 0.1 puts
         # β, γ = 1 within an order of magnitude of reconstruction: digits_street 0.69/0.76 at 4 epochs.
-        "recon_scale": 0.1,
+        recon_scale: PositiveFloat | Literal["per_pixel"] = 0.1
         # M > 2, paper silent: Eq. 12's ordered-pair sum over M − 1 ("modalities") or M(M − 1)/2 ("pairs")
-        "align_normaliser": "modalities",
-    }
+        align_normaliser: Literal["modalities", "pairs"] = "modalities"
 
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)
         p = self.params
-        if p["mixture_init"] not in ("kmeans", "random"):
-            raise ValueError(f"mgmvae: mixture_init must be 'kmeans' or 'random', got {p['mixture_init']!r}")
-        if p["cross_private"] not in ("prior", "own"):
-            raise ValueError(f"mgmvae: cross_private must be 'prior' or 'own', got {p['cross_private']!r}")
-        if p["align_normaliser"] not in ("modalities", "pairs"):
-            raise ValueError(f"mgmvae: align_normaliser must be 'modalities' or 'pairs', got {p['align_normaliser']!r}")
-        if p["center_on"] not in ("mean", "sample"):
-            raise ValueError(f"mgmvae: center_on must be 'mean' or 'sample', got {p['center_on']!r}")
-        if int(p["negatives"]) < 1:
-            raise ValueError("mgmvae: negatives must be >= 1")
         self.recon_scale = self.resolve_recon_scale(p["recon_scale"])
         self.use_mixture = bool(p["use_mixture_prior"])
         if self.use_mixture:
@@ -202,11 +195,7 @@ class MGMVAE(MultimodalVAE):
 
     def resolve_recon_scale(self, spec) -> float:
         """``recon_scale``: a positive number, or "per_pixel" = 1 / the largest pixel count."""
-        if spec == "per_pixel":
-            return 1.0 / max(float(np.prod(s)) for s in self.shapes.values())
-        if isinstance(spec, bool) or not isinstance(spec, (int, float)) or spec <= 0:
-            raise ValueError(f"mgmvae: recon_scale must be a positive number or 'per_pixel', got {spec!r}")
-        return float(spec)
+        return 1.0 / max(float(np.prod(s)) for s in self.shapes.values()) if spec == "per_pixel" else float(spec)
 
     def log_likelihood(self, modality: str, x: Tensor, z: Tensor, h: Tensor | None = None) -> Tensor:
         """The base class's weighted log p(x_m | z, h), times ``recon_scale``."""

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mgmvae.config import ConfigError, settings_keys
+from mgmvae.config import ConfigError, merge_layers, settings_keys, settings_layers
+from mgmvae.params import defaults, params_class
 
 if TYPE_CHECKING:
     from mgmvae.base import MultimodalVAE
@@ -74,7 +75,7 @@ class Kind:
     group: str  # the entry point group
     guide: str  # the docs page a refusal points to
     name_role: str  # what the class's `name` is, for messages
-    reserved: Callable[[], set[str]]  # keys default_params may not have
+    reserved: Callable[[], set[str]]  # names a parameter may not have
     reserved_why: str  # why, for messages ({key} is filled in)
     checks: Callable[[type[Any], str], None]  # what a class of the kind must define (PluginError otherwise)
 
@@ -210,14 +211,36 @@ def resolve(entry: str, kind: Kind = MODELS) -> PluginRef:
             f"{kind.noun} entry {entry!r} must be a non-empty string (a name, pkg.module:Class or file.py:Class)"
         )
     if FILE_PATH.match(entry):
-        return _from_file(entry, kind)
+        return _recorded(_from_file(entry, kind))
     if IMPORT_PATH.match(entry):
-        return _from_import_path(entry, kind)
+        return _recorded(_from_import_path(entry, kind))
     if is_path_entry(entry):
         raise PluginError(
             f"{kind.noun} entry {entry!r} is neither pkg.module:Class nor path/to/file.py:Class (see {kind.guide})"
         )
-    return _from_name(entry, kind)
+    return _recorded(_from_name(entry, kind))
+
+
+def _recorded(ref: PluginRef) -> PluginRef:
+    if ref.noun == MODELS.noun:
+        _MODEL_CLASSES[ref.name] = ref.cls
+    return ref
+
+
+# The model class of each run name this process resolved (a plugin's by its path too), or None for
+# a name no model has (a paper-only row): what the tables and figures label and colour a model by.
+_MODEL_CLASSES: dict[str, type[Any] | None] = {}
+
+
+def model_class(name: str) -> type[Any] | None:
+    """The model class of a run name: one resolved in this process (so a plugin the config names by
+    its path, once the config's models are resolved), a built-in or an entry point; None if none."""
+    if name not in _MODEL_CLASSES:
+        try:
+            resolve(name)
+        except PluginError:
+            _MODEL_CLASSES[name] = None
+    return _MODEL_CLASSES[name]
 
 
 def available(kind: Kind = MODELS) -> list[str]:
@@ -242,6 +265,15 @@ def resolve_all(entries: Iterable[str]) -> dict[str, ModelRef]:
 def run_names(entries: Iterable[str]) -> list[str]:
     """The run names of a list of entries, in order (what the workflow's paths and wildcards use)."""
     return list(resolve_all(entries))
+
+
+def run_settings(config: Mapping[str, Any], dataset: str, model: str | ModelRef, variant: str | None = None) -> dict:
+    """Everything one (dataset, model) training run uses (hashed as its ``config_hash``): the model
+    class's parameter defaults (but the ``IMPLICIT`` ones) under the config's layers
+    (``mgmvae.config.settings_layers``); ``model`` is a run name (see ``find``) or a resolved model."""
+    ref = model if isinstance(model, PluginRef) else find(config, model)
+    layers = [layer for _, layer in settings_layers(config, dataset, ref.name, variant)]
+    return merge_layers([{"params": defaults(params_class(ref.cls), implicit=False)}, *layers])
 
 
 def find(config: Mapping[str, Any], model: str) -> ModelRef:
@@ -348,31 +380,29 @@ def check_class(obj: Any, label: str, kind: Kind = MODELS) -> type[Any]:
             f"{label}: the class attribute `name` is {name!r}; set it to {kind.name_role}, lowercase letters, "
             f'digits and _ (pattern {NAME_PATTERN.pattern}), e.g. name = "my_{kind.noun}"'
         )
-    check_default_params(cls, label, kind)
+    check_declared_params(cls, label, kind)
     return cls
 
 
-def check_default_params(cls: type[Any], label: str, kind: Kind = MODELS) -> None:
-    """``default_params`` is a model's ``params`` section, or a dataset's parameters: a mapping of
-    identifiers to JSON-able values (they are hashed and logged) that does not shadow a reserved
-    key (a settings key, or a dataset's ``source``)."""
-    params = cls.default_params
-    if not isinstance(params, Mapping):
-        raise PluginError(
-            f"{label}: default_params must be a dict of parameter -> default, not {type(params).__name__}"
-        )
-    reserved = kind.reserved()
-    for key, value in params.items():
-        if not (isinstance(key, str) and key.isidentifier()):
-            raise PluginError(f"{label}: default_params key {key!r} is not a Python identifier")
-        if key in reserved:
-            raise PluginError(f"{label}: default_params key {key!r} is {kind.reserved_why.format(key=key)}: rename it")
+def check_declared_params(cls: type[Any], label: str, kind: Kind = MODELS) -> None:
+    """A class's parameters (its ``Params``, or a plugin's ``default_params`` dict; mgmvae/params.py):
+    identifiers with JSON-able defaults (they are hashed and logged) that do not shadow a reserved key
+    (a settings key, or a dataset's ``source``)."""
+    given = cls.default_params
+    if not isinstance(given, Mapping):
+        raise PluginError(f"{label}: default_params must be a dict of parameter -> default, not {type(given).__name__}")
+    bad = [key for key in given if not (isinstance(key, str) and key.isidentifier())]
+    if bad:
+        raise PluginError(f"{label}: default_params key {bad[0]!r} is not a Python identifier")
+    for key, value in defaults(params_class(cls)).items():
+        if key in kind.reserved():
+            raise PluginError(f"{label}: parameter {key!r} is {kind.reserved_why.format(key=key)}: rename it")
         try:
             json.dumps(value)
         except (TypeError, ValueError):
             raise PluginError(
-                f"{label}: default_params[{key!r}] = {value!r} is not a JSON value (number, string, bool, "
-                f"null, list or dict): config hashes and MLflow params need one"
+                f"{label}: the default of parameter {key!r}, {value!r}, is not a JSON value (number, string, "
+                f"bool, null, list or dict): config hashes and MLflow params need one"
             ) from None
 
 

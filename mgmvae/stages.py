@@ -4,7 +4,7 @@ its outputs atomically and logs one MLflow run."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +13,6 @@ from mgmvae.config import (
     ConfigError,
     at_paper_budget,
     classifier_settings,
-    run_settings,
     settings_hash,
     studied_datasets,
 )
@@ -29,9 +28,10 @@ class StageError(RuntimeError):
 
 
 def _dataset_spec(config: Mapping, dataset: str) -> dict:
-    if dataset not in config["datasets"]:
-        raise ConfigError(f"unknown dataset {dataset!r}; defined under 'datasets': {sorted(config['datasets'])}")
-    return config["datasets"][dataset]
+    """The config's dataset with its class's defaults; ConfigError naming an unknown dataset or parameter."""
+    from mgmvae.datasets import dataset_spec
+
+    return dataset_spec(config, dataset)
 
 
 def _device(config: Mapping, precision: str):
@@ -98,12 +98,14 @@ def train_digit_classifier(config: Mapping, args: argparse.Namespace) -> None:
         if released := cfg["released"]:
             folder, md5 = Path(config["data_dir"]) / released["folder"], released["md5"].get(m)
             net = load_released(folder, m, md5, cfg["network"], data.shape(m), released_key).to(device)
-            metrics: dict = {f"{s}_accuracy": accuracy(net, data.images[m][s], data.labels[m][s]) for s in SPLITS}
+            images, labels, batch = data.images[m], data.labels[m], config["evaluation"]["batch_size"]
+            metrics: dict = {f"{s}_accuracy": accuracy(net, images[s], labels[s], batch) for s in SPLITS}
             metrics |= {"released": str(folder), "md5": md5, **{f"n_{s}": len(data.labels[m][s]) for s in SPLITS}}
         else:
             net, metrics = train_classifier(
                 *(data.images[m]["train"], data.labels[m]["train"], data.images[m]["test"], data.labels[m]["test"]),
                 **{k: cfg[k] for k in ("network", "epochs", "batch_size", "lr", "seed")},
+                eval_batch_size=config["evaluation"]["batch_size"],
                 device=device,
                 progress=not args.no_progress,
                 on_epoch=lambda epoch, values: run.log_metrics(values, step=epoch),
@@ -160,13 +162,14 @@ def train_run(config: Mapping, args: argparse.Namespace) -> None:
     from mgmvae.contract import validate_models
     from mgmvae.data.paired import PairedData
     from mgmvae.model_file import save_trained
+    from mgmvae.registry import run_settings
     from mgmvae.seeding import seed_everything
     from mgmvae.train import train_model
 
     _dataset_spec(config, args.dataset)
     ref = _model_ref(config, args)
     validate_models({**config, "models": [ref.entry]})
-    settings = run_settings(config, args.dataset, args.model, args.variant)
+    settings = run_settings(config, args.dataset, ref, args.variant)
     out = Path(args.out or _run_dir(config, args) / "model.pt")
     device = _device(config, settings["precision"])
     warning = {}
@@ -306,9 +309,11 @@ def _evaluate_protocol(
 
 # ----------------------------------------------------------------------- aggregate
 def write_tables(config: Mapping, args: argparse.Namespace) -> None:
+    from mgmvae.registry import resolve_all
     from mgmvae.tables import build_tables, load_run_metrics
     from mgmvae.tables.resources import resources_table
 
+    resolve_all(config["models"])  # so that a plugin named by its path has its label (mgmvae.registry.model_class)
     outdir = args.outdir or paths.tables_dir(config)
     with _tracked(
         config,
@@ -373,6 +378,7 @@ def draw_figures(config: Mapping, args: argparse.Namespace) -> None:
     from mgmvae.registry import run_names
     from mgmvae.tables import load_run_metrics
 
+    run_names(config["models"])  # so that a plugin named by its path has its label and colour
     part = getattr(args, "part", "all")
     seed = int(config["seeds"][0] if args.seed is None else args.seed)
     tsne_points = int(args.tsne_points or config["figures"]["tsne_points"])
@@ -431,8 +437,7 @@ def draw_figures(config: Mapping, args: argparse.Namespace) -> None:
             study=config["study"],
             seed=seed,
             tsne_points=tsne_points,
-            n_clusters=int(config["evaluation"]["n_clusters"]),
-            batch_size=int(config["evaluation"]["batch_size"]),
+            evaluation=config["evaluation"],
             bars=bars,
         )
         missing = [s["stem"] for s in specs if not (outdir / f"{s['stem']}.png").exists()]
@@ -490,3 +495,54 @@ def check_dataset_contract(config: Mapping, args: argparse.Namespace) -> None:
     print(
         f"{name}: keeps the dataset contract ({sizes}; modalities, shapes and networks, dtypes, labels, tuples, seed)"
     )
+
+
+# -------------------------------------------------------------------------- config
+def show_config(config: Mapping, args: argparse.Namespace) -> None:
+    """``config --show``: each dataset's parameters and each run's resolved settings (``--dataset``,
+    ``--model``, else the study's), a line a value with where it comes from: its class's default (an
+    ``IMPLICIT`` one too: the run uses it though its settings leave it out), or the last config file
+    (config.yaml, a preset) that sets it, and the key."""
+    import json
+    import os
+
+    import yaml
+
+    from mgmvae.config import merge_layers, settings_layers
+    from mgmvae.datasets import config_source
+    from mgmvae.params import defaults, params_class
+    from mgmvae.registry import find, run_names, run_settings
+
+    def flat(tree: Mapping, prefix: tuple = ()) -> dict[tuple, object]:
+        out: dict[tuple, object] = {}
+        for k, v in tree.items():
+            out |= flat(v, (*prefix, k)) if isinstance(v, Mapping) and v else {(*prefix, k): v}
+        return out
+
+    files = [(os.path.relpath(f), flat(yaml.safe_load(Path(f).read_text()) or {})) for f in args.config_files]
+
+    def show(title: str, layers: Sequence[tuple[tuple, Mapping]], target: str) -> None:
+        print(title)
+        where = {key: keys for keys, layer in layers for key in flat(layer)}
+        for key, value in sorted(flat(merge_layers(layer for _, layer in layers)).items()):
+            setters = [f for f, leaves in files if (*where[key], *key) in leaves] or ["overrides"]
+            origin = f"{setters[-1]}: {'.'.join(where[key])}" if where[key] else f"class default ({target})"
+            print(f"  {'.'.join(key):<28} {json.dumps(value):<24} {origin}")
+
+    variant = args.variant
+    for dataset in [args.dataset] if args.dataset else studied_datasets(config):
+        ref = config_source(config, dataset)[0]
+        show(
+            f"dataset {dataset}",
+            [((), defaults(params_class(ref.cls))), (("datasets", dataset), config["datasets"][dataset])],
+            ref.target,
+        )
+        for model in [args.model] if args.model else run_names(config["models"]):
+            ref = find(config, model)
+            title = f"run {dataset}/{ref.name}{f'/{variant}' * bool(variant)}: config_hash "
+            title += settings_hash(run_settings(config, dataset, ref, variant), variant)
+            layers = [
+                ((), {"params": defaults(params_class(ref.cls))}),
+                *settings_layers(config, dataset, ref.name, variant),
+            ]
+            show(title, layers, ref.target)

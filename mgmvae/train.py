@@ -48,9 +48,13 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
     return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
 
 
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}  # settings.optimizer.name
+
+
 def make_optimizer(model: torch.nn.Module, settings: Mapping[str, Any]) -> torch.optim.Optimizer:
-    opt = settings["optimizer"]
-    return torch.optim.Adam(model.parameters(), lr=opt["lr"], amsgrad=opt["amsgrad"])
+    """The optimizer ``settings.optimizer.name`` names, with the section's other keys as its arguments."""
+    options = dict(settings["optimizer"])
+    return OPTIMIZERS[options.pop("name")](model.parameters(), **options)
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:

@@ -21,10 +21,10 @@ from mgmvae.config import (
     ablation_seeds,
     ablation_variants,
     load_config,
-    run_settings,
     settings_hash,
 )
 from mgmvae.contract import validate_models
+from mgmvae.registry import run_settings
 from mgmvae.tracking import experiment_name
 from tests.conftest import snakemake
 

@@ -13,7 +13,15 @@ from mgmvae.config import ROOT
 LAYERS = [
     (
         "foundation",
-        ["mgmvae.config", "mgmvae.paths", "mgmvae.io", "mgmvae.seeding", "mgmvae.compat", "mgmvae.provenance"],
+        [
+            "mgmvae.config",
+            "mgmvae.params",
+            "mgmvae.paths",
+            "mgmvae.io",
+            "mgmvae.seeding",
+            "mgmvae.compat",
+            "mgmvae.provenance",
+        ],
     ),
     ("data", ["mgmvae.data"]),
     ("networks", ["mgmvae.nets", "mgmvae.distributions", "mgmvae.contrastive"]),

@@ -17,9 +17,9 @@ from torch.distributions import Laplace
 
 from baselines.mopoe import subset_blocks
 from baselines.mvae import annealing_factor
-from mgmvae.config import ROOT, load_config, run_settings
+from mgmvae.config import ROOT, load_config
 from mgmvae.distributions import DiagGaussian, DiagLaplace, continuous_bernoulli_mean
-from mgmvae.registry import build_model
+from mgmvae.registry import build_model, run_settings
 from mgmvae.train import train_model
 from tests.conftest import TOY_SETTINGS, synthetic_paired
 

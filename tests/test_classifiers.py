@@ -121,7 +121,9 @@ def toy_digits(n: int, seed: int):
 def test_train_reaches_high_accuracy_and_is_deterministic():
     tx, ty = toy_digits(400, 0)
     vx, vy = toy_digits(100, 1)
-    kw = dict(network="mmvae", epochs=3, batch_size=32, lr=3e-3, seed=0, device="cpu", progress=False)
+    kw = dict(
+        network="mmvae", epochs=3, batch_size=32, lr=3e-3, seed=0, eval_batch_size=64, device="cpu", progress=False
+    )
     seen = []
     net, m = train_classifier(tx, ty, vx, vy, on_epoch=lambda e, r: seen.append(e), **kw)
     assert m["test_accuracy"] > 0.9 and m["epochs"] == 3 and len(m["per_epoch"]) == 3 and seen == [1, 2, 3]
@@ -132,7 +134,9 @@ def test_train_reaches_high_accuracy_and_is_deterministic():
 
 def test_clf_img_trains_on_three_channels():
     (tx, ty), (vx, vy) = toy_digits(400, 0), toy_digits(100, 1)
-    kw = dict(network="clf_img", epochs=3, batch_size=32, lr=3e-3, seed=0, device="cpu", progress=False)
+    kw = dict(
+        network="clf_img", epochs=3, batch_size=32, lr=3e-3, seed=0, eval_batch_size=64, device="cpu", progress=False
+    )
     net, m = train_classifier(tx.repeat(1, 3, 1, 1), ty, vx.repeat(1, 3, 1, 1), vy, **kw)
     assert isinstance(net, ClfImg) and m["test_accuracy"] > 0.9
 
@@ -148,7 +152,7 @@ def test_save_load_round_trip(tmp_path, shape, network):
     loaded = load_classifier(path, "cpu")
     assert loaded.metrics == metrics and not loaded.training and type(loaded) is type(net)
     x = torch.rand(5, *shape)
-    assert torch.equal(predict(net, x), predict(loaded, x))
+    assert torch.equal(predict(net, x, 64), predict(loaded, x, 64))
     assert torch.allclose(net(x), loaded(x))
 
 

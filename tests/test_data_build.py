@@ -163,5 +163,5 @@ def test_spec_errors_name_the_problem():
     assert "mnist_svhn" in str(info.value)
     with pytest.raises(DataError, match="'colorings'"):
         build_dataset("x", {"source": "digits_cdcb", "colorings": 2}, "data", False, 0)
-    with pytest.raises(DataError, match="positive integer"):
+    with pytest.raises(DataError, match="colourings = 0: input should be greater than 0"):
         build_dataset("x", {"source": "digits_cdcb", "colourings": 0}, "data", False, 0)

@@ -190,7 +190,7 @@ def broken(tmp_path_factory) -> Path:
         ("OneModality", r"`modalities` is \('a',\); give two or more distinct names"),
         ("ShapesMismatch", r"`shapes` must map each modality, in the order of `modalities`"),
         ("NoName", r"`name` is 'base'; set it to the source name"),
-        ("SourceParam", r"default_params key 'source' is the key datasets.<name>.source"),
+        ("SourceParam", r"parameter 'source' is the key datasets.<name>.source"),
         ("BuiltinName", r"its name 'digits_poly' is a built-in dataset's"),
         ("Missing", r"has no attribute 'Missing'"),
     ],
@@ -204,9 +204,11 @@ def test_bad_dataset_classes_are_refused_naming_the_problem(broken, cls, message
 def test_unknown_sources_and_parameters_name_the_problem(broken):
     with pytest.raises(DataError, match=r"unknown dataset 'imagenet'; available datasets: .*'digits_poly'"):
         source_of({"source": "imagenet"})
-    with pytest.raises(DataError, match=r"unknown key 'm' for dataset source 'good_data'; allowed: \['n'\]"):
+    with pytest.raises(
+        DataError, match=r"dataset source 'good_data' has no parameter\(s\) \['m'\]; its parameters are \['n'\]"
+    ):
         source_of({"source": f"{broken}:Good", "m": 3})
-    with pytest.raises(DataError, match=r"'n' must be an integer like its default 20, got '20'"):
+    with pytest.raises(DataError, match=r"parameter n = '20': input should be a valid integer"):
         source_of({"source": f"{broken}:Good", "n": "20"})
 
 

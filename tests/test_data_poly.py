@@ -101,7 +101,7 @@ def test_digits_poly_is_seeded(poly):
         assert torch.equal(again.images[m]["test"], poly.images[m]["test"])
     assert not torch.equal(other.images["m2"]["train"], poly.images["m2"]["train"])
     assert poly.meta["pairings"] == 2 and poly.meta["source"] == "digits_poly"
-    with pytest.raises(ParamError, match="positive integer") as error:
+    with pytest.raises(ParamError, match="pairings = 0: input should be greater than 0") as error:
         build_dataset("dp", {"source": "digits_poly", "pairings": 0}, "unused", False, seed=3)
     assert error.value.key == "pairings"
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mgmvae.config import ROOT, run_settings
+from mgmvae.config import ROOT
 from mgmvae.docs import pages, snapshot
 from mgmvae.docs.__main__ import main
+from mgmvae.registry import run_settings
 from mgmvae.stages import run_tags
 
 FIXTURE = ROOT / "tests" / "fixtures" / "snapshots"

@@ -18,7 +18,7 @@ from torch import nn
 from mgmvae.config import ROOT as REPO
 from mgmvae.config import ConfigError, load_config
 from mgmvae.evaluation import evaluate_model
-from mgmvae.evaluation.coherence import cross_coherence, joint_coherence
+from mgmvae.evaluation.coherence import conditional_coherence, joint_coherence
 from mgmvae.evaluation.probe import fit_linear_probe, linear_probe
 from mgmvae.evaluation.protocol import resolve_protocol
 from mgmvae.nets import digit_classifier
@@ -109,13 +109,12 @@ def test_mgmvae_joint_coherence_draws_the_mixture_and_the_private_latents():
 def test_balanced_coherence_is_the_mean_of_per_class_accuracies():
     """90 sources of class 0 and 10 of class 1; every generation shows 0: plain 0.9, balanced 0.5."""
     labels = torch.cat([torch.zeros(90), torch.ones(10)]).long()
-    source = (coded(labels, (1, 4, 4)) * 255).round().to(torch.uint8)
-    got = cross_coherence(lambda x: coded(torch.zeros(len(x)).long(), (1, 4, 4)), source, labels, CodeReader(), 16)
+    got = conditional_coherence(lambda i: coded(torch.zeros(len(i)).long(), (1, 4, 4)), labels, CodeReader(), 16)
     assert got == pytest.approx({"accuracy": 0.9, "balanced_accuracy": 0.5})
     # class 1 right, half of class 0 wrong: plain 0.55, balanced (0.5 + 1) / 2
     pred = labels.clone()
     pred[:45] = 1
-    got = cross_coherence(lambda x: coded(pred[: len(x)], (1, 4, 4)), source, labels, CodeReader(), 100)
+    got = conditional_coherence(lambda i: coded(pred[i], (1, 4, 4)), labels, CodeReader(), 100)
     assert got == pytest.approx({"accuracy": 0.55, "balanced_accuracy": 0.75})
 
 

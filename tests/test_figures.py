@@ -52,11 +52,11 @@ def test_paper_style_figures(data, models, tmp_path):
     assert_images(F.cross_generation_grid(data, models, "a", "b", tmp_path / "cg.png"))
     for name, model in models.items():  # mvae falls back to cross-generation
         assert_images(F.translation_grid(data, model, "b", "a", tmp_path / f"tr_{name}", model_name=name))
-    assert_images(F.retrieval_panel(data, models, "a", "b", tmp_path / "ret"))
+    assert_images(F.retrieval_panel(data, models, "a", "b", tmp_path / "ret", batch_size=64, chunk=4))
 
 
 def test_tsne_curves_bars_ablation(data, models, tmp_path):
-    assert_images(F.tsne_plot(data, models, tmp_path / "tsne", max_points=20, seed=0))
+    assert_images(F.tsne_plot(data, models, tmp_path / "tsne", max_points=20, seed=0, n_clusters=10, batch_size=64))
     history = [{"epoch": e, "loss": 10.0 / e, "a/kl": 1.0 / e, "b/recon_b": -5.0 * e} for e in (1, 2, 3)]
     assert_images(F.training_curves(history, tmp_path / "curves", title="toy"))
     frame = pd.DataFrame(
@@ -159,6 +159,22 @@ def test_every_model_has_a_colour_of_its_own():
     assert palette["MGMVAE"] == F.model_palette(["MGMVAE"])["MGMVAE"]  # by id or by display name
     assert palette["my_plugin"] == F.model_palette(["my_plugin", "mvae"])["my_plugin"]
     assert palette["my_plugin"] not in F.model_palette(model_names()).values()
+
+
+def test_a_model_class_gives_its_label_and_colour_to_tables_and_figures(tmp_path):
+    """The label and colour on a model's class, a plugin's too; the paper's rows no model implements
+    keep their names from mgmvae/paper.py."""
+    from matplotlib.colors import to_rgb
+
+    from mgmvae.paper import display_name
+    from mgmvae.registry import resolve
+
+    plugin = tmp_path / "named.py"
+    plugin.write_text('from baselines.mvae import MVAE\n\n\nclass Named(MVAE):\n    name = "named_vae"\n'
+                      '    label, colour = "Named VAE", "tab:olive"\n')  # fmt: skip
+    resolve(f"{plugin}:Named")  # as the stages resolve the config's models first
+    assert [display_name(m) for m in ("named_vae", "mmvae_plus", "cddn")] == ["Named VAE", "MMVAE+", "CdDN"]
+    assert F.model_palette(["named_vae", "mvae"]) == {"Named VAE": to_rgb("tab:olive"), "MVAE": to_rgb("tab:blue")}
 
 
 def error_spans(ax, decimals: int) -> set[tuple[float, float]]:

@@ -31,9 +31,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mgmvae.config import load_config, run_settings
+from mgmvae.config import load_config
 from mgmvae.data.paired import PairedData
-from mgmvae.registry import resolve
+from mgmvae.registry import resolve, run_settings
 from mgmvae.seeding import seed_everything
 from mgmvae.train import train_model
 from tests.conftest import synthetic_paired

@@ -12,7 +12,7 @@ from torch import nn
 from mgmvae.data.paired import PairedData
 from mgmvae.evaluation import (
     clustering_scores,
-    cross_generation_accuracy,
+    conditional_coherence,
     evaluate_model,
     kmeans_assignments,
     linear_probe,
@@ -104,11 +104,11 @@ def test_coherence_known_fraction_wrong():
     source = (coded(labels, (1, 4, 4)) * 255).round().to(torch.uint8)
     shift = torch.tensor([1, 2, 3, 3, 4, 5, 6, 7, 8, 9])  # classes 0, 1, 2 come out wrong: 30%
 
-    def generate(x):
-        return coded(shift[decode(x)], (3, 4, 4))
+    def generate(index):
+        return coded(shift[decode(source[index].float() / 255)], (3, 4, 4))
 
     for bs in (7, 1024):
-        acc = cross_generation_accuracy(generate, source, labels, CodeReader(), batch_size=bs)
+        acc = conditional_coherence(generate, labels, CodeReader(), batch_size=bs)["accuracy"]
         assert acc == pytest.approx(0.7)
 
 
@@ -140,17 +140,17 @@ def test_retrieval_two_of_five_wrong():
     gallery_y = torch.tensor([0, 1, 2, 3, 4])
     query = torch.tensor([[1.0], [11.0], [22.0], [29.0], [38.0]])
     query_y = torch.tensor([0, 1, 7, 3, 9])  # nearest are 0,1,2,3,4: queries 2 and 4 are wrong
-    assert topk_indices(query, gallery, k=1)[:, 0].tolist() == [0, 1, 2, 3, 4]
-    assert top1_retrieval(query, query_y, gallery, gallery_y) == pytest.approx(0.6)
-    assert topk_indices(query[:1], gallery, k=3).tolist() == [[0, 1, 2]]
+    assert topk_indices(query, gallery, 1, chunk=2)[:, 0].tolist() == [0, 1, 2, 3, 4]
+    assert top1_retrieval(query, query_y, gallery, gallery_y, chunk=2) == pytest.approx(0.6)
+    assert topk_indices(query[:1], gallery, 3, chunk=2).tolist() == [[0, 1, 2]]
 
 
 def test_retrieval_chunking_matches_unchunked():
     g = torch.Generator().manual_seed(0)
     q, gal = torch.randn(101, 8, generator=g), torch.randn(300, 8, generator=g)
     qy, gy = torch.randint(0, 10, (101,), generator=g), torch.randint(0, 10, (300,), generator=g)
-    assert torch.equal(topk_indices(q, gal, k=5, chunk=7), topk_indices(q, gal, k=5))
-    assert top1_retrieval(q, qy, gal, gy, chunk=7) == top1_retrieval(q, qy, gal, gy)
+    assert torch.equal(topk_indices(q, gal, 5, chunk=7), topk_indices(q, gal, 5, chunk=len(q)))
+    assert top1_retrieval(q, qy, gal, gy, chunk=7) == top1_retrieval(q, qy, gal, gy, chunk=len(q))
 
 
 # ---------------------------------------------------------------- clustering

@@ -315,9 +315,11 @@ def test_same_seed_same_loss_and_training_is_deterministic():
 def test_unknown_params_are_rejected():
     with pytest.raises(ValueError, match="no parameter"):
         make({"lambda4": 1.0})
-    with pytest.raises(ValueError, match="mixture_init"):
+    with pytest.raises(ValueError, match="mixture_init = 'gmm': input should be 'kmeans' or 'random'"):
         make({"mixture_init": "gmm"})
-    assert MGMVAE.default_params["margin"] == 1.7 and MGMVAE.default_params["lambda3"] == 0.0025
+    with pytest.raises(ValueError, match="negatives = 0: input should be greater than 0"):
+        make({"negatives": 0})
+    assert MGMVAE.Params().margin == 1.7 and MGMVAE.Params().lambda3 == 0.0025  # the paper's MNIST-SVHN values
 
 
 def test_recon_scale_multiplies_the_log_likelihood():

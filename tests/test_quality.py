@@ -164,6 +164,7 @@ def trained():
             batch_size=32,
             lr=1e-3,
             seed=0,
+            eval_batch_size=128,
             progress=False,
         )
         assert metrics["test_accuracy"] > 0.95

@@ -162,3 +162,15 @@ def test_same_config_and_seed_give_the_same_metrics(toy_data, device):
     (h1, m1, s1), (h2, m2, s2) = _train_and_evaluate(toy_data, device), _train_and_evaluate(toy_data, device)
     assert h1 == h2 and m1 == m2
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
+
+
+def test_the_optimizer_is_the_one_settings_name_with_the_sections_arguments():
+    from mgmvae import train
+
+    model = torch.nn.Linear(2, 1)
+    adam = train.make_optimizer(model, {"optimizer": {"name": "adam", "lr": 0.01, "amsgrad": True}})
+    assert type(adam) is torch.optim.Adam and (adam.defaults["lr"], adam.defaults["amsgrad"]) == (0.01, True)
+    adamw = train.make_optimizer(
+        model, {"optimizer": {"name": "adamw", "lr": 0.01, "amsgrad": False, "weight_decay": 0.05}}
+    )
+    assert type(adamw) is torch.optim.AdamW and adamw.defaults["weight_decay"] == 0.05

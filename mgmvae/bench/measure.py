@@ -50,7 +50,8 @@ def synthetic_data(n_train: int, n_test: int = 256, seed: int = 0, device: str |
 
 def paper_settings(model: str) -> dict:
     """config.yaml resolved for ``model`` on MNIST-SVHN: the paper's setting the bench runs."""
-    from mgmvae.config import load_config, run_settings
+    from mgmvae.config import load_config
+    from mgmvae.registry import run_settings
 
     return run_settings(load_config(REPO / "config.yaml"), "mnist_svhn", model)
 

@@ -3,10 +3,10 @@
 Every dataset source, built-in or your own, is a subclass of ``Dataset`` that the one registry
 (mgmvae/registry.py, ``DATASETS``) finds from ``datasets.<name>.source``: a built-in's name,
 ``pkg.module:Class``, ``path/to/file.py:Class`` or an entry point in the group ``mgmvae.datasets``.
-The entry's other keys override ``default_params``; an unknown key, or a value of another type than
-its default, is refused naming the key, and ``check_params`` refuses values the class cannot build
-from. ``build`` returns the PairedData (mgmvae/data/paired.py); the same seed must give bitwise the
-same tensors (``python -m mgmvae check-dataset`` checks it).
+The entry's other keys override the class's ``Params`` (mgmvae/params.py); an unknown key, or a
+value of another type or out of range, is refused naming the key, and ``check_params`` refuses
+values the class cannot build from. ``build`` returns the PairedData (mgmvae/data/paired.py); the
+same seed must give bitwise the same tensors (``python -m mgmvae check-dataset`` checks it).
 """
 
 from __future__ import annotations
@@ -15,17 +15,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mgmvae import params
 from mgmvae.data.paired import DataError, PairedData
 
 Shape = tuple[int, int, int]
 
 
-class ParamError(DataError):
+class ParamError(DataError, params.ParamError):
     """A dataset parameter that cannot be used; ``key`` names it, the message says why and the fix."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(message)
-        self.key = key
 
 
 class Dataset:
@@ -34,10 +31,17 @@ class Dataset:
     name: ClassVar[str] = "base"  # the source name: what `datasets.<name>.source` gives for a built-in
     modalities: ClassVar[tuple[str, ...]] = ()  # two or more; their order is the tables' m0, m1, ...
     shapes: ClassVar[Mapping[str, Shape]] = {}  # (C, H, W) per modality under the default parameters
-    default_params: ClassVar[Mapping[str, Any]] = {}  # every parameter with its default (JSON values)
 
-    def __init__(self, params: Mapping[str, Any] | None = None):
-        self.params = resolve_params(type(self), params or {})
+    class Params(params.Params):
+        """The dataset's parameters, their types and defaults (mgmvae/params.py)."""
+
+    default_params: ClassVar[Mapping[str, Any]] = {}  # a plugin's alternative to Params: {parameter: default}
+
+    def __init__(self, given: Mapping[str, Any] | None = None):
+        try:
+            self.params = params.resolve(params.params_class(type(self)), given or {}, f"dataset source {self.name!r}")
+        except params.ParamError as error:
+            raise ParamError(error.key, str(error)) from None
         self.check_params()
 
     def check_params(self) -> None:
@@ -59,44 +63,3 @@ class Dataset:
         """Where ``build`` would download missing raw files from (their hosts are checked before any
         job); DataError if such a download could not be verified."""
         return []
-
-
-def resolve_params(cls: type[Dataset], given: Mapping[str, Any]) -> dict[str, Any]:
-    """``default_params`` overridden by ``given``; ParamError for an unknown key or a value whose JSON
-    type differs from its default's (a default of None accepts any value; check_params decides)."""
-    params = dict(cls.default_params)
-    for key, value in given.items():
-        if key not in params:
-            raise ParamError(key, f"unknown key {key!r} for dataset source {cls.name!r}; allowed: {sorted(params)}")
-        default = params[key]
-        if default is not None and not _same_type(value, default):
-            raise ParamError(
-                key, f"dataset key {key!r} must be {_json_type(default)} like its default {default!r}, got {value!r}"
-            )
-        params[key] = value
-    return params
-
-
-def check_positive(params: Mapping[str, Any], *keys: str) -> None:
-    """ParamError unless each of ``keys`` is a positive integer."""
-    for key in keys:
-        value = params[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ParamError(key, f"dataset key {key!r} must be a positive integer, got {value!r}")
-
-
-def _same_type(value: Any, default: Any) -> bool:
-    """Of the default's JSON type; an integer also stands for a number (1 for 1.0)."""
-    return _json_type(value) == _json_type(default) or (_json_type(default), _json_type(value)) == (
-        "a number",
-        "an integer",
-    )
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    kinds = {float: "a number", str: "a string", list: "a list", dict: "a mapping"}
-    return kinds.get(type(value), f"a {type(value).__name__}")

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import PositiveInt
 from torch import Tensor
 
-from mgmvae.data.dataset import Dataset, check_positive
+from mgmvae.data.dataset import Dataset
 from mgmvae.data.embedded import HAND_SPLIT_SEED, hand_digits, hand_split
 from mgmvae.data.paired import SPLITS, PairedData
 from mgmvae.data.pairing import derive_seed
@@ -120,10 +121,9 @@ class DigitsPoly(Dataset):
     name = "digits_poly"
     modalities = MODALITIES
     shapes = {m: (3, SIZE, SIZE) for m in MODALITIES}
-    default_params = {"pairings": 10}  # tuples = pairings × images of the split (PolyMNIST: 1 × 60,000)
 
-    def check_params(self) -> None:
-        check_positive(self.params, "pairings")
+    class Params(Dataset.Params):
+        pairings: PositiveInt = 10  # permutations per class and modality: 14,370 / 3,600 tuples (PolyMNIST: 60,000)
 
     def build(self, name: str, seed: int, data_dir: Path, download: bool) -> PairedData:
         hand, hand_labels = hand_digits()

@@ -23,12 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, PositiveInt
 from torch import Tensor
 
 from mgmvae.data.cdcb import make_cdcb
-from mgmvae.data.dataset import Dataset, check_positive
+from mgmvae.data.dataset import Dataset
 from mgmvae.data.paired import SPLITS, DataError, PairedData
 from mgmvae.data.pairing import class_matched_pairs, derive_seed
+from mgmvae.params import IMPLICIT
 
 HAND_SPLIT_SEED = 0  # fixed: the hand split must not move with the experiment seed
 HAND_TEST_FRACTION = 0.2
@@ -228,13 +230,14 @@ class DigitsStreet(Dataset):
     name = "digits_street"
     modalities = ("hand", "street")
     shapes = {"hand": (1, 28, 28), "street": (3, STREET_SIZE, STREET_SIZE)}
-    # 300 street images a class: the pairing uses ~150 (hand has ~144 a class), the rest help the
-    # street classifier.
-    default_params = {"pairings": 20, "street_per_class_train": 300, "street_per_class_test": 100,
-                      "max_per_class": 10_000}  # fmt: skip
 
-    def check_params(self) -> None:
-        check_positive(self.params, *self.default_params)
+    class Params(Dataset.Params):
+        pairings: PositiveInt = 20  # as MNIST-SVHN's
+        # 300 street images a class: the pairing uses ~150 (hand has ~144 a class), the rest help the
+        # street classifier.
+        street_per_class_train: PositiveInt = 300
+        street_per_class_test: PositiveInt = 100
+        max_per_class: PositiveInt = Field(10_000, json_schema_extra=IMPLICIT)  # caps nothing here
 
     def build(self, name: str, seed: int, data_dir: Path, download: bool) -> PairedData:
         hand, hand_labels = hand_digits()
@@ -263,10 +266,9 @@ class DigitsCdcb(Dataset):
     name = "digits_cdcb"
     modalities = ("cd", "cb")
     shapes = {"cd": (3, STREET_SIZE, STREET_SIZE), "cb": (3, STREET_SIZE, STREET_SIZE)}
-    default_params = {"colourings": 10}
 
-    def check_params(self) -> None:
-        check_positive(self.params, "colourings")
+    class Params(Dataset.Params):
+        colourings: PositiveInt = 10  # colour draws per hand digit
 
     def build(self, name: str, seed: int, data_dir: Path, download: bool) -> PairedData:
         hand, hand_labels = hand_digits()

@@ -8,11 +8,13 @@ practice.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import torch
+from pydantic import Field, PositiveInt
 
 from mgmvae.data.cdcb import make_cdcb
-from mgmvae.data.dataset import Dataset, ParamError, Shape, check_positive
+from mgmvae.data.dataset import Dataset, Shape
 from mgmvae.data.paired import SPLITS, PairedData
 from mgmvae.data.pairing import class_matched_pairs, derive_seed
 from mgmvae.data.sources import download_urls, load_mnist, load_svhn, raw_files
@@ -24,10 +26,10 @@ class MnistSvhn(Dataset):
     name = "mnist_svhn"
     modalities = ("mnist", "svhn")
     shapes = {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}
-    default_params = {"pairings": 20, "max_per_class": 10_000}
 
-    def check_params(self) -> None:
-        check_positive(self.params, *self.default_params)
+    class Params(Dataset.Params):  # the module docstring
+        pairings: PositiveInt = 20  # MMVAE's README: 20 (its script uses 30)
+        max_per_class: PositiveInt = 10_000
 
     def build(self, name: str, seed: int, data_dir: Path, download: bool) -> PairedData:
         images: dict[str, dict[str, torch.Tensor]] = {"mnist": {}, "svhn": {}}
@@ -56,12 +58,11 @@ class MnistCdcb(Dataset):
     name = "mnist_cdcb"
     modalities = ("cd", "cb")
     shapes = {"cd": (3, 32, 32), "cb": (3, 32, 32)}
-    default_params = {"colourings": 1, "size": 32}
 
-    def check_params(self) -> None:
-        check_positive(self.params, "colourings")
-        if self.params["size"] < 28:
-            raise ParamError("size", f"mnist_cdcb: size must be >= 28 (MNIST is 28×28), got {self.params['size']}")
+    # Gonzalez-Garcia et al. 2018: the same MNIST image, independent colours
+    class Params(Dataset.Params):
+        colourings: PositiveInt = 1  # one colour draw per MNIST image; MNIST's own train/test split
+        size: Annotated[int, Field(ge=28)] = 32  # MNIST's 28×28 padded to 3×32×32: both sides use the SVHN CNN
 
     def image_shapes(self) -> dict[str, Shape]:
         size = self.params["size"]

@@ -42,8 +42,11 @@ class PolyMnist(Dataset):
     name = "polymnist"
     modalities = MODALITIES
     shapes = {m: (3, 28, 28) for m in MODALITIES}
-    # folder: under data_dir, holding train/ and test/ (MoPoE, MultiVae: MMNIST); md5: the archive's.
-    default_params = {"folder": "MMNIST", "url": ZENODO_URL, "md5": None}
+
+    class Params(Dataset.Params):
+        folder: str = "MMNIST"  # under data_dir, holding train/ and test/ (MoPoE, MultiVae: MMNIST)
+        url: str = ZENODO_URL  # the released archive (Sutter et al. 2021)
+        md5: str | None = None  # the archive's; none is published: a download needs it, else it is refused
 
     def check_params(self) -> None:
         md5 = self.params["md5"]

@@ -23,11 +23,11 @@ from mgmvae.config import (
     ablation_seeds,
     ablation_variants,
     load_config,
-    run_settings,
     settings_hash,
     studied_datasets,
 )
 from mgmvae.provenance import git_commit, machine
+from mgmvae.registry import run_settings
 
 SNAPSHOTS = ROOT / "docs" / "snapshots"
 RECIPES = "recipes.yaml"

@@ -8,8 +8,6 @@ from mgmvae.evaluation.classifiers import (
 from mgmvae.evaluation.clustering import clustering_scores, hungarian_accuracy, kmeans_assignments
 from mgmvae.evaluation.coherence import (
     conditional_coherence,
-    cross_coherence,
-    cross_generation_accuracy,
     joint_coherence,
 )
 from mgmvae.evaluation.likelihood import estimate_log_likelihood, evaluate_log_likelihood
@@ -21,8 +19,6 @@ from mgmvae.evaluation.run import evaluate_model
 __all__ = [
     "clustering_scores",
     "conditional_coherence",
-    "cross_coherence",
-    "cross_generation_accuracy",
     "estimate_log_likelihood",
     "evaluate_log_likelihood",
     "evaluate_model",

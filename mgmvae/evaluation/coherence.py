@@ -34,16 +34,12 @@ def _device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def _as_float(x: Tensor) -> Tensor:
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-
-
 @torch.no_grad()
 def generated_labels(
     generate: Callable[[Tensor], Tensor],
     n: int,
     classifier: nn.Module,
-    batch_size: int = 1024,
+    batch_size: int,
     progress: bool = False,
 ) -> np.ndarray:
     """The classifier's labels of ``generate(index)`` for the items 0..n-1, in order.
@@ -67,7 +63,7 @@ def conditional_coherence(
     generate: Callable[[Tensor], Tensor],
     labels: Tensor,
     classifier: nn.Module,
-    batch_size: int = 1024,
+    batch_size: int,
     progress: bool = False,
 ) -> dict[str, float]:
     """``{"accuracy", "balanced_accuracy"}`` of the generations of the items 0..len(labels)-1
@@ -80,40 +76,12 @@ def conditional_coherence(
     }
 
 
-def cross_coherence(
-    generate: Callable[[Tensor], Tensor],
-    source_images: Tensor,
-    source_labels: Tensor,
-    classifier: nn.Module,
-    batch_size: int = 1024,
-    progress: bool = False,
-) -> dict[str, float]:
-    """Conditional coherence from one modality, each of ``source_images`` once: ``generate`` maps
-    a float batch of source images (uint8 ones are converted per batch) to target images."""
-    if len(source_images) != len(source_labels):
-        raise ValueError("source_images and source_labels differ in length")
-    fn = lambda index: generate(_as_float(source_images[index.to(source_images.device)]))  # noqa: E731
-    return conditional_coherence(fn, source_labels, classifier, batch_size, progress)
-
-
-def cross_generation_accuracy(
-    generate: Callable[[Tensor], Tensor],
-    source_images: Tensor,
-    source_labels: Tensor,
-    classifier: nn.Module,
-    batch_size: int = 1024,
-    progress: bool = False,
-) -> float:
-    """Plain accuracy of ``classifier(generate(x))`` against the label of the source image ``x``."""
-    return cross_coherence(generate, source_images, source_labels, classifier, batch_size, progress)["accuracy"]
-
-
 @torch.no_grad()
 def joint_coherence(
     sample: Callable[[int], Mapping[str, Tensor]],
     n: int,
     classifiers: Mapping[str, nn.Module],
-    batch_size: int = 1024,
+    batch_size: int,
     progress: bool = False,
 ) -> float:
     """Fraction of ``n`` joint samples on which every modality's classifier gives the same label.

@@ -7,12 +7,12 @@ from torch import Tensor
 
 
 @torch.no_grad()
-def topk_indices(query_z: Tensor, gallery_z: Tensor, k: int = 1, chunk: int = 4096) -> Tensor:
+def topk_indices(query_z: Tensor, gallery_z: Tensor, k: int, chunk: int) -> Tensor:
     """Indices [Q, k] of the k gallery items nearest (Euclidean) to each query, nearest first.
 
-    Distances are computed a chunk of queries at a time, so memory is chunk x G. The exact
-    (non-matmul) cdist is used so that near-ties do not depend on the chunk size; for k=1,
-    exact ties go to the lowest gallery index.
+    Distances are computed ``chunk`` queries at a time (``evaluation.retrieval_chunk``), so memory
+    is chunk x G. The exact (non-matmul) cdist is used so that near-ties do not depend on the chunk
+    size; for k=1, exact ties go to the lowest gallery index.
     """
     if k < 1 or k > len(gallery_z):
         raise ValueError(f"k={k} must lie in [1, {len(gallery_z)}] (the gallery size)")
@@ -24,7 +24,7 @@ def topk_indices(query_z: Tensor, gallery_z: Tensor, k: int = 1, chunk: int = 40
     return torch.cat(out) if out else torch.empty(0, k, dtype=torch.long, device=query_z.device)
 
 
-def top1_retrieval(query_z: Tensor, query_y: Tensor, gallery_z: Tensor, gallery_y: Tensor, chunk: int = 4096) -> float:
+def top1_retrieval(query_z: Tensor, query_y: Tensor, gallery_z: Tensor, gallery_y: Tensor, chunk: int) -> float:
     """Fraction of queries whose nearest gallery item has the query's label."""
     if len(query_z) == 0:
         raise ValueError("top1_retrieval needs at least one query")

@@ -26,16 +26,17 @@ def render_all(
     metrics: pd.DataFrame | None,
     table_datasets: Mapping[str, str],
     outdir: str | Path,
-    study: str | None = None,
-    seed: int = 0,
-    tsne_points: int = 2000,
-    n_clusters: int = 10,
-    batch_size: int = 512,
+    *,
+    study: str | None,
+    seed: int,
+    tsne_points: int,
+    evaluation: Mapping[str, Any],
     bars: bool = True,
 ) -> list[Path]:
     """Every figure of ``figure_specs``: ``datasets`` {name: PairedData}, ``models`` {dataset:
     {model: model}}, ``histories`` {dataset: {model: history}}, ``metrics`` the long frame of
-    ``load_run_metrics``. Returns the written paths (PNG and PDF)."""
+    ``load_run_metrics``; ``evaluation`` the config's section (its batch size, retrieval chunk and
+    clusters). Returns the written paths (PNG and PDF)."""
     from mgmvae.tables import PAPER_TABLES
     from mgmvae.tables.spec import POLYMNIST
 
@@ -48,6 +49,7 @@ def render_all(
     )
     written = []
     tag = f" (seed {seed})"
+    batch_size, n_clusters = int(evaluation["batch_size"]), int(evaluation["n_clusters"])
     for spec in specs:
         kind, d, m, out = spec["kind"], spec["dataset"], spec["model"], outdir / spec["stem"]
         data: Any = datasets.get(d)  # None for the bar charts, which read the metrics
@@ -60,7 +62,8 @@ def render_all(
             written += translation_grid(data, models[d][m], src, tgt, out, model_name=m, title=title)
         elif kind == "retrieval":
             title = f"{d}: retrieval {src} → {tgt}{tag}\nframe green: same label as the query, red: other label"
-            written += retrieval_panel(data, models[d], src, tgt, out, batch_size=batch_size, title=title)
+            chunk = int(evaluation["retrieval_chunk"])
+            written += retrieval_panel(data, models[d], src, tgt, out, batch_size, chunk, title=title)
         elif kind == "tsne":
             points = min(tsne_points, data.num_pairs("test"))
             title = f"{d}: t-SNE of the joint shared latent{tag}, {points} test pairs"

@@ -22,14 +22,16 @@ def retrieval_panel(
     source: str,
     target: str,
     out: str | Path,
+    batch_size: int,
+    chunk: int,
     n_queries: int = 6,
     k: int = 3,
-    batch_size: int = 512,
     title: str | None = None,
 ) -> list[Path]:
     """Per query row: the query (``source``), its true partner (``target``), then each model's top-k
-    from the ``target`` test gallery by Euclidean distance in the shared latent; green frame =
-    same label as the query, red = another label."""
+    from the ``target`` test gallery by Euclidean distance in the shared latent (``chunk``: queries
+    scored at once, ``evaluation.retrieval_chunk``); green frame = same label as the query, red =
+    another label."""
     from mgmvae.evaluation.retrieval import topk_indices
     from mgmvae.evaluation.run import embed_unimodal
 
@@ -48,7 +50,7 @@ def retrieval_panel(
         model = models[name]
         g = embed_unimodal(model, data, target, "test", batch_size, False)
         q = model.embed({source: queries.to(device_of(model))}, [source])
-        hits[name] = topk_indices(q, g, k=k).cpu()
+        hits[name] = topk_indices(q, g, k, chunk).cpu()
     cells: list[list[torch.Tensor | None]] = []
     frames: list[list[str | None]] = []
     for i in range(len(idx)):

@@ -54,10 +54,10 @@ def tsne_plot(
     data: Any,
     models: Mapping[str, Any],
     out: str | Path,
-    max_points: int = 2000,
-    seed: int = 0,
-    n_clusters: int = 10,
-    batch_size: int = 512,
+    max_points: int,
+    seed: int,
+    n_clusters: int,
+    batch_size: int,
     title: str | None = None,
 ) -> list[Path]:
     """t-SNE (2-D, seeded) of the joint shared latent of ≤ ``max_points`` test pairs (seeded

@@ -1,7 +1,7 @@
 # The ablation study (config `ablation`), run by `snakemake ablation`; not part of the default target.
 # `ablation.model` is trained and evaluated once per variant × dataset × seed by the rules of every
 # run with their own paths and `--variant NAME`: the variant's overrides go on top of the resolved
-# settings (mgmvae.config.run_settings), the run lives in results/<study>/ablation/<dataset>/<variant>/seed<k>/
+# settings (mgmvae.registry.run_settings), the run lives in results/<study>/ablation/<dataset>/<variant>/seed<k>/
 # and its MLflow runs carry a `variant` tag. The aggregation (target `ablation`) writes
 # ablation/ablation_table.{csv,md,tex,html} and ablation/ablation_plot_<dataset>.{png,pdf}.
 import re

@@ -14,12 +14,12 @@ from snakemake.settings.types import DeploymentMethod
 from mgmvae import paper as _paper
 from mgmvae import paths
 from mgmvae.compat import rule_python_problem
-from mgmvae.config import ConfigError, at_paper_budget, classifier_settings, run_settings, studied_datasets, validate
+from mgmvae.config import ConfigError, at_paper_budget, classifier_settings, studied_datasets, validate
 from mgmvae.contract import validate_models
 from mgmvae.dataset_contract import validate_datasets
-from mgmvae.datasets import check_raw_data, dataset_modalities
+from mgmvae.datasets import check_raw_data, dataset_modalities, dataset_spec
 from mgmvae.gpu_slots import LeaseError, warn_loudly, workflow_gpus
-from mgmvae.registry import run_names
+from mgmvae.registry import run_names, run_settings
 from mgmvae.tracking import TrackingError
 from mgmvae.tracking import check_uri as check_tracking_uri
 from mgmvae.tracking import preflight as check_tracking
@@ -38,7 +38,7 @@ except (ConfigError, ValueError) as error:
 
 # Before the study config is written: no password inside the tracking URI.
 try:
-    check_tracking_uri((config.get("mlflow") or {}).get("tracking_uri"), "mlflow.tracking_uri")
+    check_tracking_uri(config["mlflow"]["tracking_uri"], "mlflow.tracking_uri")
 except TrackingError as error:
     raise WorkflowError(str(error)) from None
 

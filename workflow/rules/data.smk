@@ -14,7 +14,7 @@ rule prepare_dataset:
     params:
         cli=MGMVAE,
         config=STUDY_CONFIG,
-        spec=lambda w: json.dumps(config["datasets"][w.dataset], sort_keys=True),
+        spec=lambda w: json.dumps(dataset_spec(config, w.dataset), sort_keys=True),
         data_seed=config["data_seed"],
     shell:
         "{params.cli} prepare --config {params.config} --dataset {wildcards.dataset} "

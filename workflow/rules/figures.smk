@@ -14,7 +14,7 @@ FIGURE_PARAMS = dict(
     outdir=lambda w, output: os.path.dirname(os.path.dirname(output.png[0])),  # <study>/figures
     seed=FIGURES_SEED,
     evaluation=json.dumps(config["evaluation"], sort_keys=True),
-    figures=json.dumps(config.get("figures", {}), sort_keys=True),
+    figures=json.dumps(config["figures"], sort_keys=True),
     tables=json.dumps(config["tables"], sort_keys=True),
 )
 

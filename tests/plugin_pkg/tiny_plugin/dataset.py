@@ -11,7 +11,7 @@ class NoisyDigits(Dataset):
     name = "noisy_digits"  # the source name: `datasets.<any name>.source: noisy_digits`
     modalities = ("clean", "noisy")  # two or more; tables and figures read them in this order
     shapes = {"clean": (1, 28, 28), "noisy": (1, 28, 28)}  # (C, H, W) of each; networks exist for these
-    default_params = {"noise": 0.3, "test_every": 5}  # `datasets.<any name>.noise: 0.5` overrides one
+    default_params = {"noise": 0.3, "test_every": 5}  # or a Params class; `datasets.<any name>.noise: 0.5`
 
     def check_params(self) -> None:
         if self.params["noise"] < 0:

@@ -8,7 +8,9 @@ from mgmvae.base import Batch, MultimodalVAE
 class TinyVAE(MultimodalVAE):
     name = "tiny_vae"  # the run name: results/<study>/runs/<dataset>/tiny_vae/, model_settings.tiny_vae
     uses_private = False  # True: the encoders also give a private latent of settings.private_dim
-    default_params = {"kl_weight": 1.0}  # model_settings.tiny_vae.params overrides these
+
+    class Params(MultimodalVAE.Params):  # each parameter: type, default, reason; model_settings.tiny_vae.params
+        kl_weight: float = 1.0  # the KL term's weight (1: the ELBO)
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         encoded = self.encode(batch)  # {modality: (q(z | x_m), q(w_m | x_m) or None)}
