@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,7 +30,7 @@ def common_arguments() -> tuple[argparse.ArgumentParser, ...]:
     )
     config.add_argument("--preset", help="a preset name from workflow/presets (e.g. quick)")
     stage = argparse.ArgumentParser(add_help=False, parents=[config])
-    stage.add_argument("--threads", type=int, help="CPU threads for torch")
+    stage.add_argument("--threads", type=int, help="CPU threads for torch, BLAS and OpenMP")
     stage.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     stage.add_argument("--no-progress", action="store_true", help="hide progress bars")
     dataset = argparse.ArgumentParser(add_help=False, parents=[stage])
@@ -130,14 +131,24 @@ def load_stage_config(args: argparse.Namespace) -> dict:
 OUT_OF_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # EFBIG: a file-size limit (ulimit -f)
 
 
+def limit_threads(n: int) -> None:
+    """Torch's threads and the BLAS and OpenMP pools of numpy, scipy and scikit-learn, which otherwise
+    take every core: two one-thread jobs on two cores then spin on each other (the probes ~3x the CPU).
+    The pools loaded now are limited at once, those loaded later read the variables."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    os.environ.update({var: str(n) for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+    torch.set_num_threads(n)
+    threadpool_limits(n)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_stage_config(args)
         if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
+            limit_threads(args.threads)
         args.func(config, args)
     except (ConfigError, DataError, ModelFileError, stages.StageError, TrackingError, ServerError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -3,6 +3,7 @@ project itself through pip, with the Python they name; every rule has a conda en
 
 import os
 import re
+import subprocess
 import sys
 
 import yaml
@@ -64,3 +65,24 @@ def test_every_rule_has_a_conda_env_and_a_log():
         inherited = len(re.findall(r"^use rule \w+ as \w+ with:", text, re.M))
         assert commands == text.count("conda:"), smk.name
         assert commands + inherited == text.count("log:"), smk.name
+
+
+def test_threads_option_limits_every_thread_pool_loaded_before_or_after():
+    """``--threads 1`` (cli.limit_threads): torch and every BLAS/OpenMP pool at one thread, those of
+    numpy and torch loaded before the call and those of scipy and scikit-learn loaded after it."""
+    code = (
+        "import numpy, torch\n"
+        "from mgmvae.cli import limit_threads\n"
+        "limit_threads(1)\n"
+        "import scipy.linalg, sklearn.linear_model\n"
+        "from threadpoolctl import threadpool_info\n"
+        "print(torch.get_num_threads(), sorted({p['num_threads'] for p in threadpool_info()}))\n"
+    )
+    many = {var: "2" for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    run = lambda code: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env={**os.environ, **many}, check=True
+    ).stdout.split(maxsplit=1)
+    threads, pools = run(code.replace("limit_threads(1)", "pass"))
+    assert threads == "2" and pools.startswith("[2]"), f"the pools must start above one thread: {pools}"
+    threads, pools = run(code)
+    assert threads == "1" and pools.strip() == "[1]", pools
