@@ -1,17 +1,9 @@
-"""The registry: how a name in ``models`` (or ``ablation.model``, or ``--model``) becomes a model
-class, and how a ``datasets.<name>.source`` becomes a dataset class.
-
-One registry, one resolution path, for both kinds (``MODELS``, ``DATASETS``). An entry is one of
-  ``mvae``                      a built-in (the kind's ``builtins``) or an installed package's entry
-                                point in the kind's group, ``mgmvae.models`` or ``mgmvae.datasets``
-                                (``name = "pkg.module:Class"``);
-  ``pkg.module:Class``          an importable class (installed, or on PYTHONPATH);
-  ``path/to/file.py:Class``     a class in a local file (relative to the working directory).
-Each resolves to a ``PluginRef``. Its ``name`` (the class's ``name``; for an entry point, the entry
-point's name, which must equal it) must match ``NAME_PATTERN`` and may not be a built-in's name: a
-model's is its run name, a path component (``results/<study>/runs/<dataset>/<name>/``), a Snakemake
-wildcard and the ``model_settings`` key. A class that is not of the kind is refused here, before
-any work; ``mgmvae.contract`` then checks what a model does, ``mgmvae.dataset_contract`` what a dataset builds.
+"""The registry: how an entry in ``models``, ``ablation.model``, ``--model`` or a dataset's ``source``
+becomes a model or dataset class, one resolution path for both kinds (``MODELS``, ``DATASETS``): a
+built-in or an installed entry point by name, ``pkg.module:Class``, or ``path/to/file.py:Class``
+(docs/plugins.md, docs/datasets.md). Each resolves to a :class:`PluginRef`; a class not of its kind,
+or whose ``name`` is invalid or a built-in's, is refused here, before any work; ``mgmvae.contracts``
+then checks what a model does and what a dataset builds.
 """
 
 from __future__ import annotations
