@@ -120,9 +120,8 @@ def describe(ref: PluginRef, source: Dataset) -> str:
 
 # ------------------------------------------------------------ config validation
 def validate_datasets(config: Mapping[str, Any], contract: bool = False) -> None:
-    """Every entry of ``datasets``: its source resolves (mgmvae.registry) and its parameters are the
-    class's. The studied ones: their modalities' shapes have networks; with ``contract``, those that
-    are plugins also keep the dataset contract (built twice), so a broken one stops before any job."""
+    """Every entry of ``datasets`` resolves, with its class's parameters; the studied ones' shapes have
+    networks, and with ``contract`` their plugins keep the dataset contract, before any job."""
     studied = set(studied_datasets(config))
     for dataset in config["datasets"]:
         ref, source = config_source(config, dataset)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -28,6 +28,7 @@ from mgmvae.registry import ModelRef, PluginError, resolve, resolve_all, run_set
 from mgmvae.seeding import seed_everything
 
 Shapes = dict[str, tuple[int, int, int]]
+Batch = dict[str, Tensor]
 # The shape sets checked: their label, the config dataset whose settings they use, and the shapes.
 SHAPE_SETS: dict[str, tuple[str, Shapes]] = {
     "mnist_svhn": ("mnist_svhn", {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}),
@@ -88,9 +89,10 @@ def _check_set(cls: type[MultimodalVAE], shapes: Shapes, settings: Mapping, wher
     loss = _loss(model, data, where)
     failures += _backward(model, loss, where)
     model.eval()
+    batch = data.batch("test", torch.arange(BATCH))
     for check in (_embed, _generate, _translate, _sample, _cluster):
         try:
-            check(model, data, where)
+            check(model, batch, where)
         except Broken as stop:
             failures.append(stop.failure)
     if first:
@@ -99,15 +101,14 @@ def _check_set(cls: type[MultimodalVAE], shapes: Shapes, settings: Mapping, wher
             failures.append(
                 Failure(f"loss {where}", "the same value for the same seed", f"{loss.item()!r} then {again.item()!r}")
             )
-        failures += _round_trip(model, cls, shapes, settings, data, where)
+        failures += _round_trip(model, lambda: cls(dict(shapes), settings), batch, where)
     return failures
 
 
 # ------------------------------------------------------------ config validation
 def validate_models(config: Mapping, contract: bool = False) -> None:
-    """Check ``models`` and ``ablation.model`` against the registry (built-ins, entry points, import
-    and file paths; mgmvae.registry) and their params; with ``contract``, also run the model
-    contract (``check_model``) on every plugin, so a broken one stops before any job."""
+    """Check ``models`` and ``ablation.model`` against the registry and their params; with ``contract``,
+    also run the model contract on every plugin, so a broken one stops before any job."""
     try:
         refs = resolve_all(config["models"])
     except PluginError as error:
@@ -201,8 +202,7 @@ def _backward(model: MultimodalVAE, loss: Tensor, where: str) -> list[Failure]:
     return []
 
 
-def _embed(model: MultimodalVAE, data: PairedData, where: str) -> None:
-    batch = data.batch("test", torch.arange(BATCH))
+def _embed(model: MultimodalVAE, batch: Batch, where: str) -> None:
     m0, rest = model.modalities[0], model.modalities[1:]
     for protocol in PROTOCOLS:
         method = f"embed {where} protocol={protocol}"
@@ -217,9 +217,8 @@ def _embed(model: MultimodalVAE, data: PairedData, where: str) -> None:
             _expect_tensor(f"{method} from {label}", out, (BATCH, dim), floating=True)
 
 
-def _generate(model: MultimodalVAE, data: PairedData, where: str) -> None:
+def _generate(model: MultimodalVAE, batch: Batch, where: str) -> None:
     """From each modality to each other, and with M > 2 from all the others (a list) to each."""
-    batch = data.batch("test", torch.arange(BATCH))
     sources: list[tuple[str | list[str], str]] = list(itertools.permutations(model.modalities, 2))
     if len(model.modalities) > 2:
         sources += [([m for m in model.modalities if m != t], t) for t in model.modalities]
@@ -231,16 +230,15 @@ def _generate(model: MultimodalVAE, data: PairedData, where: str) -> None:
         _expect_tensor(method, out, (BATCH, *model.shapes[t]), floating=True, unit=True)
 
 
-def _translate(model: MultimodalVAE, data: PairedData, where: str) -> None:
-    batch = data.batch("test", torch.arange(BATCH))
-    style = data.batch("train", torch.arange(BATCH).flip(0))
+def _translate(model: MultimodalVAE, batch: Batch, where: str) -> None:
     for (s, t), protocol in itertools.product(itertools.permutations(model.modalities, 2), PROTOCOLS):
         method = f"translate {where} {s}->{t} protocol={protocol}"
-        out = call(method, partial(model.translate, {s: batch[s]}, {t: style[t]}, s, t, protocol=protocol))
+        style = {t: batch[t].flip(0)}  # another item's style
+        out = call(method, partial(model.translate, {s: batch[s]}, style, s, t, protocol=protocol))
         _expect_tensor(method, out, (BATCH, *model.shapes[t]), floating=True, unit=True)
 
 
-def _sample(model: MultimodalVAE, data: PairedData, where: str) -> None:
+def _sample(model: MultimodalVAE, batch: Batch, where: str) -> None:
     method = f"sample {where}"
     out = call(method, lambda: model.sample(BATCH))
     if not isinstance(out, Mapping) or set(out) != set(model.modalities):
@@ -249,8 +247,7 @@ def _sample(model: MultimodalVAE, data: PairedData, where: str) -> None:
         _expect_tensor(f"{method} [{m}]", x, (BATCH, *model.shapes[m]), floating=True, unit=True)
 
 
-def _cluster(model: MultimodalVAE, data: PairedData, where: str) -> None:
-    batch = data.batch("test", torch.arange(BATCH))
+def _cluster(model: MultimodalVAE, batch: Batch, where: str) -> None:
     every, last = ("both" if len(model.modalities) == 2 else "all"), model.modalities[-1]
     for label, sub in ((every, batch), (f"{last} None", {**batch, last: None})):
         method = f"cluster {where} ({label})"
@@ -262,9 +259,7 @@ def _cluster(model: MultimodalVAE, data: PairedData, where: str) -> None:
             raise Broken(Failure(method, "None or non-negative int64 cluster ids", _describe(out)))
 
 
-def _round_trip(
-    model: MultimodalVAE, cls: type[MultimodalVAE], shapes: Mapping, settings: Mapping, data: PairedData, where: str
-) -> list[Failure]:
+def _round_trip(model: MultimodalVAE, build: Callable[[], MultimodalVAE], batch: Batch, where: str) -> list[Failure]:
     method = f"state_dict {where} (torch.save, torch.load(weights_only=True), load_state_dict)"
     buffer = io.BytesIO()
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buffer)
@@ -272,17 +267,14 @@ def _round_trip(
     try:
         state = torch.load(buffer, weights_only=True)
         torch.manual_seed(12345)  # another initialisation: the state dict must overwrite all of it
-        restored = cls(dict(shapes), settings)
+        restored = build()
         restored.load_state_dict(state)
     except Exception as error:  # noqa: BLE001
         return [Failure(method, "a restorable model", f"{type(error).__name__}: {error}")]
     restored.eval()
-    batch = data.batch("test", torch.arange(BATCH))
     m0, m1 = model.modalities[:2]
-    same = torch.equal(model.embed(batch, model.modalities), restored.embed(batch, model.modalities)) and torch.equal(
-        model.generate(batch, m0, m1), restored.generate(batch, m0, m1)
-    )
-    if not same:
+    outputs = lambda m: (m.embed(batch, model.modalities), m.generate(batch, m0, m1))  # noqa: E731
+    if not all(map(torch.equal, outputs(model), outputs(restored))):
         return [Failure(method, "the same embed and generate outputs after the round trip", "different outputs")]
     return []
 
