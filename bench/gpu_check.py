@@ -1,18 +1,8 @@
-"""The GPU check (``make gpu-check``, or ``python bench/gpu_check.py``): on a machine with a CUDA GPU,
-in under 10 minutes, what no CPU can show, into one JSON file (default results/gpu_check.json).
-
-1. The CUDA tests (``pytest -m cuda``): train, SIGKILL and resume on the GPU, bitwise equal to an
-   uninterrupted run (tests/test_resume.py); the same config and seed twice, bitwise equal
-   (tests/test_train.py); a model trained on the GPU evaluated on the CPU and back, and two jobs
-   sharing one GPU through the slots (tests/test_cuda.py). Each test's outcome and seconds.
-2. A timed epoch of the paper setting per model (``python -m mgmvae.bench`` on the GPU: config.yaml's
-   MNIST-SVHN settings, batch 128, float32, synthetic MNIST-SVHN-shaped pairs resident on the
-   GPU; epoch 1 warm-up, epoch 2 timed) and the paper's MNIST-SVHN epoch projected from it:
-   MMVAE's pairing of MNIST's and SVHN's training sets (20 pairings of the first min(#MNIST_c,
-   #SVHN_c) images of each class c) holds ``PAPER_PAIRS`` pairs. Two trainings sharing the GPU
-   (``--concurrent 2``), for ``gpu_slots.per_device``.
-
-Exit code 0 when every part ran and every CUDA test passed; the JSON says what failed.
+"""The GPU check (``make gpu-check``, or ``python bench/gpu_check.py``; docs/speed.md, "GPU"): on a
+machine with a CUDA GPU, in under 10 minutes, the CUDA tests (``pytest -m cuda``) and a timed epoch of
+the paper setting per model (``python -m mgmvae.bench``) with the paper's MNIST-SVHN epoch
+(``PAPER_PAIRS``) projected from it, into one JSON file (default results/gpu_check.json). Exit code 0
+when every part ran and every CUDA test passed; the JSON says what failed.
 """
 
 from __future__ import annotations

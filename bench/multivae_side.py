@@ -1,28 +1,10 @@
-"""MultiVae side by side: its MVAE / MMVAE trained by its own trainer, on our networks and data.
+"""MultiVae side by side: its MVAE / MMVAE trained by its own trainer, on our networks and data, under
+the separate benchmark virtualenv (``make bench-env``), as ``python -m mgmvae.bench`` calls it:
 
-Run under the separate benchmark virtualenv (``make bench-env``), never the project's:
-
-    .venv-bench/bin/python bench/multivae_side.py --model mmvae --pairs 20000 --out mv.json
+    .venv-bench/bin/python bench/multivae_side.py --model mmvae --k 10 --pairs 20000 --out mv.json
 
 MultiVae (PyPI ``multivae``, Apache-2.0) is used as installed; nothing of it is copied here.
-What is matched to ``python -m mgmvae.bench`` (which calls this script):
-
-- networks: ``mgmvae.nets.Encoder``/``Decoder`` (MMVAE's MNIST MLP 784-400-L and SVHN CNN),
-  wrapped as MultiVae's ``BaseEncoder``/``BaseDecoder``; the decoder returns the sigmoid mean
-  (our likelihood takes the sigmoid of the logits inside ``log_prob``: the same arithmetic);
-- latent 20, Gaussian posteriors (``normal``), Laplace likelihood with scale 0.75, likelihood
-  weights MNIST 3·32·32/784 ≈ 3.92 and SVHN 1 (its ``rescale_factors``);
-- objectives: MVAE joint + unimodal ELBOs (``use_subsampling``, k=0, no KL warm-up; ours anneals the KL
-  weight, a scalar per step that does not change the cost);
-  MMVAE DReG "looser" with K from config.yaml's mnist_svhn setting (10) and a learned prior;
-- Adam, lr 1e-4, batch 128, last partial batch dropped, the same synthetic uint8 images
-  (``mgmvae.bench.measure.synthetic_arrays``) given to MultiVae as float32 in [0, 1], the form its
-  datasets hold.
-
-Timing: epochs 2..N of its ``BaseTrainer.train`` (epoch 1 is warm-up), from its
-``on_train_step_begin`` callback to ``on_epoch_end``: the epoch's data loading, steps, per-step
-``.item()`` and progress bar, the end-of-epoch model copy. Setup, sanity checks and the final
-model save are excluded.
+docs/speed.md ("MultiVae") lists what is matched to our side and what is timed.
 """
 
 from __future__ import annotations
@@ -110,18 +92,12 @@ def build(model: str, k: int):
         decoders_dist={m: "laplace" for m in SHAPES},
         decoder_dist_params={m: {"scale": 0.75} for m in SHAPES},
     )
+    nets = {"encoders": {m: OurEncoder(s, LATENT) for m, s in SHAPES.items()}}
+    nets["decoders"] = {m: OurDecoder(s, LATENT) for m, s in SHAPES.items()}
     if model == "mvae":
-        config, cls = MVAEConfig(**common, use_subsampling=True, k=0, warmup=0, beta=1.0), MVAE
-    elif model == "mmvae":
-        config, cls = (
-            MMVAEConfig(**common, K=k, prior_and_posterior_dist="normal", learn_prior=True, loss="dreg_looser"),
-            MMVAE,
-        )
-    else:
-        raise SystemExit(f"multivae_side: model {model!r} not supported (mvae, mmvae)")
-    encoders = {m: OurEncoder(s, LATENT) for m, s in SHAPES.items()}
-    decoders = {m: OurDecoder(s, LATENT) for m, s in SHAPES.items()}
-    return cls(config, encoders=encoders, decoders=decoders)
+        return MVAE(MVAEConfig(**common, use_subsampling=True, k=0, warmup=0, beta=1.0), **nets)
+    mmvae = MMVAEConfig(**common, K=k, prior_and_posterior_dist="normal", learn_prior=True, loss="dreg_looser")
+    return MMVAE(mmvae, **nets)
 
 
 def main() -> int:
@@ -130,7 +106,7 @@ def main() -> int:
     p.add_argument("--pairs", type=int, default=20_000)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--k", type=int, default=10, help="MMVAE importance samples (config.yaml mnist_svhn: 10)")
+    p.add_argument("--k", type=int, default=1, help="MMVAE's importance samples (the bench passes config.yaml's)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -140,7 +116,6 @@ def main() -> int:
         raise SystemExit("--epochs must be >= 2: the first epoch is warm-up")
     if args.threads:
         torch.set_num_threads(args.threads)
-    logging.getLogger("multivae").setLevel(logging.WARNING)
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("multivae") or name.startswith("pythae"):
             logging.getLogger(name).setLevel(logging.WARNING)

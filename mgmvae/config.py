@@ -1,10 +1,6 @@
-"""Loading, validating and resolving the configuration.
-
-The schema (workflow/schemas/config.schema.yaml) types and ranges every key; ``validate`` adds
-the cross-key checks. ``settings_layers`` lists the layers of what one training run uses:
-``settings`` ← ``dataset_settings[d]`` ← ``model_settings[m]`` ← ``model_settings[m].by_dataset[d]``
-← ``ablation.variants[v]`` (an ablation variant's overrides, only for ``variant=v``);
-``mgmvae.registry.run_settings`` puts the model class's parameter defaults under them.
+"""Loading, validating (the schema, workflow/schemas/config.schema.yaml, and the cross-key checks) and
+resolving the configuration: the layers of one training run's settings (``settings_layers``; docs/models.md
+lists them) and its ``config_hash``.
 """
 
 from __future__ import annotations
@@ -73,9 +69,11 @@ def validate(config: Mapping) -> None:
                 f"config key 'tables.{table}': dataset {dataset!r} is not defined under 'datasets' "
                 f"(defined: {sorted(config['datasets'])})"
             )
-    for where in ("settings", *(f"dataset_settings.{d}" for d in config["dataset_settings"])):
-        section = config["settings"] if where == "settings" else config["dataset_settings"][where.split(".", 1)[1]]
-        if "by_dataset" in section:
+    layers = {"settings": config["settings"]}
+    layers |= {f"dataset_settings.{d}": layer for d, layer in config["dataset_settings"].items()}
+    layers |= {f"ablation.variants.{v}": layer for v, layer in config["ablation"]["variants"].items()}
+    for where, layer in layers.items():
+        if "by_dataset" in layer:
             raise ConfigError(f"config key '{where}.by_dataset': only allowed under model_settings.<model>")
     validate_ablation(config)
 
@@ -111,11 +109,6 @@ def validate_ablation(config: Mapping) -> None:
             raise ConfigError(
                 f"config key 'ablation.select': no variant {name!r} under 'ablation.variants' "
                 f"(declared: {list(ablation['variants'])})"
-            )
-    for name, overrides in ablation["variants"].items():
-        if "by_dataset" in overrides:
-            raise ConfigError(
-                f"config key 'ablation.variants.{name}.by_dataset': only allowed under model_settings.<model>"
             )
 
 

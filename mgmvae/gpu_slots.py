@@ -1,29 +1,7 @@
-"""GPU slot leasing on one machine: each job that needs a GPU holds one of K slots on one device.
-
-A slot is a lock file, ``<lock_dir>/gpu-<id>.slot<k>.lock``, held for the life of the process with
-``filelock`` (``flock`` underneath): the kernel drops the lock when the process's descriptor closes,
-at exit, on a crash and on SIGKILL, so a lease can never outlive its job and there is no stale state
-to detect. filelock's fallback to marker files (which a killed job would leave behind) is turned
-off. A short lock on ``<lock_dir>/choose.lock`` serialises the choice, so that two starting jobs see
-each other's slots and spread over the devices (least-loaded device first, then the lowest index).
-
-Jobs that find every slot held wait first come, first served: each takes a ticket (a file under
-``<lock_dir>/queue/``, flock-held like a slot, so a dead waiter's ticket is seen as dead), and a job
-leases only when no live ticket ahead of it wants one of its devices.
-
-A device is identified by its UUID (CUDA's own, the same whatever ``CUDA_VISIBLE_DEVICES`` or
-``CUDA_DEVICE_ORDER`` a job runs under), so jobs that see the GPUs in different orders or subsets
-still count the same physical GPU once. The job runs on ``cuda:<i>``, ``i`` its index among the
-devices the job sees. Under SLURM the scheduler has already given the job its GPU: no leasing;
-without device cgroups (``CUDA_VISIBLE_DEVICES`` unset) the job sees every GPU of the node, and
-runs on the one ``SLURM_STEP_GPUS``/``SLURM_JOB_GPUS`` names, or on the CPU when it was given none.
-
-``device: auto`` says what it chose and why, and warns loudly when the driver sees a GPU that torch
-cannot use (a CPU-only build, a driver too old for the wheel): a run would otherwise take hours
-on the CPU in silence.
-
-``MGMVAE_FAKE_GPUS=N`` pretends the machine has N GPUs with ids ``0..N-1`` (``CUDA_VISIBLE_DEVICES``
-filters them as CUDA would), so the leasing is tested without a GPU; such a device cannot run a job.
+"""GPU slots on one machine: each job that needs a GPU holds one of ``gpu_slots.per_device`` slots of
+one device, a lock file held with flock for the life of its process, so that the kernel frees it
+however the job ends. docs/cluster.md ("Local GPUs") says how a device is chosen, how waiting jobs
+queue, what SLURM changes and how ``MGMVAE_FAKE_GPUS`` fakes devices for the tests.
 """
 
 from __future__ import annotations
@@ -44,7 +22,7 @@ from filelock import FileLock, Timeout
 from mgmvae.config import ConfigError, validate_section
 
 FAKE_ENV = "MGMVAE_FAKE_GPUS"
-SLURM_ENV = ("SLURM_JOB_ID",)  # set in every SLURM allocation (sbatch, srun, salloc)
+SLURM_ENV = "SLURM_JOB_ID"  # set in every SLURM allocation (sbatch, srun, salloc)
 SLURM_GPU_ENV = ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS")  # the node's GPU indices a job or step was given
 DRIVER_GPUS = Path("/proc/driver/nvidia/gpus")  # one folder per GPU the NVIDIA driver sees
 POLL_S = 1.0  # how often a waiting job retries: a few file opens, negligible
@@ -100,7 +78,7 @@ class Placement:
                 f"lease {self.lock.lock_file}"
             )
         if self.how == "slurm":
-            return f"{self.device} (SLURM job {os.environ.get('SLURM_JOB_ID')}: the scheduler's GPU, not leased)"
+            return f"{self.device} (SLURM job {os.environ.get(SLURM_ENV)}: the scheduler's GPU, not leased)"
         if self.how == "unleased":
             return f"{self.device} (gpu_slots.lease: never: not leased)"
         return f"{self.device} ({self.why})" if self.why else self.device
@@ -154,17 +132,6 @@ def visible_gpus(env: Mapping[str, str] | None = None) -> list[str]:
     return [
         _safe(str(getattr(torch.cuda.get_device_properties(i), "uuid", i))) for i in range(torch.cuda.device_count())
     ]
-
-
-def under_slurm(env: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if env is None else env
-    return any(env.get(name) for name in SLURM_ENV)
-
-
-def _slurm_gpus(env: Mapping[str, str]) -> list[int]:
-    """The node's GPU indices SLURM gave this job (empty when it gave none)."""
-    value = next((env[name] for name in SLURM_GPU_ENV if env.get(name)), "")
-    return [int(v) for v in value.split(",") if v.strip().isdigit()]
 
 
 def unusable_gpu(env: Mapping[str, str] | None = None) -> str | None:
@@ -369,9 +336,10 @@ def place(device: str, section: Mapping[str, Any], env: Mapping[str, str] | None
             return Placement("cpu", "cpu", why="device: auto, no usable GPU", warning=warning)
         return Placement("cpu", "cpu", why=f"device: auto, no CUDA GPU visible ({_visible_note(env)})")
     wanted = _wanted(device, gpus, env)
-    slurm = options.lease == "auto" and under_slurm(env)
+    slurm = options.lease == "auto" and bool(env.get(SLURM_ENV))
     if slurm and device == "auto" and env.get("CUDA_VISIBLE_DEVICES") is None:
-        wanted = [i for i in _slurm_gpus(env) if i < len(gpus)]  # no device cgroups: the node's every GPU shows
+        given = next((env[name] for name in SLURM_GPU_ENV if env.get(name)), "")  # the node's GPU indices
+        wanted = [int(i) for i in given.split(",") if i.strip().isdigit() and int(i) < len(gpus)]  # no cgroups
         if not wanted:
             why = "device: auto, but SLURM gave this job no GPU (its rule requests none: check its gpu resource)"
             return Placement("cpu", "cpu", why=why, warning=why)
@@ -391,11 +359,8 @@ def gpu_count(env: Mapping[str, str] | None = None) -> int:
 
 
 def workflow_gpus(workflow: Any, config: Mapping[str, Any]) -> int:
-    """Wire a Snakemake workflow's ``gpu`` resource; return what each GPU rule asks for (0 on the
-    CPU). On one machine the workflow's total is capped at the slots of the devices its jobs may
-    use (GPUs x ``per_device``; one GPU's for a pinned ``cuda:<i>``), unless ``--resources gpu=N``
-    gave one, so a started job always finds a free slot. A cluster executor gets ``gpu=1`` a job
-    and places it (SLURM: ``--gpus``)."""
+    """Wire a Snakemake workflow's ``gpu`` resource (on one machine: the slots of the devices its jobs
+    may use, unless ``--resources gpu=N`` gave it); return what each GPU rule asks for (0 on the CPU)."""
     device = config["device"]
     if device == "cpu":
         return 0

@@ -1,4 +1,5 @@
-"""Writing outputs all-or-nothing: a temporary file in the target folder, then an atomic rename."""
+"""Writing outputs all-or-nothing: a temporary file in the target folder, then an atomic rename.
+torch is imported where it is used: the tracking server imports this module without it."""
 
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds. The
+    file is readable by its owner only (mkstemp's 0600) from its first byte."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -36,6 +36,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
     # Serialise in memory, then write with Python's file API: a failed write (a full disk) raises
     # OSError with its errno, where torch's own writer raises a bare RuntimeError.
+    import torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     with atomic_path(path) as tmp:
@@ -45,6 +47,8 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
 def load_torch(path: str | os.PathLike) -> Any:
     # weights_only: a checkpoint or dataset file must never unpickle arbitrary code. To the CPU: the
     # caller moves what belongs on a device (RNG states must stay CPU tensors, whatever was saved).
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

@@ -1,12 +1,7 @@
-"""``python -m mgmvae tracking-server start|stop|grant``: MLflow's basic-auth server for a study, provisioned.
-
-``start`` writes into a 0700 state folder the secrets (0600: ``basic_auth.ini``, MLflow's auth config with a
-generated admin password and ``default_permission = NO_PERMISSIONS``; ``flask.secret``; ``study.env``, the
-URI and credentials of a study user), starts ``mlflow server --app-name basic-auth`` on the stores beside
-them (mgmvae/process_supervision.py) and creates the study's experiment, the user and its EDIT permission
-through MLflow's clients; a second ``start`` reuses them. No password is put on a command line (every user
-can read those) or printed; user names are checked before anything is created, and a user created here is
-deleted again if a later step fails. Threat model and TLS: docs/tracking-server.md.
+"""``python -m mgmvae tracking-server start|stop|grant``: MLflow's basic-auth server for a study, its
+secrets in a 0700 folder (0600 files, never on a command line or printed), the study's experiment,
+users and EDIT permissions made through MLflow's clients. docs/tracking-server.md says what each file
+holds, how a start is checked and what it does and does not protect.
 """
 
 from __future__ import annotations
@@ -24,6 +19,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from mgmvae.io import save_text
 from mgmvae.process_supervision import ServerError, check_free, host_port, launch, read_state, stop, verify_owner
 from mgmvae.tracking import auth_client, environment, experiment_name, find_or_create_experiment
 
@@ -96,16 +92,7 @@ def check_user_name(user: str) -> None:
         )
 
 
-# ------------------------------------------------------------------ secrets on disk
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, readable only by its owner (0600) from the first byte."""
-    from mgmvae.io import atomic_path  # here: the server imports this module, and mgmvae.io imports torch
-
-    with atomic_path(path) as tmp:
-        tmp.chmod(0o600)  # mkstemp's mode already; said here because these are secrets
-        tmp.write_text(text)
-
-
+# ------------------------------------------------------------------ secrets on disk (save_text: 0600)
 def read_env(path: Path) -> dict[str, str]:
     """The variables of a credentials file (shell syntax, as :func:`_write_credentials` writes them)."""
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
@@ -123,8 +110,7 @@ def write_secrets(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     password = _admin_password(folder) if (folder / AUTH_CONFIG).exists() else secrets.token_urlsafe(24)
-    write_private(
-        folder / AUTH_CONFIG,
+    save_text(
         "[mlflow]\n"
         "default_permission = NO_PERMISSIONS\n"
         f"database_uri = sqlite:///{folder.resolve() / 'auth.db'}\n"
@@ -134,16 +120,15 @@ def write_secrets(folder: Path) -> None:
         # A password check (PBKDF2) costs ~0.1 s of CPU per request; cache a good one for a minute
         # (a changed password reaches the other workers within that time).
         "auth_cache_ttl_seconds = 60\n",
+        folder / AUTH_CONFIG,
     )
     if not (folder / "flask.secret").exists():
-        write_private(folder / "flask.secret", secrets.token_hex(32))
+        save_text(secrets.token_hex(32), folder / "flask.secret")
 
 
 def authenticate_basic_only() -> Any:
-    """The server's ``authorization_function`` (MLflow's documented hook in ``basic_auth.ini``): MLflow's
-    own Basic check, after refusing with its 401 any request without a Basic username and password.
-    MLflow's check alone answers a Bearer or Digest header with HTTP 500: it hashes the password,
-    which those headers do not carry, for its credential cache."""
+    """The server's ``authorization_function``: MLflow's own 401 for a request without Basic credentials
+    (MLflow's check alone answers HTTP 500 to those; docs/tracking-server.md), else MLflow's own check."""
     from flask import request
     from mlflow.server import auth
 
@@ -211,9 +196,8 @@ def admin_credentials(folder: Path) -> AbstractContextManager[None]:
 
 
 def provision(folder: Path, experiment: str, user: str, env_file: Path) -> Path:
-    """Create ``experiment`` (as admin), ``user`` with a generated password, and EDIT for it; write the
-    user's credentials to ``env_file`` (0600, inside ``folder``). An existing env file's password is
-    kept; a user created here is deleted again if a later step fails."""
+    """Create ``experiment`` (as admin), ``user`` with a generated password (or its env file's), and EDIT
+    for it; write the user's credentials to ``env_file``. A user created here is deleted if a step fails."""
     from mlflow.exceptions import MlflowException
 
     check_user_name(user)
@@ -256,12 +240,12 @@ def _provision(url: str, uri: str, experiment: str, user: str, password: str, en
 
 
 def _write_credentials(env_file: Path, uri: str, user: str, password: str) -> None:
-    write_private(
-        env_file,
+    save_text(
         "# MLflow credentials of a study user (python -m mgmvae tracking-server); keep this file 0600.\n"
         f"MLFLOW_TRACKING_URI={shlex.quote(uri)}\n"
         f"MLFLOW_TRACKING_USERNAME={shlex.quote(user)}\n"
         f"MLFLOW_TRACKING_PASSWORD={shlex.quote(password)}\n",
+        env_file,
     )
 
 

@@ -1,9 +1,6 @@
-"""A model's or a dataset's parameters, declared once as a pydantic model ``Params`` on its class:
-each field's type (a ``Literal`` for a choice, ``PositiveInt`` and the like for a range), its default
-(the reference's value) and, in a comment, the reason. ``config.yaml`` holds only a study's
-overrides; ``resolve`` refuses an unknown key or a value of another type or out of range, naming the
-key, the value and what is allowed (strictly: "1" is no integer, an integer is a number). A plugin
-may give a dict ``default_params`` instead: each parameter is then of its default's type.
+"""A model's or a dataset's parameters, declared once as a pydantic model ``Params`` on its class (or,
+for a plugin, a dict ``default_params``), and checked in one place, strictly (docs/plugins.md, "Rules a
+model follows": ``Params``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""Supervising a server started from a state folder: launch it in its own session, tell its processes
-and listening sockets from everyone else's (psutil), stop every one of its processes.
-
-A server's processes are this user's processes whose environment holds ``MARKER=<folder>``: ``launch``
-sets it and every child (uvicorn, its workers) inherits it, so ``stop`` finds them all whichever of
-them died first. Before a secret is sent to the port (:func:`verify_owner`), every socket listening
-on it must belong to one of them; a port held by anyone else is refused, naming its holder.
+"""Supervising a server started from a state folder with psutil: its processes are this user's
+processes whose environment holds ``MARKER=<folder>`` (inherited by every child); before a secret is
+sent to its port, every socket listening there must be one of theirs (docs/tracking-server.md).
 """
 
 from __future__ import annotations
@@ -20,6 +16,8 @@ from subprocess import DEVNULL, STDOUT
 from typing import Any
 
 import psutil
+
+from mgmvae.io import save_json
 
 MARKER = "MGMVAE_SERVER_DIR"
 STATE = "server.json"  # the launcher's PID, the port, the local URL and the URI the jobs use
@@ -109,8 +107,6 @@ def verify_owner(folder: Path) -> str:
 def launch(folder: Path, command: list[str], env: Mapping[str, str], state: dict, wait: float, ca: Path | None) -> None:
     """Start ``command`` in its own session (it outlives this process), logging to ``server.log``; return
     once ``state['url']/health`` answers and the server owns ``state['port']``, else stop it and raise."""
-    from mgmvae.io import save_json  # here: the server imports this module, and mgmvae.io imports torch
-
     env = {**env, MARKER: str(folder.resolve())}
     with open(folder / "server.log", "ab") as log:
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=STDOUT, stdin=DEVNULL, start_new_session=True)

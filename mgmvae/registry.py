@@ -1,17 +1,9 @@
-"""The registry: how a name in ``models`` (or ``ablation.model``, or ``--model``) becomes a model
-class, and how a ``datasets.<name>.source`` becomes a dataset class.
-
-One registry, one resolution path, for both kinds (``MODELS``, ``DATASETS``). An entry is one of
-  ``mvae``                      a built-in (the kind's ``builtins``) or an installed package's entry
-                                point in the kind's group, ``mgmvae.models`` or ``mgmvae.datasets``
-                                (``name = "pkg.module:Class"``);
-  ``pkg.module:Class``          an importable class (installed, or on PYTHONPATH);
-  ``path/to/file.py:Class``     a class in a local file (relative to the working directory).
-Each resolves to a ``PluginRef``. Its ``name`` (the class's ``name``; for an entry point, the entry
-point's name, which must equal it) must match ``NAME_PATTERN`` and may not be a built-in's name: a
-model's is its run name, a path component (``results/<study>/runs/<dataset>/<name>/``), a Snakemake
-wildcard and the ``model_settings`` key. A class that is not of the kind is refused here, before
-any work; ``mgmvae.contract`` then checks what a model does, ``mgmvae.dataset_contract`` what a dataset builds.
+"""The registry: how an entry in ``models``, ``ablation.model``, ``--model`` or a dataset's ``source``
+becomes a model or dataset class, one resolution path for both kinds (``MODELS``, ``DATASETS``): a
+built-in or an installed entry point by name, ``pkg.module:Class``, or ``path/to/file.py:Class``
+(docs/plugins.md, docs/datasets.md). Each resolves to a :class:`PluginRef`; a class not of its kind,
+or whose ``name`` is invalid or a built-in's, is refused here, before any work; ``mgmvae.contracts``
+then checks what a model does and what a dataset builds.
 """
 
 from __future__ import annotations
@@ -77,7 +69,8 @@ class Kind:
     name_role: str  # what the class's `name` is, for messages
     reserved: Callable[[], set[str]]  # names a parameter may not have
     reserved_why: str  # why, for messages ({key} is filled in)
-    checks: Callable[[type[Any], str], None]  # what a class of the kind must define (PluginError otherwise)
+    method: str  # the method a class of the kind must implement, as messages show it
+    checks: Callable[[type[Any], str], None]  # what else a class of the kind must define (PluginError otherwise)
 
 
 @dataclass(frozen=True)
@@ -119,19 +112,9 @@ def _import(target: str) -> Any:
 
 
 # ------------------------------------------------------------------- the two kinds
-def _model_checks(cls: type[Any], label: str) -> None:
-    if cls.loss is _import(MODELS.base).loss:
-        raise PluginError(f"{label}: {cls.__name__} lacks the method loss(batch) -> dict (see {MODELS.guide})")
-
-
 def _dataset_checks(cls: type[Any], label: str) -> None:
     """A dataset declares two or more modalities (path components and wildcards, hence
-    NAME_PATTERN), a (C, H, W) shape for each, and builds (see docs/datasets.md)."""
-    if cls.build is _import(DATASETS.base).build:
-        raise PluginError(
-            f"{label}: {cls.__name__} lacks the method build(name, seed, data_dir, download) -> PairedData "
-            f"(see {DATASETS.guide})"
-        )
+    NAME_PATTERN) and a (C, H, W) shape for each (see docs/datasets.md)."""
     modalities = cls.modalities
     if (
         not isinstance(modalities, tuple | list)
@@ -164,7 +147,8 @@ MODELS = Kind(
     reserved=settings_keys,
     reserved_why="a settings key of the config schema (settings.{key}); a model parameter of that name would "
     "be confused with it in model_settings",
-    checks=_model_checks,
+    method="loss(batch) -> dict",
+    checks=lambda cls, label: None,
 )
 DATASETS = Kind(
     noun="dataset",
@@ -175,6 +159,7 @@ DATASETS = Kind(
     name_role="the source name (what datasets.<name>.source gives)",
     reserved=lambda: {"source"},
     reserved_why="the key datasets.<name>.{key}, which names the dataset class",
+    method="build(name, seed, data_dir, download) -> PairedData",
     checks=_dataset_checks,
 )
 
@@ -211,18 +196,16 @@ def resolve(entry: str, kind: Kind = MODELS) -> PluginRef:
             f"{kind.noun} entry {entry!r} must be a non-empty string (a name, pkg.module:Class or file.py:Class)"
         )
     if FILE_PATH.match(entry):
-        return _recorded(_from_file(entry, kind))
-    if IMPORT_PATH.match(entry):
-        return _recorded(_from_import_path(entry, kind))
-    if is_path_entry(entry):
+        ref = _from_file(entry, kind)
+    elif IMPORT_PATH.match(entry):
+        ref = _from_import_path(entry, kind)
+    elif is_path_entry(entry):
         raise PluginError(
             f"{kind.noun} entry {entry!r} is neither pkg.module:Class nor path/to/file.py:Class (see {kind.guide})"
         )
-    return _recorded(_from_name(entry, kind))
-
-
-def _recorded(ref: PluginRef) -> PluginRef:
-    if ref.noun == MODELS.noun:
+    else:
+        ref = _from_name(entry, kind)
+    if kind is MODELS:
         _MODEL_CLASSES[ref.name] = ref.cls
     return ref
 
@@ -268,9 +251,8 @@ def run_names(entries: Iterable[str]) -> list[str]:
 
 
 def run_settings(config: Mapping[str, Any], dataset: str, model: str | ModelRef, variant: str | None = None) -> dict:
-    """Everything one (dataset, model) training run uses (hashed as its ``config_hash``): the model
-    class's parameter defaults (but the ``IMPLICIT`` ones) under the config's layers
-    (``mgmvae.config.settings_layers``); ``model`` is a run name (see ``find``) or a resolved model."""
+    """Everything one (dataset, model) training run uses (hashed as its ``config_hash``): the model class's
+    parameter defaults (but the ``IMPLICIT`` ones) under the config's layers; ``model``: a name or a ref."""
     ref = model if isinstance(model, PluginRef) else find(config, model)
     layers = [layer for _, layer in settings_layers(config, dataset, ref.name, variant)]
     return merge_layers([{"params": defaults(params_class(ref.cls), implicit=False)}, *layers])
@@ -300,7 +282,8 @@ def _from_name(name: str, kind: Kind) -> PluginRef:
                 f"has the name of a built-in {kind.noun}; rename the entry point and the class's `name`"
             )
         cls = builtins(kind)[name]
-        return PluginRef(name, cls, "builtin", _import_path(cls), *_project_version(), kind.noun)
+        target = f"{cls.__module__}:{cls.__qualname__}"
+        return PluginRef(name, cls, "builtin", target, *_project_version(), kind.noun)
     if name in points:
         return _from_entry_point(points[name], kind)
     raise PluginError(
@@ -373,6 +356,9 @@ def check_class(obj: Any, label: str, kind: Kind = MODELS) -> type[Any]:
             f"{label}: {obj!r} is not a {kind.noun}: subclass {kind.base.replace(':', '.')} (see {kind.guide})"
         )
     cls: type[Any] = obj
+    method = kind.method.split("(")[0]
+    if getattr(cls, method) is getattr(base, method):
+        raise PluginError(f"{label}: {cls.__name__} lacks the method {kind.method} (see {kind.guide})")
     kind.checks(cls, label)
     name = cls.name
     if not isinstance(name, str) or name == base.name or not NAME_PATTERN.match(name):
@@ -432,10 +418,6 @@ def _entry_points(kind: Kind) -> list[importlib.metadata.EntryPoint]:
 
 def _dist_name(ep: importlib.metadata.EntryPoint) -> str:
     return ep.dist.name if ep.dist is not None else "unknown"
-
-
-def _import_path(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def _package_of(module_name: str) -> tuple[str, str]:

@@ -159,7 +159,7 @@ def _run_name(stage: str, args: argparse.Namespace) -> str:
 
 
 def train_run(config: Mapping, args: argparse.Namespace) -> None:
-    from mgmvae.contract import validate_models
+    from mgmvae.contracts.model import validate_models
     from mgmvae.data.paired import PairedData
     from mgmvae.model_file import save_trained
     from mgmvae.registry import run_settings
@@ -450,13 +450,14 @@ def draw_figures(config: Mapping, args: argparse.Namespace) -> None:
 
 # --------------------------------------------------------------------- check-model
 def check_model_contract(config: Mapping, args: argparse.Namespace) -> None:
-    """The model contract (mgmvae/contract.py) for one model: a report line per failure."""
-    from mgmvae.contract import SHAPE_SETS, limitations
-    from mgmvae.contract import check_model as run_checks
+    """The model contract (mgmvae/contracts/model.py) for one model: a report line per failure."""
+    from mgmvae.contracts import origin
+    from mgmvae.contracts.model import SHAPE_SETS, limitations
+    from mgmvae.contracts.model import check_model as run_checks
     from mgmvae.registry import find
 
     ref = find(config, args.model)
-    print(f"{ref.name}: {ref.kind} {ref.target} ({ref.package or 'no package'} {ref.version})")
+    print(f"{ref.name}: {origin(ref)}")
     failures = run_checks(ref, config, progress=not args.no_progress)
     if failures:
         raise StageError(
@@ -474,9 +475,9 @@ def check_model_contract(config: Mapping, args: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------- check-dataset
 def check_dataset_contract(config: Mapping, args: argparse.Namespace) -> None:
-    """The dataset contract (mgmvae/dataset_contract.py) for one dataset, a config's (its source and
+    """The dataset contract (mgmvae/contracts/dataset.py) for one dataset, a config's (its source and
     parameters) or a source entry (its default parameters): a report line per failure."""
-    from mgmvae.dataset_contract import check_dataset, describe
+    from mgmvae.contracts.dataset import check_dataset, describe
     from mgmvae.datasets import config_source, source_of
 
     entry = args.dataset

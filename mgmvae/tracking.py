@@ -1,15 +1,8 @@
-"""MLflow wiring: one run per pipeline job, in its study's own experiment, traceable to its inputs.
-
-Runs carry the tags study, stage, dataset, model, seed, git_commit, config_hash (+ variant), MLflow's
-source tags and, for a job of one dataset, that dataset as an MLflow dataset input; experiments are
-tagged as model training. The store: ``mlflow.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else
-MLflow's default (``sqlite:///mlflow.db`` in the working directory). Every call to a SQLite store takes
-``<db>.lock`` first (filelock: flock, freed by the kernel when a job dies): SQLite fails at once a
-transaction that would deadlock, and jobs creating a store race on its schema. An http(s) store is
-checked before any job and as each job starts (:func:`preflight`); MLflow's client retries transient
-failures for ``mlflow.retry_seconds`` (:func:`http_retries`), then the job stops saying how to resume.
-A retried request may have reached the server, so every store call is idempotent, and a rerun job
-continues its unfinished run (tag ``job_key``). docs/cluster.md ("MLflow", "Faults") says more.
+"""MLflow wiring: one run per pipeline job, in its study's own experiment, traceable to its inputs,
+continued (not duplicated) when a job is rerun, and safe for parallel jobs on one SQLite store (a
+file lock) or over http(s) (checked before any job; MLflow's retries bounded by
+``mlflow.retry_seconds``). docs/cluster.md ("MLflow", "MLflow across nodes") describes the tags,
+the store, the checks and the faults.
 """
 
 from __future__ import annotations
@@ -44,12 +37,6 @@ EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 MAX_RETRIES = 10  # MLflow refuses more HTTP retries (_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT)
 MAX_WAIT_S = 120  # urllib3's longest wait between two retries (Retry.DEFAULT_BACKOFF_MAX)
 REQUEST_TIMEOUT_S = 30  # a request to a server that hangs (stopped, not refusing) is given up, then retried
-
-
-def resolve_tracking_uri(configured: str | None) -> str:
-    import mlflow
-
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
 
 
 def experiment_name(config: Mapping) -> str:
@@ -129,11 +116,8 @@ def auth_client(uri: str) -> Any:
 
 
 def check_access(uri: str, experiment: str, timeout: float = PROBE_TIMEOUT) -> None:
-    """Raise TrackingError unless the job's credentials may edit ``experiment`` on an http(s) server.
-
-    Read-only, one try each, through MLflow's clients: the experiment by name (401: credentials, 403: no
-    permission), then the user's own permission on it from the basic-auth app (absent on a server
-    without authentication: nothing to check)."""
+    """Raise TrackingError unless the job's credentials may edit ``experiment`` on an http(s) server:
+    read-only, one try each, the experiment by name, then the user's permission on it."""
     if not _is_http(uri):
         return
     from mlflow.exceptions import MlflowException
@@ -184,11 +168,9 @@ def preflight(config: Mapping) -> None:
 
 
 def http_retries(budget_s: float) -> tuple[int, int]:
-    """MLflow's (retries, back-off factor) whose waits add up to ``budget_s``: the smallest factor (short
-    first waits: a quick restart costs little), then the fewest retries.
-
-    urllib3 retries at once, then waits factor x 2, 4, 8, ... s, each wait at most MAX_WAIT_S (plus
-    MLflow's jitter, up to 1 s each)."""
+    """MLflow's (retries, back-off factor) whose waits add up to ``budget_s``: the smallest factor (a quick
+    restart costs little), then the fewest retries. urllib3 retries at once, then waits factor x 2, 4,
+    8, ... s, each wait at most MAX_WAIT_S (plus MLflow's jitter, up to 1 s each)."""
     schedules = [
         (factor, sum(min(MAX_WAIT_S, factor * 2**k) for k in range(1, retries)), retries)
         for factor in range(1, MAX_WAIT_S + 1)
@@ -203,14 +185,6 @@ def http_retries(budget_s: float) -> tuple[int, int]:
         )
     factor, _, retries = min(fits)
     return retries, factor
-
-
-def _use_mlflow_retries(budget_s: float) -> None:
-    """MLflow reads these at every request; a value already in the environment wins."""
-    retries, factor = http_retries(budget_s)
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", str(factor))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(REQUEST_TIMEOUT_S))
 
 
 def job_key(study: str, stage: str, run_name: str, params: Mapping[str, Any]) -> str:
@@ -228,16 +202,20 @@ class Tracker:
         self._logged: set[tuple[str, int]] = set()  # (metric, step) points this run already holds
         if not enabled:
             return
+        import mlflow
         from mlflow.tracking import MlflowClient
 
-        self.uri = resolve_tracking_uri(tracking_uri)
+        self.uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or mlflow.get_tracking_uri()
         check_reachable(self.uri)
         check_access(self.uri, experiment)
-        if _is_http(self.uri):
-            _use_mlflow_retries(self.retry_seconds)
+        if _is_http(self.uri):  # MLflow reads these at every request; a value already in the environment wins
+            retries, factor = http_retries(self.retry_seconds)
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(retries))
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", str(factor))
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(REQUEST_TIMEOUT_S))
         self.lock = _sqlite_lock(self.uri)
-        # Creating the client creates (migrates) a new SQLite schema: under the lock too.
-        self.client = self._call(lambda: _client(MlflowClient, self.uri))
+        # The first store call creates (migrates) a new SQLite schema: under the lock too.
+        self.client = self._call(lambda: MlflowClient(tracking_uri=self.uri))
         self.experiment_id = self._call(lambda: find_or_create_experiment(self.client, experiment))
 
     def _call(self, fn: Callable[..., Any]) -> Any:
@@ -368,12 +346,6 @@ def _sqlite_lock(uri: str) -> FileLock | None:
     db = Path(uri[len("sqlite:///") :])
     # No fallback to a marker file when the filesystem lacks flock: a killed job would leave it behind.
     return FileLock(db.with_name(db.name + ".lock"), fallback_to_soft=False)
-
-
-def _client(factory, uri: str):
-    client = factory(tracking_uri=uri)
-    client.search_experiments(max_results=1)  # touches the store now, not at the first log
-    return client
 
 
 def _safe_key(key: str) -> str:

@@ -23,7 +23,7 @@ from mgmvae.config import (
     load_config,
     settings_hash,
 )
-from mgmvae.contract import validate_models
+from mgmvae.contracts.model import validate_models
 from mgmvae.registry import run_settings
 from mgmvae.tracking import experiment_name
 from tests.conftest import snakemake

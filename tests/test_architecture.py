@@ -26,10 +26,7 @@ LAYERS = [
     ("data", ["mgmvae.data"]),
     ("networks", ["mgmvae.nets", "mgmvae.distributions", "mgmvae.contrastive"]),
     ("models", ["mgmvae.base", "mgmvae.model", "baselines"]),
-    (
-        "plumbing",
-        ["mgmvae.registry", "mgmvae.contract", "mgmvae.datasets", "mgmvae.dataset_contract", "mgmvae.model_file"],
-    ),
+    ("plumbing", ["mgmvae.registry", "mgmvae.datasets", "mgmvae.contracts", "mgmvae.model_file"]),
     ("training", ["mgmvae.train"]),
     ("evaluation", ["mgmvae.evaluation"]),
     ("aggregation", ["mgmvae.paper", "mgmvae.tables", "mgmvae.figures"]),

@@ -3,8 +3,8 @@
 import pytest
 
 from mgmvae.config import ROOT, ConfigError, load_config, studied_datasets
-from mgmvae.contract import validate_models
-from mgmvae.dataset_contract import validate_datasets
+from mgmvae.contracts.dataset import validate_datasets
+from mgmvae.contracts.model import validate_models
 from mgmvae.registry import run_settings
 
 QUICK = ROOT / "workflow" / "presets" / "quick.yaml"

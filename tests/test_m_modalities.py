@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from baselines.mvae import random_subsets
-from mgmvae.contract import SHAPE_SETS, _check_refusal, check_model, limitations
+from mgmvae.contracts.model import SHAPE_SETS, _check_refusal, check_model, limitations
 from mgmvae.contrastive import info_nce
 from mgmvae.data.paired import PairedData
 from mgmvae.model import select_negatives, triplet_loss

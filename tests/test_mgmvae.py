@@ -356,7 +356,7 @@ def test_loaded_state_is_the_state_the_loss_uses():
 
 def test_a_run_that_never_reaches_the_mixture_fit_is_refused():
     from mgmvae.config import ConfigError, load_config
-    from mgmvae.contract import validate_models
+    from mgmvae.contracts.model import validate_models
 
     never = {
         "dataset_settings": {"mnist_cdcb": {"epochs": 2}},

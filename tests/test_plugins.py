@@ -14,7 +14,7 @@ import yaml
 
 from mgmvae.cli import main
 from mgmvae.config import ROOT, ConfigError, load_config
-from mgmvae.contract import check_model, validate_models
+from mgmvae.contracts.model import check_model, validate_models
 from mgmvae.registry import PluginError, available, builtin_model_names, resolve
 from tests.conftest import PLUGIN_SRC, snakemake, template_code
 

@@ -216,7 +216,8 @@ def run_multivae(job: Measurement, epochs: int, tmp: Path) -> dict[str, Any]:
         return {"status": "not installed", "hint": "make bench-env creates .venv-bench with multivae"}
     out = tmp / f"multivae_{job.model}.json"
     options = {"model": job.model, "pairs": job.pairs, "batch-size": job.batch_size, "epochs": epochs}
-    options.update(threads=job.threads, seed=job.seed, device=job.device, out=out)
+    options.update(k=paper_settings(job.model)["params"].get("k", 1), threads=job.threads, seed=job.seed)
+    options.update(device=job.device, out=out)
     cmd = [str(MULTIVAE_PYTHON), str(MULTIVAE_SCRIPT), *(x for k, v in options.items() for x in (f"--{k}", str(v)))]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0 or not out.exists():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,20 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     if args.compile and device.type != "cuda":
         p.error(f"--compile is measured on CUDA only, and the device is {device}: drop --compile or use --device cuda")
-    threads = args.threads or torch.get_num_threads()
-    base = measure.Measurement(
-        model="",
-        pairs=args.pairs,
-        batch_size=args.batch_size or measure.paper_settings(args.models[0])["batch_size"],  # the config's: one for all
-        epochs=args.epochs,
-        device=args.device,
-        threads=threads,
-        bare_steps=args.bare_steps,
-        seed=args.seed,
-        compile=args.compile,
-        log_every=args.log_every,
-        slots_per_device=args.slots_per_device,
-    )
+    # The options named as the fields of a Measurement; the model and its precision are set per run.
+    given = {f.name: getattr(args, f.name) for f in fields(measure.Measurement) if f.name in vars(args)}
+    given["threads"] = args.threads or torch.get_num_threads()
+    given["batch_size"] = args.batch_size or measure.paper_settings(args.models[0])["batch_size"]  # one for all
+    base = measure.Measurement(**given | {"model": "", "precision": "float32"})
     config = {k: v for k, v in asdict(base).items() if k not in ("model", "precision", "skip_bare")}
     config["timed_epochs"] = f"2..{args.epochs}"
     config["data"] = "synthetic uint8 MNIST-SVHN-shaped (1x28x28 + 3x32x32), resident on the device"

@@ -15,8 +15,8 @@ from mgmvae import paper as _paper
 from mgmvae import paths
 from mgmvae.compat import rule_python_problem
 from mgmvae.config import ConfigError, at_paper_budget, classifier_settings, studied_datasets, validate
-from mgmvae.contract import validate_models
-from mgmvae.dataset_contract import validate_datasets
+from mgmvae.contracts.model import validate_models
+from mgmvae.contracts.dataset import validate_datasets
 from mgmvae.datasets import check_raw_data, dataset_modalities, dataset_spec
 from mgmvae.gpu_slots import LeaseError, warn_loudly, workflow_gpus
 from mgmvae.registry import run_names, run_settings

@@ -1,21 +1,11 @@
-"""The model contract, checked in seconds on a CPU (``python -m mgmvae check-model NAME``), and the
-validation of a config's models against the registry and the contract before any job.
+"""The model contract (``python -m mgmvae check-model NAME``; docs/plugins.md, "Check it", lists each
+check) and the validation of a config's models against the registry and the contract before any job.
 
-What the training loop, the metrics and the figures assume of a model, tried on a tiny random
-batch for three shape sets: the two studied pairs (MNIST-SVHN: 1×28×28 and 3×32×32; MNIST-CDCB:
-3×32×32 twice) and three modalities (1×28×28, 3×32×32, 3×32×32), for M > 2: it builds;
-``on_epoch_start`` and ``loss`` run and ``loss`` returns finite scalars under ``"loss"`` and each
-term's name; one backward pass reaches every encoder and decoder with finite gradients;
-``embed``, ``generate``, ``translate``, ``sample`` and ``cluster`` return the shapes, dtypes and
-ranges the metrics read, also with one modality missing, under both evaluation protocols
-(``mean`` and ``sample``, see ``mgmvae.evaluation.protocol``), and with M > 2 ``generate`` from a
-subset of modalities (a list) as conditional coherence calls it; the same seed gives the same loss; a
-``torch.save`` / ``torch.load(weights_only=True)`` round trip of the state dict gives the same
-outputs. Each failure names the method, what was expected and what came back.
-
-A model defined for fewer modalities than a shape set has (``max_modalities``, mgmvae/base.py) must
-refuse that set at construction with a ValueError: that is a stated limitation (``limitations``),
-not a failure; building without refusing, or refusing otherwise, is a failure.
+On a tiny random batch for each of ``SHAPE_SETS``, under the config's resolved settings: build,
+``loss``, backward, ``embed``/``generate``/``translate``/``sample``/``cluster`` under both evaluation
+protocols, the same loss for the same seed, and a ``weights_only`` state-dict round trip. A class
+whose ``max_modalities`` (mgmvae/base.py) is below a set's modality count must refuse that set with a
+ValueError: a stated limitation (``limitations``), not a failure.
 """
 
 from __future__ import annotations
@@ -23,7 +13,6 @@ from __future__ import annotations
 import io
 import itertools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -33,11 +22,13 @@ from tqdm.auto import tqdm
 
 from mgmvae.base import PROTOCOLS, MultimodalVAE
 from mgmvae.config import ConfigError, ablation_datasets, ablation_variants, studied_datasets
+from mgmvae.contracts import Broken, Failure, call, refuse_broken
 from mgmvae.data.paired import PairedData
 from mgmvae.registry import ModelRef, PluginError, resolve, resolve_all, run_settings
 from mgmvae.seeding import seed_everything
 
 Shapes = dict[str, tuple[int, int, int]]
+Batch = dict[str, Tensor]
 # The shape sets checked: their label, the config dataset whose settings they use, and the shapes.
 SHAPE_SETS: dict[str, tuple[str, Shapes]] = {
     "mnist_svhn": ("mnist_svhn", {"mnist": (1, 28, 28), "svhn": (3, 32, 32)}),
@@ -45,24 +36,6 @@ SHAPE_SETS: dict[str, tuple[str, Shapes]] = {
     "three_modalities": ("mnist_svhn", {"mnist": (1, 28, 28), "svhn": (3, 32, 32), "cd": (3, 32, 32)}),
 }
 BATCH = 6
-
-
-@dataclass(frozen=True)
-class Failure:
-    method: str
-    expected: str
-    got: str
-
-    def __str__(self) -> str:
-        return f"{self.method}: expected {self.expected}; got {self.got}"
-
-
-class Broken(Exception):
-    """One check failed; later checks of the same shape pair that need its result are skipped."""
-
-    def __init__(self, failure: Failure):
-        super().__init__(str(failure))
-        self.failure = failure
 
 
 def check_model(ref: ModelRef, config: Mapping[str, Any], progress: bool = False) -> list[Failure]:
@@ -116,9 +89,10 @@ def _check_set(cls: type[MultimodalVAE], shapes: Shapes, settings: Mapping, wher
     loss = _loss(model, data, where)
     failures += _backward(model, loss, where)
     model.eval()
+    batch = data.batch("test", torch.arange(BATCH))
     for check in (_embed, _generate, _translate, _sample, _cluster):
         try:
-            check(model, data, where)
+            check(model, batch, where)
         except Broken as stop:
             failures.append(stop.failure)
     if first:
@@ -127,15 +101,14 @@ def _check_set(cls: type[MultimodalVAE], shapes: Shapes, settings: Mapping, wher
             failures.append(
                 Failure(f"loss {where}", "the same value for the same seed", f"{loss.item()!r} then {again.item()!r}")
             )
-        failures += _round_trip(model, cls, shapes, settings, data, where)
+        failures += _round_trip(model, lambda: cls(dict(shapes), settings), batch, where)
     return failures
 
 
 # ------------------------------------------------------------ config validation
 def validate_models(config: Mapping, contract: bool = False) -> None:
-    """Check ``models`` and ``ablation.model`` against the registry (built-ins, entry points, import
-    and file paths; mgmvae.registry) and their params; with ``contract``, also run the model
-    contract (``check_model``) on every plugin, so a broken one stops before any job."""
+    """Check ``models`` and ``ablation.model`` against the registry and their params; with ``contract``,
+    also run the model contract on every plugin, so a broken one stops before any job."""
     try:
         refs = resolve_all(config["models"])
     except PluginError as error:
@@ -172,14 +145,9 @@ def validate_models(config: Mapping, contract: bool = False) -> None:
 def check_plugins(config: Mapping, refs) -> None:
     """ConfigError naming the plugin and its broken methods if a plugin breaks the model contract."""
     for ref in refs:
-        if ref.builtin:
-            continue  # the built-ins are checked by the tests (tests/test_plugins.py)
-        failures = check_model(ref, config)
-        if failures:
-            raise ConfigError(
-                f"model plugin {ref.target!r} (run name {ref.name!r}) breaks the model contract; nothing was run. "
-                f"{'; '.join(map(str, failures[:5]))}. Full report: python -m mgmvae check-model {ref.target}"
-            )
+        if not ref.builtin:  # the built-ins are checked by the tests (tests/test_plugins.py)
+            who = f"model plugin {ref.target!r} (run name {ref.name!r})"
+            refuse_broken(who, ref, check_model(ref, config), ref.target)
 
 
 # -------------------------------------------------------------------- pieces
@@ -195,24 +163,17 @@ def tiny_data(shapes: Shapes, n: int = BATCH, seed: int = 0) -> PairedData:
     return PairedData("contract", list(shapes), images, labels, pairs, {})
 
 
-def _call(method: str, fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except Exception as error:  # noqa: BLE001 - any exception of user code is a contract failure
-        raise Broken(Failure(method, "no exception", f"{type(error).__name__}: {error}")) from None
-
-
 def _build(cls: type[MultimodalVAE], shapes: Shapes, settings: Mapping, where: str) -> MultimodalVAE:
     seed_everything(0)
-    model = _call(f"__init__ {where}", lambda: cls(dict(shapes), settings))
+    model = call(f"__init__ {where}", lambda: cls(dict(shapes), settings))
     model.train()
     return model
 
 
 def _loss(model: MultimodalVAE, data: PairedData, where: str) -> Tensor:
     torch.manual_seed(1)
-    _call(f"on_epoch_start {where}", lambda: model.on_epoch_start(0, data))
-    terms = _call(f"loss {where}", lambda: model.loss(data.batch("train", torch.arange(BATCH))))
+    call(f"on_epoch_start {where}", lambda: model.on_epoch_start(0, data))
+    terms = call(f"loss {where}", lambda: model.loss(data.batch("train", torch.arange(BATCH))))
     method = f"loss {where}"
     if not isinstance(terms, Mapping) or "loss" not in terms:
         raise Broken(Failure(method, 'a dict with the key "loss" and one key per term', _describe(terms)))
@@ -228,7 +189,7 @@ def _loss(model: MultimodalVAE, data: PairedData, where: str) -> Tensor:
 
 def _backward(model: MultimodalVAE, loss: Tensor, where: str) -> list[Failure]:
     method = f"loss {where} (backward)"
-    _call(method, loss.backward)
+    call(method, loss.backward)
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
     bad = sorted(n for n, g in grads.items() if g is not None and not torch.isfinite(g).all())
     if bad:
@@ -241,60 +202,56 @@ def _backward(model: MultimodalVAE, loss: Tensor, where: str) -> list[Failure]:
     return []
 
 
-def _embed(model: MultimodalVAE, data: PairedData, where: str) -> None:
-    batch = data.batch("test", torch.arange(BATCH))
+def _embed(model: MultimodalVAE, batch: Batch, where: str) -> None:
     m0, rest = model.modalities[0], model.modalities[1:]
     for protocol in PROTOCOLS:
         method = f"embed {where} protocol={protocol}"
-        joint = _call(method, partial(model.embed, batch, model.modalities, protocol=protocol))
+        joint = call(method, partial(model.embed, batch, model.modalities, protocol=protocol))
         _expect_tensor(method, joint, (BATCH, None), floating=True)
         dim = joint.shape[1]
         for label, sub, mods in (
             (m0, {m0: batch[m0]}, [m0]),
             (f"{', '.join(rest)} with {m0} None", {**batch, m0: None}, model.modalities),
         ):
-            out = _call(f"{method} from {label}", partial(model.embed, sub, mods, protocol=protocol))
+            out = call(f"{method} from {label}", partial(model.embed, sub, mods, protocol=protocol))
             _expect_tensor(f"{method} from {label}", out, (BATCH, dim), floating=True)
 
 
-def _generate(model: MultimodalVAE, data: PairedData, where: str) -> None:
+def _generate(model: MultimodalVAE, batch: Batch, where: str) -> None:
     """From each modality to each other, and with M > 2 from all the others (a list) to each."""
-    batch = data.batch("test", torch.arange(BATCH))
-    sources: list[tuple[str | list[str], str]] = list(_directions(model))
+    sources: list[tuple[str | list[str], str]] = list(itertools.permutations(model.modalities, 2))
     if len(model.modalities) > 2:
         sources += [([m for m in model.modalities if m != t], t) for t in model.modalities]
     for (s, t), protocol in itertools.product(sources, PROTOCOLS):
         given = [s] if isinstance(s, str) else s
         method = f"generate {where} {'+'.join(given)}->{t} ({t} missing) protocol={protocol}"
         sub = {**{m: batch[m] for m in given}, t: None}
-        out = _call(method, partial(model.generate, sub, s, t, protocol=protocol))
+        out = call(method, partial(model.generate, sub, s, t, protocol=protocol))
         _expect_tensor(method, out, (BATCH, *model.shapes[t]), floating=True, unit=True)
 
 
-def _translate(model: MultimodalVAE, data: PairedData, where: str) -> None:
-    batch = data.batch("test", torch.arange(BATCH))
-    style = data.batch("train", torch.arange(BATCH).flip(0))
-    for (s, t), protocol in itertools.product(_directions(model), PROTOCOLS):
+def _translate(model: MultimodalVAE, batch: Batch, where: str) -> None:
+    for (s, t), protocol in itertools.product(itertools.permutations(model.modalities, 2), PROTOCOLS):
         method = f"translate {where} {s}->{t} protocol={protocol}"
-        out = _call(method, partial(model.translate, {s: batch[s]}, {t: style[t]}, s, t, protocol=protocol))
+        style = {t: batch[t].flip(0)}  # another item's style
+        out = call(method, partial(model.translate, {s: batch[s]}, style, s, t, protocol=protocol))
         _expect_tensor(method, out, (BATCH, *model.shapes[t]), floating=True, unit=True)
 
 
-def _sample(model: MultimodalVAE, data: PairedData, where: str) -> None:
+def _sample(model: MultimodalVAE, batch: Batch, where: str) -> None:
     method = f"sample {where}"
-    out = _call(method, lambda: model.sample(BATCH))
+    out = call(method, lambda: model.sample(BATCH))
     if not isinstance(out, Mapping) or set(out) != set(model.modalities):
         raise Broken(Failure(method, f"a dict with the keys {model.modalities}", _describe(out)))
     for m, x in out.items():
         _expect_tensor(f"{method} [{m}]", x, (BATCH, *model.shapes[m]), floating=True, unit=True)
 
 
-def _cluster(model: MultimodalVAE, data: PairedData, where: str) -> None:
-    batch = data.batch("test", torch.arange(BATCH))
+def _cluster(model: MultimodalVAE, batch: Batch, where: str) -> None:
     every, last = ("both" if len(model.modalities) == 2 else "all"), model.modalities[-1]
     for label, sub in ((every, batch), (f"{last} None", {**batch, last: None})):
         method = f"cluster {where} ({label})"
-        out = _call(method, partial(model.cluster, sub, model.modalities))
+        out = call(method, partial(model.cluster, sub, model.modalities))
         if out is None:
             continue
         _expect_tensor(method, out, (BATCH,), floating=False)
@@ -302,9 +259,7 @@ def _cluster(model: MultimodalVAE, data: PairedData, where: str) -> None:
             raise Broken(Failure(method, "None or non-negative int64 cluster ids", _describe(out)))
 
 
-def _round_trip(
-    model: MultimodalVAE, cls: type[MultimodalVAE], shapes: Mapping, settings: Mapping, data: PairedData, where: str
-) -> list[Failure]:
+def _round_trip(model: MultimodalVAE, build: Callable[[], MultimodalVAE], batch: Batch, where: str) -> list[Failure]:
     method = f"state_dict {where} (torch.save, torch.load(weights_only=True), load_state_dict)"
     buffer = io.BytesIO()
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buffer)
@@ -312,27 +267,19 @@ def _round_trip(
     try:
         state = torch.load(buffer, weights_only=True)
         torch.manual_seed(12345)  # another initialisation: the state dict must overwrite all of it
-        restored = cls(dict(shapes), settings)
+        restored = build()
         restored.load_state_dict(state)
     except Exception as error:  # noqa: BLE001
         return [Failure(method, "a restorable model", f"{type(error).__name__}: {error}")]
     restored.eval()
-    batch = data.batch("test", torch.arange(BATCH))
     m0, m1 = model.modalities[:2]
-    same = torch.equal(model.embed(batch, model.modalities), restored.embed(batch, model.modalities)) and torch.equal(
-        model.generate(batch, m0, m1), restored.generate(batch, m0, m1)
-    )
-    if not same:
+    outputs = lambda m: (m.embed(batch, model.modalities), m.generate(batch, m0, m1))  # noqa: E731
+    if not all(map(torch.equal, outputs(model), outputs(restored))):
         return [Failure(method, "the same embed and generate outputs after the round trip", "different outputs")]
     return []
 
 
 # ------------------------------------------------------------------- helpers
-def _directions(model: MultimodalVAE) -> list[tuple[str, str]]:
-    """Every ordered pair of modalities (m0->m1, m1->m0 for two)."""
-    return list(itertools.permutations(model.modalities, 2))
-
-
 def _expect_tensor(method: str, out: Any, shape: tuple, floating: bool, unit: bool = False) -> None:
     want = "(" + ", ".join("D" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
     kind = "a float" if floating else "an integer"
