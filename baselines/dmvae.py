@@ -8,29 +8,19 @@ Per modality m three ELBO terms, each with its own KLs (code: ``elbo`` in mnist_
     cross: E[log p(x_m | z ~ q(z|x_n), h_m)] − β_s KL(q(z|x_n)) − β_p KL(q(h_m|x_m))   (n ≠ m)
     poe:   E[log p(x_m | z ~ q_PoE(z),  h_m)] − β_s KL(q_PoE)     − β_p KL(q(h_m|x_m))
 
-all KLs against N(0, I). ``poe_reconstruction`` switches the PoE reconstruction term: the paper
-writes it, the released code (seqam-lab/DMVAE) sets ``reconst_loss_poeA = reconst_loss_poeB = 0``
-and keeps the PoE KLs. Default false, as the code that produced the published numbers.
-KL: plain closed-form KL per latent. The code splits it β-TCVAE style (MI, TC, dimension-wise)
-with all three weights 1 by default, which equals the plain KL in expectation; we do not split.
-One sample each of h_m, z_m and z_PoE is shared by the terms that use it.
-With a modality missing: only the present modality's self term and its PoE (with the prior
-expert) term. ``embed`` from one modality uses its unimodal shared posterior (the code decodes
-cross-generations from it too), from several the PoE. ``generate`` (the base class) decodes the
-target from that posterior's *mean* with the target's private latent at its prior mean 0. The
-reference's cross-generation protocol differs: seqam-lab/DMVAE, mnist_svhn/main.py,
-``cross_acc_prior``, decodes a *sample* of the source's shared posterior (``q['sharedB'].value``)
-with the target's private latent *drawn* from N(0, I) (``p['priorA'].dist.sample()``); that
-protocol is the ``evaluation.protocol: sample`` setting, not this method's default.
+all KLs against N(0, I), in closed form (the code's β-TCVAE split, all three weights 1 by default,
+equals it in expectation). ``poe_reconstruction``: the paper writes the PoE reconstruction term, the
+released code (seqam-lab/DMVAE) sets ``reconst_loss_poeA = reconst_loss_poeB = 0`` and keeps the PoE
+KLs; default false, as the code behind the published numbers. One draw each of h_m, z_m and z_PoE
+serves every term that uses it. With a modality missing: the present one's self and PoE terms.
+``embed`` from one modality uses its unimodal shared posterior (the code decodes cross-generations
+from it too), from several the PoE.
 
-M modalities (the released code has two; the paper defines the terms per modality): for each
-modality m its self term, one cross term from every other modality's shared latent (M − 1 of
-them, summed, not averaged) and its PoE term (the product of all M experts with the prior
-expert), each with its own KLs as above. MultiVae's M-modality DMVAE (AgatheSenellart/MultiVae,
-src/multivae/models/dmvae/dmvae_model.py, ``DMVAE.forward``) sums the same reconstructions — every
-modality decoded from the joint and from each unimodal shared latent — but charges each shared KL
-once per source instead of once per (target, source) term as the released code does. Cost per
-step: M targets × (M + 1) shared latents decoded, O(M²) decoder rows (one decoder call per target).
+M modalities (the code has two; the paper defines the terms per modality): per modality its self
+term, one cross term from each other modality (summed) and its PoE term of all M experts. MultiVae's
+DMVAE (AgatheSenellart/MultiVae, src/multivae/models/dmvae/dmvae_model.py ``DMVAE.forward``) sums the
+same reconstructions but charges each shared KL once per source, not once per (target, source) term
+as the released code does.
 """
 
 from __future__ import annotations
@@ -53,9 +43,7 @@ class DMVAE(MultimodalVAE):
         kl_shared_weight: NonNegativeFloat = 1.0  # the code's beta = (1, 1, 1): a β-TCVAE split with unit weights,
         kl_private_weight: NonNegativeFloat = 1.0  # the plain KL in expectation
 
-    # seqam-lab/DMVAE, mnist_svhn/main.py ``cross_acc_prior``: the source's shared posterior draw,
-    # private latents from N(0, I) (the base ``private_prior``); joint coherence from N(0, I) for
-    # both. It has no probe; its ``shared_latent`` plots posterior means.
+    # seqam-lab/DMVAE, mnist_svhn/main.py ``cross_acc_prior``: a posterior draw, h from N(0, I); no probe.
     reference_protocol = "sample"
 
     def __init__(self, shapes, settings):

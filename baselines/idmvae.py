@@ -1,62 +1,25 @@
-"""IDMVAE (information-disentangled multimodal VAE; seed 003, code chatzikon/IDMVAE).
+"""IDMVAE (information-disentangled multimodal VAE; code chatzikon/IDMVAE): MMVAE+ (its code builds
+on it; ``baselines/mmvae_plus.py``) plus three regularisers, from the paper and src/objectives.py.
+Departures from the code and why: docs/models.md, "IDMVAE against its official code".
 
-IDMVAE is MMVAE+ (its reference code builds on it: mixture of experts over the shared z, private
-w per modality, auxiliary priors for cross reconstruction, the same β-weighted ELBO, but with the priors of 4.
-below) plus three regularisers. Ours, written from the paper's description and the released objective:
-
-1. Cross-view mutual information maximisation on the shared part (weight ``cross_mi_weight``):
-   InfoNCE between the unimodal shared posterior means of every ordered pair of present
-   modalities (i as queries, j as keys, cosine similarity over ``temperature``), summed over the
-   ordered pairs and divided by M − 1 (as the code's ``compute_cross_mi_loss``). Zero with one
-   modality present. ``mgmvae.contrastive.info_nce``. The code's estimator (C-DSVAE's
-   ``ContrastiveLoss(tau=1, normalize=True)``) is NT-Xent over the 2B concatenated means (intra-
-   and cross-view negatives); ours keeps cross-view negatives only. ``center: true`` (ours)
-   subtracts each view's batch mean before the cosine: measured on digits_street, the shared
-   means share one direction early in training (pairwise cosine ≈ 0.998) and the uncentred loss
-   stays at log B for a whole epoch; centred, it falls within 60 steps.
-2. Cycle consistency with generative augmentation (weight ``gen_aug_weight``), per present
-   modality m, with fresh posterior draws z ~ q(z|x_m), w ~ q(w|x_m):
-   - swap the private part: x' = dec_m(z, roll(w)) (w rolled by one along the batch, i.e. another
-     sample's style); re-encode x' with enc_m; its shared mean must match the original shared
-     mean of the same sample (shared content survives a style change);
-   - swap the shared part: x'' = dec_m(roll(z), w); re-encode; its *private* mean must match the
-     original private mean (the private code must not carry the content, which was replaced).
-   "Match" is ``gen_aug_loss: contrastive`` (default, the code's "CL"): InfoNCE between the
-   re-encoded and original means (as queries/keys), or ``matching`` (the code's "ML"): squared
-   distance of the means summed over dimensions. Per modality 0.5·(shared + private), summed over
-   modalities. Gradients flow through the decoder, the re-encoding and the original means (as
-   the code). Both swaps share one decoder and one encoder call.
-3. Latent diffusion prior on the shared latent (weight ``diffusion_weight``): a DDPM
-   (Ho et al. 2020; linear β schedule 1e-4·1000/T … 0.02·1000/T, T = ``diffusion_steps``) whose
-   small MLP denoiser ε_θ(z_t, t) is trained on the unimodal shared posterior means (detached by
-   default, ``diffusion_stop_grad``; the released PolyMNIST script trains with it off) with the
-   noise-prediction loss mean‖ε − ε_θ(√ᾱ_t z_0 + √(1−ᾱ_t) ε, t)‖². ``sample(n)`` draws z by
-   ancestral sampling through all T steps (posterior variance β̃_t), w from ``private_prior``.
-   The code also fits a diffusion prior to each private latent (``pws_diffusion``); we do not. Its DDPM
-   module predicts x_0 (sigmoid schedule, SNR-weighted); we predict ε on the linear schedule.
-4. Priors (``prior_scale``): ``softplus`` (default) is the reference's: p(z) = N(0, s²) and
-   p(w_m) = N(0, s²) with s = softplus(0) + η = log 2 + 10⁻⁸ ≈ 0.693 (chatzikon/IDMVAE,
-   src/models/idmvae.py, ``IDMVAE._init_prior_params`` sets a fixed zero "logvar" and
-   ``_compute_prior_from_params`` maps it to the Normal's *scale* softplus(logvar) + η, η =
-   ``Constants.eta`` = 1e-8 in src/utils.py; the ELBO in src/objectives.py reads them through
-   ``get_simple_prior_z`` and ``get_simple_prior_w(aux=False)``), and the auxiliary prior
-   r_d(w) = N(0, (softplus(ρ_d) + η)²) with a learnable ρ_d initialised at 0 (``pws_params_aux``,
-   so it starts at the same scale 0.693). η enters only these scales (and the reference encoder's
-   posterior scale, which ours parameterises by a log-variance as every model here). These are
-   MMVAE+'s ``prior_scale`` choices (baselines/mmvae_plus.py) with IDMVAE's η; ``unit`` is N(0, I)
-   and N(0, diag exp ρ_d).
-``center`` applies to the gen-aug InfoNCE too. ``generate`` decodes the target with w at the
-prior mean (0) under ``mean``; under ``sample`` w is drawn from ``private_prior``, N(0, 0.693²):
-the code's plain prior, which its ``self_and_cross_modal_generation_forward`` (src/models/
-idmvae.py) samples only with the diffusion weight at 0. With the weight on (the released script,
-and our default) it samples w from the private diffusion prior, which we do not fit.
-M modalities, as the reference's PolyMNIST code (chatzikon/IDMVAE, src/objectives.py): the cross-view
-InfoNCE over the M(M − 1) ordered pairs divided by M − 1 (``compute_cross_mi_loss``); the gen-aug
-cycle summed over the M modalities (``compute_gen_aug_loss``); the diffusion loss averaged over
-them (``compute_diffusion_prior_loss``); the ELBO is MMVAE+'s. Cost per step: MMVAE+'s O(M² K)
-decoder rows, M(M − 1) B × B InfoNCE terms, and per modality 2B more decoded and re-encoded rows.
-The defaults (``IDMVAE.Params``) are the released PolyMNIST script's (paper App. B.1); T = 200 the
-DDPM module's: we sample ancestrally through all T, so fewer steps keep ``sample`` cheap.
+1. Cross-view MI (``cross_mi_weight``): InfoNCE (``mgmvae.contrastive.info_nce``) between the unimodal
+   shared posterior means of every ordered pair of present modalities (i queries, j keys, cosine over
+   ``temperature``, each view centred with ``center``), summed and divided by M − 1
+   (``compute_cross_mi_loss``); zero with one modality present.
+2. Cycle consistency with generative augmentation (``gen_aug_weight``; ``compute_gen_aug_loss``), per
+   present modality m, summed, with fresh draws z ~ q(z|x_m), w ~ q(w|x_m): x' = dec_m(z, roll(w))
+   (another row's style) re-encoded must keep z's shared mean; x'' = dec_m(roll(z), w) re-encoded must
+   keep w's private mean. "Keep" is ``gen_aug_loss``: ``contrastive`` (the code's "CL", InfoNCE of
+   re-encoded against original means) or ``matching`` ("ML", squared distance); 0.5·(shared +
+   private) per modality; gradients through decoder, re-encoding and the original means, as the code.
+3. Latent diffusion prior on z (``diffusion_weight``; ``compute_diffusion_prior_loss``, averaged over
+   the modalities): a DDPM (Ho et al. 2020; linear β from 1e-4·1000/T to 0.02·1000/T, T =
+   ``diffusion_steps``) whose MLP ε_θ(z_t, t) learns the unimodal shared means (detached with
+   ``diffusion_stop_grad``) by mean‖ε − ε_θ(√ᾱ_t z_0 + √(1−ᾱ_t) ε, t)‖²; ``sample(n)`` draws z
+   ancestrally through all T steps (variance β̃_t), w from ``private_prior``.
+Priors: MMVAE+'s ``prior_scale`` with η = 1e-8 (src/models/idmvae.py ``_init_prior_params``,
+``_compute_prior_from_params``: scale softplus(0) + η ≈ 0.693; ``pws_params_aux``: r_d learnable from
+ρ_d = 0). Defaults (``IDMVAE.Params``): the released PolyMNIST script's (paper App. B.1).
 """
 
 from __future__ import annotations
@@ -187,15 +150,13 @@ class IDMVAE(MMVAEPlus):
         gen_aug_weight: NonNegativeFloat = 20.0  # released script: gen_aug_loss_scale 20
         gen_aug_loss: Literal["contrastive", "matching"] = "contrastive"  # released "CL" (InfoNCE); matching: "ML"
         temperature: PositiveFloat = 1.0  # released ContrastiveLoss(tau=1, normalize=True): cosine / 1
-        center: bool = True  # ours: uncentred InfoNCE stayed at log B for an epoch here (the module docstring)
+        center: bool = True  # ours: uncentred InfoNCE stayed at log B for an epoch here (docs/models.md)
         diffusion_weight: NonNegativeFloat = 1.0  # released script: diffusion loss weight 1.0
         diffusion_steps: PositiveInt = 200  # the DDPM module's default T (its model class: 1000, sampled by 100 DDIM)
         diffusion_stop_grad: bool = True  # denoiser trained on detached shared means (released script: off)
 
-    # Priors: MMVAE+'s ``prior_scale`` (baselines/mmvae_plus.py) with this η; the sampled evaluation
-    # draws w from ``private_prior``, N(0, s²): chatzikon/IDMVAE, src/models/idmvae.py
-    # ``get_simple_prior_w(aux=False)``, which ``self_and_cross_modal_generation_forward`` draws from
-    # only with ``diffusion_loss_weight`` 0, otherwise from the private diffusion prior (not fitted here).
+    # The ELBO's priors (src/objectives.py ``get_simple_prior_z``, ``get_simple_prior_w(aux=False)``):
+    # MMVAE+'s ``prior_scale`` with this η; the sampled evaluation draws w from the latter (docs/evaluation.md).
     eta = 1e-8  # chatzikon/IDMVAE src/utils.py, Constants.eta: added to every softplus scale
 
     def __init__(self, shapes, settings):
@@ -265,9 +226,7 @@ class IDMVAE(MMVAEPlus):
     embeds_sample = False
 
     def prior_name(self) -> str:
-        """The test log-likelihood weighs z by ``prior``, the prior of the ELBO the model is trained on
-        (``elbo_terms``): the latent diffusion prior, fitted to detached posterior means after the
-        fact, has no tractable density (a probability-flow ODE or its variational bound would be needed)."""
+        """The test log-likelihood weighs z by the ELBO's ``prior``: the diffusion prior's density is intractable."""
         scale = "N(0, 0.693²)" if self.params["prior_scale"] == "softplus" else f"standard {self.posterior_family}"
         return f"{scale} (the ELBO's; the latent diffusion prior's density is intractable)"
 

@@ -12,17 +12,12 @@ average over modalities outside the log and the mixture density in the importanc
            posterior parameters and the encoder's pathwise gradient is weighted by w̃², w̃ the
            normalised importance weights of a stratum; decoder and prior get the IWAE gradient.
 
-Caveat (ours, not the paper's): DReG's identity needs the density in the weight to be the
-sampling density. With one modality present it is, and the estimator is unbiased; with a
-mixture it is exact for K=1 (sticking-the-landing) but biased for K>1 — as in the reference code.
-
-M modalities: as written, over the M present experts: M strata, each decoding all M modalities
-and weighing by the M-component mixture density (iffsid/mmvae, src/objectives.py, ``_m_dreg_looser``
-and ``_m_iwae_looser`` loop over ``model.vaes`` and every decoder ``px_zs[r]``). Cost per step:
-M·K latent draws each decoded by M decoders, O(M² K) decoder rows, and M² K expert densities.
-
-Prior: the standard prior of the posterior family; ``learn_prior`` learns its scale (Gaussian
-log-variance, Laplace softmax·D scale) with the location fixed at 0, as MMVAE's ``pz_params``.
+Caveat (ours): DReG's identity needs the density in the weight to be the sampling density: so with
+one modality present (unbiased), and with a mixture for K=1; biased for K>1, as in the reference code.
+M modalities: M strata, each decoding all M modalities under the M-component mixture density
+(``_m_dreg_looser`` and ``_m_iwae_looser`` loop over ``model.vaes`` and every decoder ``px_zs[r]``).
+Prior: the posterior family's standard prior; ``learn_prior`` learns its scale (Gaussian log-variance,
+Laplace softmax·D) with the location at 0, as MMVAE's ``pz_params``.
 """
 
 from __future__ import annotations
@@ -49,9 +44,8 @@ class MMVAE(MultimodalVAE):
         k: PositiveInt = 30  # importance samples (elbo: 1)
         learn_prior: bool = True  # --learn-prior: a learned prior scale, location 0
 
-    # iffsid/mmvae, src/report/analyse_ms.py: ``cross_coherence`` decodes a posterior draw (forward
-    # with K=1), ``classify_latents`` trains and tests the latent classifier on posterior draws,
-    # ``joint_coherence`` decodes 10,000 draws of the (learned) prior.
+    # iffsid/mmvae, src/report/analyse_ms.py: ``cross_coherence`` decodes a posterior draw,
+    # ``classify_latents`` probes draws, ``joint_coherence`` decodes 10,000 draws of the learned prior.
     reference_protocol = "sample"
     embeds_sample = True
 
@@ -100,9 +94,8 @@ class MMVAE(MultimodalVAE):
 
     @staticmethod
     def _dreg_objective(lw: Tensor, z: Tensor, bound: Tensor) -> Tensor:
-        """The IWAE value, with the DReG estimator as its gradient (as ``m_dreg_looser``):
-        the gradient of Σ_k w̃_k lw_k with w̃ held fixed, z's incoming gradient scaled once more
-        by w̃ (so the encoder path gets w̃², decoder and prior get the IWAE gradient w̃)."""
+        """The IWAE value with the DReG gradient (as ``m_dreg_looser``): that of Σ_k w̃_k lw_k, w̃ fixed,
+        z's incoming gradient scaled once more by w̃ (encoder path w̃², decoder and prior w̃)."""
         w = torch.softmax(lw.detach(), dim=1)  # normalised over the K samples of each stratum
         if z.requires_grad:
             z.register_hook(lambda grad: grad * w.unsqueeze(-1))

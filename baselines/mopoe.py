@@ -1,40 +1,27 @@
 """MoPoE-VAE (Sutter, Daunhawer & Vogt, ICLR 2021): mixture of products of experts.
 
-The joint posterior is a uniform mixture over all 2^M − 1 non-empty subsets S of the modalities,
-each component the product of the unimodal Gaussian experts in S:
+The joint posterior is a uniform mixture over all 2^M − 1 non-empty subsets S of the present
+modalities, by size then in the modalities' order (thomassutter/MoPoE, utils/BaseExperiment.py
+``set_subsets``), each component the product of the unimodal Gaussian experts in S:
 
     q(z | x_1:M) = 1/(2^M − 1) Σ_S q_S(z),     q_S = PoE({q(z | x_m) : m ∈ S}).
 
-Choices (ours where the paper leaves room):
-- Prior expert (``prior_expert``): ``full_set`` (default) adds an N(0, I) expert to the product of
-  the full modality set only, as the reference code: thomassutter/MoPoE, utils/BaseMMVae.py,
-  ``BaseMMVae.poe_fusion`` appends a zero-mean, zero-log-variance expert when the subset holds
-  every modality of the model (``mus.shape[0] == len(self.modalities)``), and MultiVae's MoPoE
-  copies it. The other subsets are the product of their experts alone. ``none`` is the paper's
-  definition of q_S (no prior expert anywhere); ``all`` adds it to every q_S (MVAE's convention).
-- Objective: the ELBO of the mixture with its KL replaced by the mixture-weighted sum of
-  component KLs (an upper bound on KL(q_mix || p), as the reference code's ``moe_fusion`` with
-  ``calc_group_divergence_moe``), and the reconstruction expectation taken by stratified
-  sampling: one z_S ~ q_S per subset, every present modality reconstructed from it,
+- ``prior_expert``: ``full_set`` (default) adds an N(0, I) expert to the product of the model's full
+  modality set only, as the reference code (utils/BaseMMVae.py ``BaseMMVae.poe_fusion`` appends a
+  zero-mean, zero-log-variance expert when ``mus.shape[0] == len(self.modalities)``; MultiVae's MoPoE
+  copies it); ``none`` is the paper's q_S, ``all`` adds it to every q_S (MVAE's convention).
+- Objective: the mixture's ELBO with its KL replaced by the mixture-weighted component KLs to N(0, I)
+  in closed form (an upper bound on KL(q_mix || p), as ``moe_fusion`` with
+  ``calc_group_divergence_moe``), the reconstruction sampled stratified, one z_S ~ q_S per subset:
 
       L = (1/|S|) Σ_S [ Σ_m w_m log p(x_m | z_S) − β KL(q_S || N(0, I)) ].
 
-  ``stratified: false`` is the reference code's cheaper estimator: batch element i decodes only
-  z_{S(i)}, the subsets taking contiguous blocks of rows in the order of ``nonempty_subsets`` (by
-  size, as utils/BaseExperiment.py ``set_subsets``), ⌊B/|S|⌋ rows each and the last subset the rest
-  (thomassutter/MoPoE, utils/utils.py, ``mixture_component_selection`` with the uniform weights
-  of ``BaseMMVae.inference``; ``subset_blocks``). The batch is shuffled, so a row's subset is
-  random; same expectation, more variance, |S|× fewer decoder passes. The KL term is the same in
-  both.
-- KL to N(0, I) in closed form; β: ``MoPoE.Params``.
-- Missing modalities: the subsets are those of the present modalities.
-- M modalities: all 2^M − 1 subsets, by size and then in the modalities' order, as the reference's
-  ``set_subsets`` (thomassutter/MoPoE, utils/BaseExperiment.py) and ``BaseMMVae.inference``; the N(0, I)
-  expert joins the full set's product only. Cost per step: 2^M − 1 products of experts and
-  closed-form KLs; stratified, (2^M − 1)·M decoder passes over the batch, O(M 2^M); with
-  ``stratified: false`` M passes over B rows.
-- ``embed`` / ``generate`` from a set of modalities use q_S for exactly that set (the subset
-  posterior, as the reference evaluation reads ``mus[s_key]``), not the mixture.
+  ``stratified: false`` is the reference's cheaper estimator: row i decodes only z_{S(i)}, the subsets
+  taking contiguous blocks of ⌊B/|S|⌋ rows in order, the last the rest (utils/utils.py
+  ``mixture_component_selection`` with the uniform weights of ``BaseMMVae.inference``;
+  ``subset_blocks``); the batch is shuffled, so the same expectation with more variance.
+- ``embed`` / ``generate`` from a set of modalities use q_S of exactly that set (as the reference
+  evaluation reads ``mus[s_key]``), not the mixture.
 """
 
 from __future__ import annotations
@@ -69,9 +56,8 @@ class MoPoE(MultimodalVAE):
         prior_expert: Literal["full_set", "none", "all"] = "full_set"  # where an N(0, I) expert joins the product
         stratified: bool = True  # every subset's z decodes every modality; false: the reference's one subset a row
 
-    # thomassutter/MoPoE, utils/BaseMMVae.py ``cond_generation``: decodes a reparameterised draw of
-    # the subset posterior; eval_metrics/representation.py ``train_clf_lr_all_subsets`` fits the
-    # probe (sklearn LogisticRegression) on the subset posterior means.
+    # thomassutter/MoPoE: utils/BaseMMVae.py ``cond_generation`` decodes a draw of the subset posterior;
+    # eval_metrics/representation.py ``train_clf_lr_all_subsets`` probes the subset posterior means.
     reference_protocol = "sample"
 
     def __init__(self, shapes, settings):
@@ -81,8 +67,7 @@ class MoPoE(MultimodalVAE):
 
     # ------------------------------------------------------------- aggregation
     def aggregate(self, encoded, subset: Sequence[str]) -> DiagGaussian:
-        """The posterior q_S of one subset: product of its experts (MoPoE), with the N(0, I)
-        expert where ``prior_expert`` puts one."""
+        """q_S: the product of the subset's experts, with N(0, I) where ``prior_expert`` puts one."""
         return product_of_experts([encoded[m][0] for m in subset], prior_expert=self.has_prior_expert(subset))
 
     def has_prior_expert(self, subset: Sequence[str]) -> bool:

@@ -1,35 +1,19 @@
 """MVAE (Wu & Goodman, NeurIPS 2018): product-of-experts posterior with an N(0, I) prior expert.
 
-Training objective (the "subsampled" form): the joint ELBO, each unimodal ELBO and, with M > 2
-modalities, the ELBOs of ``random_subsets`` random subsets of 2 … M − 1 modalities drawn afresh
-each step, all summed: ELBO(x_S) = E_{q_S(z)}[Σ_{m∈S} w_m log p(x_m | z)] − a_t β KL(q_S(z) || N(0, I)),
-where q_S is the product of the experts in S and the prior expert. Missing modalities are left
-out of all of them. The subsets are drawn as the reference's M-modality script does
-(mhw32/multimodal-vae-public, celeba19/train.py: ``sample_combinations`` over the pool of
-``enumerate_combinations``, ``--approx-m`` of them, default 1): for each of the k a size uniform
-among 2 … M − 1 (with replacement), then for each size drawn c times c distinct subsets of that
-size uniformly, by ascending size (all of that size if it has fewer than c, where the reference
-would stop); by torch's global RNG where the reference uses numpy's. With M = 2 there is no such
-subset: the objective is joint + unimodal ELBOs, and nothing is drawn. Cost per step: 1 + M + k
-ELBOs, each decoding its |S| modalities: O(M) decoder passes for a fixed k.
+Training objective (the "subsampled" form): the joint ELBO, each unimodal ELBO and, with M > 2, the
+ELBOs of ``random_subsets`` random subsets of 2 … M − 1 modalities drawn afresh each step, summed:
+ELBO(x_S) = E_{q_S(z)}[Σ_{m∈S} w_m log p(x_m | z)] − a_t β KL(q_S(z) || N(0, I)), q_S the product of
+the present experts in S and the prior expert. The subsets are drawn as the reference's M-modality
+script (mhw32/multimodal-vae-public, celeba19/train.py: ``sample_combinations`` over
+``enumerate_combinations``, ``--approx-m`` of them): each of the k a size uniform among 2 … M − 1,
+then for each size drawn c times c distinct subsets of it uniformly (all of them if it has fewer),
+by torch's global RNG where the reference uses numpy's; none with M = 2.
 
-KL annealing, a_t: the reference (mhw32/multimodal-vae-public, mnist/train.py, ``train``) raises
-the KL weight linearly per mini-batch, ``(batch_idx + (epoch − 1)·N + 1) / (annealing_epochs·N)``
-for epochs (1-based) ``epoch < annealing_epochs`` and 1 from then on, N the mini-batches per epoch
-(``annealing_factor``). ``annealing_epochs`` sets A; 0 turns annealing off (a_t = 1). With E
-epochs, epochs A … E run at full weight, a share (E − A + 1)/E: the reference's MNIST script
-(A = 200 of E = 500) trains 301/500 = 60.2% of its epochs at full weight, its CelebA script
-(20 of 100) 81/100 = 81%. We keep the MNIST script's ratio A/E = 0.4, rounded to whole epochs:
-A = 8 of 20 (MNIST-SVHN), 20 of 50 (MNIST-CDCB), 2 of 4 (quick preset), full weight for 13/20 =
-65%, 31/50 = 62% and 3/4 = 75% of training, inside the reference's 60.2–81%.
-
-Steps per epoch: the reference's N is ``len(train_loader)`` = ⌈n/B⌉, its last, partial batch
-trained on and counted. Our training loop drops the last partial batch of every epoch for every
-model (``mgmvae.train.steps_per_epoch``: N = ⌊n/B⌋; the n mod B pairs left out differ from epoch
-to epoch, as the order is reshuffled), and the schedule counts the steps the loop takes, so the
-weight still reaches 1 at the start of epoch A. The step t is derived from the epoch the training
-loop passes to ``on_epoch_start`` plus the steps taken in that epoch, so a run resumed from an
-epoch checkpoint continues the schedule bitwise.
+KL annealing a_t, per mini-batch as the reference (mnist/train.py, ``train``):
+``(batch_idx + (epoch − 1)·N + 1) / (annealing_epochs·N)`` for 1-based epochs below ``annealing_epochs``,
+1 from then on (0: off), N the steps per epoch of our loop, ⌊n/B⌋ (``mgmvae.train.steps_per_epoch``).
+The step comes from the epoch ``on_epoch_start`` receives, so a resumed run continues the schedule
+bitwise. The choice of ``annealing_epochs``: docs/models.md.
 """
 
 from __future__ import annotations

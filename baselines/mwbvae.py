@@ -5,27 +5,17 @@ directions of) the weighted KL divergence, and replaces them by the 2-Wasserstei
 
     q*(z | x_S) = argmin_q Σ_{m∈S} λ_m W2²(q, q(z | x_m)),
 
-which for diagonal Gaussians is closed form: μ* = Σ λ_m μ_m, σ* = Σ λ_m σ_m (standard
-deviations averaged; ``mgmvae.distributions.wasserstein_barycenter``). No public code exists;
-this is our reading of the formulation. Choices:
+for diagonal Gaussians μ* = Σ λ_m μ_m, σ* = Σ λ_m σ_m (``mgmvae.distributions.wasserstein_barycenter``).
+No public code exists; this is our reading of the formulation. Choices:
 
-- ``subsets: true`` (default): the MoPoE-style mixture of barycenters over all 2^M − 1
-  non-empty subsets S of the present modalities (the "M" of MWB), q_mix = 1/|S| Σ_S q*_S.
-  A single-modality subset's barycenter is that expert itself, so the unimodal posteriors are
-  trained as mixture components, with no separate unimodal ELBO terms.
-  ``subsets: false``: the plain barycenter of the present modalities is the only posterior
-  (WB-VAE); single-modality inference then uses an expert never trained on its own.
-- Weights λ_m: uniform (``weights: null``) or a mapping ``{modality: λ}``; within each subset
-  the λ of its members are renormalised to sum to 1.
-- Objective: the ELBO with the barycenter (mixture) posterior, exactly as our MoPoE: stratified,
-  one z_S ~ q*_S per subset, every present modality reconstructed from it, and the
-  mixture-weighted component KLs to N(0, I) in closed form,
-      L = (1/|S|) Σ_S [ Σ_m w_m log p(x_m | z_S) − β KL(q*_S || N(0, I)) ];
-  ``stratified: false``: one subset per batch element, |S|× cheaper, assigned as our MoPoE does:
-  contiguous blocks of ⌊B/|S|⌋ rows per subset, the last subset the rest (the MoPoE reference's
-  ``mixture_component_selection``; MWB-VAE has no public code to follow).
-- M modalities: a barycenter per non-empty subset, 2^M − 1 of them (``subsets: true``), or the one
-  barycenter of all M (``subsets: false``); cost as MoPoE's, O(M 2^M) decoder passes stratified.
+- ``subsets: true`` (default): the MoPoE-style mixture of barycenters over all 2^M − 1 non-empty
+  subsets S of the present modalities (the "M" of MWB), q_mix = 1/|S| Σ_S q*_S; a single modality's
+  barycenter is that expert, so the unimodal posteriors train as mixture components.
+  ``subsets: false``: the barycenter of the present modalities is the only posterior (WB-VAE);
+  single-modality inference then uses an expert never trained on its own.
+- Weights λ_m: uniform (``weights: null``) or ``{modality: λ}``, renormalised within each subset.
+- Objective and ``stratified``: our MoPoE's (``baselines/mopoe.py``) with q*_S for q_S,
+      L = (1/|S|) Σ_S [ Σ_m w_m log p(x_m | z_S) − β KL(q*_S || N(0, I)) ].
 - ``embed`` / ``generate`` from a set of modalities use the barycenter of exactly that set.
 """
 

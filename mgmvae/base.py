@@ -1,21 +1,10 @@
 """The interface every model implements and the machinery they share.
 
-Metrics never see model internals: they call ``embed``, ``generate``, ``cluster`` (and the
-figures ``translate`` and ``sample``). A batch is ``{modality: Tensor or None}``; a missing
-modality is ``None`` or absent.
-
-Evaluation protocols (``evaluation.protocol``; ``mgmvae.evaluation.protocol``): ``mean`` decodes
-the posterior mean with private latents at their prior mean and embeds by the posterior mean;
-``sample`` decodes a posterior draw with private latents drawn from ``private_prior`` and embeds
-by a draw where the model's reference does (``embeds_sample``). Joint generation (``sample``)
-always draws both latents from the prior. Randomness comes from torch's global RNG, which the
-evaluation seeds.
-
-A mixture of experts given several modalities (MMVAE, MMVAE+, IDMVAE) is read under ``mean`` as
-``mixture_reading`` (``evaluation.mixture_reading``) says: ``multivae`` generates from one expert per
-row (MultiVae's ``encode``, return_mean False) and embeds by the average of the means (return_mean
-True); ``mopoe`` reads one expert per row for both (MoPoE's ``mixture_component_selection``);
-``average`` the average for both. A draw takes one expert per row. References: docs/evaluation.md.
+Metrics never see model internals: they call ``embed``, ``generate``, ``cluster`` (the figures also
+``translate`` and ``sample``). A batch is ``{modality: Tensor or None}``; a missing modality is
+``None`` or absent. The evaluation protocols (``mean``, ``sample``) and the readings of a mixture of
+experts given several modalities (``mixture_reading``), with their references: docs/evaluation.md.
+Randomness comes from torch's global RNG, which the evaluation seeds.
 """
 
 from __future__ import annotations
@@ -39,8 +28,8 @@ from mgmvae.params import Params as ParamsModel
 from mgmvae.params import params_class, resolve
 
 Batch = Mapping[str, Tensor | None]
-PROTOCOLS = ("mean", "sample")  # evaluation protocols; see the module docstring
-MIXTURE_READINGS = ("multivae", "mopoe", "average")  # see the module docstring
+PROTOCOLS = ("mean", "sample")  # evaluation protocols (docs/evaluation.md)
+MIXTURE_READINGS = ("multivae", "mopoe", "average")  # evaluation.mixture_reading (docs/evaluation.md)
 
 
 def likelihood_weights(shapes: Mapping[str, Sequence[int]], spec: Any) -> dict[str, float]:
@@ -58,19 +47,15 @@ def likelihood_weights(shapes: Mapping[str, Sequence[int]], spec: Any) -> dict[s
 
 
 class MultimodalVAE(nn.Module):
-    """Shared encoders/decoders per modality, likelihoods and the evaluation surface.
-
-    Subclasses set ``uses_private`` (private latents per modality) and implement ``loss``; they
-    override ``joint_posterior`` when they aggregate other than by a product of experts. A model
-    whose objective is defined for two modalities only sets ``max_modalities = 2``: it is then
-    refused, with a message saying so, on a dataset of more (``python -m mgmvae check-model``
-    reports that as a stated limitation, not a failure).
-    """
+    """Shared encoders/decoders per modality, likelihoods and the evaluation surface. Subclasses set
+    ``uses_private`` (private latents per modality), implement ``loss`` and override
+    ``joint_posterior`` when they aggregate other than by a product of experts."""
 
     name: ClassVar[str] = "base"
     label: ClassVar[str | None] = None  # the name tables and figures show (None: ``name``)
     colour: ClassVar[str | None] = None  # a matplotlib colour in every figure (None: one picked from ``name``)
     uses_private: ClassVar[bool] = False
+    private_in_family: ClassVar[bool] = False  # private posteriors of the ``posterior`` family (else Gaussian)
 
     class Params(ParamsModel):
         """The objective's parameters, their types and defaults (mgmvae/params.py)."""
@@ -80,8 +65,8 @@ class MultimodalVAE(nn.Module):
     # and whether under ``sample`` its probe embeds a posterior draw rather than the mean.
     reference_protocol: ClassVar[str] = "mean"
     embeds_sample: ClassVar[bool] = False
-    max_modalities: ClassVar[int | None] = None  # None: any number M >= 2 of modalities
-    mixture_reading: str = "multivae"  # module docstring; the evaluation sets it from the config
+    max_modalities: ClassVar[int | None] = None  # None: any M >= 2; 2: refused on more (docs/models.md)
+    mixture_reading: str = "multivae"  # the evaluation sets it from evaluation.mixture_reading
 
     def __init__(self, shapes: dict[str, Shape], settings: Mapping[str, Any]):
         super().__init__()
@@ -128,10 +113,10 @@ class MultimodalVAE(nn.Module):
 
     def encode(self, batch: Batch, modalities: Sequence[str] | None = None) -> dict[str, tuple[Any, Any]]:
         """Unimodal posteriors ``{m: (q_shared, q_private or None)}`` for the present modalities."""
-        out = {}
+        out, family = {}, self.posterior_family if self.private_in_family else "gaussian"
         for m in self.present(batch, modalities):
             e = self.encoders[m](batch[m])
-            private = None if e.private_loc is None else DiagGaussian(e.private_loc, e.private_scale.clamp(-12, 8))
+            private = None if e.private_loc is None else posterior(family, e.private_loc, e.private_scale)
             out[m] = (posterior(self.posterior_family, e.shared_loc, e.shared_scale), private)
         return out
 
@@ -154,11 +139,9 @@ class MultimodalVAE(nn.Module):
         return standard_prior(self.posterior_family, like)
 
     def private_prior(self, modality: str, like: Tensor) -> DiagGaussian:
-        """p(h_m), shaped like ``like`` (as ``prior``): the one private prior a model trains against,
-        draws from when the evaluation samples private latents (cross-generation under ``sample``,
-        joint generation) and weighs by in the test log-likelihood. N(0, I) by default, as DMVAE's
-        ``cross_acc_prior`` (seqam-lab/DMVAE, mnist_svhn/main.py); MMVAE+ and IDMVAE override it
-        with their references' unit prior (not the auxiliary one) and its softplus scale."""
+        """p(h_m), shaped like ``like``: the one private prior a model trains against, the evaluation
+        draws from and the test log-likelihood weighs by. N(0, I), as DMVAE's ``cross_acc_prior``
+        (seqam-lab/DMVAE, mnist_svhn/main.py); MMVAE+ and IDMVAE override it."""
         return DiagGaussian(torch.zeros_like(like), torch.zeros_like(like))
 
     def draw_private(self, modality: str, n: int) -> Tensor | None:
@@ -173,14 +156,11 @@ class MultimodalVAE(nn.Module):
 
     # ------------------------------------------------ priors of the test log-likelihood
     def log_prior(self, z: Tensor) -> Tensor:
-        """log p(z) of the shared latent, leading dims kept: the prior the test log-likelihood
-        weighs by (``mgmvae.evaluation.likelihood``). Default: ``prior`` (MMVAE overrides that
-        with its learned scale); MGMVAE overrides this with its Gaussian mixture."""
+        """log p(z) of the shared latent (leading dims kept), which the test log-likelihood weighs by."""
         return self.prior(z).log_prob(z)
 
     def log_private_prior(self, modality: str, h: Tensor) -> Tensor:
-        """log p(h_m) of a private latent under ``private_prior`` (leading dims of h kept), so the
-        test log-likelihood and the sampled evaluation use one private prior per model."""
+        """log p(h_m) under ``private_prior`` (leading dims of h kept)."""
         return self.private_prior(modality, h).log_prob(h)
 
     def prior_name(self) -> str:
@@ -204,9 +184,8 @@ class MultimodalVAE(nn.Module):
 
     @torch.no_grad()
     def embed(self, batch: Batch, modalities: Sequence[str], protocol: str = "mean") -> Tensor:
-        """Shared representation from a non-empty subset of modalities: the posterior mean, or
-        under ``sample`` a posterior draw for models whose reference probe reads draws
-        (``embeds_sample``)."""
+        """Shared representation from a non-empty subset of modalities: the posterior mean, or under
+        ``sample`` a draw where the model's reference probe reads draws (``embeds_sample``)."""
         q = self.shared_posterior(batch, modalities)
         if check_protocol(protocol) == "sample" and self.embeds_sample:
             return posterior_draw(q)
@@ -214,10 +193,9 @@ class MultimodalVAE(nn.Module):
 
     @torch.no_grad()
     def generate(self, batch: Batch, source: str | Sequence[str], target: str, protocol: str = "mean") -> Tensor:
-        """Cross-modal generation, the decoder mean of ``target`` from ``source`` alone, or from a
-        subset of modalities (a list) through the model's own aggregation (``joint_posterior``).
-        ``mean``: from the posterior mean with the target's private latent at its prior mean (0).
-        ``sample``: from a posterior draw with the private latent drawn from ``private_prior``."""
+        """The decoder mean of ``target`` from ``source`` alone, or from a list of modalities through
+        ``joint_posterior``: from the posterior mean with h = 0 (``mean``), or a posterior draw with h
+        from ``private_prior`` (``sample``)."""
         q = self.shared_posterior(batch, [source] if isinstance(source, str) else list(source))
         if check_protocol(protocol) == "mean":
             return self.likelihood.mean(self.decode(target, self.posterior_mean(q, embedding=False)))

@@ -15,17 +15,12 @@ def similarity_logits(a: Tensor, b: Tensor, temperature: float) -> Tensor:
 
 
 def info_nce(a: Tensor, b: Tensor, temperature: float = 0.1, center: bool = False) -> Tensor:
-    """One-directional InfoNCE loss with ``a`` as queries and ``b`` as keys, batch mean:
+    """One-directional InfoNCE with ``a`` as queries and ``b`` as keys (van den Oord et al. 2018), batch mean:
 
-        L = −(1/B) Σ_i log [ exp(s(a_i, b_i)/τ) / Σ_j exp(s(a_i, b_j)/τ) ],   s = cosine similarity.
+        L = −(1/B) Σ_i log [ exp(s(a_i, b_i)/τ) / Σ_j exp(s(a_i, b_j)/τ) ],   s = cosine similarity;
 
-    The positives are the matching rows (the pairs); every other row of ``b`` is a negative.
-    log B − L is the InfoNCE lower bound on I(a; b) (van den Oord et al. 2018). For the
-    symmetric form average ``info_nce(a, b)`` and ``info_nce(b, a)``.
-
-    ``center``: subtract each side's batch mean before the cosine (as a batch-normalised
-    projection head would); a common offset shared by all rows otherwise makes every cosine ≈ 1
-    and the loss sits at log B with vanishing gradients.
+    log B − L bounds I(a; b) from below. ``center`` subtracts each side's batch mean first (as a
+    batch-normalised projection head would): an offset common to all rows makes every cosine ≈ 1.
     """
     if a.shape != b.shape or a.dim() != 2:
         raise ValueError(f"info_nce needs two [B, D] tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")

@@ -1,46 +1,23 @@
-"""MGMVAE (AAAI 2026): a PoE multimodal VAE with a Gaussian-mixture prior on the shared latent,
-a cluster-guided center loss and a triplet alignment loss. Equation numbers follow the paper
-(Chen et al., "Multimodal Gaussian Mixture Variational Autoencoder with Consistency Regularizations", AAAI 2026).
+"""MGMVAE (Chen et al., "Multimodal Gaussian Mixture Variational Autoencoder with Consistency
+Regularizations", AAAI 2026): a PoE multimodal VAE with a Gaussian-mixture prior on the shared
+latent, a cluster-guided center loss and a triplet alignment loss. Equation numbers are the paper's.
 
-Per pair (x, y) with shared/private unimodal posteriors q(z_x|x), q(h_x|x), q(z_y|y), q(h_y|y):
-
-- Eq. 5:  q(z_s|x,y) ∝ N(0,I)·q(z_x|x)·q(z_y|y) (product of experts; a missing modality is left out);
-          z_s ~ q(z_s|x,y), h_m ~ q(h_m|m) reparameterised, one sample each.
-- Eq. 6:  ELBO = Σ_m E[log p(m|z_s,h_m)]
-                 − λ1 (KL(q(c|z_s)||p(c)) + Σ_c q(c|z_s) KL(q(z_s|x,y)||p(z_s|c)))
-                 − λ2 Σ_m KL(q(h_m|m)||N(0,I)) − λ3 Σ_m KL(q(z_m|m)||N(0,I)),
+- Eq. 5:  q(z_s|x_1:M) ∝ N(0,I)·Π_m q(z_m|x_m) over the present modalities; z_s ~ q(z_s|x_1:M),
+          h_m ~ q(h_m|x_m), one reparameterised draw each.
+- Eq. 6:  ELBO = Σ_m E[log p(x_m|z_s,h_m)]
+                 − λ1 (KL(q(c|z_s)||p(c)) + Σ_c q(c|z_s) KL(q(z_s|x_1:M)||p(z_s|c)))
+                 − λ2 Σ_m KL(q(h_m|x_m)||N(0,I)) − λ3 Σ_m KL(q(z_m|x_m)||N(0,I)),
           q(c|z_s) by Bayes' rule under the mixture at the sampled z_s (VaDE), with gradient.
-- Eq. 7–9: ĉ_i = argmax_k q(c=k|z_s_i), conf_i = max_k q(c=k|z_s_i) (both without gradient),
-          H = {i: conf_i > τ}; L_center = 1/|H| Σ_{i∈H} Σ_m ||z_m_i − c_ĉ||², 0 when H is empty.
-          z_m here is the unimodal posterior MEAN μ_m(m) (``center_on: mean``; ``sample`` uses a
-          reparameterised draw instead): the paper writes z_x, z_y; the mean avoids pulling on
-          sampling noise and matches the triplet loss, which the paper states on means. The centers
-          {c_k} are their own parameters, separate from the mixture means.
-- Eq. 11–12: L_align = L_triplet(x, y, y') + L_triplet(y, x, x') on the unimodal posterior means,
-          Euclidean distance, margin α, K negatives per anchor taken from the other instances of
-          the batch, in the modality of the positive (the printed Eq. 12 swaps x'/y'; we read it as
-          anchor x against y-negatives and anchor y against x-negatives, as the paper's text describes). Batch mean.
+- Eq. 7–9: ĉ_i = argmax_k q(c=k|z_s_i), conf_i = max_k q(c=k|z_s_i) (no gradient), H = {i: conf_i > τ};
+          L_center = 1/|H| Σ_{i∈H} Σ_m ||z_m_i − c_ĉ||² (0 when H is empty), z_m the unimodal posterior
+          mean (``center_on``); the centers {c_k} are parameters of their own, not the mixture means.
+- Eq. 11–12: L_align = Σ over ordered pairs (m, m') of L_triplet(m, m', negatives in m') on the unimodal
+          posterior means (Euclidean, margin α, K negatives from the batch's other instances), divided
+          by M − 1 (``align_normaliser``); at M = 2, L(x, y, y') + L(y, x, x').
 - Eq. 13: loss = −ELBO + β L_center + γ L_align (batch means); β = 0 or γ = 0 skips the term.
-
-M modalities (the paper is bimodal; the generalisation keeps each term per modality, or per pair
-averaged over pairs, so that M = 2 is the paper's, bit for bit):
-- Eq. 5: q(z_s|x_1:M) ∝ N(0,I) Π_m q(z_m|x_m), the product of the M experts (of those present).
-- Eq. 6: the reconstruction and the private and unimodal-shared KL terms are summed over the M modalities.
-- Eq. 9: L_center sums ||z_m − c_ĉ||² over the M modalities' shared latents (the paper's x and y).
-- Eq. 12: the triplet term L_triplet(m, m', negatives in m') of every ordered pair (m, m'), summed
-  and divided by M − 1 (``align_normaliser: modalities``) or by the M(M − 1)/2 pairs (``pairs``; its
-  weight then falls as 2/M). Both are Eq. 12 at M = 2 (``alignment``; the choice: docs/models.md).
-- ``extra_recon``: each modality m is reconstructed from every other modality's shared latent, these
-  M − 1 cross terms averaged (``cross_reconstruction``), so m's cross term weighs what it does at M = 2.
-Cost per step grows as M² in decoder passes with ``extra_recon`` (M joint, M unimodal, M(M − 1) cross)
-and as M² in triplet terms, each a B × B distance matrix; M without ``extra_recon``.
-
-Choices where the paper is silent are documented in ``Params`` and in the methods. Among them:
-warm-up epochs before the k-means fit (``mixture_init_epoch``) use KL(q(z_s)||N(0,I)) in place of the
-λ1 term and no center loss; the ablation ``use_mixture_prior: False`` does the same throughout
-(and ``cluster`` returns None). Log-likelihoods are multiplied by ``recon_scale``. With
-``extra_recon`` (default on) the ELBO also gets cross-reconstructions log p(m | z_o, h_m ~ N(0,I)) and,
-with ``unimodal_recon``, unimodal ones log p(m | z_m, h_m) (see ``cross_reconstruction``).
+The paper is bimodal: each term is summed over the modalities (alignment as above), so that M = 2 is
+the paper's. Where the paper is silent (warm-up before the k-means fit, ``recon_scale``, the extra
+reconstructions, the reading of Eq. 12, the normaliser): ``Params`` and docs/models.md.
 """
 
 from __future__ import annotations
@@ -63,10 +40,7 @@ VAR_FLOOR = 1e-4  # smallest component variance the k-means initialisation sets
 
 
 def triplet_loss(anchor: Tensor, positive: Tensor, negatives: Tensor, margin: float) -> Tensor:
-    """Eq. 11 per anchor: max(||a − p|| − mean_k ||a − n_k|| + α, 0).
-
-    anchor, positive [B, D]; negatives [B, K, D] -> [B].
-    """
+    """Eq. 11 per anchor: max(||a − p|| − mean_k ||a − n_k|| + α, 0); a, p [B, D], n [B, K, D] -> [B]."""
     d_pos = (anchor - positive).norm(dim=-1)
     d_neg = (anchor.unsqueeze(1) - negatives).norm(dim=-1).mean(-1)
     return F.relu(d_pos - d_neg + margin)
@@ -74,15 +48,11 @@ def triplet_loss(anchor: Tensor, positive: Tensor, negatives: Tensor, margin: fl
 
 @torch.no_grad()
 def select_negatives(anchor: Tensor, candidates: Tensor, k: int, semi_hard: bool) -> tuple[Tensor, Tensor]:
-    """Indices [B, K'] of negatives for each anchor among ``candidates`` (row j is the partner of
-    anchor j, never chosen), K' = min(k, B − 1), drawn without replacement with torch's global RNG.
-
-    Random mode: a uniform draw. Semi-hard mode: negatives farther from the anchor than its
-    positive (d(a_i, c_j) > d(a_i, c_i)) come first in random order; if fewer than K are valid, the
-    remaining slots are filled with random other instances (then hard negatives: they keep the
-    alignment signal for anchors whose partner is not yet the nearest). Also returns the boolean
-    [B, K'] mask of which chosen negatives satisfy the semi-hard condition.
-    """
+    """Indices [B, K'] of negatives for each anchor among ``candidates`` (row j, the partner of
+    anchor j, never), K' = min(k, B − 1), drawn without replacement by torch's global RNG, and the
+    [B, K'] mask of those farther from the anchor than its positive. Semi-hard: those come first in
+    random order, the remaining slots filled with random others (hard negatives keep the alignment
+    signal for anchors whose partner is not yet the nearest)."""
     b = anchor.shape[0]
     dist = torch.cdist(anchor, candidates)
     farther = dist > dist.diagonal().unsqueeze(1)
@@ -95,11 +65,8 @@ def select_negatives(anchor: Tensor, candidates: Tensor, k: int, semi_hard: bool
 
 
 def center_loss(shared: Sequence[Tensor], centers: Tensor, gamma: Tensor, tau: float) -> tuple[Tensor, Tensor]:
-    """Eq. 7–9. ``shared``: the unimodal shared latents [B, D] present; ``gamma`` = q(c|z_s) [B, K].
-
-    Pseudo-labels and the confidence mask carry no gradient. Returns (L_center, |H|/B); L_center
-    is 0 (with a gradient path, no NaN) when H is empty.
-    """
+    """Eq. 7–9 on the present unimodal shared latents [B, D], ``gamma`` = q(c|z_s) [B, K]: (L_center,
+    |H|/B); pseudo-labels and mask carry no gradient; L_center is 0 (no NaN) when H is empty."""
     conf, label = gamma.detach().max(dim=-1)
     mask = (conf > tau).to(centers.dtype)
     target = centers[label]
@@ -131,27 +98,18 @@ class MGMVAE(MultimodalVAE):
         semi_hard_from_epoch: NonNegativeInt = 5  # paper silent ("as training progresses"); a quarter of 20 epochs
         mixture_init: Literal["kmeans", "random"] = "kmeans"  # paper silent; VaDE-style k-means on joint means
         # Epoch at whose start k-means runs; earlier epochs are warm-up (N(0, I) prior, no center loss).
-        # 2, not 1: fitted after one epoch (digits_street, recon_scale 0.1) the center loss pulled
-        # everything onto 2 of the 10 components and cross-generation fell to 0.24/0.21; fitted after
-        # two, 9 stay active and it reaches 0.49/0.44 at 3 epochs (0.69/0.76 at 4).
+        # 2, not 1: fitted after one epoch, the center loss collapsed the mixture (docs/models.md).
         mixture_init_epoch: NonNegativeInt = 2
         mixture_init_samples: PositiveInt = 5000  # train pairs embedded for the k-means fit (seeded subsample)
         center_on: Literal["mean", "sample"] = "mean"  # Eq. 9's z_x, z_y: unimodal posterior means, or draws
         use_mixture_prior: bool = True  # ablation: False = N(0, I) prior on z_s, no center loss, no clusters
-        # Paper silent on extra reconstructions. Measured (digits_cdcb, 3 epochs, Bernoulli, summed):
-        # cross terms alone leave the cd posterior broad (variance 2.8) and retrieval at chance (0.11/0.14);
-        # cross + unimodal terms give retrieval 0.55/0.41 and cross-generation 0.38/0.34.
+        # Paper silent on extra reconstructions; without both, retrieval stayed at chance (docs/models.md).
         extra_recon: bool = True  # cross-reconstructions from the other modalities' shared latents
         unimodal_recon: bool = True  # with extra_recon, also log p(m | z_m, h_m): MVAE's unimodal ELBO terms
         # The target's private latent in a cross term: "prior" N(0, I) (MMVAE+) or its "own" posterior sample.
         cross_private: Literal["prior", "own"] = Field("prior", json_schema_extra=IMPLICIT)
-        # Paper silent on the likelihood's normalisation. A factor on every log-likelihood term;
-        # "per_pixel" = 1 / largest pixel count (per-pixel means under auto weights). Measured with
-        # Bernoulli likelihoods, 3–4 epochs, lr 1e-3: per_pixel collapses (unimodal shared means
-        # identical, align stuck at 2α, everything at chance: reconstruction cannot pay for the KL and
-        # center terms); 1.0 (summed) leaves γ·L_align ~1000× weaker than reconstruction, so the
-        # unimodal means align late (digits_street cross-generation 0.31/0.27 at 3 epochs); 0.1 puts
-        # β, γ = 1 within an order of magnitude of reconstruction: digits_street 0.69/0.76 at 4 epochs.
+        # Paper silent on the likelihood's normalisation: a factor on every log-likelihood term;
+        # "per_pixel" = 1 / largest pixel count. 0.1 measured best on digits_street (docs/models.md).
         recon_scale: PositiveFloat | Literal["per_pixel"] = 0.1
         # M > 2, paper silent: Eq. 12's ordered-pair sum over M − 1 ("modalities") or M(M − 1)/2 ("pairs")
         align_normaliser: Literal["modalities", "pairs"] = "modalities"
@@ -165,11 +123,10 @@ class MGMVAE(MultimodalVAE):
             k = int(p["n_components"])
             self.mixture = GaussianMixturePrior(k, self.shared_dim)
             self.centers = nn.Parameter(self.mixture.means.detach().clone())
-        # Persistent (in checkpoints): whether the mixture has been fitted. Random init needs no fit.
+        # Checkpointed: whether the mixture has been fitted (random init needs no fit). The loss reads
+        # a host copy (no device sync per step), which a loaded state must refresh.
         self.register_buffer("mixture_ready", torch.tensor(p["mixture_init"] == "random"))
-        self._ready = bool(self.mixture_ready)  # host copy: no device sync per step
-        # The loss reads the host copy, so a loaded state must refresh it (a fitted checkpoint
-        # would otherwise train and evaluate with the warm-up objective until on_epoch_start).
+        self._ready = bool(self.mixture_ready)
         self.register_load_state_dict_post_hook(_refresh_after_load)
         self._epoch = 0
 
@@ -179,9 +136,8 @@ class MGMVAE(MultimodalVAE):
     @classmethod
     def check_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
         """Refuse a run whose epochs never reach the k-means fit (``mixture_init_epoch`` ≥ ``epochs``):
-        it would train only the warm-up objective and ``cluster``/``sample`` would read the random
-        initial mixture. Refused rather than fitted after training, because a mixture fitted once
-        training is over was never part of the objective the run reports."""
+        it would train only the warm-up objective, and a mixture fitted after training was never part
+        of the objective the run reports."""
         params = super().check_settings(settings)
         fits = params["use_mixture_prior"] and params["mixture_init"] == "kmeans"
         if fits and int(params["mixture_init_epoch"]) >= int(settings["epochs"]):
@@ -198,13 +154,12 @@ class MGMVAE(MultimodalVAE):
         return 1.0 / max(float(np.prod(s)) for s in self.shapes.values()) if spec == "per_pixel" else float(spec)
 
     def log_likelihood(self, modality: str, x: Tensor, z: Tensor, h: Tensor | None = None) -> Tensor:
-        """The base class's weighted log p(x_m | z, h), times ``recon_scale``."""
         return self.recon_scale * super().log_likelihood(modality, x, z, h)
 
     # ------------------------------------------------------------------ hooks
     def on_epoch_start(self, epoch: int, data, split: str = "train") -> None:
-        """Records the epoch (negative mining switch); fits the mixture by k-means once, at the
-        start of epoch ``mixture_init_epoch`` (resumed runs keep the fitted state)."""
+        """Record the epoch (negative mining); fit the mixture by k-means once, at the start of epoch
+        ``mixture_init_epoch`` (a resumed run keeps the fitted state)."""
         self._epoch = int(epoch)
         self._ready = bool(self.mixture_ready)
         p = self.params
@@ -213,10 +168,9 @@ class MGMVAE(MultimodalVAE):
 
     @torch.no_grad()
     def init_mixture_kmeans(self, data, split: str = "train") -> None:
-        """Fit k-means to joint posterior means of a seeded subsample (torch's global RNG) and set
-        the mixture by moment matching: π_k = cluster share, μ_k = centroid, σ²_k = within-cluster
-        variance of the means + mean posterior variance (the aggregate posterior of the cluster).
-        The centers {c_k} start at the same μ_k."""
+        """k-means on the joint posterior means of a seeded subsample (torch's global RNG); the mixture
+        by moment matching: π_k the cluster share, μ_k the centroid (also the centers' start), σ²_k the
+        within-cluster variance of the means + mean posterior variance (the cluster's aggregate posterior)."""
         from sklearn.cluster import KMeans
 
         n = data.num_pairs(split)
@@ -251,10 +205,8 @@ class MGMVAE(MultimodalVAE):
         return self._epoch >= int(self.params["semi_hard_from_epoch"])
 
     def alignment(self, *means: Tensor) -> tuple[Tensor, Tensor]:
-        """Eq. 12 over the unimodal shared means of M ≥ 2 modalities, negatives from
-        ``select_negatives``: Σ over ordered pairs (m, m') of L_triplet(m, m', negatives in m'),
-        divided by M − 1 or (``align_normaliser: pairs``) M(M − 1)/2: at M = 2, L(x, y, y') + L(y, x, x').
-        Returns (L_align, fraction of chosen negatives farther than the positive)."""
+        """Eq. 12 over the unimodal shared means (module docstring): (L_align, fraction of chosen
+        negatives farther than the positive)."""
         k, semi_hard, margin = (
             int(self.params["negatives"]),
             self.negatives_are_semi_hard(),
@@ -269,8 +221,8 @@ class MGMVAE(MultimodalVAE):
         return total / (n * (n + 1) / 2 if self.params["align_normaliser"] == "pairs" else n), torch.stack(valid).mean()
 
     def mixture_term(self, q: DiagGaussian, z: Tensor) -> tuple[Tensor, Tensor | None]:
-        """The λ1 bracket of Eq. 6 per sample and q(c|z_s) at the sample z (None without a usable
-        mixture: the ablation, or warm-up before the k-means fit, use KL(q(z_s)||N(0,I)))."""
+        """The λ1 bracket of Eq. 6 per sample, and q(c|z_s) at z; KL(q(z_s)||N(0,I)) and None without
+        a fitted mixture (warm-up, or the ablation ``use_mixture_prior: false``)."""
         if not (self.use_mixture and self._ready):
             return q.kl_standard_normal(), None
         gamma = self.mixture.responsibilities(z)
@@ -332,20 +284,11 @@ class MGMVAE(MultimodalVAE):
         return {"loss": loss, **terms}
 
     def cross_reconstruction(self, batch: Batch, encoded: dict, h: dict[str, Tensor]) -> Tensor:
-        """``extra_recon`` (paper silent): Σ_m mean_{o ≠ m} log p(m | z_o, h) per sample, z_o drawn
-        from another modality o's unimodal posterior with the prior expert (the path ``generate``
-        takes for Table 1), a fresh draw per (m, o), and h the target's private latent drawn from its
-        prior N(0, I) (``cross_private: prior``, as MMVAE+ draws it from a prior) or its own posterior
-        sample (``own``). Averaged over the M − 1 sources o, each target's cross term weighs as at
-        M = 2 (MMVAE+, epalu/mmvaeplus src/objectives.py ``_m_iwae``, decodes every target from every
-        source's z too, and averages over the sources). With ``prior``
-        the content must go through the shared latent: measured on the embedded digits, without
-        it the decoders read the digit from the private latent and cross-generation stays at chance.
-        ``unimodal_recon`` (paper silent) also adds, for each m, log p(m | z_m, h_m) with z_m from m's
-        own unimodal posterior (with the prior expert) and h_m its own posterior sample: MVAE's
-        unimodal ELBO terms. Without them one modality's shared posterior went broad (variance 2.8 on
-        digits_cdcb, 5 on digits_street, summed likelihoods) and added nothing to the product.
-        """
+        """``extra_recon``: Σ_m mean_{o ≠ m} log p(x_m | z_o, h) per sample, z_o a fresh draw of o's
+        unimodal posterior with the prior expert (the path ``generate`` takes), h drawn from N(0, I)
+        (``cross_private: prior``, as MMVAE+) or m's own posterior sample (``own``); averaged over the
+        sources as MMVAE+ (epalu/mmvaeplus src/objectives.py ``_m_iwae``). ``unimodal_recon`` adds
+        log p(x_m | z_m, h_m) from m's own posterior: MVAE's unimodal ELBO terms. Why: docs/models.md."""
         present = list(encoded)
         if len(present) < 2 and not self.params["unimodal_recon"]:
             return next(iter(h.values())).new_zeros(next(iter(h.values())).shape[0])
@@ -369,8 +312,7 @@ class MGMVAE(MultimodalVAE):
         return self.mixture.responsibilities(self.embed(batch, modalities)).argmax(-1)
 
     def uses_fitted_mixture(self) -> bool:
-        """Whether z_s's prior is the mixture: not in the ablation, nor before the k-means fit (the
-        warm-up trains against N(0, I)). Reads the checkpointed buffer, not the per-epoch host copy."""
+        """Whether z_s's prior is the fitted mixture (the checkpointed buffer, not the host copy)."""
         return self.use_mixture and bool(self.mixture_ready)
 
     def log_prior(self, z: Tensor) -> Tensor:
@@ -384,8 +326,7 @@ class MGMVAE(MultimodalVAE):
 
     @torch.no_grad()
     def draw_shared_prior(self, n: int) -> Tensor:
-        """z_s from the mixture prior (N(0,I) without it); private latents come from the base
-        ``private_prior``, N(0, I), the paper's p(h_x), p(h_y)."""
+        """z_s from the mixture prior (N(0,I) without it); h from the base ``private_prior``, the paper's p(h)."""
         if not self.use_mixture:
             return super().draw_shared_prior(n)
         return self.mixture.sample(n)[0]

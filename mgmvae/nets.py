@@ -1,32 +1,21 @@
-"""Encoders and decoders per modality shape, shared by every model: MMVAE's nets
-(iffsid/mmvae, src/models/vae_mnist.py and vae_svhn.py, ``Enc``/``Dec``).
+"""Encoders and decoders per modality shape, shared by every model, and the digit classifiers.
 
-- 1×28×28 (MNIST, hand digits): MLP 784→400, ReLU, heads 400→L; decoder L→400, ReLU, 400→784.
-- 3×32×32 (SVHN, street digits, CD, CB): Conv(3→32→64→128, k4 s2 p1) with ReLU, heads on the
-  128×4×4 map (a k4 conv head on a 4×4 map is a linear layer on its 2,048 values); the decoder
-  mirrors it with transposed convolutions.
-- 3×28×28 (PolyMNIST, embedded PolyMNIST): MoPoE's PolyMNIST nets (thomassutter/MoPoE,
-  mmnist/networks/ConvNetworksImgCMNIST.py, ``EncoderImg``/``DecoderImg``): Conv(3→32→64→128,
-  k3 s2 p1) with ReLU to 128×4×4, Linear(2,048→L_total), ReLU, then the heads (MoPoE's
-  ``class_mu``/``class_logvar``/``style_*`` as one linear layer); the decoder is Linear(L→2,048),
-  ReLU, ConvTranspose(128→64→32→3, k3 s2 p1, output padding 0, 1, 1) to 28×28.
-Decoders return logits; the likelihood turns them into a mean image (sigmoid).
-
-On a CPU the convolutional nets run in chunks of ``CPU_CHUNK`` rows: one call on 1,024 or 2,560
-rows (evaluation batches, MMVAE's K samples per modality) falls out of cache and measured 1.6-1.8x
-slower than the same rows 128 at a time (torch 2.13, 1 thread); the per-row cost is flat up to 128.
-
-``precision: bfloat16`` (config ``settings``) runs the nets' matrix work under bf16 autocast and
-hands float32 back: likelihoods, KL terms and the optimiser always see float32 (a bf16 sum over
-3,072 pixels would lose the loss's low digits). Measured on 2 AVX512-BF16 EPYC cores, the
-MNIST-SVHN nets' forward+backward ran about 1.6x faster; the default stays float32 (paper silent).
-``precision: tf32`` keeps float32 tensors and lets a GPU's matrix products and convolutions round
-their inputs to TF32 (``set_float32_math``); on a CPU it is float32.
+- 1×28×28 (MNIST, hand digits) and 3×32×32 (SVHN, street digits, CD, CB): MMVAE's nets (iffsid/mmvae,
+  src/models/vae_mnist.py and vae_svhn.py, ``Enc``/``Dec``): an MLP 784→400→L, and Conv(3→32→64→128,
+  k4 s2 p1) to 128×4×4 (its k4 conv head on a 4×4 map is a linear layer), mirrored by the decoders.
+- 3×28×28 (PolyMNIST): MoPoE's (thomassutter/MoPoE, mmnist/networks/ConvNetworksImgCMNIST.py,
+  ``EncoderImg``/``DecoderImg``): Conv(3→32→64→128, k3 s2 p1), Linear(2,048→L_total), ReLU, the heads
+  (its ``class_*``/``style_*`` as one linear layer); the decoder mirrors it (output padding 0, 1, 1).
+Decoders return logits. ``precision`` (config ``settings``): bfloat16 runs the nets under autocast and
+hands float32 back; tf32 lets a GPU round matrix inputs to TF32 (docs/speed.md). On a CPU the
+convolutional nets run ``CPU_CHUNK`` rows at a time: one call on 1,024 or 2,560 rows fell out of cache,
+1.6-1.8x slower (torch 2.13, 1 thread); the per-row cost is flat up to 128.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import NamedTuple
 
 import torch
@@ -94,32 +83,30 @@ class EncoderOutput(NamedTuple):
     private_scale: Tensor | None
 
 
+CHANNELS = (3, 32, 64, 128)  # the convolutional nets' channels, image to 128×4×4 map
+
+
+def _convs(kernel: int) -> list[nn.Module]:
+    """Conv(3→32→64→128, k ``kernel`` s2 p1), each followed by ReLU."""
+    return [layer for c_in, c_out in pairwise(CHANNELS) for layer in (nn.Conv2d(c_in, c_out, kernel, 2, 1), nn.ReLU())]
+
+
+def _deconvs(latent_dim: int, kernel: int, output_padding: tuple[int, int, int]) -> nn.Sequential:
+    """Linear(L→128·4·4), ReLU, then ConvTranspose(128→64→32→3, k ``kernel`` s2 p1) with ReLU between."""
+    layers: list[nn.Module] = [nn.Linear(latent_dim, 128 * 4 * 4), nn.ReLU(), nn.Unflatten(-1, (128, 4, 4))]
+    for c_in, c_out, pad in zip(CHANNELS[:0:-1], CHANNELS[-2::-1], output_padding, strict=True):
+        layers += [nn.ConvTranspose2d(c_in, c_out, kernel, 2, 1, output_padding=pad), nn.ReLU()]
+    return nn.Sequential(*layers[:-1])
+
+
 def _body(shape: Shape, hidden: int) -> tuple[nn.Module, int]:
     """The encoder up to its heads, and its output width (``hidden``: MoPoE's L_total layer)."""
     if tuple(shape) == MLP_SHAPE:
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 400), nn.ReLU()), 400
     if tuple(shape) == CNN_SHAPE:
-        return nn.Sequential(
-            nn.Conv2d(3, 32, 4, 2, 1),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, 4, 2, 1),
-            nn.ReLU(),
-            nn.Conv2d(64, 128, 4, 2, 1),
-            nn.ReLU(),
-            nn.Flatten(),
-        ), 128 * 4 * 4
+        return nn.Sequential(*_convs(4), nn.Flatten()), 128 * 4 * 4
     if tuple(shape) == POLY_SHAPE:
-        return nn.Sequential(
-            nn.Conv2d(3, 32, 3, 2, 1),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, 3, 2, 1),
-            nn.ReLU(),
-            nn.Conv2d(64, 128, 3, 2, 1),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(128 * 4 * 4, hidden),
-            nn.ReLU(),
-        ), hidden
+        return nn.Sequential(*_convs(3), nn.Flatten(), nn.Linear(128 * 4 * 4, hidden), nn.ReLU()), hidden
     raise ValueError(
         f"no network for images of shape {tuple(shape)}; supported: {MLP_SHAPE} (MLP), {CNN_SHAPE} (CNN) "
         f"and {POLY_SHAPE} (PolyMNIST CNN)"
@@ -157,27 +144,9 @@ class Decoder(nn.Module):
         if self.shape == MLP_SHAPE:
             self.net = nn.Sequential(nn.Linear(latent_dim, 400), nn.ReLU(), nn.Linear(400, 784))
         elif self.shape == CNN_SHAPE:
-            self.net = nn.Sequential(
-                nn.Linear(latent_dim, 128 * 4 * 4),
-                nn.ReLU(),  # = ConvTranspose(L→128, k4) on 1×1
-                nn.Unflatten(-1, (128, 4, 4)),
-                nn.ConvTranspose2d(128, 64, 4, 2, 1),
-                nn.ReLU(),
-                nn.ConvTranspose2d(64, 32, 4, 2, 1),
-                nn.ReLU(),
-                nn.ConvTranspose2d(32, 3, 4, 2, 1),
-            )
+            self.net = _deconvs(latent_dim, 4, (0, 0, 0))  # the Linear = MMVAE's ConvTranspose(L→128, k4) on 1×1
         elif self.shape == POLY_SHAPE:
-            self.net = nn.Sequential(
-                nn.Linear(latent_dim, 128 * 4 * 4),
-                nn.ReLU(),
-                nn.Unflatten(-1, (128, 4, 4)),
-                nn.ConvTranspose2d(128, 64, 3, 2, 1),
-                nn.ReLU(),
-                nn.ConvTranspose2d(64, 32, 3, 2, 1, output_padding=1),
-                nn.ReLU(),
-                nn.ConvTranspose2d(32, 3, 3, 2, 1, output_padding=1),
-            )
+            self.net = _deconvs(latent_dim, 3, (0, 1, 1))
         else:
             _body(shape, latent_dim)  # raises the helpful error
 
@@ -189,13 +158,9 @@ class Decoder(nn.Module):
 
 
 # ------------------------------------------------------------ digit classifiers
-# Two digit classifiers score coherence, chosen per dataset (config ``classifier.network``):
-# - ``mmvae``: MMVAE's (Shi et al. 2019; iffsid/mmvae, src/report/helper.py, ``MNIST_Classifier`` and
-#   ``SVHN_Classifier``), one small CNN whose flattened size follows the input (SUPPORTED_SHAPES);
-# - ``clf_img``: ``ClfImg``, with which MoPoE, MMVAE+ and MultiVae score PolyMNIST and whose released
-#   weights they load (thomassutter/MoPoE, mmnist/networks/ConvNetworkImgClfCMNIST.py; epalu/mmvaeplus,
-#   src/models/clf_polyMNIST.py; AgatheSenellart/MultiVae, src/multivae/metrics/classifiers/mmnist.py).
-# Both return logits (MMVAE+'s log-softmax has the same argmax); ClfImg's forward = head ∘ features.
+# The digit classifiers that score coherence (config ``classifier.network``): ``mmvae``, MMVAE's
+# (iffsid/mmvae, src/report/helper.py, ``MNIST_Classifier``/``SVHN_Classifier``; its flattened size follows
+# the input), and ``clf_img``, PolyMNIST's ``ClfImg`` (its references: docs/datasets.md). Both return logits.
 SUPPORTED_SHAPES: dict[tuple[int, int, int], int] = {(1, 28, 28): 320, (3, 28, 28): 320, (3, 32, 32): 500}
 
 

@@ -1,12 +1,6 @@
-"""The dataset interface: what a dataset class declares and how it is built (docs/datasets.md).
-
-Every dataset source, built-in or your own, is a subclass of ``Dataset`` that the one registry
-(mgmvae/registry.py, ``DATASETS``) finds from ``datasets.<name>.source``: a built-in's name,
-``pkg.module:Class``, ``path/to/file.py:Class`` or an entry point in the group ``mgmvae.datasets``.
-The entry's other keys override the class's ``Params`` (mgmvae/params.py); an unknown key, or a
-value of another type or out of range, is refused naming the key, and ``check_params`` refuses
-values the class cannot build from. ``build`` returns the PairedData (mgmvae/data/paired.py); the
-same seed must give bitwise the same tensors (``python -m mgmvae check-dataset`` checks it).
+"""The dataset interface: what a dataset class declares and how it is built. Every source, built-in or
+your own, subclasses ``Dataset``; the registry finds it from ``datasets.<name>.source`` and the entry's
+other keys override its ``Params`` (the rules a dataset follows: docs/datasets.md).
 """
 
 from __future__ import annotations

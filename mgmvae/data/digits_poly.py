@@ -1,19 +1,8 @@
-"""Embedded PolyMNIST: the hand digits (mgmvae/data/embedded.py) on five generated backgrounds.
-
-PolyMNIST (Sutter et al., ICLR 2021; thomassutter/MoPoE, mmnist/MMNISTDataset.py,
-``_create_mmnist_dataset`` and ``_add_background_image``) has five modalities, each a random
-28×28 crop of its own background image with the colours inverted where the MNIST digit is ink
-(pixels > 128), and, per digit class and modality, its own random permutation of that class's
-images: a tuple shares the class, each modality shows its own instance (drawn independently, so
-two modalities may show the same one, as in PolyMNIST).
-
-Here the digits are the 1,437 / 360 hand digits, split by source image as the other embedded
-datasets, and the five backgrounds are textures generated from the data seed instead of photos:
-smooth noise, stripes, a checkerboard, rings and gradients, 96×96 (crops at 68² corners). Each
-texture keeps every colour channel in a dark [0, 0.35] or a light [0.65, 1] range, a different
-dark/light pattern per modality, so that the inverted ink differs from its background by at least
-0.3 in every channel wherever it falls (a photo's mid-grey patch would hide the digit). Nothing is
-downloaded; numpy and torch's CPU ops make it the same on every machine.
+"""Embedded PolyMNIST (docs/datasets.md): the hand digits (mgmvae/data/embedded.py) built as PolyMNIST
+is (Sutter et al., ICLR 2021; thomassutter/MoPoE, mmnist/MMNISTDataset.py, ``_create_mmnist_dataset``
+and ``_add_background_image``: a random 28×28 crop of the modality's background, its colours inverted
+where the digit is ink; per class and modality an independent permutation of the class's images), on
+five 96×96 textures generated from the data seed, each channel dark or light so the ink stands out.
 """
 
 from __future__ import annotations

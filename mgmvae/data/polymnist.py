@@ -1,16 +1,7 @@
-"""The released PolyMNIST files (Sutter et al., ICLR 2021), in either layout the references read
-(docs/datasets.md cites them): ``tensor``, MultiVae's ``MMNISTDataset`` (``{train,test}/m{k}.pt``,
-[N, 3, 28, 28] in [0, 1], and ``labels.pt``; row i is tuple i), or ``png``, MoPoE's and MMVAE+'s
-(``{train,test}/m{k}/{i}.{label}.png``; the same name across the folders is one tuple). MoPoE pairs
-the folders' ``glob`` orders, which agree only as far as the file system lists them alike; here tuples
-are matched by name and ordered by (label, index). Images are kept as uint8: PNG bytes as they are,
-tensors as round(255·x), exact for values k/255.
-
-Download: ``PolyMNIST.zip`` from Zenodo (record 4899160), as MultiVae downloads it. No checksum is
-published: a download needs the archive's MD5 as the parameter ``md5`` and is refused without it. The
-archive is kept as ``data_dir/PolyMNIST.zip`` and unpacked into a temporary folder whose top-level
-entries (MultiVae's ``clf/`` of classifier weights beside ``MMNIST/``) move into ``data_dir`` only once
-``folder`` holds a layout.
+"""The released PolyMNIST files (Sutter et al., ICLR 2021) in either layout the references read,
+``tensor`` (MultiVae's ``MMNISTDataset``) or ``png`` (MoPoE's, MMVAE+'s), and their download from
+Zenodo: docs/datasets.md. MoPoE pairs the PNG folders' ``glob`` orders, which agree only as far as the
+file system lists them alike; here tuples are matched by file name and ordered by (label, index).
 """
 
 from __future__ import annotations

@@ -19,10 +19,9 @@ import numpy as np
 import torch
 
 from mgmvae.compat import import_torchvision
-from mgmvae.data.paired import DataError
+from mgmvae.data.paired import SPLITS, DataError
 from mgmvae.io import atomic_path
 
-SPLITS = ("train", "test")
 MNIST_PREFIX = {"train": "train", "test": "t10k"}
 IDX_MAGIC = {"images": 2051, "labels": 2049}  # uint8 data, 3 resp. 1 dimensions
 MD5_OVERRIDES: dict[str, str] = {}  # file name -> expected MD5, consulted before torchvision's lists

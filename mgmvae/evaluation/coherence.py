@@ -3,20 +3,15 @@ coherence of prior samples.
 
 Conditional coherence (MoPoE, thomassutter/MoPoE, eval_metrics/coherence.py ``test_generation``;
 MultiVae, multivae/metrics/coherences/coherences.py ``CoherenceEvaluator.coherence_from_subset``):
-a target modality is generated from a subset S of the modalities of each test item (the targets:
-``mgmvae.evaluation.subsets``), and the target modality's classifier labels the generation; it
-counts if the label is the item's. Two readings: ``accuracy``, plain accuracy as the MGMVAE paper
-and both references report it; ``balanced_accuracy``, the mean over classes of the per-class
-accuracies (scikit-learn's
-``balanced_accuracy_score``; equal to plain accuracy on a class-balanced test set with
-class-independent errors). With one source modality it is the paper's cross-modal generation
-accuracy (Table 1; MMVAE, iffsid/mmvae src/report/analyse_ms.py ``cross_coherence``, and MMVAE+,
-epalu/mmvaeplus src/main_polymnist.py ``cross_coherence``). Which test items, the evaluation's
-``coherence_over`` setting decides (``mgmvae.evaluation.run``).
+the target's classifier labels its generation from a subset S of each test item's modalities; it
+counts if the label is the item's. ``accuracy`` as the paper and both references report it;
+``balanced_accuracy``, scikit-learn's mean of per-class accuracies (MultiVae's). From one source it is
+Table 1's (MMVAE, iffsid/mmvae src/report/analyse_ms.py ``cross_coherence``; MMVAE+, epalu/mmvaeplus
+src/main_polymnist.py ``cross_coherence``).
 
 Joint coherence (MMVAE, iffsid/mmvae src/report/analyse_ms.py ``joint_coherence``; MoPoE,
-eval_metrics/coherence.py ``calculate_coherence``): N draws from the model's prior, every modality
-decoded, the fraction of draws on which all the modalities' classifiers predict the same digit.
+eval_metrics/coherence.py ``calculate_coherence``): the fraction of N prior draws, every modality
+decoded, on which all the modalities' classifiers predict the same digit.
 """
 
 from __future__ import annotations
@@ -42,12 +37,8 @@ def generated_labels(
     batch_size: int,
     progress: bool = False,
 ) -> np.ndarray:
-    """The classifier's labels of ``generate(index)`` for the items 0..n-1, in order.
-
-    ``generate`` maps a batch of item indices (consecutive, on the CPU) to the generated target
-    images in [0, 1] (it gathers its inputs and moves them to its model's device itself). The
-    classifier is put in eval mode.
-    """
+    """The classifier's labels (in eval mode) of ``generate(index)`` for the items 0..n-1, in order;
+    ``generate`` maps consecutive item indices (on the CPU) to generated images in [0, 1] on its device."""
     if n == 0:
         raise ValueError("coherence needs at least one test item to generate from")
     classifier.eval()
@@ -84,11 +75,8 @@ def joint_coherence(
     batch_size: int,
     progress: bool = False,
 ) -> float:
-    """Fraction of ``n`` joint samples on which every modality's classifier gives the same label.
-
-    ``sample(k)`` returns ``{modality: k images in [0, 1]}`` drawn from the model's prior; every
-    modality it returns needs a classifier.
-    """
+    """Fraction of ``n`` joint samples on which every modality's classifier gives the same label;
+    ``sample(k)`` returns ``{modality: k images in [0, 1]}`` drawn from the model's prior."""
     if n < 1:
         raise ValueError(f"joint coherence needs at least one prior draw, got n = {n}")
     agree = 0

@@ -8,34 +8,14 @@ latent z and private latents h_m (models without them skip every h term):
               + Σ_{m∈S} [log p(h_mk) − log q(h_mk | x_m)],
     z_k ~ q(z | x_S) = the model's ``joint_posterior`` of the modalities in S,  h_mk ~ q(h_m | x_m).
 
-E[p̂] = p(x_S), so log p̂ is a stochastic lower bound (IWAE) that rises towards log p(x_S) as K
-grows. The priors come from the model: ``log_prior`` (MGMVAE: its Gaussian mixture; MMVAE: its
-learned scale; IDMVAE: its ELBO's N(0, 0.693²), see ``IDMVAE.prior_name``) and ``log_private_prior``.
-The likelihood is the model's decoder family, unweighted (w_m = 1) by default, so the number is a
-log-density where the family is a normalised density on the data (``Likelihood.normalised``: not
-Bernoulli on grey levels); ``weighted: true`` multiplies each modality's term of the *joint* estimate by the
-model's likelihood weight, as MMVAE's does (iffsid/mmvae, src/report/calculate_likelihoods.py,
-``m_iwae``: ``.mul(model.vaes[d].llik_scaling)``), and leaves the unimodal ones unweighted, as its
-``cross_iwaes`` (whose diagonal, q(z | x_d) for p(x_d), is our unimodal estimate). MGMVAE's
-``recon_scale`` (a training-objective temperature) never enters.
-
-A uniform mixture proposal (MMVAE, MMVAE+, IDMVAE) is sampled stratified, K/M draws from each of
-its M components, weighed by the mixture density: unbiased, as MMVAE's ``m_iwae``, which draws K
-from *each* expert (2K for two modalities); here K is the total, rounded up to a multiple of M,
-so every model gets the same number of decoder passes. MMVAE reports K = 1,000.
-
-Quality. Each pair's K weights have Kish's effective sample size ESS = (Σw)²/Σw² (1 ≤ ESS ≤ K):
-how many of the K draws carry the estimate. A few draws carrying it means the proposal misses
-where the posterior's mass is and the estimate still climbs with K, so every estimate is reported
-with its ESS (mean over pairs) and the fraction of pairs under a floor (``evaluation.
-likelihood_ess_floor``); it is marked unreliable when over half the pairs are under it. The
-proposal may be widened (``proposal_scale`` s > 1: every posterior factor's standard deviation, or
-Laplace scale, times s), an overdispersed proposal: still unbiased, with lighter-tailed weights
-where the posterior is too narrow.
-
-Memory: at most ``chunk`` latent draws × pairs are decoded at once (chunk × pixels floats per
-activation). Weights are summed and log-sum-exp'ed in float64. Draws are seeded: the same seed
-and settings give the same numbers; the global RNG is restored afterwards.
+E[p̂] = p(x_S): log p̂ is a stochastic lower bound (IWAE) rising towards log p(x_S) with K. The priors
+are the model's ``log_prior`` and ``log_private_prior``; w_m = 1 unless ``weighted``, which weighs the
+joint estimate only, as MMVAE (iffsid/mmvae, src/report/calculate_likelihoods.py, ``m_iwae``:
+``.mul(model.vaes[d].llik_scaling)``; its ``cross_iwaes`` leave the unimodal ones unweighted); MGMVAE's
+``recon_scale`` never enters. A uniform mixture proposal is sampled stratified, K/M draws from each of
+its M components (MMVAE's ``m_iwae`` draws K from each), K rounded up to a multiple of M. Each estimate
+comes with Kish's ESS (Σw)²/Σw² of its weights; ``proposal_scale`` widens every posterior factor.
+Weights are summed in float64; draws are seeded and the global RNG restored. docs/evaluation.md says why.
 """
 
 from __future__ import annotations

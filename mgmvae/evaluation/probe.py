@@ -1,28 +1,13 @@
-"""Linear probe on the shared latent (Table 2 of the paper).
+"""Linear probe on the shared latent (Table 2: "a single-layer neural network" 20 → 10 on the joint
+latent of training pairs, tested on test latents). ``evaluation.probe`` (docs/evaluation.md):
 
-The paper trains "a single-layer neural network with an input dimension of 20 and an output
-dimension of 10" on the joint (PoE) latent of training pairs and tests it on latents of test
-data. Two probes, both a single linear layer (``evaluation.probe``):
-
-- ``logistic_cv`` (default): multinomial logistic regression (lbfgs) on standardised latents, its
-  inverse regularisation C chosen from ``probe_c_grid`` by ``probe_folds``-fold stratified,
-  shuffled (seeded) cross-validation on the TRAINING latents only (scikit-learn ``GridSearchCV``;
-  the scaler is refitted inside every fold), then refitted on all of them. Table 2's unimodal
-  columns test a probe fitted on joint latents and move with C; choosing C on training data makes
-  it part of the protocol instead of a free knob. A one-value grid fits that C.
-  MoPoE's probe (thomassutter/MoPoE, eval_metrics/representation.py ``train_clf_lr``) is sklearn's
-  LogisticRegression at its default C = 1 on raw means.
+- ``logistic_cv``: multinomial logistic regression (lbfgs) on standardised latents, C chosen from
+  ``probe_c_grid`` by seeded, stratified ``probe_folds``-fold cross-validation on the training latents
+  only (``GridSearchCV``; the scaler refitted in every fold), then refitted on all of them.
 - ``linear_sgd``: the paper's probe as MMVAE trains it (iffsid/mmvae, src/report/analyse_ms.py
-  ``classify_latents``: ``Latent_Classifier`` 20 → 10, cross-entropy, Adam lr 1e-3), for
-  ``probe_epochs`` epochs of minibatches of ``probe_batch_size``, on raw latents; initialisation
-  and batch order from a generator seeded with the run's seed.
-
-The probe per subset of modalities (``probe_by_subset``): as MoPoE's (eval_metrics/representation.py
-``train_clf_lr_all_subsets``, ``test_clf_lr_all_subsets``), one probe per non-empty subset S, fitted
-on the training pairs' S-embeddings and tested on the test pairs' S-embeddings. ``fit_like`` fits
-each of the same kind as Table 2's probe, which is the full set's: ``logistic_cv`` at the C that
-probe's cross-validation chose (one fit per subset, not a search per subset), ``linear_sgd`` with
-its settings.
+  ``classify_latents``: ``Latent_Classifier``, cross-entropy, Adam) on raw latents, seeded.
+The probe per subset S (MoPoE, eval_metrics/representation.py ``train_clf_lr_all_subsets``): fitted on
+the training pairs' S-embeddings by ``fit_like``, of Table 2's kind (``logistic_cv`` at its chosen C).
 """
 
 from __future__ import annotations
@@ -107,17 +92,16 @@ def fit_linear_sgd(z: np.ndarray, y: np.ndarray, seed: int, epochs: int, lr: flo
 def fit_linear_probe(train_z: Tensor, train_y: Tensor, seed: int, settings: Mapping[str, Any]) -> FittedProbe:
     """The probe of ``settings["probe"]`` fitted on training latents only (``settings``: the config's
     ``evaluation`` section, which holds the ``probe*`` keys)."""
-    cfg = settings
     if len(train_z) != len(train_y):
         raise ValueError("train_z and train_y differ in length")
     z, y = _numpy(train_z), _labels(train_y)
-    if cfg["probe"] == "logistic_cv":
-        return fit_logistic_cv(z, y, seed, list(cfg["probe_c_grid"]), int(cfg["probe_folds"]))
-    if cfg["probe"] == "linear_sgd":
+    if settings["probe"] == "logistic_cv":
+        return fit_logistic_cv(z, y, seed, list(settings["probe_c_grid"]), int(settings["probe_folds"]))
+    if settings["probe"] == "linear_sgd":
         return fit_linear_sgd(
-            z, y, seed, int(cfg["probe_epochs"]), float(cfg["probe_lr"]), int(cfg["probe_batch_size"])
+            z, y, seed, int(settings["probe_epochs"]), float(settings["probe_lr"]), int(settings["probe_batch_size"])
         )
-    raise ValueError(f"config key 'evaluation.probe': {cfg['probe']!r} is not one of {PROBES}")
+    raise ValueError(f"config key 'evaluation.probe': {settings['probe']!r} is not one of {PROBES}")
 
 
 def fit_like(selection: Mapping[str, Any], z: Tensor, y: Tensor, seed: int, settings: Mapping[str, Any]) -> FittedProbe:

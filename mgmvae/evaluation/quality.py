@@ -1,21 +1,13 @@
-"""Generative quality and diversity of generated images, on the features of a fixed network.
+"""Generative quality and diversity of generated images, on the features of a fixed network
+(what each score means and how to read it: docs/evaluation.md).
 
-- ``fd_classifier``, the classifier Fréchet distance: the Fréchet distance between Gaussians fitted
-  to the penultimate activations (``features``) of the study's own digit classifier of the modality
-  on generated and on real test images. FID's formula (Heusel et al., NeurIPS 2017) in another
-  feature space: it is not Inception FID, and compares only within one dataset and its classifiers.
-- ``fid_inception``, Inception FID, where ``evaluation.inception_weights`` names a local copy of
-  torchvision's Inception-v3 ImageNet weights (``Inception_V3_Weights.IMAGENET1K_V1``): pool3
-  features (2,048, the input of its last layer), images resized to 299×299 (bilinear), grey
-  repeated to three channels. Not pytorch-fid's TF-Inception (other weights and resizing): its
-  numbers do not equal published FIDs.
+- ``fd_classifier``: FID's formula (Heusel et al., NeurIPS 2017) on the penultimate activations
+  (``features``) of the study's own digit classifier of the modality, generated against test images.
+- ``fid_inception``: the same on torchvision's Inception-v3 pool3 features (``InceptionFeatures``).
 - ``precision``, ``recall``: improved precision and recall (Kynkäänniemi et al., NeurIPS 2019;
   kynkaat/improved-precision-and-recall-metric, precision_recall.py, ``ManifoldEstimator``) on the
-  classifier features: a set's manifold is the union of balls around its points reaching each
-  point's k-th nearest other point; precision is the share of generated points in the real
-  manifold (quality), recall the share of real points in the generated one (diversity).
-- ``label_entropy``: the entropy of the classifier's labels, divided by log(classes): 1 when every
-  class is drawn equally often, 0 when one class only.
+  classifier features: each set's manifold the union of balls reaching each point's k-th nearest other.
+- ``label_entropy``: the entropy of the classifier's labels divided by log(classes).
 """
 
 from __future__ import annotations

@@ -1,26 +1,8 @@
-"""The one place that calls the model interface; every metric below it works on tensors.
-
-Model interface (implemented by each model; ``protocol`` is ``mean`` or ``sample``, mgmvae/base.py):
-  ``embed(batch, modalities, protocol) -> [B, D]``  shared representation from a subset of modalities
-  ``generate(batch, source, target, protocol)``     decoder mean of ``target`` from ``source`` (one
-                                                    modality, or a list: a subset) alone
-  ``sample(n)``                                     joint generation from the prior (joint coherence)
-  ``cluster(batch, modalities)``                    own cluster assignment, or None (then k-means)
-  ``encode``/``joint_posterior``/``decode``/``log_prior``   densities for the test log-likelihood
-All test metrics read the test split only; the probes are fitted (and the C cross-validated) on
-training pairs only. Every random draw is seeded from the run's seed, one seed per metric
-(``protocol.seeded``), so the same seed gives the same numbers.
-
-For any number M ≥ 2 of modalities: conditional coherence from subsets of the modalities to the
-targets ``evaluation.coherence_targets`` names (``mgmvae.evaluation.subsets``), and its mean by subset
-size; the probe per subset and its mean by size; retrieval between every ordered pair of modalities
-and its mean. With two modalities and the default targets the subsets of size one are Table 1's two
-directions. A mixture given several modalities is read as ``evaluation.mixture_reading`` says.
-
-Coherence is scored over ``evaluation.coherence_over``: ``pairs`` (default), every test pair, as
-MoPoE's ``test_generation`` and MultiVae's ``CoherenceEvaluator`` iterate their test set, so an
-image in several pairs counts once per pair; ``unique_images``, each distinct input once: every
-test image of a single source modality, every distinct tuple of the test pairs for several.
+"""One run's metrics: the one place that calls the model interface (``embed``, ``generate``, ``sample``,
+``cluster``, and the densities of the test log-likelihood; mgmvae/base.py); every metric below it works
+on tensors. Test metrics read the test split only; the probes are fitted (their C cross-validated) on
+training pairs only. Every draw is seeded from the run's seed, one stream per metric (``SEED_OFFSET``).
+What each metric is, for M ≥ 2 modalities, and its reference: docs/evaluation.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
 """The paper's tables from the per-run metrics: mean ± std over seeds with a 95% t-interval, the
-paper's number and our difference to it, a paired test of MGMVAE against the best baseline.
-
-One module per part: ``runs`` (metrics files into a long frame), ``spec`` (what each table shows,
-declared), ``statistics`` (per-cell seed statistics, paired test, marks), ``summary`` (one table's
-numbers), ``paper_table`` (Tables 1–3), ``polymnist`` (the M-modality table), ``generative``
-(generative quality), ``clustering``, ``render`` (CSV, Markdown, LaTeX and HTML by pandas). Outputs
-per table: ``.csv`` (numbers), ``.md``, ``.tex`` (booktabs) and ``.html`` (a self-contained page,
-for ``snakemake --report``).
+paper's number and our difference to it, a paired test of MGMVAE against the best baseline; per
+table ``.csv`` (numbers), ``.md``, ``.tex`` (booktabs) and ``.html``. One module per part
+(docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -21,26 +16,22 @@ from mgmvae.tables.generative import generative_table
 from mgmvae.tables.paper_table import paper_table
 from mgmvae.tables.polymnist import polymnist_table
 from mgmvae.tables.render import write_empty
-from mgmvae.tables.runs import COLUMNS, load_run_metrics
+from mgmvae.tables.runs import load_run_metrics
 from mgmvae.tables.spec import EXTENSIONS, NOT_NAMED, PAPER_TABLES, POLYMNIST, Column, TableSpec, table_names
 from mgmvae.tables.statistics import ci95_halfwidth, paired_test, rank_marks, seed_stats, t_interval
-from mgmvae.tables.summary import column_tests, table_summary
+from mgmvae.tables.summary import table_summary
 
 __all__ = [
-    "COLUMNS",
-    "EXTENSIONS",
     "PAPER_TABLES",
     "Column",
     "TableSpec",
     "build_tables",
     "ci95_halfwidth",
-    "column_tests",
     "load_run_metrics",
     "paired_test",
     "rank_marks",
     "seed_stats",
     "t_interval",
-    "table_names",
     "table_summary",
 ]
 

@@ -1,15 +1,8 @@
-"""What each table shows, declared: its metric keys, column labels and the paper's column beside each.
-
-Adding a metric to a table is adding a ``Column`` to its spec (it then appears in the table's CSV,
-Markdown, LaTeX and HTML, and in its bar chart); adding a table is adding a ``TableSpec`` to
-``PAPER_TABLES`` (it then gets its own files, a bar chart when ``bars``, and a Snakemake output;
-give it a caption ``workflow/report/<name>.rst``). Example, a joint-coherence column in Table 1::
-
-    Column("joint_coherence", "accuracy", label="joint")
-
-Keys may name the dataset's modalities as ``{m0}`` and ``{m1}`` (in the order of its ``modalities``):
-our direction m0->m1 is matched with the paper's first column (MNIST->SVHN, CD->CB) by position,
-because the stand-in datasets name their modalities differently.
+"""What each table shows, declared: its metric keys, column labels and the paper's column beside each
+(adding a column or a table: docs/architecture.md, "How to add …"). Keys may name the dataset's
+modalities as ``{m0}`` and ``{m1}`` (in the order of its ``modalities``): our direction m0->m1 is
+matched with the paper's first column (MNIST->SVHN, CD->CB) by position, because the stand-in
+datasets name their modalities differently.
 """
 
 from __future__ import annotations
