@@ -28,7 +28,7 @@ LAYERS = [
     ("models", ["mgmvae.base", "mgmvae.model", "baselines"]),
     (
         "plumbing",
-        ["mgmvae.registry", "mgmvae.contract", "mgmvae.datasets", "mgmvae.dataset_contract", "mgmvae.model_file"],
+        ["mgmvae.registry", "mgmvae.contract", "mgmvae.study_datasets", "mgmvae.dataset_contract", "mgmvae.model_file"],
     ),
     ("training", ["mgmvae.train"]),
     ("evaluation", ["mgmvae.evaluation"]),
