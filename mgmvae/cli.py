@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path)
 
     p = stage("train", stages.train_run, run, "train one model on one dataset with one seed")
-    p.add_argument("--out", type=Path, help="final model file (default: the run folder's model.pt)")
+    p.add_argument("--out", type=Path, help="final model file (default: the run folder's)")
 
     p = stage("evaluate", stages.evaluate_run, run, "evaluate a trained run: Tables 1–3 metrics and clustering")
     p.add_argument("--model-file", type=Path)
@@ -71,10 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path)
     p.add_argument("--protocol", choices=("mean", "sample", "reference"), help="default: config evaluation.protocol")
 
-    p = stage("aggregate", stages.write_tables, common, "tables from the per-run metrics")
+    p = stage("tables", stages.write_tables, common, "the tables from the per-run metrics")
     p.add_argument("--metrics", type=Path, nargs="+", required=True)
     p.add_argument("--outdir", type=Path)
-    p.add_argument("--figures", type=Path, nargs="*", default=[], help="figures to attach to the aggregation run")
+    p.add_argument("--figures", type=Path, nargs="*", default=[], help="figures to attach to the tables run")
     p.add_argument("--benchmarks", type=Path, nargs="*", default=[], help="Snakemake benchmark files: resources table")
 
     p = stage("ablation", stages.write_ablation_table, common, "the ablation table and plots from its runs' metrics")
@@ -87,13 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", type=Path, nargs="*", help="per-run metrics of every seed (for the bar charts)")
     p.add_argument("--seed", type=int, help="the seed whose models are shown (default: the first)")
     p.add_argument("--tsne-points", type=int, help="test pairs in the t-SNE (default: config figures.tsne_points)")
-    p.add_argument(
-        "--part",
-        choices=("all", "datasets", "bars"),
-        default="all",
-        help="datasets: the figures of the given models' datasets; bars: the bar charts of "
-        "Tables 1-3 only (needs --metrics, no models); all: both (default)",
-    )
+    help_ = "datasets: the given models' datasets' figures; bars: the bar charts only (needs --metrics); all: both"
+    p.add_argument("--part", choices=("all", "datasets", "bars"), default="all", help=help_)
     p.add_argument("--outdir", type=Path)
 
     help_ = "check that a model (a name, pkg.module:Class or file.py:Class) keeps the model contract"
@@ -102,15 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     help_ = "check that a dataset (a config dataset, a source, pkg.module:Class or file.py:Class) keeps the contract"
     p = stage("check-dataset", stages.check_dataset_contract, common, help_)
-    p.add_argument(
-        "dataset",
-        help="a dataset of the config (its source and parameters), or a source: a built-in or entry-point "
-        "name, pkg.module:Class or path/to/file.py:Class (its default parameters)",
-    )
+    help_ = "a dataset of the config, or a source: a built-in or entry-point name, pkg.module:Class or file.py:Class"
+    p.add_argument("dataset", help=help_)
 
-    p = stage(
-        "config", stages.show_config, config, "print the resolved settings of runs and where each value comes from"
-    )
+    p = stage("config", stages.show_config, config, "print the resolved settings of runs and where each value is set")
     p.add_argument("--show", action="store_true", required=True, help="print them (the command's one action)")
     p.add_argument("--dataset", help="one dataset (default: the study's)")
     p.add_argument("--model", help="one model's runs (default: the study's models)")

@@ -14,12 +14,10 @@ from typing import Any
 import pandas as pd
 import torch
 
-from mgmvae import paths
-from mgmvae.config import DEFAULT_CONFIG, load_config
 from mgmvae.data.paired import PairedData
 from mgmvae.evaluation.run import run_log_likelihood
 from mgmvae.io import save_text
-from mgmvae.model_file import load_trained, trained_runs
+from mgmvae.model_file import load_trained, trained_study
 
 
 def model_sweep(
@@ -54,11 +52,8 @@ def study_sweep(
     models: Sequence[str] | None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The sweep of every trained model (or of ``models``), and the study's ``evaluation`` settings it used."""
-    where = {"results_dir": study.parent, "study": study.name}
-    settings = load_config(DEFAULT_CONFIG, paths.study_config(where))["evaluation"]
-    data = PairedData.load(paths.data_file(where, dataset))
+    settings, data, runs = trained_study(study, dataset, seed, models)
     scales = scales or [float(settings["likelihood_proposal_scale"])]
-    runs = trained_runs(study, dataset, seed, models)
     parts = [model_sweep(f, data, settings, seed, ks, scales).assign(model=m) for m, f in runs.items()]
     return pd.concat(parts, ignore_index=True), settings
 
@@ -82,12 +77,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("study", type=Path, help="a study's results folder, e.g. results/quick")
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--k", type=int, nargs="+", default=[1, 10, 100, 1000], help="values of K (importance draws per pair)"
-    )
-    parser.add_argument(
-        "--proposal-scale", type=float, nargs="+", help="default: the study's likelihood_proposal_scale"
-    )
+    parser.add_argument("--k", type=int, nargs="+", default=[1, 10, 100, 1000], help="importance draws per pair")
+    parser.add_argument("--proposal-scale", type=float, nargs="+", help="default: the study's")
     parser.add_argument("--models", nargs="+", help="run names to sweep (default: every trained run)")
     parser.add_argument("--out", type=Path, help="write <out>.csv, <out>.md and the figure <out>.png/.pdf")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""A trained model's file (``model.pt``): what rebuilds the model and what it was trained on.
+"""A trained model's file (``paths.model_file``): what rebuilds the model and what it was trained on.
 
     {"model": run name, "model_entry": what resolves to its class again (mgmvae.registry),
      "dataset", "seed", "variant", "shapes", "settings" (resolved), "config_hash", "history",
@@ -17,6 +17,8 @@ import torch
 
 from mgmvae import paths
 from mgmvae.base import MultimodalVAE
+from mgmvae.config import DEFAULT_CONFIG, load_config
+from mgmvae.data.paired import PairedData
 from mgmvae.io import load_torch, save_torch
 from mgmvae.registry import ModelRef, resolve
 
@@ -64,12 +66,17 @@ def load_trained(path: Path, device: torch.device | str) -> tuple[MultimodalVAE,
     return model.to(device).eval(), saved
 
 
-def trained_runs(study: Path, dataset: str, seed: int, models: Sequence[str] | None = None) -> dict[str, Path]:
-    """The model file of each trained run of ``dataset`` and ``seed`` in the study folder ``study`` (of
-    ``models`` if given), by run name; SystemExit naming where it looked if there is none."""
-    pattern = paths.run_dir({"results_dir": study.parent, "study": study.name}, dataset, "*", seed) / "model.pt"
+def trained_study(
+    study: Path, dataset: str, seed: int, models: Sequence[str] | None = None
+) -> tuple[dict[str, Any], PairedData, dict[str, Path]]:
+    """What a measurement on trained runs reads from the study folder ``study``: its ``evaluation``
+    settings, ``dataset``'s data and the model file of each trained run of ``dataset`` and ``seed`` (of
+    ``models`` if given) by run name; SystemExit naming where it looked if there is none."""
+    where = paths.study_at(study)
+    pattern = paths.model_file(paths.run_dir(where, dataset, "*", seed))
     found = {f.parent.parent.name: f for f in sorted(study.glob(str(pattern.relative_to(study))))}
     found = {name: f for name, f in found.items() if models is None or name in models}
     if not found:
         raise SystemExit(f"no trained runs {pattern}{f' of {list(models)}' if models else ''}: train them first")
-    return found
+    settings = load_config(DEFAULT_CONFIG, paths.study_config(where))["evaluation"]
+    return settings, PairedData.load(paths.data_file(where, dataset)), found

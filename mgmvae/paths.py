@@ -1,4 +1,5 @@
-"""Where each stage reads and writes: one definition for the CLI and the Snakefile alike.
+"""Where each stage reads and writes, every file name and the list of a study's runs: one definition
+for the CLI, the Snakefile, the docs tools and the measurements on trained runs.
 
 results/<study>/
   config.yaml                          the merged configuration of the study
@@ -8,7 +9,7 @@ results/<study>/
                                        (+ metrics_<protocol>.json per further evaluation protocol)
   tables/                              table1–3, loglik and clustering as .csv, .md, .tex and .html
   figures/<kind>/                      every figure as .png and .pdf
-  ablation/<dataset>/<variant>/seed<k>/  an ablation run (model.pt, checkpoint.pt, history.json, metrics.json)
+  ablation/<dataset>/<variant>/seed<k>/  an ablation run (the files of a run)
   ablation/                            ablation_table.{csv,md,tex,html}, ablation_plot_<dataset>.{png,pdf}
   logs/<stage>/.../<job>.log           each Snakemake job's output, named like what it writes
   benchmarks/<stage>/.../<job>.tsv     each job's wall time and peak memory (Snakemake's benchmark)
@@ -19,12 +20,20 @@ The CLI calls these with concrete names; the Snakefile calls them with wildcards
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import product
 from pathlib import Path
+
+from mgmvae.config import ablation_datasets, ablation_seeds, ablation_variants, studied_datasets
 
 
 def study_dir(config: Mapping) -> Path:
     return Path(config["results_dir"]) / config["study"]
+
+
+def study_at(folder: Path) -> dict:
+    """The layout keys of the study folder ``folder``: what these functions take as ``config``."""
+    return {"results_dir": folder.parent, "study": folder.name}
 
 
 def study_config(config: Mapping) -> Path:
@@ -39,12 +48,34 @@ def classifier_file(config: Mapping, dataset: str, modality: str) -> Path:
     return study_dir(config) / "classifiers" / dataset / f"{modality}.pt"
 
 
-def _run(dataset: str, model: str, seed: int | str) -> Path:
-    return Path(dataset, model, f"seed{seed}")
+def classifier_record(weights: Path) -> Path:
+    """The JSON beside a classifier's weights: its accuracy (and the released weights' MD5)."""
+    return Path(weights).with_suffix(".json")
 
 
-def run_dir(config: Mapping, dataset: str, model: str, seed: int | str) -> Path:
-    return study_dir(config) / "runs" / _run(dataset, model, seed)
+# ------------------------------------------------------------------------------ runs
+def run_dir(config: Mapping, dataset: str, model: str, seed: int | str, variant: str | None = None) -> Path:
+    """runs/<dataset>/<model>/seed<k>, or for an ablation ``variant`` ablation/<dataset>/<variant>/seed<k>."""
+    if variant is None:
+        return study_dir(config) / "runs" / dataset / model / f"seed{seed}"
+    return ablation_dir(config) / dataset / variant / f"seed{seed}"
+
+
+def model_file(run: Path) -> Path:
+    return Path(run) / "model.pt"
+
+
+def checkpoint_file(run: Path) -> Path:
+    return Path(run) / "checkpoint.pt"
+
+
+def history_file(run: Path) -> Path:
+    return Path(run) / "history.json"
+
+
+def metrics_file(run: Path) -> Path:
+    """The run's metrics under the study's first evaluation protocol (``metrics_files``: every protocol's)."""
+    return Path(run) / "metrics.json"
 
 
 def protocols(config: Mapping) -> list[str]:
@@ -62,9 +93,29 @@ def protocol_file(first: Path, protocol: str, settings: list[str]) -> Path:
 def metrics_files(config: Mapping, run: Path) -> list[Path]:
     """A run folder's metrics files, one per protocol of the study, the first protocol's first."""
     settings = protocols(config)
-    return [protocol_file(run / "metrics.json", p, settings) for p in settings]
+    return [protocol_file(metrics_file(run), p, settings) for p in settings]
 
 
+def study_runs(config: Mapping, models: Sequence[str], seeds: Iterable[int] | None = None) -> list[dict]:
+    """Every run of the study, datasets × ``models`` (run names) × seeds (default: the study's), as
+    ``run_dir``'s keyword arguments."""
+    runs = product(studied_datasets(config), models, config["seeds"] if seeds is None else seeds)
+    return [{"dataset": d, "model": m, "seed": s} for d, m, s in runs]
+
+
+def ablation_runs(config: Mapping, model: str) -> list[dict]:
+    """Every run of the ablation study of ``model`` (its run name), datasets × variants (in declaration
+    order: the table lists them so) × seeds, as ``run_dir``'s keyword arguments."""
+    runs = product(ablation_datasets(config), ablation_variants(config), ablation_seeds(config))
+    return [{"dataset": d, "model": model, "seed": s, "variant": v} for d, v, s in runs]
+
+
+def run_files(config: Mapping, runs: Iterable[Mapping], file: Callable[[Path], Path] = metrics_file) -> list[Path]:
+    """``file`` (a function above: ``metrics_file``, ``model_file``, ...) of each run's folder."""
+    return [file(run_dir(config, **run)) for run in runs]
+
+
+# ------------------------------------------------------------------- study outputs
 def tables_dir(config: Mapping) -> Path:
     return study_dir(config) / "tables"
 
@@ -77,10 +128,6 @@ def ablation_dir(config: Mapping) -> Path:
     return study_dir(config) / "ablation"
 
 
-def ablation_run_dir(config: Mapping, dataset: str, variant: str, seed: int | str) -> Path:
-    return ablation_dir(config) / _run(dataset, variant, seed)
-
-
 def log_file(config: Mapping, *parts: str) -> Path:
     """``logs/<parts[0]>/.../<parts[-1]>.log``."""
     *folders, name = parts
@@ -90,7 +137,7 @@ def log_file(config: Mapping, *parts: str) -> Path:
 def run_log(config: Mapping, stage: str, dataset: str, model: str, seed: int | str) -> Path:
     """``logs/<stage>/<dataset>/<model>/seed<k>.log``: the log of one run's stage (``model`` is the
     variant for an ablation run, under the stage ``ablation/<stage>``)."""
-    return log_file(config, stage, *_run(dataset, model, seed).parts)
+    return log_file(config, stage, dataset, model, f"seed{seed}")
 
 
 def benchmark_file(log: Path) -> Path:

@@ -1,5 +1,5 @@
-"""The pipeline stages behind ``python -m mgmvae <stage>``: each reads explicit inputs, writes
-its outputs atomically and logs one MLflow run."""
+"""The pipeline stages behind ``python -m mgmvae <stage>`` (docs/architecture.md): each reads explicit
+inputs, writes its outputs atomically and logs one MLflow run."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class StageError(RuntimeError):
 
 def _dataset_spec(config: Mapping, dataset: str) -> dict:
     """The config's dataset with its class's defaults; ConfigError naming an unknown dataset or parameter."""
-    from mgmvae.datasets import dataset_spec
+    from mgmvae.study_datasets import dataset_spec
 
     return dataset_spec(config, dataset)
 
@@ -64,7 +64,7 @@ def _tracked(config: Mapping, args: argparse.Namespace, stage: str, name: str, t
 
 # ------------------------------------------------------------------------- prepare
 def prepare_dataset(config: Mapping, args: argparse.Namespace) -> None:
-    from mgmvae.datasets import build_dataset
+    from mgmvae.study_datasets import build_dataset
 
     spec = _dataset_spec(config, args.dataset)
     out = args.out or paths.data_file(config, args.dataset)
@@ -80,8 +80,7 @@ def prepare_dataset(config: Mapping, args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------- classifier
 def train_digit_classifier(config: Mapping, args: argparse.Namespace) -> None:
-    """The digit classifier of one modality: released weights where the dataset's ``released`` names
-    them (their accuracy measured here), otherwise trained; saved in the one format ``evaluate`` loads."""
+    """The digit classifier of one modality: released weights (their accuracy measured here) or trained."""
     from mgmvae.data.paired import SPLITS, PairedData
     from mgmvae.evaluation.classifiers import accuracy, load_released, save_classifier, train_classifier
 
@@ -118,21 +117,20 @@ def train_digit_classifier(config: Mapping, args: argparse.Namespace) -> None:
                 f"trustworthy. Train longer (classifier.epochs) or check the data."
             )
         save_classifier(net, metrics, out)
-        save_json(metrics, Path(out).with_suffix(".json"))
+        save_json(metrics, paths.classifier_record(out))
     print(f"wrote {out}: test accuracy {metrics['test_accuracy']:.4f}")
 
 
 # --------------------------------------------------------------------------- train
+def run_identity(args: argparse.Namespace, config_hash: str) -> dict:
+    """What names a run in its MLflow tags and its metrics file (+ ``variant`` for an ablation run)."""
+    variant = {} if args.variant is None else {"variant": args.variant}
+    return {"dataset": args.dataset, "model": args.model, "seed": args.seed, "config_hash": config_hash, **variant}
+
+
 def run_tags(args: argparse.Namespace, settings: Mapping, model_tags: Mapping[str, str] | None = None) -> dict:
-    variant = getattr(args, "variant", None)
-    tags = {
-        "dataset": args.dataset,
-        "model": args.model,
-        "seed": args.seed,
-        "config_hash": settings_hash(settings, variant),
-        **(model_tags or {}),  # the model's import path, package and version (mgmvae.registry.ModelRef.tags)
-    }
-    return tags if variant is None else {**tags, "variant": variant}
+    """A training run's tags: its identity and its model's import path, package and version (``ModelRef.tags``)."""
+    return run_identity(args, settings_hash(settings, args.variant)) | dict(model_tags or {})
 
 
 def _model_ref(config: Mapping, args: argparse.Namespace) -> ModelRef:
@@ -144,17 +142,8 @@ def _model_ref(config: Mapping, args: argparse.Namespace) -> ModelRef:
     return ref
 
 
-def _run_dir(config: Mapping, args: argparse.Namespace) -> Path:
-    """The run folder: runs/<dataset>/<model>/seed<k>, or ablation/<dataset>/<variant>/seed<k>."""
-    variant = getattr(args, "variant", None)
-    if variant is None:
-        return paths.run_dir(config, args.dataset, args.model, args.seed)
-    return paths.ablation_run_dir(config, args.dataset, variant, args.seed)
-
-
 def _run_name(stage: str, args: argparse.Namespace) -> str:
-    variant = getattr(args, "variant", None)
-    middle = args.model if variant is None else f"{args.model}/{variant}"
+    middle = args.model if args.variant is None else f"{args.model}/{args.variant}"
     return f"{stage}/{args.dataset}/{middle}/seed{args.seed}"
 
 
@@ -170,7 +159,7 @@ def train_run(config: Mapping, args: argparse.Namespace) -> None:
     ref = _model_ref(config, args)
     validate_models({**config, "models": [ref.entry]})
     settings = run_settings(config, args.dataset, ref, args.variant)
-    out = Path(args.out or _run_dir(config, args) / "model.pt")
+    out = Path(args.out or paths.model_file(paths.run_dir(config, args.dataset, args.model, args.seed, args.variant)))
     device = _device(config, settings["precision"])
     warning = {}
     if device.type == "cpu" and at_paper_budget(config, [(args.dataset, args.model)]):
@@ -178,8 +167,9 @@ def train_run(config: Mapping, args: argparse.Namespace) -> None:
         warn_loudly(f"{args.dataset}/{args.model} trains {warning['budget_warning']}")
     data = PairedData.load(args.data or paths.data_file(config, args.dataset), device=device)
     tags = run_tags(args, settings, ref.tags())
-    name = _run_name("train", args)
-    with _tracked(config, args, "train", name, tags, {**settings, "device": str(device), **warning}) as run:
+    config_hash, history_file = tags["config_hash"], paths.history_file(out.parent)
+    params = {**settings, "device": str(device), **warning}
+    with _tracked(config, args, "train", _run_name("train", args), tags, params) as run:
         seed_everything(args.seed)
         model = ref.cls(dict(data.shapes), settings).to(device)
         history = train_model(
@@ -187,60 +177,56 @@ def train_run(config: Mapping, args: argparse.Namespace) -> None:
             data,
             settings,
             seed=args.seed,
-            checkpoint=out.with_name("checkpoint.pt"),
-            config_hash=tags["config_hash"],
+            checkpoint=paths.checkpoint_file(out.parent),
+            config_hash=config_hash,
             progress=not args.no_progress,
             on_epoch=lambda epoch, values: run.log_metrics(values, step=epoch),
         )
         for values in history:  # after a resume: the epochs an earlier attempt did not log (the rest are skipped)
             run.log_metrics(values, step=int(values["epoch"]))
-        save_json(history, out.with_name("history.json"))
-        save_trained(
-            out,
-            model,
-            ref,
-            dataset=args.dataset,
-            seed=args.seed,
-            variant=args.variant,
-            settings=settings,
-            config_hash=tags["config_hash"],
-            history=history,
-        )
-        run.log_artifact(out.with_name("history.json"))
+        save_json(history, history_file)
+        record = {"settings": settings, "config_hash": config_hash, "history": history}
+        save_trained(out, model, ref, dataset=args.dataset, seed=args.seed, variant=args.variant, **record)
+        run.log_artifact(history_file)
     print(f"wrote {out}: final loss {history[-1]['loss']:.4f}" if history else f"wrote {out}")
 
 
 # ------------------------------------------------------------------------ evaluate
-def evaluate_run(config: Mapping, args: argparse.Namespace) -> None:
+def _evaluation_inputs(config: Mapping, args: argparse.Namespace, run: Path) -> tuple:
+    """The trained model and its file's record, the data, the classifiers and the Inception network, on
+    the job's device; StageError before any work if a classifier or the Inception weights are missing."""
     from mgmvae.data.paired import PairedData
     from mgmvae.evaluation.classifiers import load_classifier
-    from mgmvae.evaluation.protocol import resolve_protocol
     from mgmvae.evaluation.quality import load_inception
     from mgmvae.model_file import load_trained
 
-    _dataset_spec(config, args.dataset)
-    _model_ref(config, args)
     weights = config["evaluation"]["inception_weights"]
-    try:  # before any work: a missing weights file stops the stage at once
+    try:
         inception = load_inception(weights, "cpu") if weights else None
     except FileNotFoundError as error:
         raise StageError(str(error)) from None
-    run = _run_dir(config, args)
-    model, saved = load_trained(args.model_file or run / "model.pt", "cpu")
+    model, saved = load_trained(args.model_file or paths.model_file(run), "cpu")
     device = _device(config, saved["settings"]["precision"])  # the precision the model was trained in
-    model.to(device)
-    if inception is not None:
-        inception.to(device)
     data = PairedData.load(args.data or paths.data_file(config, args.dataset), device=device)
     files = args.classifiers or [paths.classifier_file(config, args.dataset, m) for m in data.modalities]
-    classifiers = {}
-    for path in files:
-        if not Path(path).exists():
-            raise StageError(f"classifier {path} does not exist: run the 'classifier' stage first")
-        classifiers[Path(path).stem] = load_classifier(path, device)
-    first = Path(args.out or run / "metrics.json")
+    if missing := [str(path) for path in files if not Path(path).exists()]:
+        raise StageError(f"no classifier {', '.join(missing)}: run the 'classifier' stage first")
+    classifiers = {Path(path).stem: load_classifier(path, device) for path in files}
+    return model.to(device), saved, data, classifiers, None if inception is None else inception.to(device)
+
+
+def evaluate_run(config: Mapping, args: argparse.Namespace) -> None:
+    from mgmvae.evaluation.protocol import resolve_protocol
+    from mgmvae.evaluation.run import evaluate_model
+    from mgmvae.seeding import seed_everything
+
+    _dataset_spec(config, args.dataset)
+    _model_ref(config, args)
+    run = paths.run_dir(config, args.dataset, args.model, args.seed, args.variant)
+    model, saved, data, classifiers, inception = _evaluation_inputs(config, args, run)
+    first = Path(args.out or paths.metrics_file(run))
     # --protocol overrides evaluation.protocol for this run (the CI test evaluates a run both ways).
-    settings = [args.protocol] if getattr(args, "protocol", None) else paths.protocols(config)
+    settings = [args.protocol] if args.protocol else paths.protocols(config)
     try:
         resolved = [resolve_protocol(setting, type(model)) for setting in settings]
     except ValueError as error:
@@ -249,95 +235,48 @@ def evaluate_run(config: Mapping, args: argparse.Namespace) -> None:
     for setting, protocol in zip(settings, resolved, strict=True):
         out = paths.protocol_file(first, setting, settings)
         name = _run_name("evaluate", args) + (f"/{protocol}" if len(settings) > 1 else "")
-        inputs = (model, data, classifiers, inception)
-        metrics = _evaluate_protocol(config, args, saved, inputs, (setting, protocol), likelihood, out, name)
+        identity = {**run_identity(args, saved["config_hash"]), "protocol": protocol}
+        evaluation = config["evaluation"] | ({"likelihood_samples": 0} if likelihood else {})
+        params = {**config["evaluation"], "protocol": protocol}
+        with _tracked(config, args, "evaluate", name, identity | saved["model_tags"], params) as tracker:
+            seed_everything(args.seed)
+            options = {"protocol": protocol, "progress": not args.no_progress, "inception": inception}
+            metrics = evaluate_model(model, data, classifiers, evaluation, args.seed, **options)
+            metrics |= {"log_likelihood": likelihood} if likelihood else {}
+            record = {"study": config["study"], **identity, "modalities": list(data.modalities)}
+            save_json(record | {"protocol_setting": setting, "metrics": metrics}, out)
+            tracker.log_metrics(metrics)
+            tracker.log_artifact(out)
         likelihood = likelihood or metrics.get("log_likelihood")
         print(f"wrote {out}")
 
 
-def _evaluate_protocol(
-    config: Mapping,
-    args: argparse.Namespace,
-    saved: dict,
-    inputs: tuple,
-    protocols: tuple[str, str],
-    likelihood: dict | None,
-    out: Path,
-    name: str,
-) -> dict:
-    """One protocol's metrics file ``out`` and MLflow run ``name``; ``protocols``: the setting and the
-    protocol it resolves to; ``likelihood``: the estimate an earlier protocol of the run made, or None."""
-    from mgmvae.evaluation.run import evaluate_model
-    from mgmvae.seeding import seed_everything
-
-    model, data, classifiers, inception = inputs
-    setting, protocol = protocols
-    tags = {
-        "dataset": args.dataset,
-        "model": args.model,
-        "seed": args.seed,
-        "config_hash": saved["config_hash"],
-        "protocol": protocol,
-    }
-    tags.update(saved["model_tags"])
-    if args.variant is not None:
-        tags["variant"] = args.variant
-    evaluation = config["evaluation"] | ({"likelihood_samples": 0} if likelihood else {})
-    with _tracked(config, args, "evaluate", name, tags, {**config["evaluation"], "protocol": protocol}) as tracker:
-        seed_everything(args.seed)
-        options = {"protocol": protocol, "progress": not args.no_progress, "inception": inception}
-        metrics = evaluate_model(model, data, classifiers, evaluation, args.seed, **options)
-        metrics |= {"log_likelihood": likelihood} if likelihood else {}
-        record = {
-            "study": config["study"],
-            "dataset": args.dataset,
-            "model": args.model,
-            "seed": args.seed,
-            "modalities": list(data.modalities),
-            "config_hash": saved["config_hash"],
-            "protocol": protocol,
-            "protocol_setting": setting,
-            "metrics": metrics,
-        }
-        if args.variant is not None:
-            record["variant"] = args.variant
-        save_json(record, out)
-        tracker.log_metrics(metrics)
-        tracker.log_artifact(out)
-    return metrics
-
-
-# ----------------------------------------------------------------------- aggregate
+# -------------------------------------------------------------------------- tables
 def write_tables(config: Mapping, args: argparse.Namespace) -> None:
+    """The study's tables; its MLflow run also holds every figure (``--figures``: figures/<kind>/<file>)."""
     from mgmvae.registry import resolve_all
     from mgmvae.tables import build_tables, load_run_metrics
     from mgmvae.tables.resources import resources_table
 
     resolve_all(config["models"])  # so that a plugin named by its path has its label (mgmvae.registry.model_class)
     outdir = args.outdir or paths.tables_dir(config)
-    with _tracked(
-        config,
-        args,
-        "aggregate",
-        "aggregate",
-        {"datasets": ",".join(studied_datasets(config)), "protocol": ",".join(paths.protocols(config))},
-        {"tables": config["tables"], "models": config["models"], "seeds": config["seeds"]},
-    ) as run:
-        frame = load_run_metrics(args.metrics)
-        written = build_tables(frame, config["tables"], outdir)
+    tags = {"datasets": ",".join(studied_datasets(config)), "protocol": ",".join(paths.protocols(config))}
+    params = {"tables": config["tables"], "models": config["models"], "seeds": config["seeds"]}
+    with _tracked(config, args, "tables", "tables", tags, params) as run:
+        written = build_tables(load_run_metrics(args.metrics), config["tables"], outdir)
         if args.benchmarks:
             written += resources_table(args.benchmarks, config["study"], Path(outdir))
         for path in written or sorted(Path(outdir).glob("*")):
             run.log_artifact(path, "tables")
-        # The aggregation run holds every table and figure of the study: figures/<kind>/<file>.
-        for path in getattr(args, "figures", None) or []:
+        for path in args.figures:
             run.log_artifact(path, f"figures/{Path(path).parent.name}")
     print(f"wrote tables under {outdir}")
 
 
 # ------------------------------------------------------------------------ ablation
 def write_ablation_table(config: Mapping, args: argparse.Namespace) -> None:
-    """The ablation table (csv, md, tex, html) and one plot per dataset from the ablation runs' metrics."""
+    """The ablation table (csv, md, tex, html) and one plot per dataset from the ablation runs' metrics,
+    its variants in the order of the metrics files (the rule passes them in declaration order)."""
     from mgmvae.config import ablation_datasets, ablation_seeds, ablation_variants
     from mgmvae.figures import ablation_plots
     from mgmvae.registry import find
@@ -348,15 +287,8 @@ def write_ablation_table(config: Mapping, args: argparse.Namespace) -> None:
     outdir = Path(args.outdir or paths.ablation_dir(config))
     ref = find(config, study["model"])
     tags = {"model": ref.name, "datasets": ",".join(ablation_datasets(config)), **ref.tags()}
-    params = {
-        "model": study["model"],
-        "datasets": ablation_datasets(config),
-        "seeds": ablation_seeds(config),
-        "variants": ablation_variants(config),
-    }
-    with _tracked(config, args, "ablation", "ablation", tags, params) as run:
-        # Variants in the order of the metric files: Snakemake passes them in declaration order (the
-        # study's merged config.yaml has its keys sorted).
+    params = {"model": study["model"], "datasets": ablation_datasets(config), "seeds": ablation_seeds(config)}
+    with _tracked(config, args, "ablation", "ablation", tags, params | {"variants": ablation_variants(config)}) as run:
         frame = load_run_metrics(args.metrics)
         written = ablation_table(frame, config, outdir) + ablation_plots(frame, outdir, study["model"], config["study"])
         for path in written:
@@ -366,10 +298,8 @@ def write_ablation_table(config: Mapping, args: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------------- figures
 def draw_figures(config: Mapping, args: argparse.Namespace) -> None:
-    """The paper's Figures 3–7 and more (mgmvae/figures.py) from the first seed's models, the
-    histories in their model files, and the per-run metrics of every seed. ``--part datasets``
-    draws only the given models' datasets' figures, ``--part bars`` only the bar charts, so the
-    pipeline draws each dataset in a job of its own."""
+    """The figures (mgmvae/figures/) from the first seed's models and the per-run metrics of every seed;
+    ``--part datasets``: only the given models' datasets' figures, ``--part bars``: only the bar charts."""
     import torch
 
     from mgmvae.data.paired import PairedData
@@ -378,68 +308,35 @@ def draw_figures(config: Mapping, args: argparse.Namespace) -> None:
     from mgmvae.registry import run_names
     from mgmvae.tables import load_run_metrics
 
-    run_names(config["models"])  # so that a plugin named by its path has its label and colour
-    part = getattr(args, "part", "all")
+    names = run_names(config["models"])  # so that a plugin named by its path has its label and colour
+    bars = args.part in ("all", "bars")
     seed = int(config["seeds"][0] if args.seed is None else args.seed)
     tsne_points = int(args.tsne_points or config["figures"]["tsne_points"])
-    device = torch.device("cpu") if part == "bars" else _device(config, "float32")  # bar charts read numbers only
+    device = torch.device("cpu") if args.part == "bars" else _device(config, "float32")  # bars read numbers only
     outdir = Path(args.outdir or paths.figures_dir(config))
-    model_files = (
-        []
-        if part == "bars"
-        else args.model_files
-        or [
-            paths.run_dir(config, d, m, seed) / "model.pt"
-            for d in studied_datasets(config)
-            for m in run_names(config["models"])
-        ]
-    )
+    shown = paths.run_files(config, paths.study_runs(config, names, [seed]), paths.model_file)
     models: dict[str, dict] = {}
     histories: dict[str, dict] = {}
-    for path in model_files:
+    for path in [] if args.part == "bars" else args.model_files or shown:
         model, saved = load_trained(path, device)
         models.setdefault(saved["dataset"], {})[saved["model"]] = model
         histories.setdefault(saved["dataset"], {})[saved["model"]] = saved.get("history") or []
     data_files = {Path(p).stem: Path(p) for p in args.data or []}
     datasets = {d: PairedData.load(data_files.get(d, paths.data_file(config, d))) for d in models}
-    bars = part in ("all", "bars")
-    expected = [
-        paths.run_dir(config, d, m, s) / "metrics.json"
-        for d in studied_datasets(config)
-        for m in run_names(config["models"])
-        for s in config["seeds"]
-    ]
+    expected = paths.run_files(config, paths.study_runs(config, names))
     metric_files = (args.metrics or [f for f in expected if f.exists()]) if bars else []
     if bars and not metric_files:
         raise StageError(f"no per-run metrics such as {expected[0]}: run the 'evaluate' stage first")
-    specs = figure_specs(
-        {d: data.modalities for d, data in datasets.items()},
-        {d: list(models[d]) for d in datasets},
-        bars=bars,
-        tables=config["tables"],
-    )
-    params = {
-        "models": sorted({m for ms in models.values() for m in ms}),
-        "seed": seed,
-        "tsne_points": tsne_points,
-        "part": part,
-    }
-    name = "figures" if part == "all" else f"figures/{part if part == 'bars' else ','.join(datasets)}"
+    modalities = {d: data.modalities for d, data in datasets.items()}
+    specs = figure_specs(modalities, {d: list(models[d]) for d in datasets}, bars=bars, tables=config["tables"])
+    shown_models = sorted({m for ms in models.values() for m in ms})
+    params = {"models": shown_models, "seed": seed, "tsne_points": tsne_points, "part": args.part}
+    name = "figures" if args.part == "all" else f"figures/{'bars' if args.part == 'bars' else ','.join(datasets)}"
     with _tracked(config, args, "figures", name, {"datasets": ",".join(datasets), "seed": seed}, params) as run:
         metrics = load_run_metrics(metric_files) if bars else None
-        written = render_all(
-            datasets,
-            models,
-            histories,
-            metrics,
-            config["tables"],
-            outdir,
-            study=config["study"],
-            seed=seed,
-            tsne_points=tsne_points,
-            evaluation=config["evaluation"],
-            bars=bars,
-        )
+        options = {"study": config["study"], "seed": seed, "tsne_points": tsne_points, "bars": bars}
+        options["evaluation"] = config["evaluation"]
+        written = render_all(datasets, models, histories, metrics, config["tables"], outdir, **options)
         missing = [s["stem"] for s in specs if not (outdir / f"{s['stem']}.png").exists()]
         if missing:
             raise StageError(f"figures not written: {missing}")
@@ -478,7 +375,7 @@ def check_dataset_contract(config: Mapping, args: argparse.Namespace) -> None:
     """The dataset contract (mgmvae/contracts/dataset.py) for one dataset, a config's (its source and
     parameters) or a source entry (its default parameters): a report line per failure."""
     from mgmvae.contracts.dataset import check_dataset, describe
-    from mgmvae.datasets import config_source, source_of
+    from mgmvae.study_datasets import config_source, source_of
 
     entry = args.dataset
     in_config = entry in config["datasets"]
@@ -500,19 +397,17 @@ def check_dataset_contract(config: Mapping, args: argparse.Namespace) -> None:
 
 # -------------------------------------------------------------------------- config
 def show_config(config: Mapping, args: argparse.Namespace) -> None:
-    """``config --show``: each dataset's parameters and each run's resolved settings (``--dataset``,
-    ``--model``, else the study's), a line a value with where it comes from: its class's default (an
-    ``IMPLICIT`` one too: the run uses it though its settings leave it out), or the last config file
-    (config.yaml, a preset) that sets it, and the key."""
+    """``config --show``: each dataset's parameters and each run's resolved settings, a line a value with
+    where it comes from: its class's default (an ``IMPLICIT`` one too), or the last config file that sets it."""
     import json
     import os
 
     import yaml
 
     from mgmvae.config import merge_layers, settings_layers
-    from mgmvae.datasets import config_source
     from mgmvae.params import defaults, params_class
     from mgmvae.registry import find, run_names, run_settings
+    from mgmvae.study_datasets import config_source
 
     def flat(tree: Mapping, prefix: tuple = ()) -> dict[tuple, object]:
         out: dict[tuple, object] = {}

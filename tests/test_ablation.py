@@ -130,11 +130,11 @@ def test_config_hash_differs_per_variant():
 
 def test_ablation_paths():
     config = load_config()
-    assert paths.ablation_run_dir(config, "mnist_svhn", "tau_0.5", 2) == Path(
+    assert paths.run_dir(config, "mnist_svhn", "mgmvae", 2, "tau_0.5") == Path(
         "results/paper/ablation/mnist_svhn/tau_0.5/seed2"
     )
     # the same function with wildcards is the Snakefile's pattern
-    assert str(paths.ablation_run_dir(config, "{dataset}", "{variant}", "{seed}")) == (
+    assert str(paths.run_dir(config, "{dataset}", "mgmvae", "{seed}", "{variant}")) == (
         "results/paper/ablation/{dataset}/{variant}/seed{seed}"
     )
     assert str(paths.run_log(config, "ablation/train", "{dataset}", "{variant}", "{seed}")) == (
@@ -269,7 +269,8 @@ def test_default_target_has_no_ablation_and_ablation_target_lists_every_variant(
     assert target.returncode == 0, target.stderr[-3000:]
     for variant in ablation_variants(load_config()):
         for dataset in ("digits_street", "digits_cdcb"):
-            assert f"results/ablation_quick/ablation/{dataset}/{variant}/seed0/metrics.json" in target.stdout
+            run = paths.run_dir({"results_dir": "results", "study": "ablation_quick"}, dataset, "mgmvae", 0, variant)
+            assert str(paths.metrics_file(run)) in target.stdout
     assert "train_ablation" in target.stdout and "evaluate_ablation" in target.stdout
 
 
@@ -286,9 +287,9 @@ def check_ablation_outputs(workdir: Path, study: str, variants, dataset: str = "
         assert (out / name).stat().st_size > 0, name
     for variant in variants:
         run = out / dataset / variant / "seed0"
-        for name in ("model.pt", "history.json", "metrics.json"):
-            assert (run / name).stat().st_size > 0, run / name
-        record = json.loads((run / "metrics.json").read_text())
+        for file in (paths.model_file(run), paths.history_file(run), paths.metrics_file(run)):
+            assert file.stat().st_size > 0, file
+        record = json.loads(paths.metrics_file(run).read_text())
         assert record["variant"] == variant and record["model"] == "mgmvae"
         assert set(record["metrics"]) >= {"cross_generation", "probe", "retrieval_top1", "clustering"}
         assert record["protocol"] == "mean"

@@ -26,7 +26,7 @@ LAYERS = [
     ("data", ["mgmvae.data"]),
     ("networks", ["mgmvae.nets", "mgmvae.distributions", "mgmvae.contrastive"]),
     ("models", ["mgmvae.base", "mgmvae.model", "baselines"]),
-    ("plumbing", ["mgmvae.registry", "mgmvae.datasets", "mgmvae.contracts", "mgmvae.model_file"]),
+    ("plumbing", ["mgmvae.registry", "mgmvae.study_datasets", "mgmvae.contracts", "mgmvae.model_file"]),
     ("training", ["mgmvae.train"]),
     ("evaluation", ["mgmvae.evaluation"]),
     ("aggregation", ["mgmvae.paper", "mgmvae.tables", "mgmvae.figures"]),

@@ -11,6 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mgmvae import paths
 from mgmvae.cli import main
 from mgmvae.config import ROOT, ConfigError, load_config, validate
 from tests.conftest import TOY_SETTINGS
@@ -146,7 +147,7 @@ def test_full_disk_stops_cleanly_and_leaves_nothing_half_written(tmp_path):
             "--data",
             str(data),
             "--out",
-            str(run / "model.pt"),
+            str(paths.model_file(run)),
             "--threads",
             "1",
             "--no-mlflow",
@@ -159,6 +160,6 @@ def test_full_disk_stops_cleanly_and_leaves_nothing_half_written(tmp_path):
         timeout=300,
     )
     assert result.returncode == 3, result.stderr[-2000:]
-    assert "out of disk space" in result.stderr and "checkpoint.pt" in result.stderr
+    assert "out of disk space" in result.stderr and paths.checkpoint_file(run).name in result.stderr
     assert "Traceback" not in result.stderr
     assert sorted(p.name for p in run.iterdir()) == [], "a partial or temporary file was left behind"

@@ -11,8 +11,8 @@ from mgmvae.data import DataError
 from mgmvae.data.cdcb import colour_digits, make_cdcb
 from mgmvae.data.embedded import hand_digits, hand_split
 from mgmvae.data.pairing import class_counts, class_matched_pairs
-from mgmvae.datasets import build_dataset
 from mgmvae.registry import builtin_dataset_names
+from mgmvae.study_datasets import build_dataset
 
 
 # ------------------------------------------------------------------------------ pairing

@@ -19,8 +19,8 @@ from mgmvae.cli import main
 from mgmvae.config import ROOT, ConfigError, load_config
 from mgmvae.contracts.dataset import check_dataset, validate_datasets
 from mgmvae.data import DataError
-from mgmvae.datasets import build_dataset, dataset_modalities, source_of
 from mgmvae.registry import DATASETS, PluginError, available, builtin_dataset_names, resolve
+from mgmvae.study_datasets import build_dataset, dataset_modalities, source_of
 from tests.conftest import PLUGIN_SRC, snakemake
 
 GUIDE = ROOT / "docs" / "datasets.md"

@@ -17,7 +17,7 @@ from mgmvae.config import ConfigError, load_config
 from mgmvae.data import DataError, ParamError
 from mgmvae.data.digits_poly import BACKGROUND_SIZE, backgrounds, composite, tuple_sources
 from mgmvae.data.embedded import hand_digits, hand_split
-from mgmvae.datasets import build_dataset, check_raw_data
+from mgmvae.study_datasets import build_dataset, check_raw_data
 
 RNG = np.random.default_rng(0)
 MODALITIES = ["m0", "m1", "m2", "m3", "m4"]

@@ -12,7 +12,7 @@ import torch
 
 from mgmvae.compat import import_torchvision
 from mgmvae.data import DataError, sources
-from mgmvae.datasets import build_dataset
+from mgmvae.study_datasets import build_dataset
 
 RNG = np.random.default_rng(0)
 

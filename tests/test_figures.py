@@ -209,10 +209,10 @@ def test_table_bars_show_means_intervals_seeds_and_paper(tmp_path):
     from matplotlib.colors import to_rgb
 
     from mgmvae.figures.bars import table_bars_figure
-    from mgmvae.tables import PAPER_TABLES, table_summary
+    from mgmvae.tables import TABLE_SPECS, table_summary
 
     df = _metrics(tmp_path)
-    summary = table_summary(df, PAPER_TABLES["table1"], "toy")
+    summary = table_summary(df, TABLE_SPECS["table1"], "toy")
     ax = table_bars_figure(df, "table1", "toy", study="t").axes[0]
     patches = [bar for container in ax.containers for bar in container]
     bars = sorted((round(p.get_x() + p.get_width() / 2, 3), p.get_height(), p.get_facecolor()[:3]) for p in patches)

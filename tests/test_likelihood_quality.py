@@ -158,7 +158,7 @@ def trained_run(tmp_path):
     settings = {**TOY_SETTINGS, "likelihood": {"family": "bernoulli", "scale": 0.75}}
     model = build_model("mvae", data.shapes, settings)
     save_trained(
-        tmp_path / "model.pt",
+        paths.model_file(tmp_path),
         model,
         resolve("mvae"),
         dataset="mnist_svhn",
@@ -187,7 +187,7 @@ def _evaluate_stage(run, protocol, out):
     config = out.parent / "config.yaml"
     config.write_text(yaml.safe_dump({"device": "cpu", "evaluation": small}))
     args = ["evaluate", "--config", str(DEFAULT_CONFIG), str(config), "--dataset", "mnist_svhn", "--model", "mvae"]
-    args += ["--data", str(run / "toy.pt"), "--model-file", str(run / "model.pt"), "--out", str(out)]
+    args += ["--data", str(run / "toy.pt"), "--model-file", str(paths.model_file(run)), "--out", str(out)]
     args += ["--classifiers", str(run / "a.pt"), str(run / "b.pt"), "--no-mlflow", "--no-progress"]
     assert main(args) == 0
 
@@ -198,20 +198,22 @@ def test_two_protocols_write_two_files_with_one_likelihood_estimate(trained_run,
     calls = []
     original = run_module.evaluate_log_likelihood
     monkeypatch.setattr(run_module, "evaluate_log_likelihood", lambda *a, **k: calls.append(1) or original(*a, **k))
-    (trained_run / "both").mkdir()
-    _evaluate_stage(trained_run, ["mean", "sample"], trained_run / "both" / "metrics.json")
+    both = paths.metrics_file(trained_run / "both")
+    both.parent.mkdir()
+    _evaluate_stage(trained_run, ["mean", "sample"], both)
     assert len(calls) == 1  # the estimate does not depend on the protocol: made once
-    first = json.loads((trained_run / "both" / "metrics.json").read_text())
-    second = json.loads((trained_run / "both" / "metrics_sample.json").read_text())
+    first = json.loads(both.read_text())
+    second = json.loads(paths.protocol_file(both, "sample", ["mean", "sample"]).read_text())
     assert (first["protocol"], first["protocol_setting"]) == ("mean", "mean")
     assert (second["protocol"], second["protocol_setting"]) == ("sample", "sample")
     assert second["metrics"]["log_likelihood"] == first["metrics"]["log_likelihood"]
 
     # The first protocol's file is the one a one-protocol study writes.
-    (trained_run / "one").mkdir()
-    _evaluate_stage(trained_run, "mean", trained_run / "one" / "metrics.json")
-    assert json.loads((trained_run / "one" / "metrics.json").read_text()) == first
-    assert sorted(p.name for p in (trained_run / "one").iterdir()) == ["config.yaml", "metrics.json"]
+    one = paths.metrics_file(trained_run / "one")
+    one.parent.mkdir()
+    _evaluate_stage(trained_run, "mean", one)
+    assert json.loads(one.read_text()) == first
+    assert sorted(p.name for p in one.parent.iterdir()) == ["config.yaml", one.name]
 
 
 # ----------------------------------------------------------------------- K sweep
@@ -219,13 +221,13 @@ def test_the_k_sweep_reads_every_trained_run_on_the_same_pairs(trained_run):
     from mgmvae.likelihood_sweep import main
 
     study = trained_run / "study"
-    run = study / "runs" / "mnist_svhn" / "mvae" / "seed0"
+    where, run = paths.study_at(study), paths.run_dir(paths.study_at(study), "mnist_svhn", "mvae", 0)
     run.mkdir(parents=True)
-    (trained_run / "model.pt").rename(run / "model.pt")
-    (study / "data").mkdir()
-    (trained_run / "toy.pt").rename(study / "data" / "mnist_svhn.pt")
+    paths.model_file(trained_run).rename(paths.model_file(run))
+    paths.data_file(where, "mnist_svhn").parent.mkdir()
+    (trained_run / "toy.pt").rename(paths.data_file(where, "mnist_svhn"))
     evaluation = {"likelihood_pairs": 4, "likelihood_ess_floor": 2}
-    (study / "config.yaml").write_text(yaml.safe_dump({"evaluation": evaluation}))
+    paths.study_config(where).write_text(yaml.safe_dump({"evaluation": evaluation}))
     main(
         [
             str(study),
@@ -250,9 +252,9 @@ def test_the_k_sweep_reads_every_trained_run_on_the_same_pairs(trained_run):
     from mgmvae.evaluation.run import run_log_likelihood
     from mgmvae.model_file import load_trained
 
-    model, _ = load_trained(run / "model.pt", "cpu")
+    model, _ = load_trained(paths.model_file(run), "cpu")
     settings = load_config(overrides={"evaluation": evaluation | {"likelihood_samples": 1}})["evaluation"]
-    expected = run_log_likelihood(model, PairedData.load(study / "data" / "mnist_svhn.pt"), settings, 0, False)
+    expected = run_log_likelihood(model, PairedData.load(paths.data_file(where, "mnist_svhn")), settings, 0, False)
     got = frame[(frame["samples"] == 1) & (frame["proposal_scale"] == 1.0)].set_index("estimate")["log_likelihood"]
     assert got["joint"] == pytest.approx(expected["joint"]) and got["a"] == pytest.approx(expected["a"])
     assert "K=1" in (study / "s.md").read_text() and (study / "s.png").stat().st_size > 1000

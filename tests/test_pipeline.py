@@ -110,15 +110,16 @@ def test_ci_preset_end_to_end(ci_study):
     runs = client.search_runs([client.get_experiment_by_name(CI_EXPERIMENT).experiment_id])
     stages = sorted(r.data.tags["stage"] for r in runs)
     n = 2 * len(MODELS) + 2 * len(ci_study.ablation_variants)  # 2 datasets × (models and ablation variants)
-    # prepare ×2, classifier ×4 (2 modalities each), train and evaluate per run, aggregate, figures
+    # prepare ×2, classifier ×4 (2 modalities each), train and evaluate per run, tables, figures
     # per dataset and for the bar charts, the ablation table
     assert (
         stages
-        == ["ablation", "aggregate"]
+        == ["ablation"]
         + ["classifier"] * 4
         + ["evaluate"] * n
         + ["figures"] * 3
         + ["prepare"] * 2
+        + ["tables"]
         + ["train"] * n
     )
     assert all(r.info.status == "FINISHED" for r in runs)
@@ -132,8 +133,8 @@ def test_ci_preset_end_to_end(ci_study):
             assert {"probe.joint", "joint_coherence.joint", "probe_selection.C"} <= set(run.data.metrics)
             assert "generative_quality.conditional.mean.recall" in run.data.metrics
 
-    # The aggregation run holds every table and every figure.
-    aggregate = next(r for r in runs if r.data.tags["stage"] == "aggregate")
+    # The tables run holds every table and every figure.
+    aggregate = next(r for r in runs if r.data.tags["stage"] == "tables")
     tables_logged = {Path(a.path).name for a in client.list_artifacts(aggregate.info.run_id, "tables")}
     assert {"table1.tex", "table3.md", "clustering.csv"} <= tables_logged
     for kind in ("cross_generation", "translation", "retrieval", "tsne", "curves", "bars"):

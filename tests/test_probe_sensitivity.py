@@ -39,13 +39,13 @@ def test_summary_range_and_cv_pick():
 
 def test_the_grid_and_the_folds_are_the_studys_unless_given(tmp_path):
     """40 training pairs hold 4 of each class: the study's 7 folds are refused, 4 given folds fit."""
-    where = {"results_dir": tmp_path, "study": "s"}
+    where = paths.study_at(tmp_path / "s")
     data = synthetic_paired(n_train=40, n_test=20)
     data.save(paths.data_file(where, "toy"))
     torch.manual_seed(0)
     model = build_model("mvae", data.shapes, TOY_SETTINGS)
     run = dict(dataset="toy", seed=0, variant=None, settings=TOY_SETTINGS, config_hash="toy", history=[])
-    save_trained(paths.run_dir(where, "toy", "mvae", 0) / "model.pt", model, resolve("mvae"), **run)
+    save_trained(paths.model_file(paths.run_dir(where, "toy", "mvae", 0)), model, resolve("mvae"), **run)
     evaluation = {"probe_c_grid": [0.1, 10.0], "probe_folds": 7}
     paths.study_config(where).write_text(yaml.safe_dump({"evaluation": evaluation}))
     study = paths.study_dir(where)

@@ -308,7 +308,7 @@ def test_a_column_and_a_table_are_spec_entries(three_seed_runs, tmp_path, monkey
     """A new metric key joins Table 1 (CSV, Markdown, bar chart) by one Column; a new table by one TableSpec."""
     from mgmvae.figures import figure_specs
     from mgmvae.figures.bars import table_bars_figure
-    from mgmvae.tables import PAPER_TABLES, Column, TableSpec, spec
+    from mgmvae.tables import TABLE_SPECS, Column, TableSpec, spec
 
     paths = []
     for i, path in enumerate(three_seed_runs):
@@ -318,7 +318,7 @@ def test_a_column_and_a_table_are_spec_entries(three_seed_runs, tmp_path, monkey
         record["metrics"]["test_ll"] = {"joint": -100.0 - i}
         paths.append(tmp_path / f"ext_{i}.json")
         save_json(record, paths[-1])
-    table1 = PAPER_TABLES["table1"]
+    table1 = TABLE_SPECS["table1"]
     extended = {
         "table1": dataclasses.replace(
             table1, columns=(*table1.columns, Column("extra_metric", "accuracy", None, "extra"))
@@ -334,7 +334,7 @@ def test_a_column_and_a_table_are_spec_entries(three_seed_runs, tmp_path, monkey
         ),
     }
     for name, table in extended.items():  # the one registry every table and bar chart reads
-        monkeypatch.setitem(spec.PAPER_TABLES, name, table)
+        monkeypatch.setitem(spec.TABLE_SPECS, name, table)
     out = tmp_path / "tables"
     written = build_tables(load_run_metrics(paths), TABLE_DATASETS, out)
     assert out / "table4.tex" in written and (out / "table4.tex").exists()

@@ -16,8 +16,8 @@ from mgmvae.config import ConfigError, studied_datasets
 from mgmvae.contracts import Broken, Failure, call, origin, refuse_broken
 from mgmvae.data.dataset import Dataset, Shape
 from mgmvae.data.paired import SPLITS, PairedData
-from mgmvae.datasets import config_source
 from mgmvae.registry import PluginRef
+from mgmvae.study_datasets import config_source
 
 NUM_CLASSES = 10  # the digit classifiers' outputs
 

@@ -8,24 +8,13 @@ import json
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from itertools import product
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mgmvae import paths
-from mgmvae.config import (
-    DEFAULT_CONFIG,
-    ROOT,
-    ConfigError,
-    ablation_datasets,
-    ablation_seeds,
-    ablation_variants,
-    load_config,
-    settings_hash,
-    studied_datasets,
-)
+from mgmvae.config import DEFAULT_CONFIG, ROOT, ConfigError, load_config, settings_hash
 from mgmvae.provenance import git_commit, machine
 from mgmvae.registry import run_settings
 
@@ -69,27 +58,21 @@ def resolve_config(config_files: Sequence[str], overrides: Mapping | None, root:
 
 
 def expected_runs(config: Mapping, kind: str) -> list[dict]:
-    """The runs a study holds: ``study`` (models × datasets × seeds), ``ablation`` (variants) or ``none``."""
+    """The runs a study holds: ``study`` (``paths.study_runs``), ``ablation`` (``paths.ablation_runs``) or ``none``."""
     from mgmvae.registry import resolve, run_names
 
     if kind == "study":
-        runs = product(studied_datasets(config), run_names(config["models"]), config["seeds"])
-        return [{"dataset": d, "model": m, "seed": s} for d, m, s in runs]
+        return paths.study_runs(config, run_names(config["models"]))
     if kind == "ablation":
-        model = resolve(config["ablation"]["model"]).name
-        runs = product(ablation_datasets(config), ablation_variants(config), ablation_seeds(config))
-        return [{"dataset": d, "model": model, "seed": s, "variant": v} for d, v, s in runs]
+        return paths.ablation_runs(config, resolve(config["ablation"]["model"]).name)
     if kind == "none":
         return []
     raise SnapshotError(f"runs: {kind!r} is not one of study, ablation, none")
 
 
 def metrics_file(study: Path, run: Mapping) -> Path:
-    """The run's metrics.json in the study folder ``study`` (the layout of ``mgmvae.paths``)."""
-    where = {"results_dir": study.parent, "study": study.name}
-    if "variant" in run:
-        return paths.ablation_run_dir(where, run["dataset"], run["variant"], run["seed"]) / "metrics.json"
-    return paths.run_dir(where, run["dataset"], run["model"], run["seed"]) / "metrics.json"
+    """The run's first metrics file in the study folder ``study``."""
+    return paths.run_files(paths.study_at(study), [run])[0]
 
 
 def current_hash(config: Mapping, run: Mapping) -> str:
@@ -105,7 +88,7 @@ def run_label(run: Mapping) -> str:
 
 # --------------------------------------------------------------------------- snapshot
 def recorded_runs(config: Mapping, recipe: Mapping, study: Path) -> list[dict]:
-    """Each run of the recipe with the ``config_hash`` its metrics.json records; SnapshotError if a
+    """Each run of the recipe with the ``config_hash`` its metrics file records; SnapshotError if a
     run is missing or was made by another config than the recipe's."""
     runs = []
     for run in expected_runs(config, recipe.get("runs", "none")):

@@ -15,12 +15,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from mgmvae import paths
-from mgmvae.config import DEFAULT_CONFIG, load_config
 from mgmvae.data.paired import PairedData
 from mgmvae.evaluation.probe import fit_like, fit_linear_probe, probe_accuracy
 from mgmvae.evaluation.run import embed_pairs, embed_unimodal
-from mgmvae.model_file import load_trained, trained_runs
+from mgmvae.model_file import load_trained, trained_study
 
 
 def column_accuracies(
@@ -51,11 +49,8 @@ def model_sensitivity(model_file: Path, data: PairedData, seed: int, settings: M
 
 
 def study_sensitivity(study: Path, dataset: str, seed: int, grid: Sequence[float] | None, folds: int | None):
-    where = {"results_dir": study.parent, "study": study.name}
-    settings = load_config(DEFAULT_CONFIG, paths.study_config(where))["evaluation"]
+    settings, data, runs = trained_study(study, dataset, seed)
     settings |= {"probe_c_grid": grid or settings["probe_c_grid"], "probe_folds": folds or settings["probe_folds"]}
-    data = PairedData.load(paths.data_file(where, dataset))
-    runs = trained_runs(study, dataset, seed)
     return pd.concat(
         [model_sensitivity(f, data, seed, settings).assign(model=m) for m, f in runs.items()], ignore_index=True
     )

@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D
 
 from mgmvae.figures.palette import model_palette
 from mgmvae.figures.save import caption, pyplot, save_figure
-from mgmvae.tables import PAPER_TABLES, t_interval, table_summary
+from mgmvae.tables import TABLE_SPECS, t_interval, table_summary
 
 LEGEND = "bars: mean over seeds, error bars: 95% t-interval, dots: seeds"
 
@@ -43,7 +43,7 @@ def seed_frame(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def table_bars_figure(df: pd.DataFrame, table: str, dataset: str, study: str | None = None) -> Figure:
-    spec = PAPER_TABLES[table]
+    spec = TABLE_SPECS[table]
     # "->" as an arrow, and a long label (e.g. "hand→street balanced") on two lines so neighbours do not overlap
     summary = table_summary(df, spec, dataset).assign(
         column=lambda s: s["column"].str.replace("->", "→").str.replace(" ", "\n", n=1)

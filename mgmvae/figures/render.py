@@ -37,7 +37,7 @@ def render_all(
     {model: model}}, ``histories`` {dataset: {model: history}}, ``metrics`` the long frame of
     ``load_run_metrics``; ``evaluation`` the config's section (its batch size, retrieval chunk and
     clusters). Returns the written paths (PNG and PDF)."""
-    from mgmvae.tables import PAPER_TABLES
+    from mgmvae.tables import TABLE_SPECS
     from mgmvae.tables.spec import POLYMNIST
 
     outdir = Path(outdir)
@@ -73,7 +73,7 @@ def render_all(
             written += training_curves(histories.get(d, {}).get(m, []), out, title=title)
         elif kind == "bars":
             table = Path(spec["stem"]).name
-            dataset = table_datasets[PAPER_TABLES[table].reads or table]
+            dataset = table_datasets[TABLE_SPECS[table].reads or table]
             written += table_bars(metrics, table, dataset, out, study=study)
         elif kind == "coherence":
             written += coherence_plot(metrics, table_datasets[POLYMNIST], out, study=study)

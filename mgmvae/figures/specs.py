@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mgmvae import paper
-from mgmvae.tables import PAPER_TABLES
+from mgmvae.tables import TABLE_SPECS
 from mgmvae.tables.spec import POLYMNIST
 
 # kind -> report subcategory; the caption is workflow/report/<kind>.rst
@@ -66,7 +66,7 @@ def figure_specs(
     if bars:
         named = lambda table: tables is None or tables.get(table) is not None  # noqa: E731
         specs += [
-            _spec("bars", "—", "all", t) for t, spec in PAPER_TABLES.items() if spec.bars and named(spec.reads or t)
+            _spec("bars", "—", "all", t) for t, spec in TABLE_SPECS.items() if spec.bars and named(spec.reads or t)
         ]
         if named(POLYMNIST):
             specs.append(_spec("coherence", (tables or {}).get(POLYMNIST) or "—", "all", POLYMNIST))

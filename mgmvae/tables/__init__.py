@@ -16,13 +16,15 @@ from mgmvae.tables.generative import generative_table
 from mgmvae.tables.paper_table import paper_table
 from mgmvae.tables.polymnist import polymnist_table
 from mgmvae.tables.render import write_empty
-from mgmvae.tables.runs import load_run_metrics
-from mgmvae.tables.spec import EXTENSIONS, NOT_NAMED, PAPER_TABLES, POLYMNIST, Column, TableSpec, table_names
+from mgmvae.tables.runs import COLUMNS, load_run_metrics
+from mgmvae.tables.spec import EXTENSIONS, NOT_NAMED, POLYMNIST, TABLE_SPECS, Column, TableSpec, table_names
 from mgmvae.tables.statistics import ci95_halfwidth, paired_test, rank_marks, seed_stats, t_interval
 from mgmvae.tables.summary import table_summary
 
 __all__ = [
-    "PAPER_TABLES",
+    "COLUMNS",
+    "EXTENSIONS",
+    "TABLE_SPECS",
     "Column",
     "TableSpec",
     "build_tables",
@@ -64,7 +66,7 @@ def build_tables(
             f"model {first['model']!r}, seed {first['seed']}, protocol {first['protocol_setting']!r}"
         )
     outdir = Path(outdir)
-    for name, spec in PAPER_TABLES.items():
+    for name, spec in TABLE_SPECS.items():
         key = spec.reads or name
         if table_datasets.get(key) is None:
             title = f"{spec.number} — {spec.what}, study `{study}`"

@@ -86,7 +86,7 @@ def _notes(spec: TableSpec, tests: dict[str, dict[str, Any]], has_paper: bool) -
 
 
 def _paper_only(spec: TableSpec, models: list[str]) -> tuple[str, pd.DataFrame] | None:
-    rows = paper.TABLES.get(spec.name, {})
+    rows = paper.REPORTED.get(spec.name, {})
     columns = [c.paper for c in spec.columns if c.paper]
     only = [m for m in paper.model_order(rows) if m not in models]
     if not only or not columns:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 class Column:
     metric: str  # section of the per-run metrics JSON ("cross_generation", "probe", ...)
     key: str  # key inside it; "{m0}" / "{m1}" stand for the dataset's modalities
-    paper: str | None = None  # the paper's column (a key of mgmvae.paper.TABLES' rows) printed beside ours
+    paper: str | None = None  # the paper's column (a key of mgmvae.paper.REPORTED's rows) printed beside ours
     label: str | None = None  # our column label (and CSV prefix); default: the resolved key
     lower: bool = False  # smaller is better (a distance): the marks and the paired test's best baseline follow
 
@@ -104,7 +104,7 @@ LOGLIK = TableSpec(
     by_protocol=False,
     quality=True,
 )
-PAPER_TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (TABLE1, TABLE2, TABLE3, LOGLIK)}
+TABLE_SPECS: dict[str, TableSpec] = {spec.name: spec for spec in (TABLE1, TABLE2, TABLE3, LOGLIK)}
 
 # The M-modality table (``mgmvae.tables.polymnist``): its columns follow the number of modalities
 # M of its dataset, so its spec is built from the runs (``polymnist_spec``).
@@ -173,7 +173,7 @@ CLUSTER_KEYS = {"accuracy": "Accuracy", "nmi": "NMI", "ari": "ARI"}
 
 def table_names() -> list[str]:
     """Every table's file stem: the paper tables, the M-modality, generative-quality and clustering tables."""
-    return [*PAPER_TABLES, POLYMNIST, GENERATIVE.name, "clustering"]
+    return [*TABLE_SPECS, POLYMNIST, GENERATIVE.name, "clustering"]
 
 
 EXTENSIONS = ("csv", "md", "tex", "html")

@@ -55,7 +55,7 @@ def modalities(df: pd.DataFrame, spec: TableSpec, dataset: str) -> tuple[str, st
 
 
 def paper_number(spec: TableSpec, model: str, column: str | None) -> float:
-    value = paper.TABLES.get(spec.name, {}).get(model, {}).get(column) if column else None
+    value = paper.REPORTED.get(spec.name, {}).get(model, {}).get(column) if column else None
     return math.nan if value is None else float(value)
 
 

@@ -6,25 +6,23 @@
 # ablation/ablation_table.{csv,md,tex,html} and ablation/ablation_plot_<dataset>.{png,pdf}.
 import re
 
-from mgmvae.config import ablation_datasets, ablation_seeds, ablation_variants
+from mgmvae.config import ablation_datasets, ablation_variants
 from mgmvae.figures.ablation import PLOT as ABLATION_PLOT
 from mgmvae.tables.ablation import NAME as ABLATION_TABLE
 
 ABLATION = config["ablation"]
 ABLATION_MODEL = run_names([ABLATION["model"]])[0]  # a plugin's path becomes its run name
 ABLATION_DATASETS = ablation_datasets(config)
-ABLATION_SEEDS = ablation_seeds(config)
-ABLATION_VARIANTS = ablation_variants(config)
 ABLATION_DIR = paths.ablation_dir(config)
-ABLATION_RUN = paths.ablation_run_dir(config, "{dataset}", "{variant}", "{seed}")
+ABLATION_RUN = paths.run_dir(config, "{dataset}", ABLATION_MODEL, "{seed}", "{variant}")
 ABLATION_CLI = f"--model {ABLATION_MODEL} --variant {{variant}}"  # the run's CLI arguments beside dataset and seed
-ABLATION_VARIANT = "|".join(re.escape(v) for v in ABLATION_VARIANTS) or "(?!)"
+ABLATION_VARIANT = "|".join(re.escape(v) for v in ablation_variants(config)) or "(?!)"
 
 
 use rule train_model as train_ablation with:
     output:
-        model=ABLATION_RUN / "model.pt",
-        history=ABLATION_RUN / "history.json",
+        model=paths.model_file(ABLATION_RUN),
+        history=paths.history_file(ABLATION_RUN),
     log:
         paths.run_log(config, "ablation/train", "{dataset}", "{variant}", "{seed}"),
     benchmark:
@@ -40,7 +38,7 @@ use rule train_model as train_ablation with:
 
 use rule evaluate_run as evaluate_ablation with:
     input:
-        model=ABLATION_RUN / "model.pt",
+        model=paths.model_file(ABLATION_RUN),
         data=DATA,
         classifiers=classifier_files,
     output:
@@ -57,13 +55,7 @@ use rule evaluate_run as evaluate_ablation with:
 
 rule ablation:
     input:
-        # in declaration order: the table and plots list the variants in this order
-        [
-            paths.ablation_run_dir(config, d, v, s) / "metrics.json"
-            for d in ABLATION_DATASETS
-            for v in ABLATION_VARIANTS
-            for s in ABLATION_SEEDS
-        ],
+        paths.run_files(config, paths.ablation_runs(config, ABLATION_MODEL)),  # the variants in declaration order
     output:
         table=expand(ABLATION_DIR / f"{ABLATION_TABLE}.{{ext}}", ext=[e for e in EXTENSIONS if e != "html"]),
         html=report(

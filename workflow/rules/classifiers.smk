@@ -3,7 +3,7 @@ rule train_classifier:
         data=DATA,
     output:
         weights=paths.classifier_file(config, "{dataset}", "{modality}"),
-        metrics=paths.classifier_file(config, "{dataset}", "{modality}").with_suffix(".json"),
+        metrics=paths.classifier_record(paths.classifier_file(config, "{dataset}", "{modality}")),
     log:
         paths.log_file(config, "classifiers", "{dataset}", "{modality}"),
     benchmark:

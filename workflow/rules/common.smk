@@ -17,8 +17,9 @@ from mgmvae.compat import rule_python_problem
 from mgmvae.config import ConfigError, at_paper_budget, classifier_settings, studied_datasets, validate
 from mgmvae.contracts.model import validate_models
 from mgmvae.contracts.dataset import validate_datasets
-from mgmvae.datasets import check_raw_data, dataset_modalities, dataset_spec
+from mgmvae.study_datasets import check_raw_data, dataset_modalities, dataset_spec
 from mgmvae.gpu_slots import LeaseError, warn_loudly, workflow_gpus
+from mgmvae.io import save_text
 from mgmvae.registry import run_names, run_settings
 from mgmvae.tracking import TrackingError
 from mgmvae.tracking import check_uri as check_tracking_uri
@@ -88,10 +89,7 @@ def _write_study_config():
     target = paths.study_config(config)
     text = yaml.safe_dump(dict(config), sort_keys=True)
     if not target.exists() or target.read_text() != text:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".yaml.tmp")
-        tmp.write_text(text)
-        tmp.replace(target)
+        save_text(text, target)
     return str(target)
 
 
@@ -120,35 +118,16 @@ def classifier_files(wildcards):
 
 DATA = paths.data_file(config, "{dataset}")
 RUN = paths.run_dir(config, "{dataset}", "{model}", "{seed}")
-
-
-def all_metrics():
-    """Every run's metrics under the study's first protocol (what the bar charts read)."""
-    return [paths.run_dir(config, d, m, s) / "metrics.json" for d in DATASETS for m in MODELS for s in SEEDS]
-
-
-def every_protocol_metrics():
-    """Every run's metrics files, one per protocol (what the tables read)."""
-    return [
-        f
-        for d in DATASETS
-        for m in MODELS
-        for s in SEEDS
-        for f in paths.metrics_files(config, paths.run_dir(config, d, m, s))
-    ]
+RUNS = paths.study_runs(config, MODELS)
+METRICS = paths.run_files(config, RUNS)  # under the study's first protocol: what the bar charts read
+EVERY_PROTOCOL_METRICS = [f for r in RUNS for f in paths.metrics_files(config, paths.run_dir(config, **r))]
 
 
 def all_benchmarks():
     """The benchmark files of every job upstream of the tables (the resources table)."""
     logs = [paths.log_file(config, "prepare", d) for d in DATASETS]
     logs += [paths.log_file(config, "classifiers", d, m) for d in DATASETS for m in modalities_of(d)]
-    logs += [
-        paths.run_log(config, s, d, m, k)
-        for s in ("train", "evaluate")
-        for d in DATASETS
-        for m in MODELS
-        for k in SEEDS
-    ]
+    logs += [paths.run_log(config, stage, **r) for stage in ("train", "evaluate") for r in RUNS]
     logs += [paths.log_file(config, "figures", part) for part in [*DATASETS, "bars"]]
     return [paths.benchmark_file(log) for log in logs]
 

@@ -1,11 +1,11 @@
 # evaluate_ablation (ablation.smk) inherits this, with its own paths and params.
 rule evaluate_run:
     input:
-        model=RUN / "model.pt",
+        model=paths.model_file(RUN),
         data=DATA,
         classifiers=classifier_files,
     output:
-        paths.metrics_files(config, RUN),  # one per protocol; the first is metrics.json
+        paths.metrics_files(config, RUN),  # one per protocol; the first is paths.metrics_file
     log:
         paths.run_log(config, "evaluate", "{dataset}", "{model}", "{seed}"),
     benchmark:

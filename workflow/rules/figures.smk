@@ -26,7 +26,7 @@ for _dataset in DATASETS:
             f"figures_{_dataset}"
         input:
             data=paths.data_file(config, _dataset),
-            models=[paths.run_dir(config, _dataset, m, FIGURES_SEED) / "model.pt" for m in MODELS],
+            models=[paths.model_file(paths.run_dir(config, _dataset, m, FIGURES_SEED)) for m in MODELS],
         output:
             png=[report(png, **flag) for png, flag in figure_pngs(FIGURE_SPECS[_dataset])],
             pdf=figure_pdfs(FIGURE_SPECS[_dataset]),
@@ -51,7 +51,7 @@ for _dataset in DATASETS:
 
 rule figures_bars:
     input:
-        metrics=all_metrics(),
+        metrics=METRICS,
     output:
         png=[report(png, **flag) for png, flag in figure_pngs(FIGURE_SPECS["bars"])],
         pdf=figure_pdfs(FIGURE_SPECS["bars"]),

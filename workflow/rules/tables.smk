@@ -1,20 +1,20 @@
 from mgmvae.tables.resources import RESOURCES
 from mgmvae.tables.spec import EXTENSIONS, table_names
 
-TABLES = table_names()  # the tables of mgmvae/tables/spec.py
+TABLE_NAMES = table_names()  # the tables of mgmvae/tables/spec.py
 TABLES_DIR = paths.tables_dir(config)
 
 
 rule tables:
     input:
-        metrics=every_protocol_metrics(),
-        figures=ALL_FIGURES,  # attached to the aggregation run in MLflow, beside the tables
+        metrics=EVERY_PROTOCOL_METRICS,
+        figures=ALL_FIGURES,  # attached to the tables run in MLflow, beside the tables
         benchmarks=all_benchmarks(),  # every upstream job's: the resources table
     output:
-        expand(TABLES_DIR / "{table}.{ext}", table=TABLES, ext=[e for e in EXTENSIONS if e != "html"]),
+        expand(TABLES_DIR / "{table}.{ext}", table=TABLE_NAMES, ext=[e for e in EXTENSIONS if e != "html"]),
         [
             report(TABLES_DIR / f"{t}.html", caption=f"../report/{t}.rst", category="Tables", labels={"table": t})
-            for t in TABLES
+            for t in TABLE_NAMES
         ],
         [
             report(TABLES_DIR / f"{RESOURCES}.{e}", caption=f"../report/{RESOURCES}.rst", category="Resources")
@@ -38,5 +38,5 @@ rule tables:
         config=STUDY_CONFIG,
         tables=json.dumps(config["tables"], sort_keys=True),
     shell:
-        "{params.cli} aggregate --config {params.config} --metrics {input.metrics} --figures {input.figures} "
+        "{params.cli} tables --config {params.config} --metrics {input.metrics} --figures {input.figures} "
         "--benchmarks {input.benchmarks} --outdir {params.outdir} > {log} 2>&1"

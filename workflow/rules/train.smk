@@ -3,8 +3,8 @@ rule train_model:
     input:
         data=DATA,
     output:
-        model=RUN / "model.pt",
-        history=RUN / "history.json",
+        model=paths.model_file(RUN),
+        history=paths.history_file(RUN),
     log:
         paths.run_log(config, "train", "{dataset}", "{model}", "{seed}"),
     benchmark:

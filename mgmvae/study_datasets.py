@@ -1,14 +1,7 @@
-"""A config's datasets: from ``datasets.<name>`` (``{"source": <entry>, **parameters}``) to the
-dataset class (through the registry), its PairedData and its modalities, and, before any job, whether
-its raw files are there or can be downloaded.
-
-The source is a built-in's name (``mgmvae.registry.DATASET_BUILTINS``) or a dataset of your own
-(docs/datasets.md); every parameter is optional, with the class's ``Params`` defaults, and an unknown
-one is an error rather than silently ignored. The paper setting downloads MNIST and SVHN through
-torchvision: offline, that would fail only inside a job, minutes in; ``check_raw_data`` stops the
-workflow at once instead, naming the missing files and how to provide them (each dataset class names
-its raw files and download URLs, ``Dataset.raw_files``, ``Dataset.download_urls``; none for the
-embedded datasets).
+"""A study's datasets: from ``datasets.<name>`` (``{"source": <entry>, **parameters}``) to the dataset
+class (through the registry; docs/datasets.md), its PairedData and its modalities, and, before any job,
+whether its raw files are there or can be downloaded (``check_raw_data``: offline, a download would
+fail only inside a job, minutes in; this names the missing files and how to provide them).
 """
 
 from __future__ import annotations
