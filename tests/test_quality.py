@@ -28,7 +28,7 @@ from mgmvae.evaluation.quality import (
 )
 from mgmvae.nets import SUPPORTED_SHAPES, digit_classifier
 from tests.conftest import TOY_SETTINGS, evaluation_settings, synthetic_paired
-from tests.test_m_modal import FirstGiven, three_modalities
+from tests.test_evaluation_m_modalities import FirstGiven, three_modalities
 from tests.test_metrics import CodeReader
 
 
