@@ -1,8 +1,10 @@
-"""Shared fixtures: tiny synthetic paired data in the real on-disk format, Snakemake in a working
+"""Shared fixtures: tiny synthetic paired data in the real on-disk format, the toy settings, one
+factory for models and batches, the hand densities the loss tests write out, Snakemake in a working
 directory, the plugin package installed as a user would, and the order the tests run in."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -13,8 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mgmvae.config import ROOT
+from mgmvae.config import ROOT, load_config
 from mgmvae.data.paired import PairedData
+from mgmvae.registry import build_model
 
 
 def synthetic_paired(n_train: int = 64, n_test: int = 32, seed: int = 0) -> PairedData:
@@ -51,25 +54,62 @@ def toy_data() -> PairedData:
     return synthetic_paired()
 
 
-TOY_SETTINGS = {
+# The toy runs' settings: config.yaml's `settings` (so a key added there reaches every test) with what
+# makes them small and quick, and the Laplace likelihood that the hand computations write out.
+TOY_OVERRIDES = {
     "shared_dim": 4,
     "private_dim": 2,
-    "posterior": "gaussian",
     "likelihood": {"family": "laplace", "scale": 0.75},
-    "likelihood_weights": "auto",
-    "optimizer": {"name": "adam", "lr": 1e-3, "amsgrad": False},
+    "optimizer": {"lr": 1e-3},
     "epochs": 2,
     "batch_size": 16,
     "log_every": 2,
-    "precision": "float32",
-    "params": {},
 }
+TOY_SETTINGS = load_config(overrides={"settings": TOY_OVERRIDES})["settings"]
+
+
+# ------------------------------------------------------------------ models and batches
+SHAPES = {"a": (1, 28, 28), "b": (3, 32, 32)}  # the sizes of MNIST and SVHN
+THREE = {**SHAPES, "c": (3, 32, 32)}
+WEIGHTS = {"a": 3 * 32 * 32 / (28 * 28), "b": 1.0, "c": 1.0}  # likelihood_weights: auto (largest / own size)
+
+
+def make_model(name: str, params: dict | None = None, *, shapes: dict = SHAPES, seed: int = 0, **settings):
+    """Model ``name`` on ``shapes`` with ``TOY_SETTINGS`` under ``settings`` and ``params``, its weights
+    drawn after ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    return build_model(name, shapes, {**TOY_SETTINGS, "params": params or {}, **settings})
+
+
+def make_batch(shapes: dict = SHAPES, n: int = 4, seed: int = 123) -> dict:
+    """``n`` uniform images per modality from a generator of their own (the global RNG untouched)."""
+    g = torch.Generator().manual_seed(seed)
+    return {m: torch.rand(n, *s, generator=g) for m, s in shapes.items()}
+
+
+def toy_batch(n: int = 16, seed: int = 0):
+    """``synthetic_paired`` data and a batch of its first ``n`` training pairs."""
+    data = synthetic_paired(n_train=n, n_test=n, seed=seed)
+    return data, data.batch("train", torch.arange(n))
+
+
+# ------------------------------------------------------------------ hand densities
+def gauss_lp(z, mu, logvar):
+    return (-0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 / logvar.exp())).sum(-1)
+
+
+def kl_std(mu, logvar):
+    return 0.5 * (logvar.exp() + mu**2 - 1 - logvar).sum(-1)
+
+
+def laplace_ll(model, m, x, latent):
+    """Weighted Laplace(sigmoid(logits), scale) log-likelihood of ``TOY_SETTINGS``, summed over pixels."""
+    mean, scale = torch.sigmoid(model.decoders[m](latent)), TOY_OVERRIDES["likelihood"]["scale"]
+    return WEIGHTS[m] * (-(mean - x).abs() / scale - math.log(2 * scale)).flatten(-3).sum(-1)
 
 
 def evaluation_settings(**overrides) -> dict:
     """config.yaml's ``evaluation`` section (where every default is stated) with ``overrides``."""
-    from mgmvae.config import load_config
-
     return {**load_config()["evaluation"], **overrides}
 
 

@@ -7,54 +7,21 @@ written out here; the random draws are reproduced by seeding before each call.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mgmvae.registry import build_model
-from tests.conftest import TOY_SETTINGS
+from tests.conftest import SHAPES, gauss_lp, kl_std, laplace_ll, make_batch, make_model
 
-SHAPES = {"a": (1, 28, 28), "b": (3, 32, 32)}
-WEIGHTS = {"a": 3 * 32 * 32 / (28 * 28), "b": 1.0}  # likelihood_weights: auto
 B, D, P = 4, 3, 2
-
-
-def make(name, params=None, posterior="gaussian", shapes=SHAPES, seed=0, **extra):
-    torch.manual_seed(seed)
-    settings = {
-        **TOY_SETTINGS,
-        "shared_dim": D,
-        "private_dim": P,
-        "posterior": posterior,
-        "params": params or {},
-        **extra,
-    }
-    return build_model(name, shapes, settings)
-
-
-def batch(shapes=SHAPES, n=B, seed=123):
-    g = torch.Generator().manual_seed(seed)
-    return {m: torch.rand(n, *s, generator=g) for m, s in shapes.items()}
-
-
-# ------------------------------------------------------------------ hand densities
-def gauss_lp(z, mu, logvar):
-    return (-0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 / logvar.exp())).sum(-1)
+make = partial(make_model, shared_dim=D, private_dim=P)
+batch = partial(make_batch, n=B)
 
 
 def laplace_lp(z, loc, scale):
     return (-torch.log(2 * scale) - (z - loc).abs() / scale).sum(-1)
-
-
-def kl_std(mu, logvar):
-    return 0.5 * (logvar.exp() + mu**2 - 1 - logvar).sum(-1)
-
-
-def laplace_ll(model, m, x, latent):
-    """Weighted Laplace(sigmoid(logits), 0.75) log-likelihood, summed over pixels."""
-    mean = torch.sigmoid(model.decoders[m](latent))
-    return WEIGHTS[m] * (-(mean - x).abs() / 0.75 - math.log(1.5)).flatten(-3).sum(-1)
 
 
 def heads(model, m, x):

@@ -4,6 +4,7 @@ independently (matrix fixed points, quantile integrals, hand sums), and their in
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -17,38 +18,17 @@ from mgmvae.distributions import (
     w2_squared,
     wasserstein_barycenter,
 )
-from mgmvae.registry import build_model
-from tests.conftest import TOY_SETTINGS
+from tests.conftest import SHAPES, gauss_lp, laplace_ll, make_batch, make_model
 
-SHAPES = {"a": (1, 28, 28), "b": (3, 32, 32)}
-WEIGHTS = {"a": 3 * 32 * 32 / (28 * 28), "b": 1.0}
 NEW_MODELS = ["mopoe", "mwbvae", "mmvae_plus", "idmvae"]
 B, D, P = 4, 4, 2
-
-
-def make(name, params=None, seed=0):
-    torch.manual_seed(seed)
-    settings = {**TOY_SETTINGS, "shared_dim": D, "private_dim": P, "posterior": "gaussian", "params": params or {}}
-    return build_model(name, SHAPES, settings)
-
-
-def batch(n=B, seed=123):
-    g = torch.Generator().manual_seed(seed)
-    return {m: torch.rand(n, *s, generator=g) for m, s in SHAPES.items()}
+make = partial(make_model, shared_dim=D, private_dim=P)
+batch = partial(make_batch, n=B)
 
 
 def gauss(mu, std):
     mu, std = torch.as_tensor(mu, dtype=torch.float64), torch.as_tensor(std, dtype=torch.float64)
     return DiagGaussian(mu, 2 * std.log())
-
-
-def gauss_lp(z, mu, logvar):
-    return (-0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 / logvar.exp())).sum(-1)
-
-
-def laplace_ll(model, m, x, latent):
-    mean = torch.sigmoid(model.decoders[m](latent))
-    return WEIGHTS[m] * (-(mean - x).abs() / 0.75 - math.log(1.5)).flatten(-3).sum(-1)
 
 
 # ============================================================ Wasserstein geometry
@@ -453,6 +433,6 @@ def test_unknown_params_and_families_are_rejected():
     with pytest.raises(ValueError, match="no parameter"):
         make("mopoe", {"k": 3})
     with pytest.raises(ValueError, match="gaussian"):
-        build_model("mwbvae", SHAPES, {**TOY_SETTINGS, "shared_dim": D, "private_dim": P, "posterior": "laplace"})
+        make("mwbvae", posterior="laplace")
     with pytest.raises(ValueError, match="gen_aug_loss"):
         make("idmvae", {"gen_aug_loss": "other"})

@@ -9,6 +9,7 @@ MMVAE+'s Laplace posteriors and priors (epalu/mmvaeplus ``PolyMNIST``, ``pu_para
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -21,28 +22,11 @@ from mgmvae.config import ROOT, load_config
 from mgmvae.distributions import DiagGaussian, DiagLaplace, continuous_bernoulli_mean
 from mgmvae.registry import build_model, run_settings
 from mgmvae.train import train_model
-from tests.conftest import TOY_SETTINGS, synthetic_paired
+from tests.conftest import SHAPES, TOY_SETTINGS, make_batch, make_model, synthetic_paired
 
-SHAPES = {"a": (1, 28, 28), "b": (3, 32, 32)}
 B, D, P = 5, 3, 2
-
-
-def make(name, params=None, seed=0, **settings):
-    torch.manual_seed(seed)
-    settings = {
-        **TOY_SETTINGS,
-        "shared_dim": D,
-        "private_dim": P,
-        "posterior": "gaussian",
-        "params": params or {},
-        **settings,
-    }
-    return build_model(name, SHAPES, settings)
-
-
-def batch(n=B, seed=7):
-    g = torch.Generator().manual_seed(seed)
-    return {m: torch.rand(n, *s, generator=g) for m, s in SHAPES.items()}
+make = partial(make_model, shared_dim=D, private_dim=P)
+batch = partial(make_batch, n=B, seed=7)
 
 
 # ======================================================================== MoPoE

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mgmvae.config import ROOT, ConfigError, load_config, studied_datasets
+from mgmvae.config import ROOT, ConfigError, load_config, settings_keys, studied_datasets
 from mgmvae.contracts.dataset import validate_datasets
 from mgmvae.contracts.model import validate_models
 from mgmvae.registry import run_settings
@@ -12,9 +12,16 @@ CI = ROOT / "workflow" / "presets" / "ci.yaml"
 
 
 def test_paper_config_and_presets_are_valid():
+    """Each passes the schema and the models' own checks (both raise ConfigError), and every run it
+    studies gets every setting the schema types, so none falls back to a value in the code."""
+    typed = settings_keys() - {"by_dataset"}  # a layering key, not a setting
     for files in [(ROOT / "config.yaml",), (ROOT / "config.yaml", QUICK), (ROOT / "config.yaml", CI)]:
         config = load_config(*files)
         validate_models(config)
+        runs = [(d, m) for d in studied_datasets(config) for m in config["models"]]
+        assert runs
+        for dataset, model in runs:
+            assert set(run_settings(config, dataset, model)) == typed, (files[-1].name, dataset, model)
 
 
 def test_paper_setting_values():

@@ -4,6 +4,7 @@ cross-validation, on hand-built cases with known answers."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -22,22 +23,17 @@ from mgmvae.evaluation.coherence import conditional_coherence, joint_coherence
 from mgmvae.evaluation.probe import fit_linear_probe, linear_probe
 from mgmvae.evaluation.protocol import resolve_protocol
 from mgmvae.nets import digit_classifier
-from mgmvae.registry import build_model, resolve
+from mgmvae.registry import resolve
 from mgmvae.seeding import seeded
-from tests.conftest import TOY_SETTINGS, evaluation_settings, synthetic_paired
+from tests.conftest import SHAPES, evaluation_settings, make_batch, make_model, synthetic_paired
 from tests.test_metrics import STEP, CodeReader, PerfectModel, coded, decode, synthetic_data
 
-SHAPES = {"a": (1, 28, 28), "b": (3, 32, 32)}
+
+def toy_model(name: str, **params):
+    return make_model(name, params).eval()
 
 
-def toy_model(name: str, seed: int = 0, **params):
-    torch.manual_seed(seed)
-    return build_model(name, SHAPES, {**TOY_SETTINGS, "params": params}).eval()
-
-
-def toy_batch(n: int = 8, seed: int = 1) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {m: torch.rand(n, *s, generator=g) for m, s in SHAPES.items()}
+toy_batch = partial(make_batch, n=8, seed=1)
 
 
 # ------------------------------------------------------------ joint coherence

@@ -15,7 +15,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from mgmvae.registry import builtin_model_names
-from tests.test_m_modalities import SHAPES, batch, make
+from tests.conftest import THREE, make_batch, make_model
 
 COPIES = {"tensor", "as_tensor", "new_tensor", "to", "copy_", "cuda"}
 
@@ -49,12 +49,12 @@ def variants():
 
 @pytest.mark.parametrize(("name", "params", "count"), list(variants()))
 def test_a_training_step_never_waits_for_the_device(name, params, count):
-    shapes = dict(list(SHAPES.items())[:count])
-    model = make(name, params, shapes=shapes).to("meta").train()
+    shapes = dict(list(THREE.items())[:count])
+    model = make_model(name, params, shapes=shapes).to("meta").train()
     if name == "mgmvae":  # the mixture prior, center loss and semi-hard negatives in play
         model.mixture_ready.fill_(True)
         model._ready, model._epoch = True, 10**6
-    x = {m: v.to("meta") for m, v in batch().items() if m in shapes}
+    x = {m: v.to("meta") for m, v in make_batch(shapes).items()}
     with HostCopies() as mode:
         terms = model.loss(x)
         terms["loss"].backward()

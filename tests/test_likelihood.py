@@ -20,9 +20,8 @@ from torch.distributions import Categorical, Independent, Laplace, MixtureSameFa
 
 from mgmvae.distributions import DiagGaussian, DiagLaplace, MixtureOfExperts, product_of_experts
 from mgmvae.evaluation.likelihood import draw, estimate_log_likelihood, evaluate_log_likelihood
-from mgmvae.registry import build_model
 from mgmvae.registry import builtin_model_names as model_names
-from tests.conftest import TOY_SETTINGS, evaluation_settings
+from tests.conftest import evaluation_settings, make_batch, make_model
 
 DIMS = {"x": 4, "y": 3}
 D, SIGMA = 2, 0.6
@@ -218,8 +217,8 @@ def test_mixture_draws_are_stratified():
 
 # ------------------------------------------------------------- MGMVAE's prior
 def test_mgmvae_mixture_prior_log_density_by_hand():
-    settings = {**TOY_SETTINGS, "shared_dim": 2, "private_dim": 1, "params": {"n_components": 2}}
-    model = build_model("mgmvae", {"x": (1, 28, 28), "y": (1, 28, 28)}, settings)
+    shapes = {"x": (1, 28, 28), "y": (1, 28, 28)}
+    model = make_model("mgmvae", {"n_components": 2}, shapes=shapes, shared_dim=2, private_dim=1)
     z = torch.tensor([[0.3, -1.2], [2.0, 0.5]])
     standard = norm.logpdf(z.numpy()).sum(-1)
     assert model.log_prior(z).detach().numpy() == pytest.approx(standard)  # before the k-means fit: N(0, I)
@@ -242,17 +241,11 @@ def test_mgmvae_mixture_prior_log_density_by_hand():
 
 
 # ------------------------------------------------------------- every model
-SHAPES = {"a": (1, 28, 28), "b": (3, 32, 32)}
-
-
 @pytest.mark.parametrize("name", model_names())
 def test_every_model_gives_finite_estimates_of_the_right_shape(name):
     torch.set_default_dtype(torch.float32)
-    torch.manual_seed(0)
-    settings = {**TOY_SETTINGS, "shared_dim": 4, "private_dim": 2, "likelihood": {"family": "bernoulli", "scale": 0.75}}
-    model = build_model(name, SHAPES, settings).eval()
-    g = torch.Generator().manual_seed(1)
-    data = {m: torch.rand(3, *s, generator=g) for m, s in SHAPES.items()}
+    model = make_model(name, likelihood={"family": "bernoulli", "scale": 0.75}).eval()
+    data = make_batch(n=3, seed=1)
     for subset in (["a", "b"], ["a"], ["b"]):
         estimate = estimate_log_likelihood(model, data, subset, samples=4, chunk=5)
         assert estimate.shape == (3,) and estimate.dtype == torch.float64 and torch.isfinite(estimate).all()
@@ -273,16 +266,8 @@ def test_every_model_gives_finite_estimates_of_the_right_shape(name):
 def test_laplace_models_give_finite_estimates(name):
     """MMVAE's published setting: Laplace posterior, prior (learned scale) and likelihood."""
     torch.set_default_dtype(torch.float32)
-    torch.manual_seed(0)
-    settings = {
-        **TOY_SETTINGS,
-        "shared_dim": 4,
-        "private_dim": 2,
-        "posterior": "laplace",
-        "likelihood": {"family": "laplace", "scale": 0.75},
-    }
-    model = build_model(name, SHAPES, settings).eval()
-    data = {m: torch.rand(2, *s, generator=torch.Generator().manual_seed(1)) for m, s in SHAPES.items()}
+    model = make_model(name, posterior="laplace", likelihood={"family": "laplace", "scale": 0.75}).eval()
+    data = make_batch(n=2, seed=1)
     estimate = estimate_log_likelihood(model, data, ["a", "b"], samples=4, chunk=8)
     assert estimate.shape == (2,) and torch.isfinite(estimate).all()
 
@@ -302,10 +287,7 @@ def test_evaluate_model_reports_the_log_likelihood_when_asked(toy_data):
     from mgmvae.nets import digit_classifier
 
     torch.set_default_dtype(torch.float32)
-    torch.manual_seed(0)
-    model = build_model(
-        "mvae", toy_data.shapes, {**TOY_SETTINGS, "shared_dim": 4, "likelihood": {"family": "bernoulli", "scale": 0.75}}
-    )
+    model = make_model("mvae", shapes=toy_data.shapes, likelihood={"family": "bernoulli", "scale": 0.75})
     classifiers = {m: digit_classifier(toy_data.shape(m), "mmvae").eval() for m in toy_data.modalities}
     settings = evaluation_settings(
         batch_size=16, probe_max_train=32, probe_folds=2, max_cluster=16, joint_coherence_samples=16, quality_samples=16

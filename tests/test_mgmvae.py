@@ -4,6 +4,7 @@ model surface (missing modalities, sampling, gradients, determinism)."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -14,17 +15,9 @@ from mgmvae.distributions import DiagGaussian, GaussianMixturePrior, product_of_
 from mgmvae.model import MGMVAE, center_loss, select_negatives, triplet_loss
 from mgmvae.registry import build_model
 from mgmvae.train import train_model
-from tests.conftest import TOY_SETTINGS, synthetic_paired
+from tests.conftest import TOY_SETTINGS, make_model, synthetic_paired, toy_batch
 
-
-def make(params=None, seed=0):
-    torch.manual_seed(seed)
-    return build_model("mgmvae", {"a": (1, 28, 28), "b": (3, 32, 32)}, {**TOY_SETTINGS, "params": params or {}})
-
-
-def toy_batch(n=16, seed=0):
-    data = synthetic_paired(n_train=n, n_test=n, seed=seed)
-    return data, data.batch("train", torch.arange(n))
+make = partial(make_model, "mgmvae")
 
 
 # ------------------------------------------------------------------ Eq. 5: product of experts

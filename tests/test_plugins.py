@@ -15,7 +15,7 @@ import yaml
 from mgmvae.cli import main
 from mgmvae.config import ROOT, ConfigError, load_config
 from mgmvae.contracts.model import check_model, validate_models
-from mgmvae.registry import PluginError, available, builtin_model_names, resolve
+from mgmvae.registry import PluginError, available, builtin_model_names, resolve, run_names, run_settings
 from tests.conftest import PLUGIN_SRC, snakemake, template_code
 
 BASE = load_config()
@@ -181,9 +181,15 @@ def with_models(*extra: str, **overrides) -> dict:
 
 
 def test_config_accepts_plugins_beside_builtins(plugin_site):
+    """By entry point and by import path (validate_models raises ConfigError on a refusal): the
+    plugin runs under its own name beside the built-ins, with its params from model_settings."""
     config = with_models("tiny_vae", model_settings={"tiny_vae": {"params": {"kl_weight": 0.5}}})
     validate_models(config, contract=True)
-    validate_models(with_models("tiny_plugin.model:TinyVAE"), contract=True)
+    assert run_settings(config, "mnist_svhn", "tiny_vae")["params"] == {"kl_weight": 0.5}
+    by_path = with_models("tiny_plugin.model:TinyVAE")
+    validate_models(by_path, contract=True)
+    assert run_names(by_path["models"]) == [*BASE["models"], "tiny_vae"]
+    assert run_settings(by_path, "mnist_svhn", "tiny_plugin.model:TinyVAE")["params"] == {"kl_weight": 1.0}
 
 
 @pytest.mark.parametrize(

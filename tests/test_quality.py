@@ -28,7 +28,7 @@ from mgmvae.evaluation.quality import (
 )
 from mgmvae.nets import SUPPORTED_SHAPES, digit_classifier
 from tests.conftest import TOY_SETTINGS, evaluation_settings, synthetic_paired
-from tests.test_m_modal import FirstGiven, three_modalities
+from tests.test_evaluation_m_modalities import FirstGiven, three_modalities
 from tests.test_metrics import CodeReader
 
 
@@ -245,7 +245,8 @@ def test_inception_fid_on_an_injected_network(trained):
     settings = quality_settings(quality_samples=50, joint_coherence_samples=40)
     out = evaluate_model(model, data, classifiers, settings, 0, protocol="mean", inception=InceptionFeatures(tiny))
     assert {shape for shape, _, _ in tiny.seen} == {(3, 299, 299)}
-    assert all(-1.0 <= low and high <= 1.0 for _, low, high in tiny.seen)
+    # in [-1, 1] up to float32 rounding of the bilinear weights (1 + 1 ulp on some CPUs' kernels)
+    assert all(-1.0 - 1e-6 <= low and high <= 1.0 + 1e-6 for _, low, high in tiny.seen)
 
     def features(x):  # grey to three channels, 299×299, [0, 1] to [-1, 1]
         with torch.no_grad():

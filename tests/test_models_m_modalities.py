@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from functools import partial
 from itertools import combinations, permutations
 
 import pytest
@@ -19,36 +20,11 @@ from mgmvae.data.paired import PairedData
 from mgmvae.model import select_negatives, triplet_loss
 from mgmvae.registry import build_model, builtin_model_names, resolve
 from mgmvae.train import train_model
-from tests.conftest import TOY_SETTINGS, template_code
+from tests.conftest import THREE, TOY_SETTINGS, gauss_lp, kl_std, laplace_ll, make_batch, make_model, template_code
 
-SHAPES = {"a": (1, 28, 28), "b": (3, 32, 32), "c": (3, 32, 32)}
-WEIGHTS = {"a": 3 * 32 * 32 / (28 * 28), "b": 1.0, "c": 1.0}  # likelihood_weights: auto
 B, D, P = 4, 3, 2
-
-
-def make(name, params=None, shapes=SHAPES, seed=0):
-    torch.manual_seed(seed)
-    settings = {**TOY_SETTINGS, "shared_dim": D, "private_dim": P, "params": params or {}}
-    return build_model(name, shapes, settings)
-
-
-def batch(n=B, seed=123):
-    g = torch.Generator().manual_seed(seed)
-    return {m: torch.rand(n, *s, generator=g) for m, s in SHAPES.items()}
-
-
-def laplace_ll(model, m, x, latent):
-    """Weighted Laplace(sigmoid(logits), 0.75) log-likelihood (TOY_SETTINGS), summed over pixels."""
-    mean = torch.sigmoid(model.decoders[m](latent))
-    return WEIGHTS[m] * (-(mean - x).abs() / 0.75 - math.log(1.5)).flatten(-3).sum(-1)
-
-
-def gauss_lp(z, mu, logvar):
-    return (-0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 / logvar.exp())).sum(-1)
-
-
-def kl_std(mu, logvar):
-    return 0.5 * (logvar.exp() + mu**2 - 1 - logvar).sum(-1)
+make = partial(make_model, shapes=THREE, shared_dim=D, private_dim=P)
+batch = partial(make_batch, THREE, n=B)
 
 
 def poe(heads, names, prior=True):
@@ -88,16 +64,16 @@ def test_mvae_three_modalities_by_hand():
     terms = model.loss(x)
     with torch.no_grad():
         torch.manual_seed(5)
-        heads = {m: model.encoders[m](x[m]) for m in SHAPES}
+        heads = {m: model.encoders[m](x[m]) for m in THREE}
 
         def elbo(names):
             mu, lv = poe(heads, names)
             z = draw(mu, lv)
             return (sum(laplace_ll(model, m, x[m], z) for m in names) - kl_std(mu, lv)).mean()
 
-        total = elbo(list(SHAPES)) + sum(elbo([m]) for m in SHAPES)
+        total = elbo(list(THREE)) + sum(elbo([m]) for m in THREE)
         torch.randint(1, (1,))  # the size: only 2 exists for M = 3
-        pair = list(combinations(SHAPES, 2))[int(torch.randperm(3)[0])]
+        pair = list(combinations(THREE, 2))[int(torch.randperm(3)[0])]
         subset = elbo(list(pair))
     assert torch.allclose(-terms["loss"], total + subset, rtol=1e-5)
     assert torch.allclose(terms["subsets/elbo"], subset, rtol=1e-5)
@@ -112,13 +88,13 @@ def test_mmvae_three_modalities_by_hand():
     loss = model.loss(x)["loss"]
     with torch.no_grad():
         torch.manual_seed(7)
-        h = {m: model.encoders[m](x[m]) for m in SHAPES}
-        z = {m: draw(h[m].shared_loc, h[m].shared_scale, 1) for m in SHAPES}
+        h = {m: model.encoders[m](x[m]) for m in THREE}
+        z = {m: draw(h[m].shared_loc, h[m].shared_scale, 1) for m in THREE}
         zero = torch.zeros(D)
         total = 0.0
-        for m in SHAPES:
-            recon = sum(laplace_ll(model, d, x[d], z[m]) for d in SHAPES)
-            lq = torch.logsumexp(torch.stack([gauss_lp(z[m], h[j].shared_loc, h[j].shared_scale) for j in SHAPES]), 0)
+        for m in THREE:
+            recon = sum(laplace_ll(model, d, x[d], z[m]) for d in THREE)
+            lq = torch.logsumexp(torch.stack([gauss_lp(z[m], h[j].shared_loc, h[j].shared_scale) for j in THREE]), 0)
             total = total + (recon + gauss_lp(z[m], zero, zero) - (lq - math.log(3))).mean() / 3
     assert torch.allclose(-loss, total, rtol=1e-5)
 
@@ -127,26 +103,22 @@ def test_mmvae_plus_three_modalities_by_hand():
     """Every stratum decodes every target: its own w for itself, a draw of r_d for each other d."""
     model = make("mmvae_plus", {"beta": 2.5, "prior_scale": "unit"})  # N(0, I) priors, r_d = N(0, exp ρ_d)
     with torch.no_grad():
-        for i, m in enumerate(SHAPES):
+        for i, m in enumerate(THREE):
             model.aux_logvar[m].copy_(torch.tensor([0.3 * i, -0.5]))
     x = batch()
     torch.manual_seed(9)
     loss = model.loss(x)["loss"]
     with torch.no_grad():
         torch.manual_seed(9)
-        h = {m: model.encoders[m](x[m]) for m in SHAPES}
-        z = {m: draw(h[m].shared_loc, h[m].shared_scale, 1) for m in SHAPES}
-        w = {m: draw(h[m].private_loc, h[m].private_scale, 1) for m in SHAPES}
-        aux = {
-            (d, m): (0.5 * model.aux_logvar[d]).exp() * torch.randn(1, B, P) for d in SHAPES for m in SHAPES if m != d
-        }
+        h = {m: model.encoders[m](x[m]) for m in THREE}
+        z = {m: draw(h[m].shared_loc, h[m].shared_scale, 1) for m in THREE}
+        w = {m: draw(h[m].private_loc, h[m].private_scale, 1) for m in THREE}
+        aux = {(d, m): (0.5 * model.aux_logvar[d]).exp() * torch.randn(1, B, P) for d in THREE for m in THREE if m != d}
         zero = torch.zeros(1)
         total = 0.0
-        for m in SHAPES:
-            recon = sum(
-                laplace_ll(model, d, x[d], torch.cat([z[m], w[m] if d == m else aux[d, m]], -1)) for d in SHAPES
-            )
-            lq = torch.logsumexp(torch.stack([gauss_lp(z[m], h[j].shared_loc, h[j].shared_scale) for j in SHAPES]), 0)
+        for m in THREE:
+            recon = sum(laplace_ll(model, d, x[d], torch.cat([z[m], w[m] if d == m else aux[d, m]], -1)) for d in THREE)
+            lq = torch.logsumexp(torch.stack([gauss_lp(z[m], h[j].shared_loc, h[j].shared_scale) for j in THREE]), 0)
             ratio = (
                 gauss_lp(z[m], zero, zero)
                 + gauss_lp(w[m], zero, zero)
@@ -162,7 +134,7 @@ def test_idmvae_cross_mi_over_ordered_pairs_divided_by_m_minus_1():
     with torch.no_grad():
         encoded = model.encode(batch())
         centred = {m: q.mu - q.mu.mean(0) for m, (q, _) in encoded.items()}
-        hand = sum(info_nce(centred[i], centred[j], 0.3) for i, j in permutations(SHAPES, 2)) / 2
+        hand = sum(info_nce(centred[i], centred[j], 0.3) for i, j in permutations(THREE, 2)) / 2
         assert torch.allclose(model.cross_mi_loss(encoded), hand)
 
 
@@ -176,12 +148,12 @@ def test_mopoe_three_modalities_by_hand():
     subsets = [["a"], ["b"], ["c"], ["a", "b"], ["a", "c"], ["b", "c"], ["a", "b", "c"]]
     with torch.no_grad():
         torch.manual_seed(11)
-        h = {m: model.encoders[m](x[m]) for m in SHAPES}
+        h = {m: model.encoders[m](x[m]) for m in THREE}
         total = 0.0
         for s in subsets:
             mu, lv = poe(h, s, prior=len(s) == 3)
             z = draw(mu, lv)
-            total = total + (sum(laplace_ll(model, m, x[m], z) for m in SHAPES) - 2.5 * kl_std(mu, lv)).mean() / 7
+            total = total + (sum(laplace_ll(model, m, x[m], z) for m in THREE) - 2.5 * kl_std(mu, lv)).mean() / 7
     assert torch.allclose(-loss, total, rtol=1e-5)
 
 
@@ -189,8 +161,8 @@ def test_mwbvae_three_modality_barycenter():
     model = make("mwbvae", {"weights": {"a": 1.0, "b": 2.0, "c": 1.0}})
     x = batch()
     with torch.no_grad():
-        q = {m: model.encoders[m](x[m]) for m in SHAPES}
-        std = {m: (0.5 * q[m].shared_scale).exp() for m in SHAPES}
+        q = {m: model.encoders[m](x[m]) for m in THREE}
+        std = {m: (0.5 * q[m].shared_scale).exp() for m in THREE}
         got = model.joint_posterior(model.encode(x))
         mu = (q["a"].shared_loc + 2 * q["b"].shared_loc + q["c"].shared_loc) / 4
         assert torch.allclose(got.mu, mu, atol=1e-6)
@@ -207,13 +179,13 @@ def test_dmvae_three_modalities_by_hand():
     terms = model.loss(x)
     with torch.no_grad():
         torch.manual_seed(9)
-        h = {m: model.encoders[m](x[m]) for m in SHAPES}
-        shared = {m: (h[m].shared_loc, h[m].shared_scale) for m in SHAPES} | {"poe": poe(h, list(SHAPES))}
+        h = {m: model.encoders[m](x[m]) for m in THREE}
+        shared = {m: (h[m].shared_loc, h[m].shared_scale) for m in THREE} | {"poe": poe(h, list(THREE))}
         z = {s: draw(*q) for s, q in shared.items()}
         total, names = 0.0, set()
-        for m in SHAPES:
+        for m in THREE:
             w = draw(h[m].private_loc, h[m].private_scale)
-            for term, s in [("self", m)] + [(f"cross_{n}", n) for n in SHAPES if n != m] + [("poe", "poe")]:
+            for term, s in [("self", m)] + [(f"cross_{n}", n) for n in THREE if n != m] + [("poe", "poe")]:
                 recon = laplace_ll(model, m, x[m], torch.cat([z[s], w], -1))
                 total = total + (recon - kl_std(*shared[s]) - kl_std(h[m].private_loc, h[m].private_scale)).mean()
                 names.add(f"{m}/{term}/recon")
@@ -265,14 +237,14 @@ def test_mgmvae_cross_reconstruction_averages_the_other_sources():
     x = batch()
     with torch.no_grad():
         encoded = model.encode(x)
-        h = {m: encoded[m][1].mu for m in SHAPES}
+        h = {m: encoded[m][1].mu for m in THREE}
         torch.manual_seed(4)
         got = model.cross_reconstruction(x, encoded, h)
         torch.manual_seed(4)
-        heads = {m: model.encoders[m](x[m]) for m in SHAPES}
+        heads = {m: model.encoders[m](x[m]) for m in THREE}
         hand = 0.0
-        for m in SHAPES:
-            for o in SHAPES:
+        for m in THREE:
+            for o in THREE:
                 z = draw(*poe(heads, [o]))
                 style = h[m] if o == m else torch.randn(B, P)
                 ll = 0.1 * laplace_ll(model, m, x[m], torch.cat([z, style], -1))  # recon_scale 0.1
@@ -322,9 +294,9 @@ def test_a_model_for_two_modalities_refuses_more_clearly():
     class TwoOnly(cls):  # type: ignore[misc, valid-type]
         max_modalities = 2
 
-    assert TwoOnly({"a": SHAPES["a"], "b": SHAPES["b"]}, settings).modalities == ["a", "b"]
+    assert TwoOnly({"a": THREE["a"], "b": THREE["b"]}, settings).modalities == ["a", "b"]
     with pytest.raises(ValueError, match=r"'mvae' is defined for at most 2 modalities .* has 3: \['a', 'b', 'c'\]"):
-        TwoOnly(SHAPES, settings)
+        TwoOnly(THREE, settings)
 
 
 def test_check_model_states_the_limitation_instead_of_failing(tmp_path, capsys):
@@ -384,7 +356,7 @@ FIVE = {f"m{i}": (1, 28, 28) for i in range(5)}  # PolyMNIST's count; MLP shapes
 TRAIN_PARAMS = {"mmvae": {"k": 2}, "mgmvae": {"n_components": 4, "mixture_init_epoch": 2, "semi_hard_from_epoch": 3}}
 
 
-@pytest.mark.parametrize("shapes", [SHAPES, FIVE], ids=["M3", "M5"])
+@pytest.mark.parametrize("shapes", [THREE, FIVE], ids=["M3", "M5"])
 @pytest.mark.parametrize("name", builtin_model_names())
 def test_every_model_trains_on_m_modalities(name, shapes):
     """Six steps on one batch of 8: every epoch's loss terms finite, the loss falling."""
