@@ -207,11 +207,8 @@ class MGMVAE(MultimodalVAE):
     def alignment(self, *means: Tensor) -> tuple[Tensor, Tensor]:
         """Eq. 12 over the unimodal shared means (module docstring): (L_align, fraction of chosen
         negatives farther than the positive)."""
-        k, semi_hard, margin = (
-            int(self.params["negatives"]),
-            self.negatives_are_semi_hard(),
-            float(self.params["margin"]),
-        )
+        k, margin = int(self.params["negatives"]), float(self.params["margin"])
+        semi_hard = self.negatives_are_semi_hard()
         total, valid = means[0].new_zeros(()), []
         for anchor, positive in permutations(means, 2):
             index, ok = select_negatives(anchor.detach(), positive.detach(), k, semi_hard)
@@ -268,20 +265,19 @@ class MGMVAE(MultimodalVAE):
             if gamma is None
             else F.one_hot(gamma.detach().argmax(-1), gamma.shape[-1]).amax(0).sum().to(z_s.dtype)
         )
-        terms.update(
-            {
-                "elbo": elbo.mean(),
-                "kl_mixture": kl_mix.mean(),
-                "kl_private": kl_private.mean(),
-                "kl_unimodal_shared": kl_shared.mean(),
-                "center": center,
-                "align": align,
-                "confident_fraction": confident,
-                "negatives_farther_fraction": semi_hard,
-                "active_components": active,
-            }
-        )
-        return {"loss": loss, **terms}
+        return {
+            "loss": loss,
+            **terms,
+            "elbo": elbo.mean(),
+            "kl_mixture": kl_mix.mean(),
+            "kl_private": kl_private.mean(),
+            "kl_unimodal_shared": kl_shared.mean(),
+            "center": center,
+            "align": align,
+            "confident_fraction": confident,
+            "negatives_farther_fraction": semi_hard,
+            "active_components": active,
+        }
 
     def cross_reconstruction(self, batch: Batch, encoded: dict, h: dict[str, Tensor]) -> Tensor:
         """``extra_recon``: Σ_m mean_{o ≠ m} log p(x_m | z_o, h) per sample, z_o a fresh draw of o's

@@ -167,8 +167,7 @@ DATASETS = Kind(
 @functools.cache
 def builtins(kind: Kind = MODELS) -> dict[str, type[Any]]:
     """The built-in classes of a kind (models by default) by name (imported on first use)."""
-    classes = [_import(target) for target in kind.builtins]
-    return {cls.name: cls for cls in classes}
+    return {cls.name: cls for cls in map(_import, kind.builtins)}
 
 
 def builtin_model_names() -> list[str]:
@@ -302,8 +301,7 @@ def _from_entry_point(ep: importlib.metadata.EntryPoint, kind: Kind) -> PluginRe
     cls = check_class(obj, label, kind)
     if cls.name != ep.name:
         raise PluginError(f"{label}: the class's `name` is {cls.name!r}; make it equal to the entry point's name")
-    dist = ep.dist
-    version = dist.version if dist else "unknown"
+    version = ep.dist.version if ep.dist else "unknown"
     return PluginRef(ep.name, cls, "entry point", ep.value, _dist_name(ep), version, kind.noun)
 
 

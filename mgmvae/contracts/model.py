@@ -1,11 +1,6 @@
 """The model contract (``python -m mgmvae check-model NAME``; docs/plugins.md, "Check it", lists each
-check) and the validation of a config's models against the registry and the contract before any job.
-
-On a tiny random batch for each of ``SHAPE_SETS``, under the config's resolved settings: build,
-``loss``, backward, ``embed``/``generate``/``translate``/``sample``/``cluster`` under both evaluation
-protocols, the same loss for the same seed, and a ``weights_only`` state-dict round trip. A class
-whose ``max_modalities`` (mgmvae/base.py) is below a set's modality count must refuse that set with a
-ValueError: a stated limitation (``limitations``), not a failure.
+check, the ``SHAPE_SETS`` and what ``max_modalities`` refuses) and the validation of a config's models
+against the registry and the contract before any job.
 """
 
 from __future__ import annotations

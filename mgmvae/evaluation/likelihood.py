@@ -1,7 +1,7 @@
-"""Test log-likelihood: importance-sampled log p(x_S) for every model, under its own prior.
-
-For a set S of modalities (all of them: the joint log p(x, y); one: log p(x_m)), with shared
-latent z and private latents h_m (models without them skip every h term):
+"""Test log-likelihood: importance-sampled log p(x_S) for every model, under its own prior; the
+stratified mixture proposal, ``proposal_scale``, Kish's ESS and why: docs/evaluation.md ("Test
+log-likelihood"). For a set S of modalities (all of them: the joint log p(x, y); one: log p(x_m)),
+with shared latent z and private latents h_m (models without them skip every h term):
 
     log p̂(x_S) = log (1/K) Σ_k w_k,
     log w_k = Σ_{m∈S} w_m log p(x_m | z_k, h_mk) + log p(z_k) − log q(z_k | x_S)
@@ -12,10 +12,7 @@ E[p̂] = p(x_S): log p̂ is a stochastic lower bound (IWAE) rising towards log p
 are the model's ``log_prior`` and ``log_private_prior``; w_m = 1 unless ``weighted``, which weighs the
 joint estimate only, as MMVAE (iffsid/mmvae, src/report/calculate_likelihoods.py, ``m_iwae``:
 ``.mul(model.vaes[d].llik_scaling)``; its ``cross_iwaes`` leave the unimodal ones unweighted); MGMVAE's
-``recon_scale`` never enters. A uniform mixture proposal is sampled stratified, K/M draws from each of
-its M components (MMVAE's ``m_iwae`` draws K from each), K rounded up to a multiple of M. Each estimate
-comes with Kish's ESS (Σw)²/Σw² of its weights; ``proposal_scale`` widens every posterior factor.
-Weights are summed in float64; draws are seeded and the global RNG restored. docs/evaluation.md says why.
+``recon_scale`` never enters. Weights are summed in float64; draws are seeded and the global RNG restored.
 """
 
 from __future__ import annotations
@@ -129,8 +126,7 @@ def estimate_log_likelihood(
     proposal_scale: float = 1.0,
 ) -> Tensor:
     """log p̂(x_S) per pair [B] (float64) from ``samples`` draws, ``chunk`` draws × pairs at a time."""
-    lw = importance_log_weights(model, batch, subset, samples, chunk, weighted, proposal_scale)
-    return log_mean_exp(lw)
+    return log_mean_exp(importance_log_weights(model, batch, subset, samples, chunk, weighted, proposal_scale))
 
 
 def effective_sample_size(lw: Tensor) -> Tensor:

@@ -1,13 +1,6 @@
-"""Generative quality and diversity of generated images, on the features of a fixed network
-(what each score means and how to read it: docs/evaluation.md).
-
-- ``fd_classifier``: FID's formula (Heusel et al., NeurIPS 2017) on the penultimate activations
-  (``features``) of the study's own digit classifier of the modality, generated against test images.
-- ``fid_inception``: the same on torchvision's Inception-v3 pool3 features (``InceptionFeatures``).
-- ``precision``, ``recall``: improved precision and recall (Kynkäänniemi et al., NeurIPS 2019;
-  kynkaat/improved-precision-and-recall-metric, precision_recall.py, ``ManifoldEstimator``) on the
-  classifier features: each set's manifold the union of balls reaching each point's k-th nearest other.
-- ``label_entropy``: the entropy of the classifier's labels divided by log(classes).
+"""Generative quality and diversity of generated images on the features of a fixed network:
+``fd_classifier``, ``fid_inception``, ``precision``, ``recall`` and ``label_entropy``; docs/evaluation.md
+("Generative quality and diversity") gives each one's definition, reference and reading.
 """
 
 from __future__ import annotations
