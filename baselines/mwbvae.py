@@ -45,9 +45,8 @@ class MWBVAE(MoPoE):
     def __init__(self, shapes, settings):
         super().__init__(shapes, settings)
         weights = self.params["weights"]
-        if weights is not None:
-            if set(self.modalities) - set(weights):
-                raise ValueError(f"mwbvae weights need a positive value for each of {self.modalities}, got {weights}")
+        if weights is not None and set(self.modalities) - set(weights):
+            raise ValueError(f"mwbvae weights need a positive value for each of {self.modalities}, got {weights}")
 
     def barycenter_weights(self, subset: Sequence[str]) -> list[float]:
         given = self.params["weights"]

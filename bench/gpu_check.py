@@ -59,17 +59,12 @@ def timed_epochs(tmp: Path, models: list[str], pairs: int, timeout: float) -> di
     cmd += ["--out", str(out), "--models", *models]
     result = run(cmd, timeout)
     summary = json.loads(out.read_text()) if out.exists() else {}
-    result["models"] = {}
-    for name, measured in summary.get("models", {}).items():
-        rate = measured.get("loop_pairs_per_s")
-        keep = ("loop_pairs_per_s", "bare_pairs_per_s", "peak_memory_mb", "device_placement", "error")
-        result["models"][name] = {k: measured[k] for k in keep if k in measured}
-        if rate:
-            result["models"][name]["paper_epoch_s"] = PAPER_PAIRS / rate
-            result["models"][name]["paper_run_min"] = PAPER_EPOCHS * PAPER_PAIRS / rate / 60
-    result["concurrent"] = summary.get("concurrent")
-    result["machine"] = summary.get("machine")
-    return result
+    keep = ("loop_pairs_per_s", "bare_pairs_per_s", "peak_memory_mb", "device_placement", "error")
+    result["models"] = {name: {k: m[k] for k in keep if k in m} for name, m in summary.get("models", {}).items()}
+    for measured in result["models"].values():
+        if rate := measured.get("loop_pairs_per_s"):
+            measured |= {"paper_epoch_s": PAPER_PAIRS / rate, "paper_run_min": PAPER_EPOCHS * PAPER_PAIRS / rate / 60}
+    return result | {"concurrent": summary.get("concurrent"), "machine": summary.get("machine")}
 
 
 def main(argv: list[str] | None = None) -> int:

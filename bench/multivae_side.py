@@ -116,9 +116,8 @@ def main() -> int:
         raise SystemExit("--epochs must be >= 2: the first epoch is warm-up")
     if args.threads:
         torch.set_num_threads(args.threads)
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("multivae") or name.startswith("pythae"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith(("multivae", "pythae"))]:
+        logging.getLogger(name).setLevel(logging.WARNING)
     torch.manual_seed(args.seed)
     arrays = synthetic_arrays(args.pairs, args.seed)
     dataset = MultimodalBaseDataset(

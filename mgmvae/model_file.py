@@ -20,7 +20,7 @@ from mgmvae.base import MultimodalVAE
 from mgmvae.config import DEFAULT_CONFIG, load_config
 from mgmvae.data.paired import PairedData
 from mgmvae.io import load_torch, save_torch
-from mgmvae.registry import ModelRef, resolve
+from mgmvae.registry import PluginRef, resolve
 
 
 class ModelFileError(FileNotFoundError):
@@ -30,7 +30,7 @@ class ModelFileError(FileNotFoundError):
 def save_trained(
     path: Path,
     model: MultimodalVAE,
-    ref: ModelRef,
+    ref: PluginRef,
     *,
     dataset: str,
     seed: int,

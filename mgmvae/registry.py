@@ -103,9 +103,6 @@ class PluginRef:
         }
 
 
-ModelRef = PluginRef  # a model's ref: the type the model plumbing names
-
-
 def _import(target: str) -> Any:
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
@@ -230,9 +227,9 @@ def available(kind: Kind = MODELS) -> list[str]:
     return sorted({*builtins(kind), *(ep.name for ep in _entry_points(kind))})
 
 
-def resolve_all(entries: Iterable[str]) -> dict[str, ModelRef]:
+def resolve_all(entries: Iterable[str]) -> dict[str, PluginRef]:
     """Resolve a list of entries; refuse two entries that come to the same run name."""
-    refs: dict[str, ModelRef] = {}
+    refs: dict[str, PluginRef] = {}
     for entry in entries:
         ref = resolve(entry)
         if ref.name in refs:
@@ -249,7 +246,7 @@ def run_names(entries: Iterable[str]) -> list[str]:
     return list(resolve_all(entries))
 
 
-def run_settings(config: Mapping[str, Any], dataset: str, model: str | ModelRef, variant: str | None = None) -> dict:
+def run_settings(config: Mapping[str, Any], dataset: str, model: str | PluginRef, variant: str | None = None) -> dict:
     """Everything one (dataset, model) training run uses (hashed as its ``config_hash``): the model class's
     parameter defaults (but the ``IMPLICIT`` ones) under the config's layers; ``model``: a name or a ref."""
     ref = model if isinstance(model, PluginRef) else find(config, model)
@@ -257,7 +254,7 @@ def run_settings(config: Mapping[str, Any], dataset: str, model: str | ModelRef,
     return merge_layers([{"params": defaults(params_class(ref.cls), implicit=False)}, *layers])
 
 
-def find(config: Mapping[str, Any], model: str) -> ModelRef:
+def find(config: Mapping[str, Any], model: str) -> PluginRef:
     """The model a stage's ``--model`` names: a run name of the study's ``models`` or
     ``ablation.model`` (which may be paths), a built-in or entry point, or a path itself."""
     if is_path_entry(model):

@@ -20,7 +20,7 @@ from mgmvae.gpu_slots import warn_loudly
 from mgmvae.io import save_json
 
 if TYPE_CHECKING:
-    from mgmvae.registry import ModelRef
+    from mgmvae.registry import PluginRef
 
 
 class StageError(RuntimeError):
@@ -129,11 +129,11 @@ def run_identity(args: argparse.Namespace, config_hash: str) -> dict:
 
 
 def run_tags(args: argparse.Namespace, settings: Mapping, model_tags: Mapping[str, str] | None = None) -> dict:
-    """A training run's tags: its identity and its model's import path, package and version (``ModelRef.tags``)."""
+    """A training run's tags: its identity and its model's import path, package and version (``PluginRef.tags``)."""
     return run_identity(args, settings_hash(settings, args.variant)) | dict(model_tags or {})
 
 
-def _model_ref(config: Mapping, args: argparse.Namespace) -> ModelRef:
+def _model_ref(config: Mapping, args: argparse.Namespace) -> PluginRef:
     """Resolve ``--model`` (a run name or a plugin path) and put the run name in ``args.model``."""
     from mgmvae.registry import find
 

@@ -121,9 +121,8 @@ def train_model(
         print(f"resuming from {checkpoint} after epoch {start}", file=sys.stderr, flush=True)
 
     n, batch_size = data.num_pairs("train"), int(settings["batch_size"])
-    steps = data.steps_per_epoch(batch_size)
+    steps, epochs = data.steps_per_epoch(batch_size), int(settings["epochs"])
     log_every = int(settings["log_every"])
-    epochs = int(settings["epochs"])
     bar = tqdm(
         total=(epochs - start) * steps,
         desc=f"train {getattr(model, 'name', '')}",

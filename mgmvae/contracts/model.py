@@ -19,7 +19,7 @@ from mgmvae.base import PROTOCOLS, MultimodalVAE
 from mgmvae.config import ConfigError, ablation_datasets, ablation_variants, studied_datasets
 from mgmvae.contracts import Broken, Failure, call, refuse_broken
 from mgmvae.data.paired import PairedData
-from mgmvae.registry import ModelRef, PluginError, resolve, resolve_all, run_settings
+from mgmvae.registry import PluginError, PluginRef, resolve, resolve_all, run_settings
 from mgmvae.seeding import seed_everything
 
 Shapes = dict[str, tuple[int, int, int]]
@@ -33,7 +33,7 @@ SHAPE_SETS: dict[str, tuple[str, Shapes]] = {
 BATCH = 6
 
 
-def check_model(ref: ModelRef, config: Mapping[str, Any], progress: bool = False) -> list[Failure]:
+def check_model(ref: PluginRef, config: Mapping[str, Any], progress: bool = False) -> list[Failure]:
     """Every contract check of ``ref`` under the config's resolved settings; [] if it keeps it."""
     failures: list[Failure] = []
     steps = list(SHAPE_SETS.items())

@@ -197,11 +197,8 @@ def colour_street(ink: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
     yy, xx = np.meshgrid(coords, coords, indexing="ij")
     angle = p["gradient_angle"][:, None, None]
     ramp = (p["gradient"][:, None, None] * (np.cos(angle) * xx + np.sin(angle) * yy))[:, None]  # [N,1,H,W]
-    back = p["back"][:, :, None, None] + ramp
-    text = p["text"][:, :, None, None] + ramp
-    alpha = ink[:, None]
-    image = (1.0 - alpha) * back + alpha * text
-    image = image + p["noise"]
+    back, text, alpha = p["back"][:, :, None, None] + ramp, p["text"][:, :, None, None] + ramp, ink[:, None]
+    image = (1.0 - alpha) * back + alpha * text + p["noise"]
     return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
 
 

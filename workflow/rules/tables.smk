@@ -11,17 +11,14 @@ rule tables:
         figures=ALL_FIGURES,  # attached to the tables run in MLflow, beside the tables
         benchmarks=all_benchmarks(),  # every upstream job's: the resources table
     output:
-        expand(TABLES_DIR / "{table}.{ext}", table=TABLE_NAMES, ext=[e for e in EXTENSIONS if e != "html"]),
+        expand(
+            TABLES_DIR / "{table}.{ext}", table=[*TABLE_NAMES, RESOURCES], ext=[e for e in EXTENSIONS if e != "html"]
+        ),
         [
             report(TABLES_DIR / f"{t}.html", caption=f"../report/{t}.rst", category="Tables", labels={"table": t})
             for t in TABLE_NAMES
         ],
-        [
-            report(TABLES_DIR / f"{RESOURCES}.{e}", caption=f"../report/{RESOURCES}.rst", category="Resources")
-            for e in EXTENSIONS
-            if e == "html"
-        ],
-        expand(TABLES_DIR / "{table}.{ext}", table=[RESOURCES], ext=[e for e in EXTENSIONS if e != "html"]),
+        report(TABLES_DIR / f"{RESOURCES}.html", caption=f"../report/{RESOURCES}.rst", category="Resources"),
     log:
         paths.log_file(config, "tables"),
     benchmark:
