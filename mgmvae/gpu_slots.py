@@ -180,7 +180,7 @@ def _wanted(device: str, gpus: Sequence[str], env: Mapping[str, str]) -> list[in
 
 
 # ------------------------------------------------------------------------ slots
-def _lock(path: Path, **options: Any) -> FileLock:
+def hard_lock(path: Path, **options: Any) -> FileLock:
     # No fallback to a marker file when the filesystem lacks flock: a killed job would leave it behind.
     return FileLock(path, fallback_to_soft=False, **options)
 
@@ -197,7 +197,7 @@ def _sign(fd: int) -> None:
 
 
 def _try_lock(path: Path, sign: bool = True) -> FileLock | None:
-    lock = _lock(path, blocking=False, on_acquired=_sign if sign else None)
+    lock = hard_lock(path, blocking=False, on_acquired=_sign if sign else None)
     try:
         lock.acquire()
     except Timeout:
@@ -239,8 +239,8 @@ def _take_ticket(lock_dir: Path, devices: set[str]) -> FileLock:
     record = json.dumps(sorted(devices)).encode()
     path = lock_dir / "queue" / f"{time.time_ns():020d}-{os.getpid()}.wait"
     path.parent.mkdir(parents=True, exist_ok=True)
-    ticket = _lock(path, blocking=False, on_acquired=lambda fd: os.pwrite(fd, record, 0))
-    with _lock(lock_dir / "choose.lock"):
+    ticket = hard_lock(path, blocking=False, on_acquired=lambda fd: os.pwrite(fd, record, 0))
+    with hard_lock(lock_dir / "choose.lock"):
         ticket.acquire()
     return ticket
 
@@ -250,7 +250,7 @@ def _try_lease(
 ) -> Placement | None:
     """Lock a free slot on the least-loaded wanted device, or None if every slot is held or a job
     queued before this one waits for one of these devices."""
-    with _lock(lock_dir / "choose.lock"):  # starting jobs choose one at a time, each seeing the others' slots
+    with hard_lock(lock_dir / "choose.lock"):  # starting jobs choose one at a time, each seeing the others' slots
         if _waiting_ahead(lock_dir, {gpus[i] for i in wanted}, ticket):
             return None
         free: dict[int, list[tuple[int, FileLock]]] = {}
@@ -306,7 +306,7 @@ def lease_slot(
                 )
             ticket = ticket or _take_ticket(lock_dir, devices)
             if said is None or time.monotonic() - said >= REMIND_S:
-                with _lock(lock_dir / "choose.lock"):
+                with hard_lock(lock_dir / "choose.lock"):
                     ahead = _waiting_ahead(lock_dir, devices, ticket)
                 say(
                     f"{held}; {ahead} job(s) queued ahead of this one; waiting up to {options.wait_s:.0f} s "
@@ -413,7 +413,7 @@ def slot_table(section: Mapping[str, Any], env: Mapping[str, str] | None = None)
         f"{len(gpus)} GPU(s) visible ({_visible_note(env)}), {options.per_device} slot(s) each "
         f"(gpu_slots.per_device), lock dir {lock_dir}"
     ]
-    with _lock(lock_dir / "choose.lock"):  # probing takes a slot for an instant: not while a job chooses
+    with hard_lock(lock_dir / "choose.lock"):  # probing takes a slot for an instant: not while a job chooses
         for i, gpu in enumerate(gpus):
             for k in range(options.per_device):
                 path = _slot_path(lock_dir, gpu, k)

@@ -24,6 +24,7 @@ from unittest.mock import patch
 from filelock import FileLock
 
 from mgmvae.config import config_hash
+from mgmvae.gpu_slots import hard_lock
 from mgmvae.paths import data_file
 from mgmvae.provenance import git_commit
 
@@ -344,8 +345,7 @@ def _sqlite_lock(uri: str) -> FileLock | None:
     if not uri.startswith("sqlite:///"):
         return None
     db = Path(uri[len("sqlite:///") :])
-    # No fallback to a marker file when the filesystem lacks flock: a killed job would leave it behind.
-    return FileLock(db.with_name(db.name + ".lock"), fallback_to_soft=False)
+    return hard_lock(db.with_name(db.name + ".lock"))
 
 
 def _safe_key(key: str) -> str:

@@ -81,9 +81,8 @@ def hand_split(labels: Tensor) -> dict[str, Tensor]:
     """Sorted source-image indices of the stratified 80/20 train/test split (1,437 / 360)."""
     from sklearn.model_selection import train_test_split
 
-    index = np.arange(len(labels))
     train, test = train_test_split(
-        index, test_size=HAND_TEST_FRACTION, stratify=labels.numpy(), random_state=HAND_SPLIT_SEED
+        np.arange(len(labels)), test_size=HAND_TEST_FRACTION, stratify=labels.numpy(), random_state=HAND_SPLIT_SEED
     )
     return {"train": torch.from_numpy(np.sort(train)), "test": torch.from_numpy(np.sort(test))}
 
