@@ -9,10 +9,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
+from torch import Tensor
+
 from mgmvae import params
 from mgmvae.data.paired import DataError, PairedData
 
 Shape = tuple[int, int, int]
+SplitData = tuple[Mapping[str, Tensor], Mapping[str, Tensor], Tensor]  # ({m: images}, {m: labels}, pairs)
 
 
 class ParamError(DataError, params.ParamError):
@@ -48,6 +52,18 @@ class Dataset:
     def build(self, name: str, seed: int, data_dir: Path, download: bool) -> PairedData:
         """The dataset ``name`` (its config key) for ``seed``; raw files, if any, under ``data_dir``."""
         raise NotImplementedError(f"{type(self).__name__} must implement build()")
+
+    def paired(self, name: str, seed: int, splits: Mapping[str, SplitData], meta: Mapping) -> PairedData:
+        """``build``'s result from each split's (images, labels, pairs); ``meta`` after the source name and seed."""
+        images = {m: {s: split[0][m] for s, split in splits.items()} for m in self.modalities}
+        labels = {m: {s: split[1][m] for s, split in splits.items()} for m in self.modalities}
+        pairs = {s: split[2] for s, split in splits.items()}
+        meta = {"source": self.name, "seed": seed, **meta}
+        return PairedData(name, list(self.modalities), images, labels, pairs, meta)
+
+    def identity_pairs(self, n: int) -> Tensor:
+        """Pair k is image k of every modality."""
+        return torch.arange(n).unsqueeze(1).repeat(1, len(self.modalities))
 
     def raw_files(self, data_dir: Path) -> list[Path]:
         """The files ``build`` reads under ``data_dir`` (checked before any job); none by default."""

@@ -118,18 +118,16 @@ class DigitsPoly(Dataset):
         hand, hand_labels = hand_digits()
         split = hand_split(hand_labels)
         grounds = backgrounds(seed)
-        images: dict[str, dict[str, Tensor]] = {m: {} for m in self.modalities}
-        labels: dict[str, dict[str, Tensor]] = {m: {} for m in self.modalities}
-        pairs = {}
+        splits = {}
         for k, s in enumerate(SPLITS):
             digits, digit_labels = hand[split[s]], hand_labels[split[s]]
+            images, labels = {}, {}
             for j, m in enumerate(self.modalities):
                 rng = np.random.default_rng(derive_seed(seed, TUPLE_STREAM, k, j))
                 source = torch.from_numpy(tuple_sources(digit_labels, self.params["pairings"], rng))
                 corners = torch.from_numpy(rng.integers(0, BACKGROUND_SIZE - SIZE, (len(source), 2)))
-                images[m][s] = composite(digits[source], grounds[j], corners)
-                labels[m][s] = digit_labels[source]
-            pairs[s] = torch.arange(len(source)).unsqueeze(1).repeat(1, len(self.modalities))
-        meta = {"source": self.name, "seed": seed, **self.params, "hand_split_seed": HAND_SPLIT_SEED,
-                "background_size": BACKGROUND_SIZE}  # fmt: skip
-        return PairedData(name, list(self.modalities), images, labels, pairs, meta)
+                images[m] = composite(digits[source], grounds[j], corners)
+                labels[m] = digit_labels[source]
+            splits[s] = images, labels, self.identity_pairs(len(source))
+        meta = {**self.params, "hand_split_seed": HAND_SPLIT_SEED, "background_size": BACKGROUND_SIZE}
+        return self.paired(name, seed, splits, meta)

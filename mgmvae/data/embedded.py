@@ -241,19 +241,16 @@ class DigitsStreet(Dataset):
         p = self.params
         per_class = {"train": p["street_per_class_train"], "test": p["street_per_class_test"]}
         # Independent streams per (purpose, split): test draws never repeat train's.
-        images: dict[str, dict[str, Tensor]] = {"hand": {}, "street": {}}
-        labels: dict[str, dict[str, Tensor]] = {"hand": {}, "street": {}}
-        pairs = {}
+        splits = {}
         for k, s in enumerate(SPLITS):
-            images["hand"][s], labels["hand"][s] = hand[split[s]], hand_labels[split[s]]
             street, street_labels = street_digits(per_class[s], derive_seed(seed, STREET_STREAM, k))
-            images["street"][s], labels["street"][s] = street, street_labels
-            pairs[s] = class_matched_pairs(
-                labels["hand"][s], street_labels, p["pairings"], p["max_per_class"], derive_seed(seed, PAIRS_STREAM, k)
+            labels = {"hand": hand_labels[split[s]], "street": street_labels}
+            pairs = class_matched_pairs(
+                labels["hand"], street_labels, p["pairings"], p["max_per_class"], derive_seed(seed, PAIRS_STREAM, k)
             )
-        meta = {"source": self.name, "seed": seed, **p, "hand_split_seed": HAND_SPLIT_SEED,
-                "street_fonts": list(STREET_FONTS)}  # fmt: skip
-        return PairedData(name, list(self.modalities), images, labels, pairs, meta)
+            splits[s] = {"hand": hand[split[s]], "street": street}, labels, pairs
+        meta = {**p, "hand_split_seed": HAND_SPLIT_SEED, "street_fonts": list(STREET_FONTS)}
+        return self.paired(name, seed, splits, meta)
 
 
 class DigitsCdcb(Dataset):
@@ -269,15 +266,11 @@ class DigitsCdcb(Dataset):
     def build(self, name: str, seed: int, data_dir: Path, download: bool) -> PairedData:
         hand, hand_labels = hand_digits()
         split = hand_split(hand_labels)
-        images: dict[str, dict[str, Tensor]] = {"cd": {}, "cb": {}}
-        labels: dict[str, dict[str, Tensor]] = {"cd": {}, "cb": {}}
-        pairs = {}
+        splits = {}
         for k, s in enumerate(SPLITS):
             seed_k = derive_seed(seed, CDCB_STREAM, k)
             cd, cb, source = make_cdcb(hand[split[s]], self.params["colourings"], seed_k, size=STREET_SIZE)
-            images["cd"][s], images["cb"][s] = cd, cb
-            labels["cd"][s] = labels["cb"][s] = hand_labels[split[s]][source]
-            pairs[s] = torch.arange(len(cd)).unsqueeze(1).repeat(1, 2)
-        meta = {"source": self.name, "seed": seed, **self.params, "size": STREET_SIZE,
-                "hand_split_seed": HAND_SPLIT_SEED}  # fmt: skip
-        return PairedData(name, list(self.modalities), images, labels, pairs, meta)
+            labels = hand_labels[split[s]][source]
+            splits[s] = {"cd": cd, "cb": cb}, {"cd": labels, "cb": labels}, self.identity_pairs(len(cd))
+        meta = {**self.params, "size": STREET_SIZE, "hand_split_seed": HAND_SPLIT_SEED}
+        return self.paired(name, seed, splits, meta)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import torch
 from pydantic import Field, PositiveInt
 
 from mgmvae.data.cdcb import make_cdcb
@@ -32,18 +31,14 @@ class MnistSvhn(Dataset):
         max_per_class: PositiveInt = 10_000
 
     def build(self, name: str, seed: int, data_dir: Path, download: bool) -> PairedData:
-        images: dict[str, dict[str, torch.Tensor]] = {"mnist": {}, "svhn": {}}
-        labels: dict[str, dict[str, torch.Tensor]] = {"mnist": {}, "svhn": {}}
-        pairs = {}
         pairings, max_per_class = self.params["pairings"], self.params["max_per_class"]
+        splits = {}
         for k, s in enumerate(SPLITS):
-            images["mnist"][s], labels["mnist"][s] = load_mnist(data_dir, s, download)
-            images["svhn"][s], labels["svhn"][s] = load_svhn(data_dir, s, download)
-            pairs[s] = class_matched_pairs(
-                labels["mnist"][s], labels["svhn"][s], pairings, max_per_class, derive_seed(seed, k)
-            )
-        meta = {"source": self.name, "seed": seed, **self.params}
-        return PairedData(name, list(self.modalities), images, labels, pairs, meta)
+            mnist, mnist_labels = load_mnist(data_dir, s, download)
+            svhn, svhn_labels = load_svhn(data_dir, s, download)
+            pairs = class_matched_pairs(mnist_labels, svhn_labels, pairings, max_per_class, derive_seed(seed, k))
+            splits[s] = {"mnist": mnist, "svhn": svhn}, {"mnist": mnist_labels, "svhn": svhn_labels}, pairs
+        return self.paired(name, seed, splits, self.params)
 
     def raw_files(self, data_dir: Path) -> list[Path]:
         return raw_files("mnist", data_dir) + raw_files("svhn", data_dir)
@@ -69,17 +64,13 @@ class MnistCdcb(Dataset):
         return {m: (3, size, size) for m in self.modalities}
 
     def build(self, name: str, seed: int, data_dir: Path, download: bool) -> PairedData:
-        images: dict[str, dict[str, torch.Tensor]] = {"cd": {}, "cb": {}}
-        labels: dict[str, dict[str, torch.Tensor]] = {"cd": {}, "cb": {}}
-        pairs = {}
+        splits = {}
         for k, s in enumerate(SPLITS):
             gray, gray_labels = load_mnist(data_dir, s, download)
             cd, cb, source = make_cdcb(gray, self.params["colourings"], derive_seed(seed, k), size=self.params["size"])
-            images["cd"][s], images["cb"][s] = cd, cb
-            labels["cd"][s] = labels["cb"][s] = gray_labels[source]
-            pairs[s] = torch.arange(len(cd)).unsqueeze(1).repeat(1, 2)
-        meta = {"source": self.name, "seed": seed, **self.params}
-        return PairedData(name, list(self.modalities), images, labels, pairs, meta)
+            labels = gray_labels[source]
+            splits[s] = {"cd": cd, "cb": cb}, {"cd": labels, "cb": labels}, self.identity_pairs(len(cd))
+        return self.paired(name, seed, splits, self.params)
 
     def raw_files(self, data_dir: Path) -> list[Path]:
         return raw_files("mnist", data_dir)

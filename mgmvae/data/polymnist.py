@@ -66,16 +66,12 @@ class PolyMnist(Dataset):
             fix = f"delete {root} and run again" if download else "set `download: true` and the archive's md5"
             raise DataError(f"{no_layout(root)}\nUnzip {ARCHIVE} into {data_dir}, or {fix}")
         read = read_tensors if kind == "tensor" else read_pngs
-        images: dict[str, dict[str, Tensor]] = {m: {} for m in self.modalities}
-        labels: dict[str, dict[str, Tensor]] = {m: {} for m in self.modalities}
-        pairs = {}
+        splits = {}
         for s in SPLITS:
-            split_images, split_labels = read(root / s)
-            for m in self.modalities:
-                images[m][s], labels[m][s] = split_images[m], split_labels
-            pairs[s] = torch.arange(len(split_labels)).unsqueeze(1).repeat(1, len(self.modalities))
-        meta = {"source": self.name, "seed": seed, "folder": self.params["folder"], "md5": self.params["md5"]}
-        return PairedData(name, list(self.modalities), images, labels, pairs, meta | {"layout": kind})
+            images, labels = read(root / s)
+            splits[s] = images, dict.fromkeys(self.modalities, labels), self.identity_pairs(len(labels))
+        meta = {"folder": self.params["folder"], "md5": self.params["md5"], "layout": kind}
+        return self.paired(name, seed, splits, meta)
 
     # ------------------------------------------------------------------ download
     def _md5(self) -> str:
