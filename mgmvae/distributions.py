@@ -135,11 +135,6 @@ def w2_squared(p: DiagGaussian, q: DiagGaussian) -> Tensor:
     return (p.mu - q.mu).pow(2).sum(-1) + (p.std - q.std).pow(2).sum(-1)
 
 
-def w2_distance(p: DiagGaussian, q: DiagGaussian) -> Tensor:
-    """2-Wasserstein distance of diagonal Gaussians: sqrt(w2_squared)."""
-    return w2_squared(p, q).sqrt()
-
-
 def nonempty_subsets(names: Sequence[str]) -> list[list[str]]:
     """All 2^M − 1 non-empty subsets of ``names``, by size then in the given order (MoPoE)."""
     from itertools import combinations
