@@ -16,14 +16,13 @@ from mgmvae.config import DEFAULT_CONFIG, ConfigError, load_config
 from mgmvae.distributions import DiagGaussian, DiagLaplace, MixtureOfExperts
 from mgmvae.evaluation.likelihood import (
     effective_sample_size,
-    estimate_log_likelihood,
     evaluate_log_likelihood,
     quality,
     widened,
 )
 from mgmvae.registry import build_model, resolve
 from tests.conftest import TOY_SETTINGS, synthetic_paired
-from tests.test_likelihood import SUBSETS, LinearGaussian, closed_forms
+from tests.test_likelihood import SUBSETS, LinearGaussian, closed_forms, estimate_log_likelihood
 
 
 # ----------------------------------------------------------------- the ESS formula

@@ -116,19 +116,6 @@ def importance_log_weights(
     return torch.cat([log_weights(model, batch, encoded, q, n, weighted) for n in chunk_sizes(total, step)])
 
 
-def estimate_log_likelihood(
-    model: DensityModel,
-    batch: Batch,
-    subset: Sequence[str],
-    samples: int,
-    chunk: int,
-    weighted: bool = False,
-    proposal_scale: float = 1.0,
-) -> Tensor:
-    """log p̂(x_S) per pair [B] (float64) from ``samples`` draws, ``chunk`` draws × pairs at a time."""
-    return log_mean_exp(importance_log_weights(model, batch, subset, samples, chunk, weighted, proposal_scale))
-
-
 def effective_sample_size(lw: Tensor) -> Tensor:
     """Kish's ESS (Σw)²/Σw² of each pair's weights from their logs: [K, B] -> [B], in [1, K]."""
     return torch.exp(2.0 * torch.logsumexp(lw, dim=0) - torch.logsumexp(2.0 * lw, dim=0))
