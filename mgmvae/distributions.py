@@ -129,12 +129,6 @@ def wasserstein_barycenter(experts: Sequence[DiagGaussian], weights: Sequence[fl
     return DiagGaussian(mu, 2.0 * std.log())  # type: ignore[arg-type, union-attr]  # sum() over >= 1 expert: a Tensor
 
 
-def w2_squared(p: DiagGaussian, q: DiagGaussian) -> Tensor:
-    """Squared 2-Wasserstein distance of diagonal Gaussians: ||μ1−μ2||² + ||σ1−σ2||² (summed
-    over the last dimension, batch dimensions kept)."""
-    return (p.mu - q.mu).pow(2).sum(-1) + (p.std - q.std).pow(2).sum(-1)
-
-
 def nonempty_subsets(names: Sequence[str]) -> list[list[str]]:
     """All 2^M − 1 non-empty subsets of ``names``, by size then in the given order (MoPoE)."""
     from itertools import combinations

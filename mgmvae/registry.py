@@ -171,10 +171,6 @@ def builtin_model_names() -> list[str]:
     return sorted(builtins(MODELS))
 
 
-def builtin_dataset_names() -> list[str]:
-    return sorted(builtins(DATASETS))
-
-
 def build_model(entry: str, shapes: Mapping[str, Any], settings: Mapping[str, Any]) -> MultimodalVAE:
     """An untrained model of the class ``entry`` names (see ``resolve``)."""
     return resolve(entry).cls(dict(shapes), settings)

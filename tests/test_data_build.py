@@ -11,7 +11,7 @@ from mgmvae.data import DataError
 from mgmvae.data.cdcb import colour_digits, make_cdcb
 from mgmvae.data.embedded import hand_digits, hand_split
 from mgmvae.data.pairing import class_counts, class_matched_pairs
-from mgmvae.registry import builtin_dataset_names
+from mgmvae.registry import DATASETS, builtins
 from mgmvae.study_datasets import build_dataset
 
 
@@ -156,8 +156,8 @@ def test_digits_cdcb_split_by_source_image():
 
 # -------------------------------------------------------------------------------- spec
 def test_spec_errors_name_the_problem():
-    builtins = {"mnist_svhn", "mnist_cdcb", "digits_street", "digits_cdcb", "digits_poly", "polymnist"}
-    assert set(builtin_dataset_names()) == builtins
+    expected = {"mnist_svhn", "mnist_cdcb", "digits_street", "digits_cdcb", "digits_poly", "polymnist"}
+    assert set(builtins(DATASETS)) == expected
     with pytest.raises(DataError, match="'digits_street'") as info:
         build_dataset("x", {"source": "nope"}, "data", False, 0)
     assert "mnist_svhn" in str(info.value)

@@ -19,7 +19,7 @@ from mgmvae.cli import main
 from mgmvae.config import ROOT, ConfigError, load_config
 from mgmvae.contracts.dataset import check_dataset, validate_datasets
 from mgmvae.data import DataError
-from mgmvae.registry import DATASETS, PluginError, available, builtin_dataset_names, resolve
+from mgmvae.registry import DATASETS, PluginError, available, builtins, resolve
 from mgmvae.study_datasets import build_dataset, dataset_modalities, source_of
 from tests.conftest import PLUGIN_SRC, snakemake
 
@@ -34,7 +34,7 @@ def template_code() -> str:
 
 # ------------------------------------------------------------------- registry
 def test_builtin_datasets_go_through_the_registry():
-    assert set(builtin_dataset_names()) == BUILTINS
+    assert set(builtins(DATASETS)) == BUILTINS
     ref = resolve("digits_poly", DATASETS)
     assert (ref.kind, ref.target, ref.package) == ("builtin", "mgmvae.data.digits_poly:DigitsPoly", "mgmvae-benchmark")
     assert set(ref.tags()) == {"dataset_import_path", "dataset_package", "dataset_version"}
