@@ -25,10 +25,6 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 
-def _device(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
-
-
 @torch.no_grad()
 def generated_labels(
     generate: Callable[[Tensor], Tensor],
@@ -42,7 +38,7 @@ def generated_labels(
     if n == 0:
         raise ValueError("coherence needs at least one test item to generate from")
     classifier.eval()
-    device = _device(classifier)
+    device = next(classifier.parameters()).device
     preds = []
     for s in tqdm(range(0, n, batch_size), desc="conditional generation", disable=not progress, leave=False):
         images = generate(torch.arange(s, min(s + batch_size, n)))
@@ -88,7 +84,7 @@ def joint_coherence(
         preds = []
         for m, x in images.items():
             classifiers[m].eval()
-            preds.append(classifiers[m](x.to(_device(classifiers[m]))).argmax(1).cpu())
+            preds.append(classifiers[m](x.to(next(classifiers[m].parameters()).device)).argmax(1).cpu())
         stacked = torch.stack(preds)  # [M, k]
         agree += int((stacked == stacked[0]).all(0).sum())
     return agree / n
