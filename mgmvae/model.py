@@ -201,14 +201,11 @@ class MGMVAE(MultimodalVAE):
         self._ready = True
 
     # ------------------------------------------------------------ objective
-    def negatives_are_semi_hard(self) -> bool:
-        return self._epoch >= int(self.params["semi_hard_from_epoch"])
-
     def alignment(self, *means: Tensor) -> tuple[Tensor, Tensor]:
         """Eq. 12 over the unimodal shared means (module docstring): (L_align, fraction of chosen
         negatives farther than the positive)."""
         k, margin = int(self.params["negatives"]), float(self.params["margin"])
-        semi_hard = self.negatives_are_semi_hard()
+        semi_hard = self._epoch >= int(self.params["semi_hard_from_epoch"])
         total, valid = means[0].new_zeros(()), []
         for anchor, positive in permutations(means, 2):
             index, ok = select_negatives(anchor.detach(), positive.detach(), k, semi_hard)

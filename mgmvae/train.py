@@ -43,11 +43,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
-    # Data order depends on (seed, epoch) only, so a resumed run sees the same batches.
-    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
-
-
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}  # settings.optimizer.name
 
 
@@ -134,7 +129,9 @@ def train_model(
     for epoch in range(start, epochs):
         model.train()
         model.on_epoch_start(epoch, data)
-        order = torch.randperm(n, generator=epoch_generator(seed, epoch, device), device=device)
+        # Data order depends on (seed, epoch) only, so a resumed run sees the same batches.
+        generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=generator, device=device)
         order = order[: steps * batch_size] if n >= batch_size else order
         keys, sums = None, None
         for step, index in enumerate(order.split(batch_size)):

@@ -73,11 +73,6 @@ def draw(q: Any, n: int) -> Tensor:
     return q.rsample(n)
 
 
-def chunk_sizes(total: int, step: int) -> list[int]:
-    """``total`` split into parts of at most ``step`` (the last one smaller)."""
-    return [min(step, total - start) for start in range(0, total, step)]
-
-
 def log_weights(model: DensityModel, batch: Batch, encoded: Mapping, q: Any, n: int, weighted: bool) -> Tensor:
     """log w [n, B] (float64) for n fresh draws from q(z | x_S) Π_m q(h_m | x_m)."""
     z = draw(q, n)
@@ -113,7 +108,8 @@ def importance_log_weights(
     total = math.ceil(samples / m) * m
     pairs = next(iter(batch[s] for s in subset)).shape[0]
     step = max(m, chunk // pairs // m * m)
-    return torch.cat([log_weights(model, batch, encoded, q, n, weighted) for n in chunk_sizes(total, step)])
+    sizes = [min(step, total - start) for start in range(0, total, step)]  # the last part smaller
+    return torch.cat([log_weights(model, batch, encoded, q, n, weighted) for n in sizes])
 
 
 def effective_sample_size(lw: Tensor) -> Tensor:
@@ -126,10 +122,6 @@ def quality(ess: Tensor, floor: float, draws: int) -> dict[str, Any]:
     it) and the ``draws`` per pair the ESS is out of (K, rounded up for a mixture proposal)."""
     under = float((ess < floor).double().mean())
     return {"ess_mean": float(ess.mean()), "ess_under_floor": under, "reliable": under <= 0.5, "draws": draws}
-
-
-def _rng_devices(device: torch.device) -> list[int]:
-    return [device.index or 0] if device.type == "cuda" else []
 
 
 @torch.no_grad()
@@ -160,7 +152,7 @@ def evaluate_log_likelihood(
     ess: dict[str, list[Tensor]] = {key: [] for key in subsets}
     draws = dict.fromkeys(subsets, 0)
     device = torch.device(getattr(model, "device", "cpu"))
-    with torch.random.fork_rng(devices=_rng_devices(device)):
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         for start in tqdm(range(0, n_pairs, per_batch), desc="log-likelihood", disable=not progress, leave=False):
             batch = fetch(torch.arange(start, min(start + per_batch, n_pairs)))

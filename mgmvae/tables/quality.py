@@ -27,17 +27,13 @@ def _joined(values: pd.Series, text=lambda v: f"{v:g}") -> str:
     return "/".join(text(v) for v in sorted(values.unique())) or DASH
 
 
-def _yes_no(value: float) -> str:
-    return "yes" if value else "no"
-
-
 def settings(runs: pd.DataFrame) -> tuple[dict[str, Any], dict[str, str]]:
     """One model's estimator settings: CSV fields and lead cells (K, pairs, normalised density)."""
     fields = {
         "samples": _joined(_values(runs, "estimator.samples")),
         "pairs": _joined(_values(runs, "estimator.pairs")),
         "proposal_scale": _joined(_values(runs, "estimator.proposal_scale")),
-        "normalised": _joined(_values(runs, "quality.normalised"), _yes_no),
+        "normalised": _joined(_values(runs, "quality.normalised"), lambda v: "yes" if v else "no"),
         "ess_floor": _joined(_values(runs, "quality.ess_floor")),
     }
     cells = {"K": fields["samples"], "Pairs": fields["pairs"], "Normalised": fields["normalised"]}
