@@ -9,7 +9,16 @@ import pandas as pd
 import pytest
 import torch
 
-from mgmvae import figures as F
+from mgmvae.figures import KINDS, figure_specs
+from mgmvae.figures.ablation import ablation_plot
+from mgmvae.figures.bars import table_bars
+from mgmvae.figures.cross_generation import cross_generation_grid
+from mgmvae.figures.curves import training_curves
+from mgmvae.figures.grid import example_pairs
+from mgmvae.figures.palette import model_palette
+from mgmvae.figures.retrieval import retrieval_panel
+from mgmvae.figures.translation import translation_grid
+from mgmvae.figures.tsne import tsne_plot
 from mgmvae.io import save_json, save_torch
 from mgmvae.registry import build_model
 from tests.conftest import TOY_SETTINGS, synthetic_paired
@@ -42,23 +51,23 @@ def assert_images(paths):
 
 
 def test_example_pairs_fixed_one_per_class(data):
-    idx = F.example_pairs(data, 12)
-    assert torch.equal(idx, F.example_pairs(data, 12))
+    idx = example_pairs(data, 12)
+    assert torch.equal(idx, example_pairs(data, 12))
     labels = data.pair_labels("test", idx).tolist()
     assert labels[:10] == list(range(10)) and len(set(idx.tolist())) == 12
 
 
 def test_paper_style_figures(data, models, tmp_path):
-    assert_images(F.cross_generation_grid(data, models, "a", "b", tmp_path / "cg.png"))
+    assert_images(cross_generation_grid(data, models, "a", "b", tmp_path / "cg.png"))
     for name, model in models.items():  # mvae falls back to cross-generation
-        assert_images(F.translation_grid(data, model, "b", "a", tmp_path / f"tr_{name}", model_name=name))
-    assert_images(F.retrieval_panel(data, models, "a", "b", tmp_path / "ret", batch_size=64, chunk=4))
+        assert_images(translation_grid(data, model, "b", "a", tmp_path / f"tr_{name}", model_name=name))
+    assert_images(retrieval_panel(data, models, "a", "b", tmp_path / "ret", batch_size=64, chunk=4))
 
 
 def test_tsne_curves_bars_ablation(data, models, tmp_path):
-    assert_images(F.tsne_plot(data, models, tmp_path / "tsne", max_points=20, seed=0, n_clusters=10, batch_size=64))
+    assert_images(tsne_plot(data, models, tmp_path / "tsne", max_points=20, seed=0, n_clusters=10, batch_size=64))
     history = [{"epoch": e, "loss": 10.0 / e, "a/kl": 1.0 / e, "b/recon_b": -5.0 * e} for e in (1, 2, 3)]
-    assert_images(F.training_curves(history, tmp_path / "curves", title="toy"))
+    assert_images(training_curves(history, tmp_path / "curves", title="toy"))
     frame = pd.DataFrame(
         [
             {"variant": v, "metric": m, "value": x + 0.01 * s, "seed": s}
@@ -67,14 +76,14 @@ def test_tsne_curves_bars_ablation(data, models, tmp_path):
             for s in range(3)
         ]
     )
-    assert_images(F.ablation_plot(frame, tmp_path / "ablation"))
+    assert_images(ablation_plot(frame, tmp_path / "ablation"))
     with pytest.raises(ValueError, match="variant"):
-        F.ablation_plot(frame.drop(columns="seed"), tmp_path / "bad")
+        ablation_plot(frame.drop(columns="seed"), tmp_path / "bad")
 
 
 def test_deterministic(data, models, tmp_path):
-    a = F.cross_generation_grid(data, models, "b", "a", tmp_path / "one")
-    b = F.cross_generation_grid(data, models, "b", "a", tmp_path / "two")
+    a = cross_generation_grid(data, models, "b", "a", tmp_path / "one")
+    b = cross_generation_grid(data, models, "b", "a", tmp_path / "two")
     assert a[0].read_bytes() == b[0].read_bytes() and a[1].read_bytes() == b[1].read_bytes()
 
 
@@ -135,12 +144,13 @@ def test_figures_stage_writes_every_figure(data, models, tmp_path):
         seed=None,
         tsne_points=20,
         outdir=tmp_path / "figures",
+        part="all",
         no_mlflow=True,
     )
     figures(config, args)
-    specs = F.figure_specs({"toy": ["a", "b"]}, list(MODELS))
+    specs = figure_specs({"toy": ["a", "b"]}, list(MODELS))
     kinds = {s["kind"] for s in specs}
-    assert kinds == set(F.KINDS)
+    assert kinds == set(KINDS)
     assert sum(s["kind"] == "translation" for s in specs) == 2 * len(MODELS)
     for spec in specs:
         png = tmp_path / "figures" / f"{spec['stem']}.png"
@@ -154,11 +164,11 @@ def test_every_model_has_a_colour_of_its_own():
     from mgmvae.registry import builtin_model_names as model_names
 
     names = model_names() + ["my_plugin", "another_plugin"]
-    palette = F.model_palette(names)
+    palette = model_palette(names)
     assert len(set(palette.values())) == len(names) == len(palette)
-    assert palette["MGMVAE"] == F.model_palette(["MGMVAE"])["MGMVAE"]  # by id or by display name
-    assert palette["my_plugin"] == F.model_palette(["my_plugin", "mvae"])["my_plugin"]
-    assert palette["my_plugin"] not in F.model_palette(model_names()).values()
+    assert palette["MGMVAE"] == model_palette(["MGMVAE"])["MGMVAE"]  # by id or by display name
+    assert palette["my_plugin"] == model_palette(["my_plugin", "mvae"])["my_plugin"]
+    assert palette["my_plugin"] not in model_palette(model_names()).values()
 
 
 def test_a_model_class_gives_its_label_and_colour_to_tables_and_figures(tmp_path):
@@ -174,7 +184,7 @@ def test_a_model_class_gives_its_label_and_colour_to_tables_and_figures(tmp_path
                       '    label, colour = "Named VAE", "tab:olive"\n')  # fmt: skip
     resolve(f"{plugin}:Named")  # as the stages resolve the config's models first
     assert [display_name(m) for m in ("named_vae", "mmvae_plus", "cddn")] == ["Named VAE", "MMVAE+", "CdDN"]
-    assert F.model_palette(["named_vae", "mvae"]) == {"Named VAE": to_rgb("tab:olive"), "MVAE": to_rgb("tab:blue")}
+    assert model_palette(["named_vae", "mvae"]) == {"Named VAE": to_rgb("tab:olive"), "MVAE": to_rgb("tab:blue")}
 
 
 def error_spans(ax, decimals: int) -> set[tuple[float, float]]:
@@ -217,7 +227,7 @@ def test_table_bars_show_means_intervals_seeds_and_paper(tmp_path):
     patches = [bar for container in ax.containers for bar in container]
     bars = sorted((round(p.get_x() + p.get_width() / 2, 3), p.get_height(), p.get_facecolor()[:3]) for p in patches)
     assert len(bars) == len(summary) == 24  # 6 columns × 4 models, by column then model
-    palette = F.model_palette(summary["model"])
+    palette = model_palette(summary["model"])
     order = {c: i for i, c in enumerate(dict.fromkeys(summary["column"]))}  # the spec's column order
     by_column = summary.sort_values("column", key=lambda c: c.map(order), kind="stable")
     for (_, height, colour), row in zip(bars, by_column.itertuples(), strict=True):
@@ -238,8 +248,8 @@ def test_curves_and_bars_deterministic(tmp_path):
     history = [{"epoch": e, "loss": 10.0 / e, "a/kl": 1.0 / e} for e in (1, 2, 3)]
     df = _metrics(tmp_path)
     for name in ("one", "two"):
-        F.training_curves(history, tmp_path / name / "curves", title="toy")
-        F.table_bars(df, "table2", "toy", tmp_path / name / "bars")
+        training_curves(history, tmp_path / name / "curves", title="toy")
+        table_bars(df, "table2", "toy", tmp_path / name / "bars")
     for file in ("curves.png", "curves.pdf", "bars.png", "bars.pdf"):
         assert (tmp_path / "one" / file).read_bytes() == (tmp_path / "two" / file).read_bytes(), file
 
@@ -287,7 +297,7 @@ def test_coherence_figure_shows_seed_means_intervals_and_published_numbers(tmp_p
             record = {"study": "t", "dataset": "poly", "model": model, "seed": seed, "modalities": list("abcde")}
             save_json(record | {"metrics": {"conditional_coherence": coherence}}, paths[-1])
     ax = coherence_figure(load_run_metrics(paths), "poly", study="t").axes[0]
-    palette = F.model_palette(["mopoe", "mgmvae"])
+    palette = model_palette(["mopoe", "mgmvae"])
     drawn = [line for line in ax.lines if len(line.get_xdata())]  # the legend's proxies are empty
     assert len(drawn) == 2
     for name, base in (("MoPoE", 50.0), ("MGMVAE", 70.0)):
@@ -305,12 +315,12 @@ def test_coherence_figure_shows_seed_means_intervals_and_published_numbers(tmp_p
 def test_coherence_figure_follows_the_tables_config():
     """The figures of the tables: bar charts for the tables naming a dataset, the coherence figure
     where tables.polymnist names one."""
-    stems = lambda tables: [s["stem"] for s in F.figure_specs({}, ["mgmvae"], tables=tables)]  # noqa: E731
+    stems = lambda tables: [s["stem"] for s in figure_specs({}, ["mgmvae"], tables=tables)]  # noqa: E731
     assert stems({"table1": "d", "table2": "d", "table3": "e", "polymnist": None}) == [
         "bars/table1",
         "bars/table2",
         "bars/table3",
     ]
     assert stems({"table1": None, "table2": None, "table3": None, "polymnist": "p"}) == ["coherence/polymnist"]
-    five = F.figure_specs({"p": list("abcde")}, ["mgmvae"], bars=False)
+    five = figure_specs({"p": list("abcde")}, ["mgmvae"], bars=False)
     assert {s["direction"] for s in five if s["kind"] == "cross_generation"} == {"a → b", "b → a"}
