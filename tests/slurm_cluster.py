@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -248,6 +249,13 @@ def stop_pid(pid: int, timeout: float = 15) -> None:
             if not _alive(pid):
                 return
             time.sleep(0.2)
+
+
+def finished_jobs(folder: str | Path) -> dict[int, int]:
+    """Job ID -> exit status of every batch job that ended, from slurmctld's log: unlike `squeue`,
+    which forgets a job MinJobAge seconds after it ends, the log keeps them all."""
+    log = (Path(folder) / "slurmctld.log").read_text()
+    return {int(job): int(status) for job, status in re.findall(r"_job_complete: JobId=(\d+) WEXITSTATUS (\d+)", log)}
 
 
 def stop(folder: str | Path) -> list[int]:
